@@ -1,5 +1,6 @@
-// Which dense GEMM kernel runs on this device: wgmma (sm_90, wgmma_gemm.cuh) once it has
-// reproduced the mma.sync kernel on the device, else mma.sync (mma_tile.cuh). Chosen once per
+// Which tensor-core main loop runs on this device, for the dense GEMM and the fused encoder:
+// wgmma (sm_90, wgmma_tile.cuh) once both its tile shapes (BM = 128, 64) reproduced the mma.sync
+// kernel on the device in bf16 and f16, else mma.sync (mma_tile.cuh). Chosen once per
 // process at the first GEMM; SPARSIFY_CUDA_GEMM=mma forces mma.sync (for comparisons).
 #pragma once
 #include <cuda_runtime.h>
