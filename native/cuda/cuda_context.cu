@@ -176,6 +176,7 @@ DeviceTensor upload(const Tensor& t, cudaStream_t s) {
   d.shape = t.shape;
   d.dtype = t.dtype;
   d.buf = DeviceBuffer(t.nbytes(), s);
+  d.host = t;
   if (t.nbytes()) CUDA_CHECK(cudaMemcpyAsync(d.buf.get(), t.raw(), t.nbytes(), cudaMemcpyHostToDevice, s));
   return d;
 }
