@@ -80,6 +80,11 @@ Napi::Value cuda_matmul(const Napi::CallbackInfo& info) {
     expect_float(bias, "bias");
     expect_shape(bias, {N}, "bias");
   }
+  // Review fix: grid limits of gemm.cu (gridDim.y = ceil(M/128), transpose grid.y = ceil(K/32),
+  // both <= 65535) checked here instead of failing the launch.
+  if ((a.dim(0) + 127) / 128 > 65535 || (K + 31) / 32 > 65535)
+    fail(ErrorKind::Value, "cudaMatmul: a has " + std::to_string(a.dim(0)) + " rows and K = " + std::to_string(K) +
+                               "; this kernel supports up to 8388480 rows and K <= 2097120");
   auto out = std::make_shared<Tensor>();
   return run_async(
       info.Env(), [=] { *out = cuda::matmul(a, b, b_trans, bias, compute); },
@@ -97,6 +102,13 @@ Napi::Value cuda_bench(const Napi::CallbackInfo& info) {
   if (kind != "gemm" && kind != "copy" && kind != "encode")
     fail(ErrorKind::Value, "cudaBench: kind must be 'gemm', 'copy' or 'encode', got '" + kind + "'");
   if (m < 0 || n < 0 || k < 0 || d < 0 || bytes < 0 || iters < 1) fail(ErrorKind::Value, "cudaBench: sizes must be >= 0");
+  // Review fix: empty sizes gave an empty launch grid (a device error), k > m an invalid top-k.
+  if (kind == "gemm" && (m < 1 || n < 1 || k < 1 || (m + 127) / 128 > 65535))
+    fail(ErrorKind::Value, "cudaBench gemm: m, n, k must be >= 1 (m <= 8388480)");
+  if (kind == "encode" && (n < 1 || d < 1 || m < 1 || k < 1 || k > m || k > 8192 || m >= (int64_t(1) << 31) ||
+                           n * k >= (int64_t(1) << 31)))
+    fail(ErrorKind::Value, "cudaBench encode: needs n, d, m >= 1 and 1 <= k <= min(m, 8192)");
+  if (kind == "copy" && bytes < 1) fail(ErrorKind::Value, "cudaBench copy: bytes must be >= 1");
   auto ms = std::make_shared<double>(0);
   return run_async(
       info.Env(),
@@ -391,11 +403,24 @@ Napi::Value cuda_sae_forward_backward(const Napi::CallbackInfo& info) {
     expect_float(y, "y");
     expect_shape(y, x.shape, "y");
   }
+  int64_t num_dead = 0;
   if (dm.defined()) {
     expect_dtype(dm, DType::I32, "deadMask");
     expect_shape(dm, {M}, "deadMask");
+    const Tensor host = host_copy(dm);  // a device mask is copied back to be counted
+    const int32_t* p = host.data<int32_t>();
+    for (int64_t m = 0; m < M; ++m) num_dead += p[m] != 0;
   }
   if (!(auxk_alpha >= 0) || !(loss_scale > 0)) fail(ErrorKind::Value, "auxkAlpha must be >= 0 and lossScale > 0");
+  // Review fix: the CSR slots, row_topk rows and iota are int32, so N·k and N·k_aux must stay
+  // below 2^31; and AuxK's row_topk keeps k_aux = min(d/2, num_dead) in shared memory (<= 8192).
+  const int64_t k_aux = dm.defined() && auxk_alpha > 0 ? std::min<int64_t>(D / 2, num_dead) : 0;
+  const int64_t k = cuda::sae_k(*sae);
+  if (x.dim(0) * std::max(k, k_aux) >= (int64_t(1) << 31))
+    fail(ErrorKind::Value, "x has " + std::to_string(x.dim(0)) + " rows: N*k and N*k_aux must be < 2^31 on CUDA");
+  if (k_aux > 8192)
+    fail(ErrorKind::Value, "AuxK would select k_aux = min(d_in/2, num_dead) = " + std::to_string(k_aux) +
+                               " latents per row; the CUDA kernels support at most 8192");
   auto res = std::make_shared<cuda::SaeStepResult>();
   return run_async(
       info.Env(), [=] { *res = cuda::sae_forward_backward(*sae, x, y, dm, auxk_alpha, loss_scale, with_bdec); },

@@ -209,6 +209,7 @@ DeviceTensor upload_owned(const Tensor& t, cudaStream_t s) {
   d.shape = t.shape;
   d.dtype = t.dtype;
   d.buf = DeviceBuffer(t.nbytes(), s);
+  d.host = t;  // keeps the source alive until the copy has run (the caller syncs later)
   if (t.nbytes()) CUDA_CHECK(cudaMemcpyAsync(d.buf.get(), t.raw(), t.nbytes(), cudaMemcpyDefault, s));
   return d;
 }

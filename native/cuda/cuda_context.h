@@ -74,6 +74,10 @@ struct DeviceTensor {
   std::shared_ptr<Storage> keep;
   std::vector<int64_t> shape;
   DType dtype = DType::F32;
+  // The host source, kept alive as long as this copy: cudaMemcpyAsync from pageable memory is
+  // only documented to be "possibly synchronous", so a temporary source (t.to(F32)) must outlive
+  // the copy; callers sync the stream before their DeviceTensors go (review fix).
+  Tensor host;
   int64_t numel() const;
   const void* data() const { return view ? view : buf.get(); }
 };

@@ -3,6 +3,7 @@
 // stream; nothing here synchronises or copies to the host.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "cuda_context.h"
 #include "kernels.h"
@@ -16,6 +17,9 @@ struct DeviceEncodeOut {
   DeviceBuffer vals, idx, aux_v, aux_i;
   int k_aux = 0;
   bool fused = true;
+  // Host sources of the AuxK maps' async copies: alive until the caller syncs (review fix; they
+  // were locals that died on return, before the stream was synchronised).
+  std::vector<int> host_dead_list, host_col_map;
 };
 DeviceEncodeOut encode_on_device(Session& ses, DType compute, const void* X, const void* W, const float* b_enc,
                                  int64_t N, int64_t D, int64_t M, const EncodeOptions& o);

@@ -131,6 +131,7 @@ struct SaeParams {
 SaeParams sae_read(ResidentSae& sae, double eval_beta, bool with_grads);
 int64_t sae_num_latents(const ResidentSae& sae);
 int64_t sae_d_in(const ResidentSae& sae);
+int64_t sae_k(const ResidentSae& sae);
 
 // Transformer building blocks (f32 out; inputs any float dtype).
 Tensor layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, float eps);

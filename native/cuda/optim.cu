@@ -7,6 +7,12 @@
 //   signum_step:    schedule-free SignSGD step on (y, z) with weight c and momentum β:
 //                   x = lerp(y, z, 1-1/β); z -= lr·sign(g); x = lerp(x, z, c); y = lerp(x, z, 1-β)
 // Row reductions are one CTA per row with a fixed tree (deterministic). All math in f32.
+// The element-wise updates follow the CPU kernels (native/src/kernels/optim_step.cpp) operation
+// for operation: scalar weights computed in double on the host (as torch's Python floats), and
+// __fadd_rn/__fmul_rn so that nvcc does not contract them into FMAs; with IEEE sqrt and
+// division (nvcc's defaults) each element should then equal the CPU result bit for bit.
+#include <cmath>
+
 #include "common.cuh"
 #include "cuda_context.h"
 #include "kernels.h"
@@ -17,19 +23,37 @@ namespace cuda {
 
 namespace {
 
-// torch.lerp's f32 formula (aten/src/ATen/native/Lerp.h): chosen by |w| < 0.5 for accuracy.
-__device__ __forceinline__ float torch_lerp(float a, float b, float w) {
-  return fabsf(w) < 0.5f ? a + w * (b - a) : b - (b - a) * (1.f - w);
+// torch.lerp's two f32 formulas (aten/src/ATen/native/Lerp.h), rounded as written (no FMA).
+__device__ __forceinline__ float lerp_small(float a, float b, float w) {  // |w| < 0.5
+  return __fadd_rn(a, __fmul_rn(w, __fsub_rn(b, a)));
+}
+__device__ __forceinline__ float lerp_large(float a, float b, float one_minus_w) {  // |w| >= 0.5
+  return __fsub_rn(b, __fmul_rn(__fsub_rn(b, a), one_minus_w));
+}
+
+// The squared norm is summed in double, as the CPU sae_normalize_decoder does (f32 products are
+// exact in double), so float(sqrt(ss)) almost always equals the CPU's bit for bit.
+__device__ __forceinline__ double block_sum_f64(double v, double* scratch /* >= 32 */) {
+  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);
+  __syncthreads();
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  double t = lane < nw ? scratch[lane] : 0.0;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) t += __shfl_xor_sync(FULL_MASK, t, o);
+  return t;
 }
 
 __global__ void normalize_rows_kernel(float* __restrict__ W, int64_t D, float eps) {
-  __shared__ float scratch[32];
+  __shared__ double scratch[32];
   float* row = W + int64_t(blockIdx.x) * D;
-  float ss = 0.f;
-  for (int64_t d = threadIdx.x; d < D; d += blockDim.x) ss = fmaf(row[d], row[d], ss);
-  float norm = sqrtf(block_sum(ss, scratch));
-  float inv = 1.f / (norm + eps);
-  for (int64_t d = threadIdx.x; d < D; d += blockDim.x) row[d] = row[d] * inv;
+  double ss = 0.0;
+  for (int64_t d = threadIdx.x; d < D; d += blockDim.x) ss += double(row[d]) * double(row[d]);
+  float norm = float(sqrt(block_sum_f64(ss, scratch)));
+  float den = __fadd_rn(norm, eps);
+  for (int64_t d = threadIdx.x; d < D; d += blockDim.x) row[d] = row[d] / den;  // divide, as torch and the CPU
 }
 
 __global__ void project_grad_kernel(float* __restrict__ G, const float* __restrict__ W, int64_t D) {
@@ -42,30 +66,44 @@ __global__ void project_grad_kernel(float* __restrict__ G, const float* __restri
   for (int64_t d = threadIdx.x; d < D; d += blockDim.x) g[d] = g[d] - dot * w[d];
 }
 
+// Review fix: the weights 1-β1 and 1-β2 were computed in f32 on the device (1.f - float(β2) =
+// 9.99987e-4 for β2 = 0.999, 1.3e-5 relative off torch's float(1 - 0.999) = 1.0e-3); they are
+// now the host's double values rounded once, and v's update is v·β2 + w2·(g·g) as the CPU.
 __global__ void adam_kernel(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ m,
-                            float* __restrict__ v, int64_t n, float beta1, float beta2, float eps, float step_size,
-                            float bc2_sqrt) {
+                            float* __restrict__ v, int64_t n, float w1, bool w1_small, float b2, float w2, float eps,
+                            float step_size, float bc2_sqrt) {
+  const float one_minus_w1 = 1.f - w1;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    float gi = g[i];
-    float mi = torch_lerp(m[i], gi, 1.f - beta1);
-    float vi = v[i] * beta2 + (1.f - beta2) * gi * gi;
-    float denom = sqrtf(vi) / bc2_sqrt + eps;
-    p[i] = p[i] - step_size * (mi / denom);
+    const float gi = g[i];
+    const float mi = w1_small ? lerp_small(m[i], gi, w1) : lerp_large(m[i], gi, one_minus_w1);  // exp_avg.lerp_(g, 1-β1)
+    const float vi = __fadd_rn(__fmul_rn(v[i], b2), __fmul_rn(w2, __fmul_rn(gi, gi)));
+    const float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), bc2_sqrt), eps);
+    p[i] = __fadd_rn(p[i], __fmul_rn(-step_size, __fdiv_rn(mi, denom)));  // p.addcdiv_(m, denom, -step_size)
     m[i] = mi;
     v[i] = vi;
   }
 }
 
+// Review fix: now the CPU's signum_loop exactly. Before, the weights were f32 expressions on the
+// device (1.f - 1.f/β differs from float(1 - 1/β)), the y->x lerp took torch's large-weight
+// branch for β <= 2/3, and schedulefree's add/sub swap of x and z (which rounds) was skipped.
 __global__ void signum_kernel(float* __restrict__ y, float* __restrict__ z, const float* __restrict__ g, int64_t n,
-                              float lr, float c, float beta) {
+                              float lr, float c, bool c_small, float w_yx, float w_y) {
+  const float one_minus_c = 1.f - c;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    float yi = y[i], zi = z[i], gi = g[i];
-    float x = torch_lerp(yi, zi, 1.f - 1.f / beta);
-    float sg = gi > 0.f ? 1.f : (gi < 0.f ? -1.f : 0.f);
-    zi = zi - lr * sg;
-    x = torch_lerp(x, zi, c);
-    y[i] = torch_lerp(x, zi, 1.f - beta);
-    z[i] = zi;
+    const float gi = g[i];
+    const float x = lerp_small(y[i], z[i], w_yx);  // y -> x (|1 - 1/β| < 0.5 for β > 2/3; CPU uses this form always)
+    const float s = __fadd_rn(z[i], x);            // swap(z, p) by add/sub, as schedulefree does
+    float pz = __fsub_rn(s, x);
+    const float zx = __fsub_rn(s, pz);
+    const float sg = float(gi > 0.f) - float(gi < 0.f);  // sign, 0 for 0 and NaN (CPU sign_of)
+    pz = __fadd_rn(pz, __fmul_rn(-lr, sg));              // SignSGD on z
+    const float s2 = __fadd_rn(zx, pz);                  // swap back
+    const float px = __fsub_rn(s2, pz);
+    const float zn = __fsub_rn(s2, px);
+    const float x2 = c_small ? lerp_small(px, zn, c) : lerp_large(px, zn, one_minus_c);
+    y[i] = lerp_small(x2, zn, w_y);
+    z[i] = zn;
   }
 }
 
@@ -94,14 +132,17 @@ void adam_dev(float* p, const float* g, float* m, float* v, int64_t n, double lr
   if (n == 0) return;
   // torch computes these scalars in double on the host (python floats), then uses them in f32.
   double bc1 = 1.0 - std::pow(beta1, double(step)), bc2 = 1.0 - std::pow(beta2, double(step));
-  adam_kernel<<<grid_for(n), 256, 0, s>>>(p, g, m, v, n, float(beta1), float(beta2), float(eps), float(lr / bc1),
-                                          float(std::sqrt(bc2)));
+  const float w1 = float(1.0 - beta1);
+  adam_kernel<<<grid_for(n), 256, 0, s>>>(p, g, m, v, n, w1, std::fabs(w1) < 0.5f, float(beta2), float(1.0 - beta2),
+                                          float(eps), float(lr / bc1), float(std::sqrt(bc2)));
   CUDA_CHECK_LAUNCH();
 }
 
 void signum_dev(float* y, float* z, const float* g, int64_t n, double lr, double c, double beta, cudaStream_t s) {
   if (n == 0) return;
-  signum_kernel<<<grid_for(n), 256, 0, s>>>(y, z, g, n, float(lr), float(c), float(beta));
+  const float cf = float(c);
+  signum_kernel<<<grid_for(n), 256, 0, s>>>(y, z, g, n, float(lr), cf, std::fabs(cf) < 0.5f, float(1.0 - 1.0 / beta),
+                                            float(1.0 - beta));
   CUDA_CHECK_LAUNCH();
 }
 

@@ -110,6 +110,7 @@ struct ResidentSae {
 
 int64_t sae_num_latents(const ResidentSae& sae) { return sae.M; }
 int64_t sae_d_in(const ResidentSae& sae) { return sae.D; }
+int64_t sae_k(const ResidentSae& sae) { return sae.cfg.k; }
 
 std::shared_ptr<ResidentSae> make_resident_sae(const Tensor& w_enc, const Tensor& b_enc, const Tensor& w_dec,
                                                const Tensor& b_dec, const SaeConfig& cfg) {

@@ -86,21 +86,32 @@ __device__ __forceinline__ void topk_row_update(const float* __restrict__ row, f
           ci[pos] = int(n0 + src + 32 * j);
         }
         __syncwarp();
-        float mv = FLT_MAX;
-        int mp = 0x7fffffff;
+        // The next entry to evict: the worst kept one = smallest value and, among equal values,
+        // the LARGEST latent (the CPU heap's order: ties keep the lower latent). Review fix: this
+        // used the lowest slot position among equal values, so with values (1@0, 1@1, 2@2) and
+        // k = 2 it evicted latent 0 and kept {1, 2} instead of {0, 2}. Slot position breaks the
+        // remaining ties (only the (-FLT_MAX, -1) sentinels), so the choice is deterministic.
+        // Start above every value, +inf included (review fix: with FLT_MAX, k entries of +inf —
+        // e.g. an inf in x — left mp = 0x7fffffff and the next insertion wrote cv[0x7fffffff]).
+        float mv = __int_as_float(0x7f800000);
+        int mi = -1, mp = 0x7fffffff;
         for (int i = lane; i < k; i += 32) {
           float x = cv[i];
-          if (x < mv) {
+          int xi = ci[i];
+          if (x < mv || (x == mv && xi > mi)) {  // i ascends: equal (value, latent) keep the lower slot
             mv = x;
+            mi = xi;
             mp = i;
           }
         }
 #pragma unroll
         for (int o = 16; o > 0; o >>= 1) {
           float ov = __shfl_xor_sync(FULL_MASK, mv, o);
+          int oi = __shfl_xor_sync(FULL_MASK, mi, o);
           int op = __shfl_xor_sync(FULL_MASK, mp, o);
-          if (ov < mv || (ov == mv && op < mp)) {
+          if (ov < mv || (ov == mv && (oi > mi || (oi == mi && op < mp)))) {
             mv = ov;
+            mi = oi;
             mp = op;
           }
         }
@@ -336,8 +347,11 @@ DeviceEncodeOut encode_device(Session& ses, const T* X_, const T* Wt, const floa
   if (k_aux > 0) {
     d_map = DeviceBuffer(size_t(M) * 4, s);
     d_dead = DeviceBuffer(size_t(num_dead) * 4, s);
-    CUDA_CHECK(cudaMemcpyAsync(d_map.get(), col_map.data(), size_t(M) * 4, cudaMemcpyHostToDevice, s));
-    CUDA_CHECK(cudaMemcpyAsync(d_dead.get(), dead_list.data(), size_t(num_dead) * 4, cudaMemcpyHostToDevice, s));
+    res.host_col_map = std::move(col_map);  // the sources must outlive the async copies
+    res.host_dead_list = std::move(dead_list);
+    CUDA_CHECK(cudaMemcpyAsync(d_map.get(), res.host_col_map.data(), size_t(M) * 4, cudaMemcpyHostToDevice, s));
+    CUDA_CHECK(
+        cudaMemcpyAsync(d_dead.get(), res.host_dead_list.data(), size_t(num_dead) * 4, cudaMemcpyHostToDevice, s));
   }
 
   const bool topk_fits =

@@ -105,6 +105,8 @@ test('bad arguments to CUDA ops are typed errors raised before any GPU work', { 
      tryIt('gqa', () => a.cudaAttention(f(new Float32Array(24), [2, 3, 4]), f(new Float32Array(16), [2, 2, 4]), f(new Float32Array(16), [2, 2, 4])));
      tryIt('encoder', () => a.cudaEncoderEncode({}, f(new Float32Array(4), [2, 2]), { k: 1 }));
      tryIt('compute', () => a.cudaMatmul(f(new Float32Array(4), [2, 2]), f(new Float32Array(4), [2, 2]), { computeDtype: 'float64' }));
+     tryIt('matmulRows', () => a.cudaMatmul(f(new Float32Array(8388609), [8388609, 1]), f(new Float32Array(1), [1, 1]), { bTrans: true }));
+     tryIt('bench', () => a.cudaBench('gemm', { m: 0, n: 8, k: 8 }));
      console.log(JSON.stringify(res));`,
   );
   assert.match(out.index, /^ERR_SPARSIFY_VALUE: indices\[1\] = 9 is not a latent index in \[0, 4\)/);
@@ -114,4 +116,6 @@ test('bad arguments to CUDA ops are typed errors raised before any GPU work', { 
   assert.match(out.gqa, /^ERR_SPARSIFY_SHAPE: query heads \(3\) must be a multiple of kv heads \(2\)/);
   assert.match(out.compute, /^ERR_SPARSIFY_DTYPE: computeDtype must be/);
   assert.match(out.encoder, /^ERR_SPARSIFY_VALUE: argument 'encoder' must be an object from cudaEncoderCreate/);
+  assert.match(out.matmulRows, /^ERR_SPARSIFY_VALUE: cudaMatmul: a has 8388609 rows .* up to 8388480 rows/);
+  assert.match(out.bench, /^ERR_SPARSIFY_VALUE: cudaBench gemm: m, n, k must be >= 1/);
 });

@@ -145,6 +145,35 @@ test('AuxK over dead latents in the same pass matches the reference', opts, asyn
   }
 });
 
+// Review of the kernels against the CPU encoder (sae_encode.cpp): among equal values the lower
+// latent wins. Small-integer inputs make the bf16 GEMM exact, so ties are exact and frequent
+// (ReLU zeros and equal positive values) and the chosen indices must equal the reference's.
+test('exact ties: fused TopK, the fallback, AuxK and GroupMax keep the lower latent', opts, async () => {
+  const r = rng(seed + 8);
+  const ints = (n: number, lo: number, hi: number) => Float32Array.from({ length: n }, () => lo + Math.floor(r() * (hi - lo + 1)));
+  const maxK = addon!.cudaFusedTopkMaxK() as number;
+  for (const [N, D, M, k] of [[37, 32, 1000, 40], [20, 40, 2600, Math.min(64, maxK)], [9, 32, 300, 150]]) {
+    const x = ints(N * D, -2, 2), W = ints(M * D, -1, 1), b = ints(M, -3, 0);
+    x.fill(0, 0, D);  // row 0: every pre-activation is relu(b) = 0 -> latents 0..k-1
+    const dead = new Int32Array(M).map(() => (r() < 0.4 ? 1 : 0));
+    const numDead = dead.reduce((a, v) => a + v, 0), kAux = Math.min(50, numDead);
+    const pre = preActs(x, undefined, W, b, N, D, M, 'bfloat16');
+    const ref = topkRows(pre, N, M, k), refAux = topkRows(pre, N, M, kAux, (m) => dead[m] !== 0);
+    const args = [T(x, [N, D]).handle, T(W, [M, D]).handle, T(b, [M]).handle] as const;
+    for (const forceUnfused of [false, true]) {
+      const res = await addon!.cudaTopkEncode(...args, { k, deadMask: T(dead, [M], 'int32').handle, kAux: 50, forceUnfused });
+      const what = `N=${N} M=${M} k=${k} ${res.fused ? 'fused' : 'fallback'}`;
+      assert.deepEqual([...i32(res.indices)], [...ref.idx], `${what}: TopK indices differ from the lower-index rule ${tag}`);
+      assert.deepEqual([...f32(res.acts)], [...ref.v], `${what}: TopK values ${tag}`);
+      assert.deepEqual([...i32(res.auxIndices)], [...refAux.idx], `${what}: AuxK indices differ from the lower-index rule ${tag}`);
+    }
+    if (M % k === 0) {
+      const g = await addon!.cudaTopkEncode(...args, { k, activation: 'groupmax' });
+      assert.deepEqual([...i32(g.indices)], [...groupMaxRows(pre, N, M, k).idx], `groupmax ties ${tag}`);
+    }
+  }
+});
+
 test('sparse decode and its backward match the references and are bitwise deterministic', opts, async () => {
   const r = rng(seed + 4);
   const N = 64, k = 12, M = 300, D = 80;
