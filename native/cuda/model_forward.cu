@@ -168,25 +168,8 @@ cuda::Act act_of(model::Act a) {
   return cuda::Act::Relu;
 }
 
-// A new device tensor (f32) for a captured activation.
-// TODO(merge): cuda::device_empty from main replaces this stand-in.
-Tensor capture_tensor(const std::vector<int64_t>& shape, cudaStream_t s) {
-  (void)s;
-  auto st = std::make_shared<Storage>();
-  int64_t n = 1;
-  for (int64_t d : shape) n *= d;
-  st->bytes = size_t(n) * 4;
-  if (st->bytes) CUDA_CHECK(cudaMalloc(&st->data, st->bytes));
-  st->device = Device::CUDA;
-  st->release = [](void* p, size_t) {
-    if (p) cudaFree(p);
-  };
-  Tensor t;
-  t.storage = std::move(st);
-  t.shape = shape;
-  t.dtype = DType::F32;
-  return t;
-}
+// A new device tensor (f32) for a captured activation (freed on the stream when JS drops it).
+Tensor capture_tensor(const std::vector<int64_t>& shape, cudaStream_t s) { return device_empty(shape, DType::F32, s); }
 
 // Capture and splice at module boundaries (model::forward's Hooks, on the device).
 struct DevHooks {

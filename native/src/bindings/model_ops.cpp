@@ -279,8 +279,7 @@ void init(Napi::Env env, Napi::Object exports) {
 
 // Splice tensors of a CPU forward must be host tensors; a GPU forward takes either.
 Tensor read_splice(Napi::Value v, bool any_device) {
-  (void)any_device;
-  return value_to_tensor(v, "splice tensor");
+  return any_device ? value_to_tensor_any_device(v, "splice tensor") : value_to_tensor(v, "splice tensor");
 }
 
 ForwardRequest read_forward_request(const Model& m, Napi::Value tokens, Napi::Value opts_v, bool any_device_splice) {
