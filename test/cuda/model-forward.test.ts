@@ -167,3 +167,22 @@ test("loadModel(device: 'cuda') with the CUDA build and no device: DeviceError E
 test('an unknown device is rejected', async () => {
   await assert.rejects(loadModel(modelDir('gpt2'), { device: 'tpu' as never }), DeviceError);
 });
+
+test('cudaModel* reject non-model arguments on the JS thread (CUDA build, no device needed)', (t) => {
+  if (!existsSync(cudaBuildPath)) return t.skip(`no CUDA build at ${cudaBuildPath}`);
+  const out = runChild(
+    `import { native, ValueError, Tensor } from '@sparsify/core';
+     const a = native();
+     const res = {};
+     for (const [k, f] of [['create', () => a.cudaModelCreate({})], ['createTensor', () => a.cudaModelCreate(Tensor.zeros([2]).handle)],
+                           ['forward', () => a.cudaModelForward({}, Tensor.zeros([1, 2], { dtype: 'int32' }).handle, {})]]) {
+       try { await f(); res[k] = 'no error'; } catch (e) { res[k] = (e instanceof ValueError) + ' ' + e.message; }
+     }
+     a.cudaModelDispose({});
+     console.log(JSON.stringify(res));`,
+    { SPARSIFY_NATIVE: cudaBuildPath, SPARSIFY_DEVICE: 'cuda' },
+  );
+  assert.match(out.create, /^true .*must be a NativeModel/);
+  assert.match(out.createTensor, /^true .*must be a NativeModel/);
+  assert.match(out.forward, /^true .*from cudaModelCreate/);
+});
