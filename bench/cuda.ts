@@ -10,6 +10,11 @@
  * 3. One SAE training step (encode, decode, decode/encoder backward, projection, 2x Adam, renorm)
  *    through the host-tensor API, tokens/s, transfers included.
  * 3b. The same step with the training state resident on the device (cudaSae*), tokens/s.
+ * 4. The transformer forward on the GPU (loadModel(..., {device: 'cuda'})): a GPT-2-small-shaped
+ *    model with random weights (bench/lib/gpt2-checkpoint.ts), batch 8 x 256 (quick: 4 x 256),
+ *    capturing one hookpoint (h.6: blocks 0-6 run) and all 12 blocks, tokens/s (host tokens in,
+ *    device activations out). transformers on the same GPU: bench/ref/torch_gpt2_forward.py
+ *    (scripts/gpu-check.sh runs it when PyTorch with CUDA is importable).
  * Without the CUDA build or a device it prints why and exits 0.
  */
 import { writeFileSync } from 'node:fs';
@@ -18,7 +23,10 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 
-import { Tensor, native, nativePath } from '@sparsify/core';
+import { tmpdir } from 'node:os';
+
+import { Tensor, loadModel, native, nativePath } from '@sparsify/core';
+import { GPT2_SMALL, makeGpt2Checkpoint } from './lib/gpt2-checkpoint.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const args = process.argv.slice(2);
@@ -132,6 +140,40 @@ results.trainStep = { N, D, M, k, ms: stepMs, tokensPerSecond: (N * 1000) / step
   rows.push([`resident SAE train step N=${n} D=${d} M=${m} k=${kk} (+AuxK, Adam)`, `${ms.toFixed(0)} ms, ${((n * 1000) / ms).toFixed(0)} tokens/s`]);
   results.residentTrainStep = { n, d, m, k: kk, ms, tokensPerSecond: (n * 1000) / ms };
   addon.cudaSaeDispose(sae);
+}
+
+// 4. Transformer forward on the GPU (weights resident; the forward is one native call).
+{
+  const dir = join(tmpdir(), 'sparsify-bench-gpt2-small');
+  makeGpt2Checkpoint(dir);
+  const B = quick ? 4 : 8, T = 256;
+  const model = await loadModel(dir, { device: 'cuda' });
+  const ids = new Int32Array(B * T);
+  for (let i = 0; i < ids.length; i++) ids[i] = (i * 7919 + 13) % GPT2_SMALL.vocab_size;
+  const tokens = Tensor.from(ids, [B, T]);
+  const fwd: Record<string, unknown> = { batch: B, seq: T, layers: GPT2_SMALL.n_layer, hidden: GPT2_SMALL.n_embd };
+  const cases: [string, string, string[]][] = [
+    ['oneHookpoint', 'h.6 (stops after block 6)', ['h.6']],
+    ['allBlocks', 'all 12 blocks', model.layerNames()],
+  ];
+  for (const [key, label, hookpoints] of cases) {
+    const run = async () => {
+      const t0 = performance.now();
+      const out = await model.forward(tokens, { hookpoints });
+      const ms = performance.now() - t0;
+      for (const t of out.captured.values()) t.dispose();
+      return ms;
+    };
+    await run(); // warm-up
+    const times: number[] = [];
+    for (let i = 0; i < (quick ? 5 : 20); i++) times.push(await run());
+    times.sort((a, c) => a - c);
+    const ms = times[Math.floor(times.length / 2)];
+    rows.push([`GPT-2-small forward ${B}x${T}, capture ${label}`, `${ms.toFixed(1)} ms, ${((B * T * 1000) / ms).toFixed(0)} tokens/s`]);
+    fwd[key] = { hookpoints, ms, tokensPerSecond: (B * T * 1000) / ms };
+  }
+  results.modelForward = fwd;
+  model.dispose();
 }
 
 const w = Math.max(...rows.map((r) => r[0].length));

@@ -42,5 +42,17 @@ echo "== benchmarks"
 node --conditions=sparsify-source --import tsx bench/cuda.ts --json "$OUT/bench.json" ${QUICK:+--quick} 2>&1 \
   | tee "$OUT/bench.txt" | tee -a "$OUT/summary.txt" || status=1
 
+echo "== transformers GPT-2 forward on the same GPU (bench/ref/torch_gpt2_forward.py)"
+CKPT="$(node -e "console.log(require('path').join(require('os').tmpdir(), 'sparsify-bench-gpt2-small'))")"
+if [ ! -f "$CKPT/model.safetensors" ]; then
+  echo "skipped: no checkpoint at $CKPT (bench/cuda.ts writes it)" | tee -a "$OUT/summary.txt"
+elif python3 -c "import torch, transformers; assert torch.cuda.is_available()" > /dev/null 2>&1; then
+  python3 bench/ref/torch_gpt2_forward.py "$CKPT" ${QUICK:+--batch 4 --reps 5} > "$OUT/torch-forward.json" 2> "$OUT/torch-forward.log" \
+    && tee -a "$OUT/summary.txt" < "$OUT/torch-forward.json" \
+    || { echo "torch forward FAILED (see $OUT/torch-forward.log)" | tee -a "$OUT/summary.txt"; status=1; }
+else
+  echo "skipped: PyTorch with CUDA and transformers are not importable by python3" | tee -a "$OUT/summary.txt"
+fi
+
 echo "== done: results in $OUT (status $status)"
 exit $status

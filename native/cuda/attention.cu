@@ -9,6 +9,7 @@
 
 #include "common.cuh"
 #include "cuda_context.h"
+#include "device_ops.h"
 #include "kernels.h"
 
 namespace sparsify {
@@ -19,6 +20,8 @@ constexpr int ATT_WARPS = 8;   // queries per CTA
 constexpr int ATT_KT = 32;     // keys per tile
 constexpr int ATT_MAXC = 8;    // head_dim <= 256 (8 values per lane)
 
+// Element d of head h of token i of batch element b is at  x[(b·T + i)·row + h·head + d]
+// (q/k/v rows may be wider than the heads: fused qkv buffers); out is [B·T, Hq·hd].
 struct AttParams {
   const void* q; const void* k; const void* v;
   DType qdt, kdt, vdt;
@@ -27,6 +30,7 @@ struct AttParams {
   bool causal;
   int64_t window;
   float* out;
+  int64_t q_row, q_head, k_row, k_head, v_row, v_head;
 };
 
 __global__ void __launch_bounds__(ATT_WARPS * 32) attention_kernel(AttParams p) {
@@ -36,11 +40,11 @@ __global__ void __launch_bounds__(ATT_WARPS * 32) attention_kernel(AttParams p) 
   float* ks = qs + ATT_WARPS * hd;         // [ATT_KT][hd + 1]  (padded: lane t reads row t)
   float* vs = ks + ATT_KT * (hd + 1);      // [ATT_KT][hd]
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int64_t h = blockIdx.y, hk = h / (p.Hq / p.Hkv);
+  const int64_t h = blockIdx.y, hk = h / (p.Hq / p.Hkv), bT = int64_t(blockIdx.z) * p.T;
   const int64_t q0 = int64_t(blockIdx.x) * ATT_WARPS, i = q0 + warp;
   const bool active = i < p.T;
   for (int64_t d = lane; d < hd; d += 32)
-    qs[warp * hd + d] = active ? load_f32(p.q, p.qdt, (i * p.Hq + h) * hd + d) * p.scale : 0.f;
+    qs[warp * hd + d] = active ? load_f32(p.q, p.qdt, (bT + i) * p.q_row + h * p.q_head + d) * p.scale : 0.f;
   // Key range needed by any query of this CTA.
   const int64_t q_last = min(q0 + ATT_WARPS, p.T) - 1;
   const int64_t j_end = p.causal ? q_last + 1 : p.T;
@@ -53,8 +57,8 @@ __global__ void __launch_bounds__(ATT_WARPS * 32) attention_kernel(AttParams p) 
     for (int64_t e = threadIdx.x; e < ATT_KT * hd; e += blockDim.x) {
       int64_t t = e / hd, d = e % hd, j = j0 + t;
       bool ok = j < p.T;
-      ks[t * (hd + 1) + d] = ok ? load_f32(p.k, p.kdt, (j * p.Hkv + hk) * hd + d) : 0.f;
-      vs[t * hd + d] = ok ? load_f32(p.v, p.vdt, (j * p.Hkv + hk) * hd + d) : 0.f;
+      ks[t * (hd + 1) + d] = ok ? load_f32(p.k, p.kdt, (bT + j) * p.k_row + hk * p.k_head + d) : 0.f;
+      vs[t * hd + d] = ok ? load_f32(p.v, p.vdt, (bT + j) * p.v_row + hk * p.v_head + d) : 0.f;
     }
     __syncthreads();
     if (!active) continue;  // warp-uniform; no barrier below within the tile
@@ -86,8 +90,16 @@ __global__ void __launch_bounds__(ATT_WARPS * 32) attention_kernel(AttParams p) 
 #pragma unroll
   for (int c = 0; c < ATT_MAXC; ++c) {
     int64_t d = lane + 32 * c;
-    if (d < hd) p.out[(i * p.Hq + h) * hd + d] = acc[c] * inv;
+    if (d < hd) p.out[((bT + i) * p.Hq + h) * hd + d] = acc[c] * inv;
   }
+}
+void launch_attention(const AttParams& p, int64_t B, cudaStream_t s) {
+  if (p.T <= 0 || p.Hq <= 0 || B <= 0) return;
+  size_t smem = size_t(ATT_WARPS * p.hd + ATT_KT * (p.hd + 1) + ATT_KT * p.hd) * 4;
+  CUDA_CHECK(cudaFuncSetAttribute(attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  dim3 grid(ceil_div(p.T, ATT_WARPS), unsigned(p.Hq), unsigned(B));
+  attention_kernel<<<grid, ATT_WARPS * 32, smem, s>>>(p);
+  CUDA_CHECK_LAUNCH();
 }
 }  // namespace
 
@@ -99,20 +111,21 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const Attent
   DeviceBuffer out(size_t(q.numel()) * 4, s);
   AttParams p{dq.data(), dk.data(), dv.data(), q.dtype, k.dtype, v.dtype, T, Hq, Hkv, hd,
               o.scale > 0.f ? o.scale : float(1.0 / std::sqrt(double(hd))), o.softcap, o.causal, o.window,
-              out.as<float>()};
-  if (T > 0 && Hq > 0) {
-    size_t smem = size_t(ATT_WARPS * hd + ATT_KT * (hd + 1) + ATT_KT * hd) * 4;
-    CUDA_CHECK(cudaFuncSetAttribute(attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-    dim3 grid(ceil_div(T, ATT_WARPS), unsigned(Hq));
-    attention_kernel<<<grid, ATT_WARPS * 32, smem, s>>>(p);
-    CUDA_CHECK_LAUNCH();
-  }
+              out.as<float>(), Hq * hd, hd, Hkv * hd, hd, Hkv * hd, hd};
+  launch_attention(p, 1, s);
   Tensor r = download(out.get(), q.shape, DType::F32, s);
   ses.sync();
   return r;
 }
 
 int64_t attention_max_head_dim() { return 32 * ATT_MAXC; }
+
+void attention_dev(const HeadsView& q, const HeadsView& k, const HeadsView& v, float* out, int64_t B, int64_t T,
+                   int64_t Hq, int64_t Hkv, int64_t hd, float scale, float softcap, int64_t window, cudaStream_t s) {
+  AttParams p{q.base, k.base, v.base, DType::F32, DType::F32, DType::F32, T, Hq, Hkv, hd, scale, softcap, true, window,
+              out, q.row, q.head, k.row, k.head, v.row, v.head};
+  launch_attention(p, B, s);
+}
 
 }  // namespace cuda
 }  // namespace sparsify

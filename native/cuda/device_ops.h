@@ -49,5 +49,28 @@ void adam_dev(float* p, const float* g, float* m, float* v, int64_t n, double lr
               int64_t step, cudaStream_t s);
 void signum_dev(float* y, float* z, const float* g, int64_t n, double lr, double c, double beta, cudaStream_t s);
 
+// ---- transformer forward building blocks (model_forward.cu); f32 device buffers unless noted.
+// gemm.cu: C[M,N] = A[M,Kp] · B[N,Kp]ᵀ (+ bias[N]); A, B bf16 (K zero-padded to Kp, a multiple
+// of 32), f32 accumulation and output, C row stride N.
+void gemm_bf16_dev(const void* A, const void* B, const float* bias, float* C, int64_t M, int64_t N, int64_t Kp,
+                   cudaStream_t s);
+// transformer_ops.cu: one row of D per CTA; w/b may be null (no affine / no bias).
+void layer_norm_dev(const float* x, const float* w, const float* b, int64_t rows, int64_t D, float eps, float* out,
+                    cudaStream_t s);
+void rms_norm_dev(const float* x, const float* w, int64_t rows, int64_t D, float eps, bool add_one, float* out,
+                  cudaStream_t s);
+void activation_dev(const float* x, int64_t n, Act a, float* out, cudaStream_t s);  // x == out allowed
+// attention.cu: causal attention over B sequences of T tokens. Element d of head h of token row r
+// (r = b·T + t) of q is q.base[r·q.row + h·q.head + d] (likewise k, v with kv heads); out is
+// [B·T, Hq·hd]. q is multiplied by `scale` before q·k; softcap > 0: s = cap·tanh(s / cap);
+// window > 0: key j visible from query i iff i - window < j <= i. hd <= attention_max_head_dim().
+struct HeadsView {
+  const float* base;
+  int64_t row, head;
+};
+void attention_dev(const HeadsView& q, const HeadsView& k, const HeadsView& v, float* out, int64_t B, int64_t T,
+                   int64_t Hq, int64_t Hkv, int64_t hd, float scale, float softcap, int64_t window, cudaStream_t s);
+int64_t attention_max_head_dim();
+
 }  // namespace cuda
 }  // namespace sparsify

@@ -12,6 +12,7 @@
 #include "common.cuh"
 #include "convert.cuh"
 #include "cuda_context.h"
+#include "device_ops.h"
 #include "kernels.h"
 #include "mma_tile.cuh"
 #include "bench_util.cuh"
@@ -195,6 +196,13 @@ Tensor matmul_t(const Tensor& a, const Tensor& b, bool b_trans, const Tensor& bi
 
 Tensor matmul(const Tensor& a, const Tensor& b, bool b_trans, const Tensor& bias, DType compute) {
   return compute == DType::F16 ? matmul_t<__half>(a, b, b_trans, bias) : matmul_t<__nv_bfloat16>(a, b, b_trans, bias);
+}
+
+void gemm_bf16_dev(const void* A, const void* B, const float* bias, float* C, int64_t M, int64_t N, int64_t Kp,
+                   cudaStream_t s) {
+  if (M <= 0 || N <= 0) return;
+  launch_gemm<__nv_bfloat16>(static_cast<const __nv_bfloat16*>(A), static_cast<const __nv_bfloat16*>(B), bias, C, M, N,
+                             Kp, s);
 }
 
 // ---- benchmarks (device-resident) ----

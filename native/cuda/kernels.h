@@ -137,7 +137,7 @@ int64_t sae_k(const ResidentSae& sae);
 Tensor layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, float eps);
 Tensor rms_norm(const Tensor& x, const Tensor& w, float eps, bool add_one);
 Tensor rope(const Tensor& x, const Tensor& positions, double theta, int64_t rotary_dim, bool neox);
-enum class Act { GeluErf = 0, GeluTanh = 1, Silu = 2, Relu = 3 };
+enum class Act { GeluErf = 0, GeluTanh = 1, Silu = 2, Relu = 3, QuickGelu = 4 };
 Tensor activation(const Tensor& x, Act a);
 struct AttentionOptions {
   float scale = 0.f;  // 0: 1/sqrt(head_dim)

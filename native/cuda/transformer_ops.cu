@@ -3,10 +3,12 @@
 //   rms_norm:   x / sqrt(mean(x²) + eps) · w  (· (1 + w) when add_one: Gemma)
 //   rope:       x [T, H, hd] rotated over its first rotary_dim dims by angle pos·θ^(-2i/rotary_dim);
 //               neox: pairs (i, i + rotary_dim/2) (HF rotate_half), else interleaved (2i, 2i+1)
-//   activation: GELU (erf), GELU (tanh approximation), SiLU, ReLU
+//   activation: GELU (erf), GELU (tanh approximation), SiLU, ReLU, quick GELU
+// The *_dev entry points (device_ops.h) run the same kernels on f32 device buffers (model forward).
 // One CTA per row for the norms (two-pass mean/variance in f32, fixed reduction tree).
 #include "common.cuh"
 #include "cuda_context.h"
+#include "device_ops.h"
 #include "kernels.h"
 
 namespace sparsify {
@@ -99,6 +101,7 @@ __global__ void activation_kernel(const void* __restrict__ x, DType xdt, int64_t
         break;
       }
       case 2: y = v / (1.f + expf(-v)); break;
+      case 4: y = v / (1.f + expf(-1.702f * v)); break;  // quick_gelu
       default: y = v > 0.f ? v : 0.f; break;
     }
     out[i] = y;
@@ -172,6 +175,27 @@ Tensor activation(const Tensor& x, Act a) {
   Tensor r = download(out.get(), x.shape, DType::F32, s);
   ses.sync();
   return r;
+}
+
+// ---- device-pointer entry points (f32 device buffers, stream-ordered, no sync)
+void layer_norm_dev(const float* x, const float* w, const float* b, int64_t rows, int64_t D, float eps, float* out,
+                    cudaStream_t s) {
+  if (rows <= 0 || D <= 0) return;
+  layer_norm_kernel<<<unsigned(rows), 256, 0, s>>>(x, DType::F32, w, DType::F32, b, DType::F32, D, eps, out);
+  CUDA_CHECK_LAUNCH();
+}
+
+void rms_norm_dev(const float* x, const float* w, int64_t rows, int64_t D, float eps, bool add_one, float* out,
+                  cudaStream_t s) {
+  if (rows <= 0 || D <= 0) return;
+  rms_norm_kernel<<<unsigned(rows), 256, 0, s>>>(x, DType::F32, w, DType::F32, D, eps, add_one, out);
+  CUDA_CHECK_LAUNCH();
+}
+
+void activation_dev(const float* x, int64_t n, Act a, float* out, cudaStream_t s) {
+  if (n <= 0) return;
+  activation_kernel<<<grid_for(n), 256, 0, s>>>(x, DType::F32, n, int(a), out);
+  CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace cuda

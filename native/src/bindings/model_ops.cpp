@@ -10,6 +10,7 @@
 #include "../model/layers.h"
 #include "../model/model.h"
 #include "../napi_util.h"
+#include "model_binding.h"
 
 namespace sparsify {
 namespace {
@@ -159,6 +160,15 @@ std::vector<std::string> string_list(Napi::Object o, const char* key) {
   return out;
 }
 
+// The type tag that marks a JS object as a NativeModel (native_model_of checks it).
+const napi_type_tag kModelTag = {0x8f3a1c5e2b7d4a69ULL, 0x1d6e9b0c4f2a7e35ULL};
+
+int lookup(const Model& m, const std::string& name) {
+  auto it = m.by_name.find(name);
+  if (it == m.by_name.end()) fail(ErrorKind::Value, "unknown hookpoint '" + name + "'");
+  return it->second;
+}
+
 class NativeModel : public Napi::ObjectWrap<NativeModel> {
  public:
   static Napi::Function Init(Napi::Env env) {
@@ -172,22 +182,18 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       Napi::Object spec = arg_object(info, 0, "spec");
       Napi::Object weights = arg_object(info, 1, "weights");
       model_ = build_model(read_spec(spec), read_weights(weights));
+      napi_status st = napi_type_tag_object(info.Env(), info.This(), &kModelTag);
+      if (st != napi_ok) fail(ErrorKind::Internal, "could not tag the NativeModel object");
       return 0;
     });
   }
 
- private:
-  std::shared_ptr<Model> model_;
+  std::shared_ptr<Model> model_;  // reset by dispose(); read by native_model_of
 
+ private:
   const Model& alive(Napi::Env env) {
     if (!model_) throw make_error(env, ErrorKind::Disposed, "model has been disposed");
     return *model_;
-  }
-
-  int lookup(const Model& m, const std::string& name) {
-    auto it = m.by_name.find(name);
-    if (it == m.by_name.end()) fail(ErrorKind::Value, "unknown hookpoint '" + name + "'");
-    return it->second;
   }
 
   Napi::Value Modules(const Napi::CallbackInfo& info) {
@@ -214,46 +220,12 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     return translate(info.Env(), [&]() -> Napi::Value {
       std::shared_ptr<Model> m = model_;
       if (!m) fail(ErrorKind::Disposed, "model has been disposed");
-      auto req = std::make_shared<ForwardRequest>();
-      req->tokens = arg_tensor(info, 0, "tokens");
-      Napi::Object opts = info[1].IsObject() ? info[1].As<Napi::Object>() : Napi::Object::New(info.Env());
-      size_t n = m->modules.size();
-      req->want_out.assign(n, 0);
-      req->want_in.assign(n, 0);
-      req->splice.assign(n, Tensor());
-      for (auto& s : string_list(opts, "outputs")) req->want_out[size_t(lookup(*m, s))] = 1;
-      for (auto& s : string_list(opts, "inputs")) req->want_in[size_t(lookup(*m, s))] = 1;
-      req->logits = opt_bool(opts, "logits", false);
-      Napi::Value sv = opts.Get("splice");
-      if (sv.IsArray()) {
-        Napi::Array a = sv.As<Napi::Array>();
-        for (uint32_t i = 0; i < a.Length(); ++i) {
-          Napi::Value ev = a.Get(i);
-          if (!ev.IsArray() || ev.As<Napi::Array>().Length() != 2)
-            fail(ErrorKind::Value, "option 'splice' must be a list of [name, Tensor] pairs");
-          Napi::Array pair = ev.As<Napi::Array>();
-          if (!pair.Get(0u).IsString()) fail(ErrorKind::Value, "splice names must be strings");
-          std::string name = pair.Get(0u).As<Napi::String>().Utf8Value();
-          req->splice[size_t(lookup(*m, name))] = value_to_tensor(pair.Get(1u), "splice tensor");
-        }
-      }
+      auto req = std::make_shared<ForwardRequest>(read_forward_request(*m, info[0], info[1], false));
       validate_request(*m, *req);
       auto res = std::make_shared<ForwardResult>();
       return run_async(
           info.Env(), [m, req, res] { *res = forward(*m, *req); },
-          [m, res](Napi::Env env) -> Napi::Value {
-            Napi::Object o = Napi::Object::New(env);
-            Napi::Object outs = Napi::Object::New(env), ins = Napi::Object::New(env);
-            for (size_t i = 0; i < m->modules.size(); ++i) {
-              if (res->out[i].defined()) outs.Set(m->modules[i].name, TensorHandle::Wrap(env, res->out[i]));
-              if (res->in[i].defined()) ins.Set(m->modules[i].name, TensorHandle::Wrap(env, res->in[i]));
-            }
-            o.Set("outputs", outs);
-            o.Set("inputs", ins);
-            o.Set("layersRun", double(res->layers_run));
-            if (res->logits.defined()) o.Set("logits", TensorHandle::Wrap(env, res->logits));
-            return o;
-          });
+          [m, res](Napi::Env env) -> Napi::Value { return wrap_forward_result(env, *m, *res); });
     });
   }
 };
@@ -304,5 +276,61 @@ void init(Napi::Env env, Napi::Object exports) {
 }
 
 }  // namespace
+
+// Splice tensors of a CPU forward must be host tensors; a GPU forward takes either.
+Tensor read_splice(Napi::Value v, bool any_device) {
+  return any_device ? value_to_tensor_any_device(v, "splice tensor") : value_to_tensor(v, "splice tensor");
+}
+
+ForwardRequest read_forward_request(const Model& m, Napi::Value tokens, Napi::Value opts_v, bool any_device_splice) {
+  ForwardRequest req;
+  req.tokens = value_to_tensor(tokens, "tokens");
+  Napi::Object opts = opts_v.IsObject() ? opts_v.As<Napi::Object>() : Napi::Object::New(tokens.Env());
+  size_t n = m.modules.size();
+  req.want_out.assign(n, 0);
+  req.want_in.assign(n, 0);
+  req.splice.assign(n, Tensor());
+  for (auto& s : string_list(opts, "outputs")) req.want_out[size_t(lookup(m, s))] = 1;
+  for (auto& s : string_list(opts, "inputs")) req.want_in[size_t(lookup(m, s))] = 1;
+  req.logits = opt_bool(opts, "logits", false);
+  Napi::Value sv = opts.Get("splice");
+  if (sv.IsArray()) {
+    Napi::Array a = sv.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); ++i) {
+      Napi::Value ev = a.Get(i);
+      if (!ev.IsArray() || ev.As<Napi::Array>().Length() != 2)
+        fail(ErrorKind::Value, "option 'splice' must be a list of [name, Tensor] pairs");
+      Napi::Array pair = ev.As<Napi::Array>();
+      if (!pair.Get(0u).IsString()) fail(ErrorKind::Value, "splice names must be strings");
+      std::string name = pair.Get(0u).As<Napi::String>().Utf8Value();
+      req.splice[size_t(lookup(m, name))] = read_splice(pair.Get(1u), any_device_splice);
+    }
+  }
+  return req;
+}
+
+Napi::Value wrap_forward_result(Napi::Env env, const Model& m, const ForwardResult& res) {
+  Napi::Object o = Napi::Object::New(env);
+  Napi::Object outs = Napi::Object::New(env), ins = Napi::Object::New(env);
+  for (size_t i = 0; i < m.modules.size(); ++i) {
+    if (res.out[i].defined()) outs.Set(m.modules[i].name, TensorHandle::Wrap(env, res.out[i]));
+    if (res.in[i].defined()) ins.Set(m.modules[i].name, TensorHandle::Wrap(env, res.in[i]));
+  }
+  o.Set("outputs", outs);
+  o.Set("inputs", ins);
+  o.Set("layersRun", double(res.layers_run));
+  if (res.logits.defined()) o.Set("logits", TensorHandle::Wrap(env, res.logits));
+  return o;
+}
+
+std::shared_ptr<Model> native_model_of(Napi::Value v, const char* name) {
+  bool tagged = false;
+  if (v.IsObject()) napi_check_object_type_tag(v.Env(), v, &kModelTag, &tagged);
+  if (!tagged) fail(ErrorKind::Value, std::string("argument '") + name + "' must be a NativeModel");
+  NativeModel* nm = Napi::ObjectWrap<NativeModel>::Unwrap(v.As<Napi::Object>());
+  if (!nm->model_) fail(ErrorKind::Disposed, "model has been disposed");
+  return nm->model_;
+}
+
 SPX_REGISTER(model_ops, init);
 }  // namespace sparsify

@@ -93,7 +93,8 @@ void embed_rows(const Tensor& table, const int32_t* ids, int64_t n, int64_t widt
   });
 }
 
-// The deepest decoder block the request needs (-1: none), and whether the final norm is needed.
+}  // namespace
+
 int needed_layers(const Model& m, const ForwardRequest& req, bool* final_norm) {
   int deepest = -1;
   *final_norm = req.logits;
@@ -106,8 +107,6 @@ int needed_layers(const Model& m, const ForwardRequest& req, bool* final_norm) {
   if (*final_norm) deepest = int(m.spec.layers) - 1;
   return deepest;
 }
-
-}  // namespace
 
 void validate_request(const Model& m, const ForwardRequest& req) {
   const Spec& s = m.spec;

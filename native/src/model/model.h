@@ -103,6 +103,9 @@ struct ForwardResult {
 // Validates the request (token range, length, splice shapes) and runs the forward.
 void validate_request(const Model& m, const ForwardRequest& req);
 ForwardResult forward(const Model& m, const ForwardRequest& req);
+// The deepest decoder block the request needs (-1: none), and whether the final norm is needed
+// (shared with the GPU forward, native/cuda/model_forward.cu).
+int needed_layers(const Model& m, const ForwardRequest& req, bool* final_norm);
 
 }  // namespace model
 }  // namespace sparsify

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 
 import { ConfigError, DeviceError, DTypeError, DisposedError, FileFormatError, ShapeError, ValueError } from '../errors.js';
 import { resolveLocalOrHub } from '../hub.js';
-import { native } from '../native.js';
+import { cudaProbe, native, nativePath } from '../native.js';
 import { Tensor, type DType, type Device } from '../tensor.js';
 import { parseModelConfig, type ModelFamily, type NativeSpec } from './config.js';
 import { loadWeights } from './weights.js';
@@ -29,8 +29,14 @@ export const MODEL_FILE_PATTERNS: readonly string[] = [
 ];
 
 export interface LoadModelOptions {
-  /** Only 'cpu' is supported by the model forward for now. */
-  device?: Device;
+  /**
+   * 'cpu' (default): the native CPU forward. 'cuda': the weights are also uploaded to the GPU
+   * (bf16 GEMM operands) and forward() runs there, returning captured tensors (and logits) that
+   * live on the device (`tensor.device === 'cuda'`). Needs the CUDA build of the addon and a
+   * device, else DeviceError (code ERR_SPARSIFY_CUDA_UNAVAILABLE). 'auto': 'cuda' when the
+   * loaded addon sees a device, else 'cpu'.
+   */
+  device?: Device | 'auto';
   /** Convert the weight matrices to this dtype once at load (default: keep the file's dtype). */
   dtype?: Exclude<DType, 'int32'>;
   /** Hub revision (branch, tag or commit) when pathOrRepo is a repo id. */
@@ -63,11 +69,14 @@ export interface ForwardOptions {
 }
 
 export interface ForwardOutput {
-  /** Hookpoint -> output [B*T, width] (float32). A spliced module's entry is its own output, before the splice. */
+  /**
+   * Hookpoint -> output [B*T, width] (float32). A spliced module's entry is its own output, before
+   * the splice. On a model loaded with device 'cuda' these are device tensors.
+   */
   captured: Map<string, Tensor>;
   /** Hookpoint -> input [B*T, in_width] (when captureInputs; embeddings, whose input is ids, are absent). */
   capturedInputs?: Map<string, Tensor>;
-  /** [B, T, V] float32 (when logits). */
+  /** [B, T, V] float32 (when logits); a device tensor on a 'cuda' model. */
   logits?: Tensor;
   /** Decoder blocks actually run (the forward stops after the deepest requested hookpoint). */
   layersRun: number;
@@ -95,7 +104,11 @@ export class LanguageModel implements Disposable {
   /** Local folder the model was loaded from. */
   readonly path: string;
   readonly spec: Readonly<NativeSpec>;
+  /** Where forward() runs and where its outputs live. */
+  readonly device: Device;
   #native: { forward: Function; modules: () => NativeModule[]; dispose: () => void } | undefined;
+  /** The GPU copy (cudaModelCreate) when device is 'cuda'. */
+  #cuda: object | undefined;
   #tensors: Tensor[];
   #modules: NativeModule[];
   #byName: Map<string, NativeModule>;
@@ -110,6 +123,7 @@ export class LanguageModel implements Disposable {
     dtype: DType;
     handle: { forward: Function; modules: () => NativeModule[]; dispose: () => void };
     tensors: Tensor[];
+    cuda?: object;
   }) {
     this.config = args.config;
     this.architecture = args.architecture;
@@ -122,6 +136,8 @@ export class LanguageModel implements Disposable {
     this.path = args.path;
     this.dtype = args.dtype;
     this.#native = args.handle;
+    this.#cuda = args.cuda;
+    this.device = args.cuda ? 'cuda' : 'cpu';
     this.#tensors = args.tensors;
     this.#modules = args.handle.modules();
     this.#byName = new Map(this.#modules.map((m) => [m.name, m]));
@@ -161,7 +177,8 @@ export class LanguageModel implements Disposable {
 
   /**
    * One native call for the whole batch: runs the layers (stopping after the deepest requested
-   * hookpoint unless logits are asked for) on a worker thread and returns native tensors.
+   * hookpoint unless logits are asked for) on a worker thread and returns native tensors (device
+   * tensors when the model was loaded with device 'cuda'; tokens may then live on either device).
    */
   async forward(tokens: Tensor, opts: ForwardOptions = {}): Promise<ForwardOutput> {
     const h = this.#native;
@@ -187,7 +204,19 @@ export class LanguageModel implements Disposable {
         splice.push([name, t.handle]);
       }
     }
-    const r = await h.forward(tokens.handle, { outputs: hookpoints, inputs, splice, logits: wantLogits });
+    const request = { outputs: hookpoints, inputs, splice, logits: wantLogits };
+    let r;
+    if (this.#cuda) {
+      // Token ids are validated on the host (range checks) before the GPU job starts.
+      const host = tokens.device === 'cpu' ? tokens : await tokens.to('cpu');
+      try {
+        r = await native().cudaModelForward(this.#cuda, host.handle, request);
+      } finally {
+        if (host !== tokens) host.dispose();
+      }
+    } else {
+      r = await h.forward(tokens.handle, request);
+    }
     const wrap = (o: Record<string, unknown>, names: string[]) =>
       new Map(names.filter((n) => o[n] !== undefined).map((n) => [n, new Tensor(o[n] as never)]));
     const out: ForwardOutput = { captured: wrap(r.outputs, hookpoints), layersRun: r.layersRun };
@@ -199,6 +228,8 @@ export class LanguageModel implements Disposable {
   /** Frees the weights now (a running forward keeps what it uses until it ends). */
   dispose(): void {
     if (!this.#native) return;
+    if (this.#cuda) native().cudaModelDispose(this.#cuda);
+    this.#cuda = undefined;
     this.#native.dispose();
     this.#native = undefined;
     for (const t of this.#tensors) t.dispose();
@@ -246,8 +277,9 @@ function roundTo(dtype: DType, x: number): number {
 /** Loads config.json and the safetensors weights (memory-mapped) and builds the native model. */
 export async function loadModel(pathOrRepo: string, opts: LoadModelOptions = {}): Promise<LanguageModel> {
   if (typeof pathOrRepo !== 'string' || !pathOrRepo) throw new ValueError('loadModel: pathOrRepo must be a non-empty string');
-  if (opts.device !== undefined && opts.device !== 'cpu')
-    throw new DeviceError(`loadModel: device '${opts.device}' is not supported by the model forward yet (only 'cpu')`);
+  if (opts.device !== undefined && !['cpu', 'cuda', 'auto'].includes(opts.device))
+    throw new DeviceError(`loadModel: device must be 'cpu', 'cuda' or 'auto', got ${JSON.stringify(opts.device)}`);
+  const device = resolveDevice(opts.device ?? 'cpu');
   if (opts.dtype !== undefined && !['float32', 'bfloat16', 'float16'].includes(opts.dtype))
     throw new DTypeError(`loadModel: dtype must be float32, bfloat16 or float16, got ${JSON.stringify(opts.dtype)}`);
   const dir = await resolveLocalOrHub(pathOrRepo, {
@@ -288,5 +320,31 @@ export async function loadModel(pathOrRepo: string, opts: LoadModelOptions = {})
     if (e instanceof Error) e.message = `${dir}: ${e.message}`;
     throw e;
   }
-  return new LanguageModel({ config, architecture: parsed.architecture, family: parsed.family, spec, path: dir, dtype, handle, tensors });
+  let cuda: object | undefined;
+  if (device === 'cuda') {
+    try {
+      cuda = await native().cudaModelCreate(handle);
+    } catch (e) {
+      handle.dispose();
+      for (const t of tensors) t.dispose();
+      if (e instanceof Error) e.message = `${dir}: ${e.message}`;
+      throw e;
+    }
+  }
+  return new LanguageModel({ config, architecture: parsed.architecture, family: parsed.family, spec, path: dir, dtype, handle, tensors, cuda });
+}
+
+/** 'auto' -> 'cuda' when the loaded addon is the CUDA build and sees a device; checks 'cuda' up front. */
+function resolveDevice(d: Device | 'auto'): Device {
+  const probe = cudaProbe();
+  if (d === 'auto') return probe && probe.devices > 0 ? 'cuda' : 'cpu';
+  if (d === 'cuda' && !probe) {
+    const e = new DeviceError(
+      `loadModel: device 'cuda' needs the CUDA build of the native addon, but the loaded addon (${nativePath()}) is the CPU build ` +
+        '(the loader picks the CUDA build only when it sees a GPU; SPARSIFY_DEVICE=cuda forces it)',
+    );
+    e.code = 'ERR_SPARSIFY_CUDA_UNAVAILABLE';
+    throw e;
+  }
+  return d;
 }
