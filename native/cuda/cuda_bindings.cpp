@@ -586,6 +586,9 @@ Napi::Value cuda_sae_load_state(const Napi::CallbackInfo& info) {
   slot("m", st.m);
   slot("v", st.v);
   slot("z", st.z);
+  for (int i = 0; i < 4; ++i)
+    if (st.m[i].defined() != st.v[i].defined())
+      fail(ErrorKind::Value, std::string("state.m and state.v must both give ") + kSaeParamNames[i] + " or both leave it out (Adam)");
   const bool reset = opt_bool(o, "resetOptimizer", false), zero_grads = opt_bool(o, "zeroGrads", false);
   return run_async(
       info.Env(),

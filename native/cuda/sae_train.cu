@@ -330,6 +330,7 @@ SaeCodes sae_encode(ResidentSae& sae, const Tensor& x, int64_t k, bool groupmax)
 
 Tensor sae_decode(ResidentSae& sae, const Tensor& acts, const Tensor& indices) {
   const int64_t N = acts.dim(0), k = acts.dim(1), D = sae.D;
+  if (N == 0) return Tensor::empty({0, D}, DType::F32);  // no zero-sized launches
   Session ses;
   cudaStream_t s = ses.stream();
   const Tensor af = acts.dtype == DType::F32 ? acts : acts.to(DType::F32);  // alive until the sync below
@@ -358,11 +359,11 @@ void sae_apply(ResidentSae& sae, const SaeOptim& o) {
       }
       signum_dev(p.p, sae.z[i].p, g.p, p.n, o.lr, o.c, o.beta, s);
     } else {
-      if (!sae.m[i].p) {
-        sae.m[i].alloc(p.n);
-        sae.v[i].alloc(p.n);
-        CUDA_CHECK(cudaMemsetAsync(sae.m[i].p, 0, size_t(p.n) * 4, s));
-        CUDA_CHECK(cudaMemsetAsync(sae.v[i].p, 0, size_t(p.n) * 4, s));
+      // Moments start at zero (each checked alone: a loaded state always has both, but never pass null).
+      for (DevArray* a : {&sae.m[i], &sae.v[i]}) {
+        if (a->p) continue;
+        a->alloc(p.n);
+        CUDA_CHECK(cudaMemsetAsync(a->p, 0, size_t(p.n) * 4, s));
       }
       adam_dev(p.p, g.p, sae.m[i].p, sae.v[i].p, p.n, o.lr, o.beta1, o.beta2, o.eps, o.step, s);
     }
