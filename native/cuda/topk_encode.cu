@@ -288,7 +288,8 @@ DeviceEncodeOut encode_device(Session& ses, const T* X_, const T* Wt, const floa
   std::vector<int> dead_list, col_map;
   int k_aux = 0;
   if (o.dead_mask.defined() && o.k_aux > 0) {
-    const int32_t* dm = o.dead_mask.data<int32_t>();
+    const Tensor dm_host = host_copy(o.dead_mask);  // small [M]; may come from the device
+    const int32_t* dm = dm_host.data<int32_t>();
     col_map.assign(size_t(M), -1);
     for (int64_t m = 0; m < M; ++m)
       if (dm[m]) {
@@ -474,11 +475,11 @@ std::shared_ptr<ResidentEncoder> make_resident_encoder(const Tensor& w_enc, cons
     convert_pad<__nv_bfloat16>(dw.data(), w_enc.dtype, r->M, r->D, nullptr, DType::F32,
                                static_cast<__nv_bfloat16*>(r->w), Kp, s);
   Tensor bf = b_enc.to(DType::F32);
-  CUDA_CHECK(cudaMemcpyAsync(r->b_enc, bf.raw(), size_t(r->M) * 4, cudaMemcpyHostToDevice, s));
+  CUDA_CHECK(cudaMemcpyAsync(r->b_enc, bf.raw(), size_t(r->M) * 4, cudaMemcpyDefault, s));
   Tensor bd;
   if (b_dec.defined()) {
     bd = b_dec.to(DType::F32);
-    CUDA_CHECK(cudaMemcpyAsync(r->b_dec, bd.raw(), size_t(r->D) * 4, cudaMemcpyHostToDevice, s));
+    CUDA_CHECK(cudaMemcpyAsync(r->b_dec, bd.raw(), size_t(r->D) * 4, cudaMemcpyDefault, s));
   }
   ses.sync();  // the host copies above must stay alive until here
   return r;
