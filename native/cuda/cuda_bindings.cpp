@@ -440,6 +440,8 @@ Napi::Value cuda_sae_forward_backward(const Napi::CallbackInfo& info) {
   if (fired.defined()) {
     expect_dtype(fired, DType::I32, "didFire");
     expect_shape(fired, {M}, "didFire");
+    // Written on the host after the step (the dead-latent counters live on the host).
+    if (fired.device() != Device::CPU) fail(ErrorKind::Device, "didFire must be a host (cpu) tensor");
   }
   if (!(call.auxk_alpha >= 0) || !std::isfinite(call.auxk_alpha)) fail(ErrorKind::Value, "auxkAlpha must be a finite number >= 0");
   if (!(call.loss_scale > 0) || !std::isfinite(call.loss_scale)) fail(ErrorKind::Value, "lossScale must be a finite number > 0");

@@ -180,6 +180,7 @@ __global__ void set_scalar_kernel(float* out, float v) { *out = v; }
 // become a host out-of-bounds write).
 void mark_fired(const Tensor& indices, const Tensor& did_fire) {
   if (!did_fire.defined()) return;
+  if (did_fire.device() != Device::CPU) throw NativeError(ErrorKind::Device, "didFire must be a host tensor");
   const int32_t* idx = indices.data<int32_t>();
   int32_t* f = did_fire.data<int32_t>();
   const int64_t M = did_fire.numel();
@@ -334,7 +335,8 @@ Tensor sae_decode(ResidentSae& sae, const Tensor& acts, const Tensor& indices) {
   if (N == 0) return Tensor::empty({0, D}, DType::F32);  // no zero-sized launches
   Session ses;
   cudaStream_t s = ses.stream();
-  const Tensor af = acts.dtype == DType::F32 ? acts : acts.to(DType::F32);  // alive until the sync below
+  // Device acts are viewed as they are when f32; other dtypes convert on the host (to() is host-only).
+  const Tensor af = acts.dtype == DType::F32 ? acts : host_copy(acts).to(DType::F32);  // alive until the sync below
   DeviceTensor da = upload(af, s);
   DeviceTensor di = upload(indices, s);
   DeviceBuffer out(size_t(std::max<int64_t>(N * D, 1)) * 4, s);
@@ -434,10 +436,10 @@ void sae_load_state(ResidentSae& sae, const Tensor (&params)[4], const SaeOptSta
   std::vector<Tensor> conv;
   auto put = [&](DevArray& dst, const Tensor& src) {
     if (!src.defined()) return;
-    const Tensor f = src.dtype == DType::F32 ? src : src.to(DType::F32);
+    const Tensor f = src.dtype == DType::F32 ? src : host_copy(src).to(DType::F32);  // host or device source
     conv.push_back(f);
     if (!dst.p) dst.alloc(f.numel());
-    if (f.nbytes()) CUDA_CHECK(cudaMemcpyAsync(dst.p, f.raw(), f.nbytes(), cudaMemcpyHostToDevice, s));
+    if (f.nbytes()) CUDA_CHECK(cudaMemcpyAsync(dst.p, f.raw(), f.nbytes(), cudaMemcpyDefault, s));
   };
   for (int i = 0; i < 4; ++i) {
     put(sae.param(i), params[i]);

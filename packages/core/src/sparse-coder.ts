@@ -89,8 +89,7 @@ function checkDevice(device: Device | undefined, cfg?: SparseCoderConfig): Devic
 /** Host view of a tensor that may live on the device (one copy; used once per run, e.g. bias init). */
 async function onHost(t: Tensor): Promise<{ t: Tensor; owned: boolean }> {
   if (t.device !== 'cuda') return { t, owned: false };
-  const to = (t as unknown as { to(d: string): Promise<Tensor> }).to;
-  return { t: await to.call(t, 'cpu'), owned: true };
+  return { t: await t.to('cpu'), owned: true };
 }
 
 export class SparseCoder implements Disposable {
