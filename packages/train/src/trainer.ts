@@ -543,7 +543,7 @@ export class Trainer extends EventEmitter {
           const fired = e.didFire!.toInt32Array();
           e.counter.update(tokensInStep, fired);
           e.didFire!.dispose();
-          e.didFire = Tensor.zeros([e.coder.numLatents], { dtype: 'int32', device: this.device });
+          e.didFire = Tensor.zeros([e.coder.numLatents], { dtype: 'int32' });
           const s = stepSum.get(e.name)!;
           const n = Math.max(1, s.n);
           metrics[e.name] = { fvu: s.fvu / n, auxk: s.auxk / n, multiTopkFvu: s.mt / n, deadPct: e.counter.deadFraction(), numDead: e.counter.numDead() };
