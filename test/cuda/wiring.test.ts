@@ -166,6 +166,15 @@ for (const [name, init] of [
   });
 }
 
+test('stand-in wiring Trainer (exclude_tokens, model on cpu): host activations are gathered, then trained on cuda; byte-identical to cpu', opts, async () => {
+  const first = (await fixtureDataset(1).rows([0]))[0];
+  const base: TrainConfigInit = { batchSize: 4, lr: 2e-3, excludeTokens: [first], sae: { expansionFactor: 4, k: 8 } };
+  const dc = tmp(), dg = tmp();
+  await run('cpu', { ...base, saveDir: dc });
+  await run('cuda', { ...base, saveDir: dg });
+  sameFolders(join(dc, 'r'), join(dg, 'r'));
+});
+
 test('stand-in wiring CLI: --device auto picks cuda when a device is seen, cpu for what cuda lacks; --device cuda with muon exits 2', opts, async () => {
   const cap = () => {
     const o = { out: '', err: '' };

@@ -24,7 +24,9 @@ export function resolveDevice(flag: DeviceFlag, cfg: Parameters<typeof cudaUnsup
   const missing = cfg ? cudaUnsupported(cfg) : [];
   if (flag === 'cuda') {
     core.requireCuda('--device cuda'); // DeviceError when the CUDA build / a device is missing
-    if (missing.length) throw new core.ConfigError(`--device cuda: not implemented on the CUDA backend: ${missing.join(', ')}`);
+    // exclude_tokens works while the model runs on cpu; the trainer says so if activations are on the GPU.
+    const hard = missing.filter((m) => m !== '--exclude_tokens');
+    if (hard.length) throw new core.ConfigError(`--device cuda: not implemented on the CUDA backend: ${hard.join(', ')}`);
     return 'cuda';
   }
   if (!core.cudaUsable()) return 'cpu';
