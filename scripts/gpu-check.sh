@@ -38,6 +38,10 @@ echo "== core tests against the CUDA build (same API, CPU kernels)"
 node scripts/test.mjs test/core/*.test.ts > "$OUT/core-tests.tap" 2>&1 || status=1
 grep -E "^# (pass|fail)" "$OUT/core-tests.tap" | sed 's/^/core /' | tee -a "$OUT/summary.txt"
 
+echo "== CLI --device (auto must pick cuda on a GPU machine)"
+node scripts/test.mjs test/cli/device.test.ts > "$OUT/cli-device.tap" 2>&1 || status=1
+grep -E "^# (pass|fail)|^not ok" "$OUT/cli-device.tap" | sed 's/^/cli /' | tee -a "$OUT/summary.txt"
+
 echo "== benchmarks"
 node --conditions=sparsify-source --import tsx bench/cuda.ts --json "$OUT/bench.json" ${QUICK:+--quick} 2>&1 \
   | tee "$OUT/bench.txt" | tee -a "$OUT/summary.txt" || status=1

@@ -5,6 +5,7 @@
 // ERR_SPARSIFY_CUDA_STICKY, ERR_SPARSIFY_CUDA_UNAVAILABLE or ERR_SPARSIFY_DEVICE.
 #include <cuda_runtime_api.h>
 
+#include <cmath>
 #include <functional>
 #include <memory>
 
@@ -334,10 +335,15 @@ Napi::Value cuda_decoder_dispose(const Napi::CallbackInfo& info) {
 
 // ---- resident training state (sae_train.cu) ----
 // cudaSaeCreate({wEnc, bEnc, wDec, bDec}, {k, activation?, transcode?, normalizeDecoder?, computeDtype?}) -> Promise<sae>
-// cudaSaeForwardBackward(sae, x, {y?, deadMask?, auxkAlpha?, lossScale?, auxkIncludesBDec?})
-//   -> Promise<{fvu, auxkLoss, indices, kAux}>   (gradients accumulate on the device)
-// cudaSaeApply(sae, {optimizer: 'adam'|'signum', lr, beta1?, beta2?, eps?, step?, c?, beta?}) -> Promise<undefined>
+// cudaSaeForwardBackward(sae, x, {y?, deadMask?, auxkAlpha?, lossScale?, auxkIncludesBDec?, k?, activation?,
+//   normalizeDecoder?, totalVariance?, backward? = true, outputs? = false, didFire?, rowBegin?, rowEnd?})
+//   -> Promise<{fvu, auxkLoss, kAux, numDead, totalVariance, indices, acts?, saeOut?}>  (gradients accumulate on the device)
+// cudaSaeEncode(sae, x, {k?, activation?}) -> Promise<{acts, indices}>;  cudaSaeDecode(sae, acts, indices) -> Promise<[N,D]>
+// cudaSaeApply(sae, {optimizer: 'adam'|'signum', lr, beta1?, beta2?, eps?, step?, c?, beta?, project?}) -> Promise<undefined>
 // cudaSaeRead(sae, {evalBeta?, grads?}) -> Promise<{wEnc, bEnc, wDec, bDec, gradWEnc?, ...}>;  cudaSaeDispose(sae)
+// cudaSaeReadState(sae) -> Promise<{m?, v?, z?}> (arrays of 4 in wEnc, bEnc, wDec, bDec order)
+// cudaSaeLoadState(sae, {params?: {wEnc?, ...}, m?, v?, z?, resetOptimizer?, zeroGrads?}) -> Promise<undefined>
+// cudaSaeLerp(sae, weight) -> Promise<undefined>  (schedule-free eval/train: p = lerp(p, z, weight))
 using SaeHolder = std::shared_ptr<cuda::ResidentSae>;
 
 SaeHolder& sae_arg(const Napi::CallbackInfo& info, size_t i) {
@@ -386,23 +392,58 @@ Napi::Value cuda_sae_create(const Napi::CallbackInfo& info) {
       });
 }
 
+// k / activation / normalizeDecoder of this call (default: the values given to cudaSaeCreate).
+cuda::SaeCall read_sae_call(Napi::Object o, const cuda::ResidentSae& sae) {
+  const cuda::SaeConfig& cfg = cuda::sae_config(sae);
+  const int64_t M = cuda::sae_num_latents(sae);
+  cuda::SaeCall c;
+  c.k = opt_int(o, "k", cfg.k);
+  std::string act = opt_string(o, "activation", cfg.groupmax ? "groupmax" : "topk");
+  if (act != "topk" && act != "groupmax") fail(ErrorKind::Value, "activation must be 'topk' or 'groupmax', got '" + act + "'");
+  c.groupmax = act == "groupmax";
+  c.normalize_decoder = opt_bool(o, "normalizeDecoder", cfg.normalize_decoder);
+  if (c.k < 1 || c.k > M || c.k > 8192)
+    fail(ErrorKind::Value, "k must be in [1, min(num_latents=" + std::to_string(M) + ", 8192)] on the CUDA backend, got " + std::to_string(c.k));
+  if (c.groupmax && M % c.k)
+    fail(ErrorKind::Value, "groupmax needs num_latents (" + std::to_string(M) + ") divisible by k (" + std::to_string(c.k) + ")");
+  return c;
+}
+
+void check_sae_input(const Tensor& x, int64_t D, const char* name) {
+  expect_float(x, name);
+  expect_ndim(x, 2, name);
+  if (x.dim(1) != D) fail(ErrorKind::Shape, std::string(name) + " is " + shape_str(x.shape) + " but the sparse coder has d_in " + std::to_string(D));
+  if (x.dim(0) < 1) fail(ErrorKind::Shape, std::string(name) + " has no rows");
+  if (x.dim(0) * std::max<int64_t>(D, 1) >= (int64_t(1) << 40)) fail(ErrorKind::Value, std::string(name) + " is too large");
+}
+
 Napi::Value cuda_sae_forward_backward(const Napi::CallbackInfo& info) {
   SaeHolder sae = sae_arg(info, 0);
   Tensor x = arg_tensor(info, 1, "x");
   Napi::Object o = opts_at(info, 2);
-  Tensor y = opt_tensor(o, "y"), dm = opt_tensor(o, "deadMask");
-  double auxk_alpha = opt_number(o, "auxkAlpha", 1.0 / 32), loss_scale = opt_number(o, "lossScale", 1.0);
-  bool with_bdec = opt_bool(o, "auxkIncludesBDec", false);  // fixed AuxK (#134), as the CPU saeStep
+  Tensor y = opt_tensor(o, "y"), dm = opt_tensor(o, "deadMask"), fired = opt_tensor(o, "didFire");
+  cuda::SaeCall call = read_sae_call(o, *sae);
+  call.auxk_alpha = opt_number(o, "auxkAlpha", 1.0 / 32);
+  call.loss_scale = opt_number(o, "lossScale", 1.0);
+  call.auxk_includes_b_dec = opt_bool(o, "auxkIncludesBDec", false);  // fixed AuxK (#134), as the CPU saeStep
+  call.total_variance = opt_number(o, "totalVariance", -1);
+  call.backward = opt_bool(o, "backward", true);
+  call.outputs = opt_bool(o, "outputs", false);
   const int64_t M = cuda::sae_num_latents(*sae), D = cuda::sae_d_in(*sae);
-  expect_float(x, "x");
-  expect_ndim(x, 2, "x");
-  if (x.dim(1) != D) fail(ErrorKind::Shape, "x is " + shape_str(x.shape) + " but the sparse coder has d_in " + std::to_string(D));
-  if (x.dim(0) < 1) fail(ErrorKind::Shape, "x has no rows");
-  if (x.dim(0) * std::max<int64_t>(D, 1) >= (int64_t(1) << 40)) fail(ErrorKind::Value, "x is too large");
   if (y.defined()) {
     expect_float(y, "y");
     expect_shape(y, x.shape, "y");
   }
+  // Micro-batches: rows [rowBegin, rowEnd) of x (and y) as views, so no slice crosses into JS.
+  if (o.Has("rowBegin") || o.Has("rowEnd")) {
+    expect_ndim(x, 2, "x");
+    const int64_t b = opt_int(o, "rowBegin", 0), e = opt_int(o, "rowEnd", x.dim(0));
+    if (b < 0 || e <= b || e > x.dim(0))
+      fail(ErrorKind::Value, "rows [" + std::to_string(b) + ", " + std::to_string(e) + ") are outside x " + shape_str(x.shape));
+    x = x.rows(b, e);
+    if (y.defined()) y = y.rows(b, e);
+  }
+  check_sae_input(x, D, "x");
   int64_t num_dead = 0;
   if (dm.defined()) {
     expect_dtype(dm, DType::I32, "deadMask");
@@ -411,27 +452,63 @@ Napi::Value cuda_sae_forward_backward(const Napi::CallbackInfo& info) {
     const int32_t* p = host.data<int32_t>();
     for (int64_t m = 0; m < M; ++m) num_dead += p[m] != 0;
   }
-  if (!(auxk_alpha >= 0) || !(loss_scale > 0)) fail(ErrorKind::Value, "auxkAlpha must be >= 0 and lossScale > 0");
   // Review fix: the CSR slots, row_topk rows and iota are int32, so N·k and N·k_aux must stay
   // below 2^31; and AuxK's row_topk keeps k_aux = min(d/2, num_dead) in shared memory (<= 8192).
-  const int64_t k_aux = dm.defined() && auxk_alpha > 0 ? std::min<int64_t>(D / 2, num_dead) : 0;
-  const int64_t k = cuda::sae_k(*sae);
-  if (x.dim(0) * std::max(k, k_aux) >= (int64_t(1) << 31))
+  // AuxK runs whenever some latent is dead (sae_train.cu), as the CPU saeStep.
+  const int64_t k_aux = std::min<int64_t>(D / 2, num_dead);
+  if (x.dim(0) * std::max(call.k, k_aux) >= (int64_t(1) << 31))
     fail(ErrorKind::Value, "x has " + std::to_string(x.dim(0)) + " rows: N*k and N*k_aux must be < 2^31 on CUDA");
   if (k_aux > 8192)
     fail(ErrorKind::Value, "AuxK would select k_aux = min(d_in/2, num_dead) = " + std::to_string(k_aux) +
                                " latents per row; the CUDA kernels support at most 8192");
+  if (fired.defined()) {
+    expect_dtype(fired, DType::I32, "didFire");
+    expect_shape(fired, {M}, "didFire");
+    // Written on the host after the step (the dead-latent counters live on the host).
+    if (fired.device() != Device::CPU) fail(ErrorKind::Device, "didFire must be a host (cpu) tensor");
+  }
+  if (!(call.auxk_alpha >= 0) || !std::isfinite(call.auxk_alpha)) fail(ErrorKind::Value, "auxkAlpha must be a finite number >= 0");
+  if (!(call.loss_scale > 0) || !std::isfinite(call.loss_scale)) fail(ErrorKind::Value, "lossScale must be a finite number > 0");
+  if (!std::isfinite(call.total_variance)) fail(ErrorKind::Value, "totalVariance must be finite (or <= 0 for this batch's)");
   auto res = std::make_shared<cuda::SaeStepResult>();
   return run_async(
-      info.Env(), [=] { *res = cuda::sae_forward_backward(*sae, x, y, dm, auxk_alpha, loss_scale, with_bdec); },
+      info.Env(), [=] { *res = cuda::sae_forward_backward(*sae, x, y, dm, call, fired); },
       [res](Napi::Env env) -> Napi::Value {
         Napi::Object obj = Napi::Object::New(env);
         obj.Set("fvu", res->fvu);
         obj.Set("auxkLoss", res->auxk_loss);
         obj.Set("kAux", double(res->k_aux));
+        obj.Set("numDead", double(res->num_dead));
+        obj.Set("totalVariance", res->total_variance);
         obj.Set("indices", TensorHandle::Wrap(env, res->indices));
+        if (res->acts.defined()) obj.Set("acts", TensorHandle::Wrap(env, res->acts));
+        if (res->sae_out.defined()) obj.Set("saeOut", TensorHandle::Wrap(env, res->sae_out));
         return obj;
       });
+}
+
+Napi::Value cuda_sae_encode(const Napi::CallbackInfo& info) {
+  SaeHolder sae = sae_arg(info, 0);
+  Tensor x = arg_tensor(info, 1, "x");
+  cuda::SaeCall call = read_sae_call(opts_at(info, 2), *sae);
+  check_sae_input(x, cuda::sae_d_in(*sae), "x");
+  if (int64_t(x.dim(0)) * call.k >= (int64_t(1) << 31)) fail(ErrorKind::Value, "x rows * k must be < 2^31");
+  auto res = std::make_shared<cuda::SaeCodes>();
+  return run_async(
+      info.Env(), [=] { *res = cuda::sae_encode(*sae, x, call.k, call.groupmax); },
+      [res](Napi::Env env) -> Napi::Value { return wrap_all(env, {{"acts", res->acts}, {"indices", res->indices}}); });
+}
+
+Napi::Value cuda_sae_decode(const Napi::CallbackInfo& info) {
+  SaeHolder sae = sae_arg(info, 0);
+  Tensor a = arg_tensor(info, 1, "acts");
+  Tensor i = arg_tensor(info, 2, "indices");
+  check_sparse_pair(a, i, "acts", "indices");
+  expect_indices(i, cuda::sae_num_latents(*sae), "indices");
+  auto out = std::make_shared<Tensor>();
+  return run_async(
+      info.Env(), [=] { *out = cuda::sae_decode(*sae, a, i); },
+      [out](Napi::Env env) -> Napi::Value { return TensorHandle::Wrap(env, *out); });
 }
 
 Napi::Value cuda_sae_apply(const Napi::CallbackInfo& info) {
@@ -448,6 +525,7 @@ Napi::Value cuda_sae_apply(const Napi::CallbackInfo& info) {
   so.step = opt_int(o, "step", 1);
   so.c = opt_number(o, "c", -1);
   so.beta = opt_number(o, "beta", 0.95);
+  if (o.Has("project") && !o.Get("project").IsUndefined()) so.project = opt_bool(o, "project", false) ? 1 : 0;
   if (so.signum) {
     if (!(so.lr > 0)) fail(ErrorKind::Value, "signum: lr must be > 0");
     if (!(so.c >= 0 && so.c <= 1)) fail(ErrorKind::Value, "signum: c (weight / weight_sum) must be in [0, 1]");
@@ -476,6 +554,96 @@ Napi::Value cuda_sae_read(const Napi::CallbackInfo& info) {
                               {"gradWEnc", res->g_w_enc}, {"gradBEnc", res->g_b_enc}, {"gradWDec", res->g_w_dec},
                               {"gradBDec", res->g_b_dec}});
       });
+}
+
+const char* const kSaeParamNames[4] = {"wEnc", "bEnc", "wDec", "bDec"};
+
+Napi::Value cuda_sae_read_state(const Napi::CallbackInfo& info) {
+  SaeHolder sae = sae_arg(info, 0);
+  auto res = std::make_shared<cuda::SaeOptState>();
+  return run_async(
+      info.Env(), [=] { *res = cuda::sae_read_state(*sae); },
+      [res](Napi::Env env) -> Napi::Value {
+        Napi::Object o = Napi::Object::New(env);
+        auto slot = [&](const char* key, const Tensor (&t)[4]) {
+          if (!t[0].defined() && !t[1].defined() && !t[2].defined() && !t[3].defined()) return;
+          Napi::Array a = Napi::Array::New(env, 4);
+          for (uint32_t i = 0; i < 4; ++i) a.Set(i, t[i].defined() ? TensorHandle::Wrap(env, t[i]) : env.Undefined());
+          o.Set(key, a);
+        };
+        slot("m", res->m);
+        slot("v", res->v);
+        slot("z", res->z);
+        return o;
+      });
+}
+
+Napi::Value cuda_sae_load_state(const Napi::CallbackInfo& info) {
+  SaeHolder sae = sae_arg(info, 0);
+  Napi::Object o = arg_object(info, 1, "state");
+  const int64_t M = cuda::sae_num_latents(*sae), D = cuda::sae_d_in(*sae);
+  const std::vector<int64_t> shapes[4] = {{M, D}, {M}, {M, D}, {D}};
+  Tensor params[4];
+  cuda::SaeOptState st;
+  Napi::Value pv = o.Get("params");
+  if (!pv.IsUndefined() && !pv.IsNull()) {
+    if (!pv.IsObject()) fail(ErrorKind::Value, "state.params must be an object {wEnc?, bEnc?, wDec?, bDec?}");
+    for (int i = 0; i < 4; ++i) {
+      params[i] = opt_tensor(pv.As<Napi::Object>(), kSaeParamNames[i]);
+      if (!params[i].defined()) continue;
+      expect_float(params[i], kSaeParamNames[i]);
+      expect_shape(params[i], shapes[i], kSaeParamNames[i]);
+    }
+  }
+  auto slot = [&](const char* key, Tensor (&t)[4]) {
+    Napi::Value v = o.Get(key);
+    if (v.IsUndefined() || v.IsNull()) return;
+    if (!v.IsArray() || v.As<Napi::Array>().Length() != 4)
+      fail(ErrorKind::Value, std::string("state.") + key + " must be an array of 4 tensors (wEnc, bEnc, wDec, bDec)");
+    Napi::Array a = v.As<Napi::Array>();
+    for (uint32_t i = 0; i < 4; ++i) {
+      Napi::Value e = a.Get(i);
+      if (e.IsUndefined() || e.IsNull()) continue;
+      const std::string name = std::string(key) + "." + kSaeParamNames[i];
+      t[i] = value_to_tensor(e, name.c_str());
+      expect_dtype(t[i], DType::F32, name.c_str());
+      expect_shape(t[i], shapes[i], name.c_str());
+    }
+  };
+  slot("m", st.m);
+  slot("v", st.v);
+  slot("z", st.z);
+  for (int i = 0; i < 4; ++i)
+    if (st.m[i].defined() != st.v[i].defined())
+      fail(ErrorKind::Value, std::string("state.m and state.v must both give ") + kSaeParamNames[i] + " or both leave it out (Adam)");
+  const bool reset = opt_bool(o, "resetOptimizer", false), zero_grads = opt_bool(o, "zeroGrads", false);
+  return run_async(
+      info.Env(),
+      [=] {
+        Tensor p[4] = {params[0], params[1], params[2], params[3]};
+        cuda::sae_load_state(*sae, p, st, reset, zero_grads);
+      },
+      [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
+}
+
+Napi::Value cuda_sae_lerp(const Napi::CallbackInfo& info) {
+  SaeHolder sae = sae_arg(info, 0);
+  double w = arg_number(info, 1, "weight");
+  if (!std::isfinite(w)) fail(ErrorKind::Value, "weight must be finite");
+  return run_async(
+      info.Env(), [=] { cuda::sae_lerp_z(*sae, w); }, [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
+}
+
+// cudaTotalVariance(y [N,D]) -> Promise<number>: Σ (y − column mean)² (f32 on the device).
+Napi::Value cuda_total_variance(const Napi::CallbackInfo& info) {
+  Tensor y = arg_tensor(info, 0, "y");
+  expect_float(y, "y");
+  expect_ndim(y, 2, "y");
+  if (y.dim(0) * std::max<int64_t>(y.dim(1), 1) >= (int64_t(1) << 40)) fail(ErrorKind::Value, "y is too large");
+  auto res = std::make_shared<double>(0.0);
+  return run_async(
+      info.Env(), [=] { *res = cuda::total_variance(y); },
+      [res](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, *res); });
 }
 
 Napi::Value cuda_sae_dispose(const Napi::CallbackInfo& info) {
@@ -723,6 +891,12 @@ void init(Napi::Env env, Napi::Object exports) {
   export_fn(env, exports, "cudaSaeApply", cuda_sae_apply);
   export_fn(env, exports, "cudaSaeRead", cuda_sae_read);
   export_fn(env, exports, "cudaSaeDispose", cuda_sae_dispose);
+  export_fn(env, exports, "cudaSaeEncode", cuda_sae_encode);
+  export_fn(env, exports, "cudaSaeDecode", cuda_sae_decode);
+  export_fn(env, exports, "cudaSaeReadState", cuda_sae_read_state);
+  export_fn(env, exports, "cudaSaeLoadState", cuda_sae_load_state);
+  export_fn(env, exports, "cudaSaeLerp", cuda_sae_lerp);
+  export_fn(env, exports, "cudaTotalVariance", cuda_total_variance);
   export_fn(env, exports, "cudaEncoderBackward", cuda_encoder_backward);
   export_fn(env, exports, "cudaNormalizeRows", cuda_normalize_rows);
   export_fn(env, exports, "cudaProjectGrad", cuda_project_grad);

@@ -109,18 +109,42 @@ struct SaeConfig {
 struct ResidentSae;
 std::shared_ptr<ResidentSae> make_resident_sae(const Tensor& w_enc, const Tensor& b_enc, const Tensor& w_dec,
                                                const Tensor& b_dec, const SaeConfig& cfg);
+// Per-call settings of one forward(/backward): the trainer changes k (k decay), and a coder's cfg
+// (activation, normalize_decoder) may be replaced after loading; transcode and compute are fixed.
+struct SaeCall {
+  int64_t k = 0;
+  bool groupmax = false;
+  bool normalize_decoder = true;  // renormalise W_dec rows first (SAE only; backward calls only)
+  double auxk_alpha = 1.0 / 32, loss_scale = 1;
+  bool auxk_includes_b_dec = false;
+  double total_variance = -1;  // > 0: normaliser of FVU / AuxK instead of this batch's (PR #138)
+  bool backward = true;        // false: forward only (sparsify's SparseCoder.forward, no gradients)
+  bool outputs = false;        // also return sae_out [N,D] and the latent acts [N,k]
+};
 struct SaeStepResult {
-  double fvu = 0, auxk_loss = 0;
+  double fvu = 0, auxk_loss = 0, total_variance = 0;
+  int64_t num_dead = 0;
   Tensor indices;  // [N, k] int32 (for the dead-latent counters)
+  Tensor acts, sae_out;  // with outputs: [N, k] f32, [N, D] f32
   int64_t k_aux = 0;
 };
+// dead_mask: host int32 [M] (nonzero = dead): AuxK whenever some latent is dead (as the CPU
+// saeStep; callers pass it only when auxk_alpha > 0 for training). did_fire: optional host int32
+// [M]; entries of the selected latents are set to 1.
 SaeStepResult sae_forward_backward(ResidentSae& sae, const Tensor& x, const Tensor& y, const Tensor& dead_mask,
-                                   double auxk_alpha, double loss_scale, bool auxk_includes_b_dec);
+                                   const SaeCall& call, const Tensor& did_fire);
+// Inference with the resident parameters: TopK/GroupMax codes of x (host outputs), decode of codes.
+struct SaeCodes {
+  Tensor acts, indices;  // [N, k] f32, int32
+};
+SaeCodes sae_encode(ResidentSae& sae, const Tensor& x, int64_t k, bool groupmax);
+Tensor sae_decode(ResidentSae& sae, const Tensor& acts, const Tensor& indices);
 struct SaeOptim {
   bool signum = false;
   double lr = 0, beta1 = 0.9, beta2 = 0.999, eps = 1e-8;  // Adam
   int64_t step = 1;
   double c = 1, beta = 0.95;  // signum (schedule-free)
+  int project = -1;           // W_dec gradient projection: -1 = the state's normalize_decoder && !transcode
 };
 void sae_apply(ResidentSae& sae, const SaeOptim& o);
 struct SaeParams {
@@ -129,6 +153,22 @@ struct SaeParams {
 };
 // eval_beta > 0 with signum state: returns the schedule-free average x = lerp(y, z, 1 - 1/β).
 SaeParams sae_read(ResidentSae& sae, double eval_beta, bool with_grads);
+// Optimizer state in parameter order (w_enc, b_enc, w_dec, b_dec); undefined where not allocated.
+struct SaeOptState {
+  Tensor m[4], v[4], z[4];
+};
+SaeOptState sae_read_state(ResidentSae& sae);
+// Writes what is defined: parameters (any float dtype, converted to f32) and optimizer slots (f32).
+// reset_optimizer frees m, v and z first (a loaded state without slots starts fresh);
+// zero_grads clears the gradient accumulators (SparseCoder.zeroGrad).
+void sae_load_state(ResidentSae& sae, const Tensor (&params)[4], const SaeOptState& st, bool reset_optimizer,
+                    bool zero_grads);
+// Schedule-free eval()/train(): p = lerp(p, z, weight) for every parameter that has a z (torch's lerp).
+void sae_lerp_z(ResidentSae& sae, double weight);
+const SaeConfig& sae_config(const ResidentSae& sae);
+// Σ_{n,d} (y − mean_n y)² of y [N, D] (any float dtype; f32 fixed-grid reductions): the trainer's
+// micro-batch normaliser (PR #138) for activations that live on the device.
+double total_variance(const Tensor& y);
 int64_t sae_num_latents(const ResidentSae& sae);
 int64_t sae_d_in(const ResidentSae& sae);
 int64_t sae_k(const ResidentSae& sae);

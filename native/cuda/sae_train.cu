@@ -14,7 +14,9 @@
 //       AuxK trains only W_dec (and b_dec through its + b_dec), never the encoder (§2.4 quirk 1).
 //   apply(optimizer): W_dec gradient projection (normalize_decoder and not transcode), Adam or
 //     schedule-free signum on the four parameters, gradients zeroed.
-// Multi-TopK and W_skip are not supported here.
+// Also: forward-only calls (SparseCoder.forward), encode/decode with the resident parameters,
+// optimizer state in/out (checkpoints) and the schedule-free eval/train lerp.
+// Multi-TopK and W_skip are not supported here (the JS SparseCoder rejects them on cuda).
 #include <cmath>
 #include <vector>
 
@@ -34,8 +36,11 @@ struct DevArray {
   DevArray() = default;
   DevArray(const DevArray&) = delete;
   DevArray& operator=(const DevArray&) = delete;
-  ~DevArray() {
+  ~DevArray() { reset(); }
+  void reset() {
     if (p) cudaFree(p);
+    p = nullptr;
+    n = 0;
   }
   void alloc(int64_t count) {
     n = count;
@@ -134,29 +139,76 @@ std::shared_ptr<ResidentSae> make_resident_sae(const Tensor& w_enc, const Tensor
   return r;
 }
 
-SaeStepResult sae_forward_backward(ResidentSae& sae, const Tensor& x, const Tensor& y, const Tensor& dead_mask,
-                                   double auxk_alpha, double loss_scale, bool auxk_includes_b_dec) {
-  const int64_t N = x.dim(0), D = sae.D, M = sae.M, Kp = pad32(D), ND = N * D;
-  const int64_t k = sae.cfg.k;
+namespace {
+// Encoder operands of one batch: x as f32, x_in = x − b_dec (SAE) or x (transcoder), and the
+// GEMM operands X = x_in, W = W_enc rounded to the compute dtype and zero-padded to pad32(D).
+struct EncoderInputs {
+  DeviceBuffer xf, xin_buf, Xc, Wc;
+  const float* xin = nullptr;
+};
+
+EncoderInputs encoder_inputs(ResidentSae& sae, const Tensor& x, int64_t N, cudaStream_t s) {
+  const int64_t D = sae.D, M = sae.M, Kp = pad32(D), ND = N * D;
   const bool sae_mode = !sae.cfg.transcode;
+  EncoderInputs in;
+  DeviceTensor dx = upload(x, s);
+  in.xf = DeviceBuffer(size_t(ND) * 4, s);
+  rows_minus_kernel<<<grid_for(ND), 256, 0, s>>>(dx.data(), x.dtype, nullptr, N, D, in.xf.as<float>());
+  CUDA_CHECK_LAUNCH();
+  in.xin = in.xf.as<float>();
+  if (sae_mode) {
+    in.xin_buf = DeviceBuffer(size_t(ND) * 4, s);
+    rows_minus_kernel<<<grid_for(ND), 256, 0, s>>>(in.xf.get(), DType::F32, sae.b_dec.p, N, D, in.xin_buf.as<float>());
+    CUDA_CHECK_LAUNCH();
+    in.xin = in.xin_buf.as<float>();
+  }
+  const size_t esz = 2;  // bf16/f16
+  in.Xc = DeviceBuffer(size_t(N * Kp) * esz, s);
+  in.Wc = DeviceBuffer(size_t(M * Kp) * esz, s);
+  if (sae.cfg.compute == DType::F16) {
+    convert_pad<__half>(in.xin, DType::F32, N, D, nullptr, DType::F32, in.Xc.as<__half>(), Kp, s);
+    convert_pad<__half>(sae.w_enc.p, DType::F32, M, D, nullptr, DType::F32, in.Wc.as<__half>(), Kp, s);
+  } else {
+    convert_pad<__nv_bfloat16>(in.xin, DType::F32, N, D, nullptr, DType::F32, in.Xc.as<__nv_bfloat16>(), Kp, s);
+    convert_pad<__nv_bfloat16>(sae.w_enc.p, DType::F32, M, D, nullptr, DType::F32, in.Wc.as<__nv_bfloat16>(), Kp, s);
+  }
+  return in;  // dx's buffer is stream-ordered: freed after the kernels that read it
+}
+
+__global__ void set_scalar_kernel(float* out, float v) { *out = v; }
+
+// did_fire[idx] = 1 for the selected latents (host; indices are checked: a kernel bug must not
+// become a host out-of-bounds write).
+void mark_fired(const Tensor& indices, const Tensor& did_fire) {
+  if (!did_fire.defined()) return;
+  if (did_fire.device() != Device::CPU) throw NativeError(ErrorKind::Device, "didFire must be a host tensor");
+  const int32_t* idx = indices.data<int32_t>();
+  int32_t* f = did_fire.data<int32_t>();
+  const int64_t M = did_fire.numel();
+  for (int64_t i = 0, n = indices.numel(); i < n; ++i) {
+    const int32_t m = idx[i];
+    if (m < 0 || m >= M) throw NativeError(ErrorKind::Internal, "CUDA encoder returned latent index " + std::to_string(m) + " outside [0, " + std::to_string(M) + ")");
+    f[m] = 1;
+  }
+}
+}  // namespace
+
+SaeStepResult sae_forward_backward(ResidentSae& sae, const Tensor& x, const Tensor& y, const Tensor& dead_mask,
+                                   const SaeCall& call, const Tensor& did_fire) {
+  const int64_t N = x.dim(0), D = sae.D, M = sae.M, ND = N * D;
+  const int64_t k = call.k;
+  const bool sae_mode = !sae.cfg.transcode;
+  const double auxk_alpha = call.auxk_alpha, loss_scale = call.loss_scale;
   Session ses;
   cudaStream_t s = ses.stream();
-  if (sae_mode && sae.cfg.normalize_decoder) normalize_rows_dev(sae.w_dec.p, M, D, 1.1920928955078125e-07f, s);
+  // As the CPU forwardBackward: renormalise before a training forward only (forward() does not).
+  if (call.backward && sae_mode && call.normalize_decoder) normalize_rows_dev(sae.w_dec.p, M, D, 1.1920928955078125e-07f, s);
 
-  // Inputs: x as f32, x_in = x − b_dec (SAE), the GEMM operands in the compute dtype.
-  DeviceTensor dx = upload(x, s);
-  DeviceBuffer xf(size_t(ND) * 4, s), xin_buf(sae_mode ? size_t(ND) * 4 : 0, s);
-  rows_minus_kernel<<<grid_for(ND), 256, 0, s>>>(dx.data(), x.dtype, nullptr, N, D, xf.as<float>());
-  CUDA_CHECK_LAUNCH();
-  const float* xin = xf.as<float>();
-  if (sae_mode) {
-    rows_minus_kernel<<<grid_for(ND), 256, 0, s>>>(xf.get(), DType::F32, sae.b_dec.p, N, D, xin_buf.as<float>());
-    CUDA_CHECK_LAUNCH();
-    xin = xin_buf.as<float>();
-  }
+  EncoderInputs in = encoder_inputs(sae, x, N, s);
+  const float* xin = in.xin;
   DeviceTensor dy;
   DeviceBuffer yf_buf;
-  const float* yf = xf.as<float>();
+  const float* yf = in.xf.as<float>();
   if (y.defined()) {
     dy = upload(y, s);
     yf_buf = DeviceBuffer(size_t(ND) * 4, s);
@@ -164,20 +216,11 @@ SaeStepResult sae_forward_backward(ResidentSae& sae, const Tensor& x, const Tens
     CUDA_CHECK_LAUNCH();
     yf = yf_buf.as<float>();
   }
-  const size_t esz = 2;  // bf16/f16
-  DeviceBuffer Xc(size_t(N * Kp) * esz, s), Wc(size_t(M * Kp) * esz, s);
-  if (sae.cfg.compute == DType::F16) {
-    convert_pad<__half>(xin, DType::F32, N, D, nullptr, DType::F32, Xc.as<__half>(), Kp, s);
-    convert_pad<__half>(sae.w_enc.p, DType::F32, M, D, nullptr, DType::F32, Wc.as<__half>(), Kp, s);
-  } else {
-    convert_pad<__nv_bfloat16>(xin, DType::F32, N, D, nullptr, DType::F32, Xc.as<__nv_bfloat16>(), Kp, s);
-    convert_pad<__nv_bfloat16>(sae.w_enc.p, DType::F32, M, D, nullptr, DType::F32, Wc.as<__nv_bfloat16>(), Kp, s);
-  }
 
   // Encode (+ AuxK selection in the same pass).
   EncodeOptions o;
   o.k = k;
-  o.groupmax = sae.cfg.groupmax;
+  o.groupmax = call.groupmax;
   o.compute = sae.cfg.compute;
   int64_t num_dead = 0;
   if (dead_mask.defined()) {
@@ -186,14 +229,14 @@ SaeStepResult sae_forward_backward(ResidentSae& sae, const Tensor& x, const Tens
     for (int64_t m = 0; m < M; ++m) num_dead += dm[m] != 0;
   }
   const int64_t k_aux_nominal = D / 2;
-  if (num_dead > 0 && auxk_alpha > 0 && k_aux_nominal > 0) {
+  if (num_dead > 0 && k_aux_nominal > 0) {
     o.dead_mask = dead_mask;
     o.k_aux = k_aux_nominal;
   }
-  DeviceEncodeOut enc = encode_on_device(ses, sae.cfg.compute, Xc.get(), Wc.get(), sae.b_enc.p, N, D, M, o);
+  DeviceEncodeOut enc = encode_on_device(ses, sae.cfg.compute, in.Xc.get(), in.Wc.get(), sae.b_enc.p, N, D, M, o);
 
   // Decode, residual, losses.
-  DeviceBuffer out(size_t(ND) * 4, s), e(size_t(ND) * 4, s), G(size_t(ND) * 4, s);
+  DeviceBuffer out(size_t(ND) * 4, s), e(size_t(ND) * 4, s);
   DeviceBuffer mean(size_t(D) * 4, s), partial(RED_BLOCKS * 4, s), scalars(4 * 4, s);
   float* sc = scalars.as<float>();  // [0] tv, [1] Σe², [2] Σ(e_hat − e)²
   CUDA_CHECK(cudaMemsetAsync(sc, 0, 16, s));
@@ -201,26 +244,34 @@ SaeStepResult sae_forward_backward(ResidentSae& sae, const Tensor& x, const Tens
                 DType::F32, out.as<float>(), s);
   sub_kernel<<<grid_for(ND), 256, 0, s>>>(yf, out.as<float>(), ND, e.as<float>());
   CUDA_CHECK_LAUNCH();
-  column_sum(yf, N, D, N ? 1.f / float(N) : 0.f, mean.as<float>(), false, s);
-  sum_squares(yf, mean.as<float>(), ND, D, partial.as<float>(), sc + 0, s);
+  if (call.total_variance > 0) {
+    set_scalar_kernel<<<1, 1, 0, s>>>(sc + 0, float(call.total_variance));
+    CUDA_CHECK_LAUNCH();
+  } else {
+    column_sum(yf, N, D, N ? 1.f / float(N) : 0.f, mean.as<float>(), false, s);
+    sum_squares(yf, mean.as<float>(), ND, D, partial.as<float>(), sc + 0, s);
+  }
   sum_squares(e.as<float>(), nullptr, ND, D, partial.as<float>(), sc + 1, s);
 
-  // d(loss·loss_scale)/d sae_out = −2·loss_scale·e / tv
-  scale_by_kernel<<<grid_for(ND), 256, 0, s>>>(e.as<float>(), ND, float(-2.0 * loss_scale), sc + 0, G.as<float>());
-  CUDA_CHECK_LAUNCH();
   const int64_t NK = N * k;
-  DeviceBuffer grad_acts(size_t(std::max<int64_t>(NK, 1)) * 4, s);
-  slot_dot(G.as<float>(), enc.idx.as<int>(), NK, int(k), sae.w_dec.p, DType::F32, D, grad_acts.as<float>(), s);
-  Csr csr = build_csr(enc.idx.as<int>(), NK, M, s);
-  csr_rows(csr, enc.vals.as<float>(), int(k), G.as<float>(), M, D, sae.g_w_dec.p, nullptr, true, s);
-  column_sum(G.as<float>(), N, D, 1.f, sae.g_b_dec.p, true, s);
-  // Encoder (FusedEncoder.backward): W_enc, b_enc from the same CSR; b_dec through x − b_dec.
-  csr_rows(csr, grad_acts.as<float>(), int(k), xin, M, D, sae.g_w_enc.p, sae.g_b_enc.p, true, s);
-  if (sae_mode) {
-    DeviceBuffer gx(size_t(ND) * 4, s);
-    embedding_bag(grad_acts.as<float>(), enc.idx.as<int>(), N, int(k), sae.w_enc.p, DType::F32, D, nullptr,
-                  DType::F32, gx.as<float>(), s);
-    column_sum(gx.as<float>(), N, D, -1.f, sae.g_b_dec.p, true, s);
+  if (call.backward) {
+    // d(loss·loss_scale)/d sae_out = −2·loss_scale·e / tv
+    DeviceBuffer G(size_t(ND) * 4, s);
+    scale_by_kernel<<<grid_for(ND), 256, 0, s>>>(e.as<float>(), ND, float(-2.0 * loss_scale), sc + 0, G.as<float>());
+    CUDA_CHECK_LAUNCH();
+    DeviceBuffer grad_acts(size_t(std::max<int64_t>(NK, 1)) * 4, s);
+    slot_dot(G.as<float>(), enc.idx.as<int>(), NK, int(k), sae.w_dec.p, DType::F32, D, grad_acts.as<float>(), s);
+    Csr csr = build_csr(enc.idx.as<int>(), NK, M, s);
+    csr_rows(csr, enc.vals.as<float>(), int(k), G.as<float>(), M, D, sae.g_w_dec.p, nullptr, true, s);
+    column_sum(G.as<float>(), N, D, 1.f, sae.g_b_dec.p, true, s);
+    // Encoder (FusedEncoder.backward): W_enc, b_enc from the same CSR; b_dec through x − b_dec.
+    csr_rows(csr, grad_acts.as<float>(), int(k), xin, M, D, sae.g_w_enc.p, sae.g_b_enc.p, true, s);
+    if (sae_mode) {
+      DeviceBuffer gx(size_t(ND) * 4, s);
+      embedding_bag(grad_acts.as<float>(), enc.idx.as<int>(), N, int(k), sae.w_enc.p, DType::F32, D, nullptr,
+                    DType::F32, gx.as<float>(), s);
+      column_sum(gx.as<float>(), N, D, -1.f, sae.g_b_dec.p, true, s);
+    }
   }
 
   // AuxK: trains W_dec (and b_dec when e_hat includes it) toward the residual.
@@ -228,35 +279,80 @@ SaeStepResult sae_forward_backward(ResidentSae& sae, const Tensor& x, const Tens
   if (enc.k_aux > 0) {
     const int ka = enc.k_aux;
     scale = std::min(double(num_dead) / double(k_aux_nominal), 1.0);
-    DeviceBuffer ehat(size_t(ND) * 4, s), r(size_t(ND) * 4, s), Ga(size_t(ND) * 4, s);
+    DeviceBuffer ehat(size_t(ND) * 4, s), r(size_t(ND) * 4, s);
     embedding_bag(enc.aux_v.as<float>(), enc.aux_i.as<int>(), N, ka, sae.w_dec.p, DType::F32, D,
-                  auxk_includes_b_dec ? sae.b_dec.p : nullptr, DType::F32, ehat.as<float>(), s);
+                  call.auxk_includes_b_dec ? sae.b_dec.p : nullptr, DType::F32, ehat.as<float>(), s);
     sub_kernel<<<grid_for(ND), 256, 0, s>>>(ehat.as<float>(), e.as<float>(), ND, r.as<float>());
     CUDA_CHECK_LAUNCH();
     sum_squares(r.as<float>(), nullptr, ND, D, partial.as<float>(), sc + 2, s);
-    scale_by_kernel<<<grid_for(ND), 256, 0, s>>>(r.as<float>(), ND, float(2.0 * scale * auxk_alpha * loss_scale),
-                                                 sc + 0, Ga.as<float>());
-    CUDA_CHECK_LAUNCH();
-    Csr acsr = build_csr(enc.aux_i.as<int>(), N * ka, M, s);
-    csr_rows(acsr, enc.aux_v.as<float>(), ka, Ga.as<float>(), M, D, sae.g_w_dec.p, nullptr, true, s);
-    if (auxk_includes_b_dec) column_sum(Ga.as<float>(), N, D, 1.f, sae.g_b_dec.p, true, s);
+    if (call.backward && auxk_alpha > 0) {
+      DeviceBuffer Ga(size_t(ND) * 4, s);
+      scale_by_kernel<<<grid_for(ND), 256, 0, s>>>(r.as<float>(), ND, float(2.0 * scale * auxk_alpha * loss_scale),
+                                                   sc + 0, Ga.as<float>());
+      CUDA_CHECK_LAUNCH();
+      Csr acsr = build_csr(enc.aux_i.as<int>(), N * ka, M, s);
+      csr_rows(acsr, enc.aux_v.as<float>(), ka, Ga.as<float>(), M, D, sae.g_w_dec.p, nullptr, true, s);
+      if (call.auxk_includes_b_dec) column_sum(Ga.as<float>(), N, D, 1.f, sae.g_b_dec.p, true, s);
+    }
   }
 
   float host_sc[3] = {0, 0, 0};
   CUDA_CHECK(cudaMemcpyAsync(host_sc, sc, 12, cudaMemcpyDeviceToHost, s));
   SaeStepResult res;
   res.indices = download(enc.idx.get(), {N, k}, DType::I32, s);
+  if (call.outputs) {
+    res.acts = download(enc.vals.get(), {N, k}, DType::F32, s);
+    res.sae_out = download(out.get(), {N, D}, DType::F32, s);
+  }
   res.k_aux = enc.k_aux;
+  res.num_dead = num_dead;
   ses.sync();
+  res.total_variance = double(host_sc[0]);
   res.fvu = double(host_sc[1]) / double(host_sc[0]);
   res.auxk_loss = enc.k_aux > 0 ? scale * double(host_sc[2]) / double(host_sc[0]) : 0.0;
+  mark_fired(res.indices, did_fire);
   return res;
+}
+
+SaeCodes sae_encode(ResidentSae& sae, const Tensor& x, int64_t k, bool groupmax) {
+  const int64_t N = x.dim(0);
+  Session ses;
+  cudaStream_t s = ses.stream();
+  EncoderInputs in = encoder_inputs(sae, x, N, s);
+  EncodeOptions o;
+  o.k = k;
+  o.groupmax = groupmax;
+  o.compute = sae.cfg.compute;
+  DeviceEncodeOut enc = encode_on_device(ses, sae.cfg.compute, in.Xc.get(), in.Wc.get(), sae.b_enc.p, N, sae.D, sae.M, o);
+  SaeCodes r;
+  r.acts = download(enc.vals.get(), {N, k}, DType::F32, s);
+  r.indices = download(enc.idx.get(), {N, k}, DType::I32, s);
+  ses.sync();
+  return r;
+}
+
+Tensor sae_decode(ResidentSae& sae, const Tensor& acts, const Tensor& indices) {
+  const int64_t N = acts.dim(0), k = acts.dim(1), D = sae.D;
+  if (N == 0) return Tensor::empty({0, D}, DType::F32);  // no zero-sized launches
+  Session ses;
+  cudaStream_t s = ses.stream();
+  // Device acts are viewed as they are when f32; other dtypes convert on the host (to() is host-only).
+  const Tensor af = acts.dtype == DType::F32 ? acts : host_copy(acts).to(DType::F32);  // alive until the sync below
+  DeviceTensor da = upload(af, s);
+  DeviceTensor di = upload(indices, s);
+  DeviceBuffer out(size_t(std::max<int64_t>(N * D, 1)) * 4, s);
+  embedding_bag(static_cast<const float*>(da.data()), static_cast<const int*>(di.data()), N, int(k), sae.w_dec.p,
+                DType::F32, D, sae.b_dec.p, DType::F32, out.as<float>(), s);
+  Tensor r = download(out.get(), {N, D}, DType::F32, s);
+  ses.sync();
+  return r;
 }
 
 void sae_apply(ResidentSae& sae, const SaeOptim& o) {
   Session ses;
   cudaStream_t s = ses.stream();
-  if (!sae.cfg.transcode && sae.cfg.normalize_decoder) project_grad_dev(sae.g_w_dec.p, sae.w_dec.p, sae.M, sae.D, s);
+  const bool project = o.project < 0 ? (!sae.cfg.transcode && sae.cfg.normalize_decoder) : o.project > 0;
+  if (project) project_grad_dev(sae.g_w_dec.p, sae.w_dec.p, sae.M, sae.D, s);
   for (int i = 0; i < 4; ++i) {
     DevArray &p = sae.param(i), &g = sae.grad(i);
     if (p.n == 0) continue;
@@ -267,11 +363,11 @@ void sae_apply(ResidentSae& sae, const SaeOptim& o) {
       }
       signum_dev(p.p, sae.z[i].p, g.p, p.n, o.lr, o.c, o.beta, s);
     } else {
-      if (!sae.m[i].p) {
-        sae.m[i].alloc(p.n);
-        sae.v[i].alloc(p.n);
-        CUDA_CHECK(cudaMemsetAsync(sae.m[i].p, 0, size_t(p.n) * 4, s));
-        CUDA_CHECK(cudaMemsetAsync(sae.v[i].p, 0, size_t(p.n) * 4, s));
+      // Moments start at zero (each checked alone: a loaded state always has both, but never pass null).
+      for (DevArray* a : {&sae.m[i], &sae.v[i]}) {
+        if (a->p) continue;
+        a->alloc(p.n);
+        CUDA_CHECK(cudaMemsetAsync(a->p, 0, size_t(p.n) * 4, s));
       }
       adam_dev(p.p, g.p, sae.m[i].p, sae.v[i].p, p.n, o.lr, o.beta1, o.beta2, o.eps, o.step, s);
     }
@@ -301,6 +397,90 @@ SaeParams sae_read(ResidentSae& sae, double eval_beta, bool with_grads) {
       p[j] = std::fabs(w) < 0.5f ? p[j] + w * (z[j] - p[j]) : z[j] - (z[j] - p[j]) * (1.f - w);
   }
   return SaeParams{t[0], t[1], t[2], t[3], gt[0], gt[1], gt[2], gt[3]};
+}
+
+namespace {
+// p = lerp(p, z, w), torch's f32 formula (as the CPU optimLerp and optim.cu's torch_lerp).
+__global__ void lerp_z_kernel(float* __restrict__ p, const float* __restrict__ z, int64_t n, float w) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    p[i] = fabsf(w) < 0.5f ? p[i] + w * (z[i] - p[i]) : z[i] - (z[i] - p[i]) * (1.f - w);
+}
+}  // namespace
+
+SaeOptState sae_read_state(ResidentSae& sae) {
+  Session ses;
+  cudaStream_t s = ses.stream();
+  SaeOptState st;
+  const std::vector<int64_t> shapes[4] = {{sae.M, sae.D}, {sae.M}, {sae.M, sae.D}, {sae.D}};
+  for (int i = 0; i < 4; ++i) {
+    if (sae.m[i].p) st.m[i] = download(sae.m[i].p, shapes[i], DType::F32, s);
+    if (sae.v[i].p) st.v[i] = download(sae.v[i].p, shapes[i], DType::F32, s);
+    if (sae.z[i].p) st.z[i] = download(sae.z[i].p, shapes[i], DType::F32, s);
+  }
+  ses.sync();
+  return st;
+}
+
+void sae_load_state(ResidentSae& sae, const Tensor (&params)[4], const SaeOptState& st, bool reset_optimizer,
+                    bool zero_grads) {
+  Session ses;
+  cudaStream_t s = ses.stream();
+  if (reset_optimizer) {
+    ses.sync();  // cudaFree below waits for users anyway; this keeps the order obvious
+    for (int i = 0; i < 4; ++i) {
+      sae.m[i].reset();
+      sae.v[i].reset();
+      sae.z[i].reset();
+    }
+  }
+  // Host sources stay alive (held by the caller / `conv`) until the sync at the end.
+  std::vector<Tensor> conv;
+  auto put = [&](DevArray& dst, const Tensor& src) {
+    if (!src.defined()) return;
+    const Tensor f = src.dtype == DType::F32 ? src : host_copy(src).to(DType::F32);  // host or device source
+    conv.push_back(f);
+    if (!dst.p) dst.alloc(f.numel());
+    if (f.nbytes()) CUDA_CHECK(cudaMemcpyAsync(dst.p, f.raw(), f.nbytes(), cudaMemcpyDefault, s));
+  };
+  for (int i = 0; i < 4; ++i) {
+    put(sae.param(i), params[i]);
+    put(sae.m[i], st.m[i]);
+    put(sae.v[i], st.v[i]);
+    put(sae.z[i], st.z[i]);
+    if (zero_grads && sae.grad(i).n) CUDA_CHECK(cudaMemsetAsync(sae.grad(i).p, 0, size_t(sae.grad(i).n) * 4, s));
+  }
+  ses.sync();
+}
+
+void sae_lerp_z(ResidentSae& sae, double weight) {
+  Session ses;
+  cudaStream_t s = ses.stream();
+  for (int i = 0; i < 4; ++i) {
+    DevArray& p = sae.param(i);
+    if (!sae.z[i].p || p.n == 0) continue;
+    lerp_z_kernel<<<grid_for(p.n), 256, 0, s>>>(p.p, sae.z[i].p, p.n, float(weight));
+    CUDA_CHECK_LAUNCH();
+  }
+  ses.sync();
+}
+
+const SaeConfig& sae_config(const ResidentSae& sae) { return sae.cfg; }
+
+double total_variance(const Tensor& y) {
+  const int64_t N = y.dim(0), D = y.dim(1), ND = N * D;
+  Session ses;
+  cudaStream_t s = ses.stream();
+  DeviceTensor dy = upload(y, s);
+  DeviceBuffer yf(size_t(std::max<int64_t>(ND, 1)) * 4, s), mean(size_t(std::max<int64_t>(D, 1)) * 4, s);
+  DeviceBuffer partial(RED_BLOCKS * 4, s), out(4, s);
+  rows_minus_kernel<<<grid_for(ND), 256, 0, s>>>(dy.data(), y.dtype, nullptr, N, D, yf.as<float>());
+  CUDA_CHECK_LAUNCH();
+  column_sum(yf.as<float>(), N, D, N ? 1.f / float(N) : 0.f, mean.as<float>(), false, s);
+  sum_squares(yf.as<float>(), mean.as<float>(), ND, D, partial.as<float>(), out.as<float>(), s);
+  float h = 0;
+  CUDA_CHECK(cudaMemcpyAsync(&h, out.get(), 4, cudaMemcpyDeviceToHost, s));
+  ses.sync();
+  return double(h);
 }
 
 }  // namespace cuda

@@ -136,7 +136,7 @@ test('main: usage errors exit 2 with a message; --help lists every flag with its
   assert.match(help, /--optimizer \{adam,muon,signum\} .*\(default: adam\)/);
   assert.match(help, /--batch_size int .*\(default: 32\)/);
   assert.match(help, /--dead_feature_threshold int .*\(default: 10000000\)/);
-  assert.match(help, /--device \{cpu,cuda\}/);
+  assert.match(help, /--device \{auto,cpu,cuda\} .*\(default: auto\)/);
   assert.equal(trainHelp(), help.trimEnd());
 });
 

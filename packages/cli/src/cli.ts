@@ -11,6 +11,7 @@ import * as train from '@sparsify/train';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
+import { loadModelOn, resolveDevice, type DeviceFlag } from './device.js';
 import { parseTrainArgs, trainHelp, UsageError } from './flags.js';
 import { Progress, formatDuration, type Output } from './progress.js';
 
@@ -36,7 +37,7 @@ const USAGE = `usage: sparsify <command> [options]
 
 commands:
   train [model] [dataset] [--flags]   train sparse autoencoders / transcoders (sparsify train --help)
-  hookpoints <model> [--device d]     list the hookpoint names and widths of a model
+  hookpoints <model> [--device d]     list the hookpoint names and widths of a model (d: auto, cpu, cuda)
   info <dir>                          list the sparse coders in a checkpoint folder
 `;
 
@@ -79,14 +80,14 @@ export async function main(argv: readonly string[], io: CliIO = defaultIO()): Pr
 }
 
 /** Splits `--device X` from simple commands' argv. */
-function simpleArgs(argv: readonly string[], what: string): { positional: string[]; device: core.Device } {
+function simpleArgs(argv: readonly string[], what: string): { positional: string[]; device: DeviceFlag } {
   const positional: string[] = [];
-  let device: core.Device = 'cpu';
+  let device: DeviceFlag = 'auto';
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--device' || a.startsWith('--device=')) {
       const v = a.includes('=') ? a.slice(a.indexOf('=') + 1) : argv[++i];
-      if (v !== 'cpu' && v !== 'cuda') throw new UsageError(`--device: expected cpu or cuda, got ${JSON.stringify(v)}`);
+      if (v !== 'auto' && v !== 'cpu' && v !== 'cuda') throw new UsageError(`--device: expected auto, cpu or cuda, got ${JSON.stringify(v)}`);
       device = v;
     } else if (a.startsWith('-')) throw new UsageError(`${what}: unknown flag ${a}`);
     else positional.push(a);
@@ -102,12 +103,13 @@ async function loadModelFrom(pathOrRepo: string, opts: { device: core.Device; re
 
 async function hookpointsCommand(argv: readonly string[], io: CliIO): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
-    io.stdout.write('usage: sparsify hookpoints <model> [--device cpu|cuda]\n');
+    io.stdout.write('usage: sparsify hookpoints <model> [--device auto|cpu|cuda]\n');
     return 0;
   }
   const { positional, device } = simpleArgs(argv, 'hookpoints');
   if (positional.length !== 1) throw new UsageError('hookpoints: expected exactly one model (folder or hub id)');
-  const model = await loadModelFrom(positional[0], { device });
+  const dev = resolveDevice(device, undefined, () => {});
+  const { model } = await loadModelOn((d) => loadModelFrom(positional[0], { device: d }), dev, (s) => io.stderr.write(s));
   const hps = model.hookpoints();
   const w = Math.max(4, ...hps.map((h) => h.name.length));
   io.stdout.write(`${'name'.padEnd(w)}  width\n`);
@@ -197,11 +199,10 @@ async function trainCommand(argv: readonly string[], io: CliIO): Promise<number>
   }
   const cfg = train.runConfig(init);
   train.assertSupportedLossFn(cfg, '--loss_fn');
-  if (args.device === 'cuda' && !core.native().buildInfo().cuda)
-    throw new core.DeviceError('--device cuda: this build of sparsify has no CUDA backend');
+  const device = resolveDevice(args.device, cfg, (s) => io.stderr.write(s));
 
   io.stderr.write(embedded ? `sparsify: training on the embedded tiny model and corpus (${train.DEFAULT_ASSETS_DIR})\n` : '');
-  const model = await loadModelFrom(cfg.model, { device: args.device, revision: cfg.revision });
+  const { model } = await loadModelOn((d) => loadModelFrom(cfg.model, { device: d, revision: cfg.revision }), device, (s) => io.stderr.write(s));
   let dataset: train.TokenDatasetLike;
   if (embedded) {
     dataset = train.embeddedDataset({ epochs: train.EMBEDDED_EPOCHS, shuffleSeed: cfg.shuffleSeed, maxExamples: cfg.maxExamples });
@@ -211,7 +212,7 @@ async function trainCommand(argv: readonly string[], io: CliIO): Promise<number>
   const progress = new Progress(io.stderr);
   let lastStep: train.StepInfo | undefined;
   const trainer = new train.Trainer(cfg, dataset, model, {
-    device: args.device,
+    device,
     onStep: (s) => {
       lastStep = s;
       progress.step(s);

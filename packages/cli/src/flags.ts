@@ -26,7 +26,15 @@ export interface CliFlag extends FieldSpec {
 }
 
 const CLI_ONLY: CliFlag[] = [
-  { field: 'device', key: 'device', kind: 'enum', choices: ['cpu', 'cuda'], help: 'where to run the model and the coders', group: 'cli', default: 'cpu' },
+  {
+    field: 'device',
+    key: 'device',
+    kind: 'enum',
+    choices: ['auto', 'cpu', 'cuda'],
+    help: 'where to run the coders (and the model, when its forward supports it); auto = cuda when the CUDA build sees a GPU',
+    group: 'cli',
+    default: 'auto',
+  },
 ];
 
 export const FLAGS: readonly CliFlag[] = [
@@ -47,7 +55,7 @@ export interface ParsedTrainArgs {
   dataset?: string;
   /** Only the flags given on the command line, as RunConfig fields. */
   init: RunConfigInit;
-  device: 'cpu' | 'cuda';
+  device: 'auto' | 'cpu' | 'cuda';
   /** snake_case keys given explicitly (so callers can tell defaults from choices). */
   given: Set<string>;
   help: boolean;
@@ -218,11 +226,11 @@ export function parseTrainArgs(argv: readonly string[]): ParsedTrainArgs {
 
   const init: RunConfigInit = {};
   const sae: Record<string, unknown> = {};
-  let device: 'cpu' | 'cuda' = 'cpu';
+  let device: 'auto' | 'cpu' | 'cuda' = 'auto';
   for (const [key, v] of values) {
     const f = BY_KEY.get(key)!;
     if (f.group === 'sae') sae[f.field] = v;
-    else if (f.group === 'cli') device = v as 'cpu' | 'cuda';
+    else if (f.group === 'cli') device = v as 'auto' | 'cpu' | 'cuda';
     else (init as Record<string, unknown>)[f.field] = v;
   }
   if (Object.keys(sae).length) init.sae = sae;

@@ -12,6 +12,7 @@ export * from './tokenizer.js';
 export { gemmKernelName, gemmForcePortable, matmulPacked } from './ops/gemm.js';
 export type { MatmulOptions, MatmulPackedOptions } from './ops/gemm.js';
 export * from './sparse-coder.js';
+export { cudaUsable, requireCuda } from './cuda-coder.js';
 export * from './optim/index.js';
 export * as saeOps from './ops/sae.js';
 export { Rng, initEncoderWeight } from './init.js';

@@ -4,12 +4,19 @@
  *
  * Parameters (sparsify's safetensors names): encoder.weight [M,D], encoder.bias [M],
  * W_dec [M,D] (row = latent; absent with decoder: false), b_dec [D], W_skip [D,D] (skip_connection).
+ *
+ * device 'cuda' (CUDA build with a GPU): the host f32 tensors stay the source of truth for saving;
+ * the working copy lives on the device (cuda-coder.ts) and encode / decode / forward /
+ * forwardBackward run there (outputs come back as host tensors). params() is a host snapshot:
+ * after training steps call `await coder.syncToHost()` first (saveToDisk does it). Not on cuda:
+ * skip_connection, multi_topk (forward / forwardBackward), returnPreActs. Never run on a GPU yet.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { listCoderDirs, readCoderDir, writeCoderDir } from './checkpoint.js';
 import { numLatentsOf, sparseCoderConfig, type SparseCoderConfig } from './config.js';
+import { checkCudaConfig, CudaResident, deadMaskI32, requireCuda } from './cuda-coder.js';
 import { DeviceError, DisposedError, FileFormatError, ShapeError, ValueError } from './errors.js';
 import { snapshotDownload } from './hub.js';
 import { initEncoderWeight, normalizeRows } from './init.js';
@@ -56,8 +63,10 @@ export interface ForwardBackwardOptions {
   lossScale?: number;
   /** Normaliser of FVU / AuxK / Multi-TopK instead of this batch's variance (PR #138). */
   totalVariance?: number;
-  /** int32 [M]: entries of the latents selected in this batch are set to 1. */
+  /** int32 [M]: entries of the latents selected in this batch are set to 1 (a host tensor also on cuda). */
   didFire?: Tensor;
+  /** Train on rows [begin, end) of x (and y) only: micro-batches as views, also of device tensors. */
+  rows?: [number, number];
 }
 
 export interface StepLosses {
@@ -67,10 +76,20 @@ export interface StepLosses {
   multiTopkFvu: number;
 }
 
-function checkDevice(device: Device | undefined): Device {
+function checkDevice(device: Device | undefined, cfg?: SparseCoderConfig): Device {
   const d = device ?? 'cpu';
-  if (d !== 'cpu') throw new DeviceError(`SparseCoder: device '${d}' is not supported by the CPU sparse-coder kernels`);
+  if (d !== 'cpu' && d !== 'cuda') throw new DeviceError(`SparseCoder: unknown device '${d as string}' (expected 'cpu' or 'cuda')`);
+  if (d === 'cuda') {
+    requireCuda('SparseCoder');
+    if (cfg) checkCudaConfig(cfg, 'SparseCoder', { training: false });
+  }
   return d;
+}
+
+/** Host view of a tensor that may live on the device (one copy; used once per run, e.g. bias init). */
+async function onHost(t: Tensor): Promise<{ t: Tensor; owned: boolean }> {
+  if (t.device !== 'cuda') return { t, owned: false };
+  return { t: await t.to('cpu'), owned: true };
 }
 
 export class SparseCoder implements Disposable {
@@ -82,6 +101,8 @@ export class SparseCoder implements Disposable {
   private readonly tensors: Map<CoderParamName, Tensor>;
   private gradTensors: Map<CoderParamName, Tensor> | undefined;
   private disposed = false;
+  /** @internal device-resident working copy (device 'cuda'). */
+  cudaState: CudaResident | undefined;
 
   private constructor(cfg: SparseCoderConfig, dIn: number, tensors: Map<CoderParamName, Tensor>, device: Device) {
     this.cfg = cfg;
@@ -103,7 +124,7 @@ export class SparseCoder implements Disposable {
   ): Promise<SparseCoder> {
     if (!Number.isInteger(dIn) || dIn < 1) throw new ValueError(`SparseCoder.create: dIn must be a positive integer, got ${dIn}`);
     const full = sparseCoderConfig(cfg);
-    const device = checkDevice(opts.device);
+    const device = checkDevice(opts.device, full);
     const M = numLatentsOf(full, dIn);
     const enc = initEncoderWeight(M, dIn, opts.seed ?? 0);
     const t = new Map<CoderParamName, Tensor>();
@@ -117,6 +138,7 @@ export class SparseCoder implements Disposable {
     if (full.skipConnection) t.set('W_skip', Tensor.zeros([dIn, dIn]));
     const coder = new SparseCoder(full, dIn, t, device);
     coder.checkSpec();
+    await coder.attachDevice();
     return coder;
   }
 
@@ -124,6 +146,7 @@ export class SparseCoder implements Disposable {
   static async loadFromDisk(dir: string, opts: CoderLoadOptions = {}): Promise<SparseCoder> {
     const device = checkDevice(opts.device);
     const files = readCoderDir(dir, { decoder: opts.decoder ?? true });
+    if (device === 'cuda') checkCudaConfig(files.cfg, `SparseCoder.loadFromDisk(${dir})`, { training: false });
     const t = new Map<CoderParamName, Tensor>();
     try {
       for (const name of CODER_PARAM_NAMES) {
@@ -135,6 +158,7 @@ export class SparseCoder implements Disposable {
     }
     const coder = new SparseCoder(files.cfg, files.dIn, t, device);
     coder.checkSpec();
+    await coder.attachDevice();
     return coder;
   }
 
@@ -184,23 +208,69 @@ export class SparseCoder implements Disposable {
   /** Writes cfg.json (byte-exact sparsify format) and sae.safetensors (F32, sparsify names). */
   async saveToDisk(dir: string): Promise<void> {
     this.alive();
+    await this.syncToHost();
     writeCoderDir(dir, this.cfg, this.dIn, new Map([...this.tensors.entries()]));
   }
 
-  /** The parameter tensors by sparsify name (live: they change when training). */
+  /**
+   * The parameter tensors by sparsify name (cpu: live, they change when training; cuda: the host
+   * copy, which `syncToHost()` refreshes; a DeviceError when the device copy is newer).
+   */
   params(): Map<string, Tensor> {
     this.alive();
+    if (this.cudaState?.stale)
+      throw new DeviceError('params(): the parameters on the device are newer than the host copy; call `await coder.syncToHost()` first');
     return new Map(this.tensors);
   }
 
-  /** Gradient buffers by parameter name (allocated on first use, zero-filled). */
+  /** cuda: copies the device parameters into new host tensors (the old ones are disposed). cpu: nothing. */
+  async syncToHost(): Promise<void> {
+    this.alive();
+    const cs = this.cudaState;
+    if (!cs?.sae || !cs.stale) return;
+    const r = await native().cudaSaeRead(cs.sae, {});
+    const fresh: [CoderParamName, unknown][] = [['encoder.weight', r.wEnc], ['encoder.bias', r.bEnc], ['W_dec', r.wDec], ['b_dec', r.bDec]];
+    for (const [name, h] of fresh) {
+      this.tensors.get(name)?.dispose();
+      this.tensors.set(name, new Tensor(h as never));
+    }
+    cs.stale = false;
+  }
+
+  /** Gradient buffers by parameter name (allocated on first use, zero-filled). cpu only: see readGrads. */
   grads(): Map<string, Tensor> {
     this.alive();
+    if (this.device === 'cuda') throw new DeviceError('grads(): the gradients of a cuda coder live on the device; use `await coder.readGrads()`');
     return new Map(this.gradBuffers());
+  }
+
+  /** Copies of the accumulated gradients by parameter name (cpu and cuda; the caller disposes them). */
+  async readGrads(): Promise<Map<string, Tensor>> {
+    this.alive();
+    const cs = this.cudaState;
+    if (!cs) return new Map([...this.gradBuffers()].map(([k, g]) => [k, g.clone()]));
+    if (!cs.sae) throw new ValueError('readGrads: this coder has no decoder (loaded with decoder: false)');
+    await cs.flush();
+    const r = await native().cudaSaeRead(cs.sae, { grads: true });
+    for (const h of [r.wEnc, r.bEnc, r.wDec, r.bDec]) new Tensor(h).dispose();
+    return new Map<string, Tensor>([
+      ['encoder.weight', new Tensor(r.gradWEnc)],
+      ['encoder.bias', new Tensor(r.gradBEnc)],
+      ['W_dec', new Tensor(r.gradWDec)],
+      ['b_dec', new Tensor(r.gradBDec)],
+    ]);
   }
 
   async encode(x: Tensor, opts: { returnPreActs?: boolean } = {}): Promise<{ topActs: Tensor; topIndices: Tensor; preActs?: Tensor }> {
     this.alive();
+    const cs = this.cudaState;
+    if (cs) {
+      if (opts.returnPreActs) throw new ValueError('encode: returnPreActs is not implemented on the CUDA backend');
+      this.checkSpec();
+      const call = { k: this.cfg.k, activation: this.cfg.activation };
+      const r = cs.sae ? await native().cudaSaeEncode(cs.sae, x.handle, call) : await native().cudaEncoderEncode(cs.encoder, x.handle, call);
+      return { topActs: new Tensor(r.acts), topIndices: new Tensor(r.indices) };
+    }
     const r = await saeEncode(this.weights(), x, this.spec(), opts.returnPreActs ?? false);
     return { topActs: r.acts, topIndices: r.indices, ...(r.preActs ? { preActs: r.preActs } : {}) };
   }
@@ -211,12 +281,17 @@ export class SparseCoder implements Disposable {
     const W = this.tensors.get('W_dec');
     if (!W) throw new ValueError('decode: this coder has no decoder (loaded with decoder: false)');
     if (topIndices.dtype !== 'int32') throw new ShapeError(`decode: topIndices must be int32, got ${topIndices.dtype}`);
+    if (this.cudaState) return new Tensor(await native().cudaSaeDecode(this.cudaState.sae, topActs.handle, topIndices.handle));
     return saeDecode(W, this.tensors.get('b_dec')!, topActs, topIndices);
   }
 
   /** sparsify's SparseCoder.forward (no gradients). */
   async forward(x: Tensor, opts: { y?: Tensor; deadMask?: Tensor | Uint8Array; totalVariance?: number } = {}): Promise<ForwardResult> {
     this.alive();
+    if (this.cudaState) {
+      const r = await this.cudaStep(x, 'forward', { y: opts.y, deadMask: opts.deadMask, totalVariance: opts.totalVariance, backward: false, outputs: true });
+      return { saeOut: new Tensor(r.saeOut), latentActs: new Tensor(r.acts), latentIndices: new Tensor(r.indices), fvu: r.fvu, auxkLoss: r.auxkLoss, multiTopkFvu: 0 };
+    }
     const r = await saeStep(this.weights(), undefined, x, opts.y, this.spec(), {
       deadMask: opts.deadMask,
       totalVariance: opts.totalVariance,
@@ -235,7 +310,24 @@ export class SparseCoder implements Disposable {
   /** The trainer's first-batch init: b_dec = mean_0(y ?? x); transcoders also encoder.bias = -(mean_0(x) W_enc^T). */
   async initBiasesFromBatch(x: Tensor, y?: Tensor): Promise<void> {
     this.alive();
-    await saeInitBiases(this.weights(), x, y, this.cfg.transcode);
+    const cs = this.cudaState;
+    if (!cs) {
+      await saeInitBiases(this.weights(), x, y, this.cfg.transcode);
+      return;
+    }
+    // cuda: computed on the host copy (once per run), then the two biases are pushed to the device.
+    await this.syncToHost();
+    const hx = await onHost(x);
+    const hy = y ? await onHost(y) : undefined;
+    try {
+      await saeInitBiases(this.weights(), hx.t, hy?.t, this.cfg.transcode);
+    } finally {
+      if (hx.owned) hx.t.dispose();
+      if (hy?.owned) hy.t.dispose();
+    }
+    const bEnc = this.tensors.get('encoder.bias')!, bDec = this.tensors.get('b_dec')!;
+    if (cs.sae) await native().cudaSaeLoadState(cs.sae, { params: { bEnc: bEnc.handle, bDec: bDec.handle } });
+    else throw new ValueError('initBiasesFromBatch: this coder has no decoder (loaded with decoder: false)');
   }
 
   /**
@@ -248,6 +340,30 @@ export class SparseCoder implements Disposable {
     this.alive();
     if (typeof opts?.auxkAlpha !== 'number' || !(opts.auxkAlpha >= 0))
       throw new ValueError(`forwardBackward: auxkAlpha must be a number >= 0, got ${opts?.auxkAlpha}`);
+    if (this.cudaState) {
+      if (opts.didFire && (opts.didFire.device !== 'cpu' || opts.didFire.dtype !== 'int32' || opts.didFire.shape.join() !== String(this.numLatents)))
+        throw new DeviceError(`forwardBackward: didFire must be a host int32 [${this.numLatents}] tensor on the CUDA backend, got ${opts.didFire.device} ${opts.didFire.dtype} [${opts.didFire.shape}]`);
+      const r = await this.cudaStep(x, 'forwardBackward', {
+        y: opts.y,
+        deadMask: opts.auxkAlpha > 0 ? opts.deadMask : undefined,
+        auxkAlpha: opts.auxkAlpha,
+        lossScale: opts.lossScale ?? 1,
+        totalVariance: opts.totalVariance,
+        didFire: opts.didFire?.handle,
+        normalizeDecoder: this.cfg.normalizeDecoder && !this.cfg.transcode,
+        backward: true,
+        ...(opts.rows ? { rowBegin: opts.rows[0], rowEnd: opts.rows[1] } : {}),
+      });
+      this.cudaState.stale = true; // the decoder rows were renormalised on the device
+      new Tensor(r.indices).dispose();
+      return { loss: r.fvu + opts.auxkAlpha * r.auxkLoss, fvu: r.fvu, auxkLoss: r.auxkLoss, multiTopkFvu: 0 };
+    }
+    if (opts.rows) {
+      const [b, e] = opts.rows;
+      const xs = new Tensor(native().trainRowSlice(x.handle, b, e));
+      const ys = opts.y ? new Tensor(native().trainRowSlice(opts.y.handle, b, e)) : undefined;
+      return this.forwardBackward(xs, { ...opts, y: ys, rows: undefined });
+    }
     const r = await saeStep(this.weights(), this.gradWeights(), x, opts.y, this.spec(), {
       deadMask: opts.auxkAlpha > 0 ? opts.deadMask : undefined,
       auxkAlpha: opts.auxkAlpha,
@@ -264,10 +380,15 @@ export class SparseCoder implements Disposable {
     this.alive();
     const W = this.tensors.get('W_dec');
     if (!W) throw new ValueError('projectDecoderGrad: this coder has no decoder');
+    if (this.cudaState) throw new DeviceError('projectDecoderGrad: on cuda the projection is part of the optimizer step (cudaSaeApply)');
     await saeProjectDecoderGrad(W, this.gradBuffers().get('W_dec')!);
   }
 
   zeroGrad(): void {
+    if (this.cudaState) {
+      this.cudaState.pendingZero = true; // done by the next device call (zeroGrad is synchronous)
+      return;
+    }
     if (this.gradTensors) native().zeroTensors([...this.gradTensors.values()].map((g) => g.handle));
   }
 
@@ -285,6 +406,8 @@ export class SparseCoder implements Disposable {
     this.disposed = true;
     for (const t of this.tensors.values()) t.dispose();
     for (const t of this.gradTensors?.values() ?? []) t.dispose();
+    this.cudaState?.dispose();
+    this.cudaState = undefined;
   }
 
   [Symbol.dispose](): void {
@@ -292,12 +415,49 @@ export class SparseCoder implements Disposable {
   }
 
   toString(): string {
-    return `SparseCoder(d_in=${this.dIn}, num_latents=${this.numLatents}, k=${this.cfg.k}, activation=${this.cfg.activation}${this.cfg.transcode ? ', transcode' : ''})`;
+    return `SparseCoder(d_in=${this.dIn}, num_latents=${this.numLatents}, k=${this.cfg.k}, activation=${this.cfg.activation}${this.cfg.transcode ? ', transcode' : ''}${this.device === 'cuda' ? ', device=cuda' : ''})`;
   }
 
   // ---- internals ----
   private alive(): void {
     if (this.disposed) throw new DisposedError('SparseCoder has been disposed');
+  }
+
+  /** cuda: creates the resident working copy from the host tensors (disposing the coder on failure). */
+  private async attachDevice(): Promise<void> {
+    if (this.device !== 'cuda') return;
+    try {
+      this.cudaState = await CudaResident.create(this.cfg, this.tensors);
+    } catch (e) {
+      this.dispose();
+      throw e;
+    }
+  }
+
+  /** One cudaSaeForwardBackward call (forward only or with gradients) with this coder's current settings. */
+  private async cudaStep(
+    x: Tensor,
+    what: string,
+    o: { y?: Tensor; deadMask?: Tensor | Uint8Array; totalVariance?: number; backward: boolean; outputs?: boolean } & Record<string, unknown>,
+  ): Promise<any> {
+    const cs = this.cudaState!;
+    if (!cs.sae) throw new ValueError(`${what}: this coder has no decoder (loaded with decoder: false)`);
+    checkCudaConfig(this.cfg, what, { training: true });
+    this.checkSpec();
+    await cs.flush();
+    const dead = deadMaskI32(o.deadMask, this.numLatents, (a) => Tensor.from(a, [a.length]));
+    try {
+      return await native().cudaSaeForwardBackward(cs.sae, x.handle, {
+        ...o,
+        y: o.y?.handle,
+        deadMask: dead?.handle,
+        totalVariance: o.totalVariance ?? -1,
+        k: this.cfg.k,
+        activation: this.cfg.activation,
+      });
+    } finally {
+      if (dead && dead !== o.deadMask) dead.dispose();
+    }
   }
 
   private spec(): CoderSpec {
@@ -323,6 +483,11 @@ export class SparseCoder implements Disposable {
       b_dec: this.tensors.get('b_dec')!,
       W_skip: this.tensors.get('W_skip'),
     };
+  }
+
+  /** @internal Parameter names and shapes (fixed for the coder's life; valid on any device). */
+  paramShapes(): [CoderParamName, number[]][] {
+    return [...this.tensors].map(([n, t]) => [n, [...t.shape]]);
   }
 
   /** @internal */

@@ -61,7 +61,7 @@ export interface CoderLike {
   initBiasesFromBatch(x: Tensor, y?: Tensor): Promise<void> | void;
   forwardBackward(
     x: Tensor,
-    opts: { y?: Tensor; deadMask?: Tensor | Uint8Array; auxkAlpha: number; lossScale?: number; totalVariance?: number; didFire?: Tensor },
+    opts: { y?: Tensor; deadMask?: Tensor | Uint8Array; auxkAlpha: number; lossScale?: number; totalVariance?: number; didFire?: Tensor; rows?: [number, number] },
   ): Promise<StepResult>;
   zeroGrad(): void;
   saveToDisk(dir: string): Promise<void> | void;
@@ -75,6 +75,9 @@ export interface OptimizerLike {
   eval(): Promise<void> | void;
   train(): Promise<void> | void;
   stateDict(): unknown;
+  /** Both devices (cuda optimizers keep their state on the device). */
+  readStateDict?(): Promise<unknown>;
+  readonly onCuda?: boolean;
   loadStateDict(state: unknown): Promise<void> | void;
 }
 
@@ -121,6 +124,11 @@ export interface FitResult {
 }
 
 export interface TrainerOptions {
+  /**
+   * Where the coders (and their optimizers) live. 'cuda': coders and optimizer state on the
+   * GPU (CUDA build; never run on a GPU yet); captured activations of a cuda model go to the
+   * coders without a host copy. The model's device is the model's own (see loadModel).
+   */
   device?: core.Device;
   /** Write checkpoints and metrics.jsonl (default true). */
   save?: boolean;
@@ -243,6 +251,8 @@ export class Trainer extends EventEmitter {
 
     const SparseCoder = (core as unknown as Record<string, any>).SparseCoder;
     if (!SparseCoder) throw new ConfigError('SparseCoder is not available in @sparsify/core');
+    if (this.device === 'cuda' && cfg.sae.multiTopk) throw new ConfigError('multi_topk is not implemented on the CUDA backend; use --device cpu');
+    if (this.device === 'cuda' && cfg.optimizer === 'muon') throw new ConfigError('muon is not implemented on the CUDA backend; use --optimizer adam or signum, or --device cpu');
     let finetuneDir: string | undefined;
     if (cfg.finetune) finetuneDir = await resolveLocalOrHub(cfg.finetune);
     const multi = cfg.initSeeds.length > 1;
@@ -348,7 +358,10 @@ export class Trainer extends EventEmitter {
         } else {
           await maybe(e.coder.saveToDisk(join(tmp, e.name)));
         }
-        saveStateDict(join(tmp, `optimizer_${only ? entries.indexOf(e) : i}`), opt.stateDict());
+        const sd = opt.readStateDict ? await opt.readStateDict() : opt.stateDict();
+        saveStateDict(join(tmp, `optimizer_${only ? entries.indexOf(e) : i}`), sd);
+        // cuda: the tensors are copies read from the device.
+        if (opt.onCuda) for (const t of (sd as { tensors: Map<string, Tensor> }).tensors.values()) t.dispose();
       }
       core.writeFileAtomic(join(tmp, 'config.json'), [trainConfigJson(this.cfg)]);
       saveInt64Safetensors(join(tmp, 'dead_counters.safetensors'), new Map(entries.map((e) => [e.name, e.counter.counts])));
@@ -433,7 +446,8 @@ export class Trainer extends EventEmitter {
       for (const e of this.coders) stepSum.set(e.name, { fvu: 0, auxk: 0, mt: 0, n: 0 });
     };
     resetStep();
-    for (const e of this.coders) e.didFire = Tensor.zeros([e.coder.numLatents], { dtype: 'int32', device: this.device });
+    // didFire stays a host tensor on both devices (cuda coders set it from the step's [N,k] indices).
+    for (const e of this.coders) e.didFire = Tensor.zeros([e.coder.numLatents], { dtype: 'int32' });
 
     for (let b = this.globalStep; b < this.totalBatches; b++) {
       const k = this.kAt(this.globalStep);
@@ -452,7 +466,7 @@ export class Trainer extends EventEmitter {
         if (nKeep < tokens.length) keep = Tensor.from(Int32Array.from(kept), [nKeep]);
       }
       tokensInStep += nKeep;
-      const tokT = Tensor.from(tokens, [idx.length, T], { device: this.device });
+      const tokT = Tensor.from(tokens, [idx.length, T]); // host token ids; the model puts them where it runs
       const out = await this.model.forward(tokT, { hookpoints: this.hookpoints, captureInputs: transcode });
       tokT.dispose();
       const firstBatch = this.globalStep === 0 && !this.resumed && !cfg.finetune;
@@ -471,6 +485,8 @@ export class Trainer extends EventEmitter {
         const owned: Tensor[] = [];
         if (keep) {
           if (nKeep === 0) continue; // every token excluded: nothing to train on at this hookpoint
+          if (y.device === 'cuda' || x.device === 'cuda')
+            throw new ConfigError('exclude_tokens with activations on the GPU is not implemented yet (needs a device row gather); run without --exclude_tokens or with --device cpu');
           y = await gatherRows(y, keep);
           owned.push(y);
           if (transcode) {
@@ -482,16 +498,20 @@ export class Trainer extends EventEmitter {
         if (firstBatch) for (const e of entries) await maybe(e.coder.initBiasesFromBatch(x, transcode ? y : undefined));
         const N = y.shape[0];
         const chunks = Math.min(cfg.microAccSteps, N);
-        const tv = chunks > 1 ? await totalVariance(y) : undefined;
+        const onDevice = y.device === 'cuda' || x.device === 'cuda' || this.device === 'cuda';
+        const tv = chunks > 1 ? (onDevice ? await core.native().cudaTotalVariance(y.handle) : await totalVariance(y)) : undefined;
         for (const e of entries) {
           const deadMask = cfg.auxkAlpha > 0 ? e.counter.deadMask() : undefined;
           for (let c = 0; c < chunks; c++) {
             const r0 = Math.floor((c * N) / chunks);
             const r1 = Math.floor(((c + 1) * N) / chunks);
-            const xc = chunks > 1 ? rowSlice(x, r0, r1) : x;
-            const yc = chunks > 1 && transcode ? rowSlice(y, r0, r1) : transcode ? y : undefined;
+            // cuda: micro-batches are row ranges of the (device) activations, sliced natively.
+            const sliceHere = chunks > 1 && !onDevice;
+            const xc = sliceHere ? rowSlice(x, r0, r1) : x;
+            const yc = sliceHere && transcode ? rowSlice(y, r0, r1) : transcode ? y : undefined;
             const res = await e.coder.forwardBackward(xc, {
               y: yc,
+              ...(chunks > 1 && onDevice ? { rows: [r0, r1] as [number, number] } : {}),
               deadMask,
               auxkAlpha: cfg.auxkAlpha,
               lossScale: 1 / accDenom,
@@ -523,7 +543,7 @@ export class Trainer extends EventEmitter {
           const fired = e.didFire!.toInt32Array();
           e.counter.update(tokensInStep, fired);
           e.didFire!.dispose();
-          e.didFire = Tensor.zeros([e.coder.numLatents], { dtype: 'int32', device: this.device });
+          e.didFire = Tensor.zeros([e.coder.numLatents], { dtype: 'int32' });
           const s = stepSum.get(e.name)!;
           const n = Math.max(1, s.n);
           metrics[e.name] = { fvu: s.fvu / n, auxk: s.auxk / n, multiTopkFvu: s.mt / n, deadPct: e.counter.deadFraction(), numDead: e.counter.numDead() };

@@ -23,6 +23,13 @@ export class Adam extends BaseOptimizer {
 
   async step(lrMultiplier = 1): Promise<void> {
     this.checkMultiplier(lrMultiplier);
+    if (this.onCuda) {
+      for (const [gi, g] of this.groups.entries()) {
+        g.scalars.step += 1;
+        await this.applyCuda(gi, { optimizer: 'adam', lr: g.lr * lrMultiplier, beta1: this.betas[0], beta2: this.betas[1], eps: this.eps, step: g.scalars.step });
+      }
+      return;
+    }
     const entries: Record<string, unknown>[] = [];
     for (const g of this.groups) {
       g.scalars.step += 1;

@@ -1,0 +1,205 @@
+// device 'cuda' through SparseCoder, the optimizers and the Trainer, against the CPU path on the
+// fixtures. The GPU computes the encoder GEMM in bf16, so selections may differ at near-ties and
+// values by bf16 rounding: the checks below allow exactly that, nothing more. Skipped (with the
+// reason) without a CUDA build and a device; NONE of this has run on a GPU yet.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { ConfigError, createOptimizer, loadSafetensors, SparseCoder, Tensor } from '@sparsify/core';
+import { Trainer, trainConfig, type StepInfo, type TrainConfigInit } from '@sparsify/train';
+
+import { FIXTURES as SAE_FIXTURES, loadGolden, relErrToMax } from '../sae/helpers.js';
+import { fixtureDataset, tinyModel, tmp } from '../train/helpers.js';
+import { cudaAddon } from './cuda-env.js';
+
+const { skip } = cudaAddon();
+const opts = { skip: skip ?? false };
+const BF16 = 3e-2; // bf16 GEMM inputs (8 bits of mantissa) vs the f32 CPU kernels, relative to the largest entry
+const VARIANTS = ['sae_d64_k8', 'sae_d64_k8_groupmax', 'sae_d64_k16', 'sae_d128_k8', 'sae_d128_k16', 'transcoder_d64_k8'];
+
+/** Fraction of rows' index sets that agree (as sets) between two [N,k] selections. */
+function setAgreement(a: Int32Array, b: Int32Array, k: number): number {
+  let same = 0;
+  for (let i = 0; i < a.length; i += k) {
+    const s = new Set(a.subarray(i, i + k));
+    for (const v of b.subarray(i, i + k)) if (s.has(v)) same++;
+  }
+  return same / a.length;
+}
+
+/** Fraction of entries farther apart than `tol` times the largest |b|. */
+function fracOff(a: Float32Array, b: Float32Array, tol: number): number {
+  let mx = 0;
+  for (const v of b) mx = Math.max(mx, Math.abs(v));
+  let off = 0;
+  for (let i = 0; i < a.length; i++) if (Math.abs(a[i] - b[i]) > tol * mx) off++;
+  return off / a.length;
+}
+
+const close = (a: number, b: number, rel: number) => Math.abs(a - b) <= rel * Math.max(Math.abs(a), Math.abs(b), 1e-12);
+
+for (const variant of VARIANTS) {
+  test(`cuda SparseCoder ${variant}: encode / decode / forward vs the CPU coder`, opts, async () => {
+    const dir = join(SAE_FIXTURES, variant, 'state');
+    const g = loadGolden(variant);
+    const cpu = await SparseCoder.loadFromDisk(dir);
+    const gpu = await SparseCoder.loadFromDisk(dir, { device: 'cuda' });
+    assert.equal(gpu.device, 'cuda');
+    const x = g.get('x')!;
+    const y = g.get('y');
+    const k = cpu.cfg.k;
+
+    const ec = await cpu.encode(x);
+    const eg = await gpu.encode(x);
+    assert.deepEqual(eg.topIndices.shape, ec.topIndices.shape);
+    assert.ok(setAgreement(ec.topIndices.toInt32Array(), eg.topIndices.toInt32Array(), k) >= 0.95, 'selections agree but for near-ties');
+    // Decoding each side's own codes gives close reconstructions.
+    const dc = await cpu.decode(ec.topActs, ec.topIndices);
+    const dg = await gpu.decode(eg.topActs, eg.topIndices);
+    assert.ok(relErrToMax(dg.toFloat32Array(), dc.toFloat32Array()) < BF16, 'decode(encode(x))');
+    // Decode of the same codes is f32 on both sides.
+    const same = await gpu.decode(ec.topActs, ec.topIndices);
+    assert.ok(relErrToMax(same.toFloat32Array(), dc.toFloat32Array()) < 1e-5, 'decode of identical codes');
+
+    for (const dead of [undefined, g.get('dead_mask_many'), g.get('dead_mask_few')]) {
+      const fc = await cpu.forward(x, { y, deadMask: dead });
+      const fg = await gpu.forward(x, { y, deadMask: dead });
+      assert.ok(close(fg.fvu, fc.fvu, BF16), `fvu ${fg.fvu} vs ${fc.fvu}`);
+      assert.ok(close(fg.auxkLoss, fc.auxkLoss, 5e-2) || (fc.auxkLoss === 0 && fg.auxkLoss === 0), `auxk ${fg.auxkLoss} vs ${fc.auxkLoss}`);
+      assert.ok(relErrToMax(fg.saeOut.toFloat32Array(), fc.saeOut.toFloat32Array()) < BF16, 'sae_out');
+      assert.equal(fg.multiTopkFvu, 0);
+    }
+    // A forward changes nothing on the device (no renorm, no gradients) and its reductions are deterministic.
+    const f1 = await gpu.forward(x, { y }), f2 = await gpu.forward(x, { y });
+    assert.equal(f2.fvu, f1.fvu);
+    assert.deepEqual(f2.saeOut.toFloat32Array(), f1.saeOut.toFloat32Array());
+    assert.doesNotThrow(() => gpu.params(), 'forward leaves the host copy current');
+    cpu.dispose();
+    gpu.dispose();
+  });
+}
+
+test('cuda: what the CUDA backend lacks is a clear error', opts, async () => {
+  await assert.rejects(SparseCoder.loadFromDisk(join(SAE_FIXTURES, 'transcoder_d64_k8_skip', 'state'), { device: 'cuda' }), ConfigError);
+  const mt = await SparseCoder.loadFromDisk(join(SAE_FIXTURES, 'sae_d64_k8_multitopk', 'state'), { device: 'cuda' });
+  const x = loadGolden('sae_d64_k8_multitopk').get('x')!;
+  await mt.encode(x); // inference without the Multi-TopK loss works
+  await assert.rejects(mt.forward(x), /multi_topk is not implemented on the CUDA backend/);
+  await assert.rejects(mt.forwardBackward(x, { auxkAlpha: 0 }), /multi_topk/);
+  mt.dispose();
+  const c = await SparseCoder.create(32, { numLatents: 128, k: 4 }, { device: 'cuda' });
+  assert.throws(() => createOptimizer('muon', [c]), /muon is not implemented on the CUDA backend/);
+  assert.throws(() => c.grads(), /readGrads/);
+  await assert.rejects(c.encode(Tensor.zeros([2, 32]), { returnPreActs: true }), /returnPreActs/);
+  c.dispose();
+});
+
+for (const kind of ['adam', 'signum'] as const) {
+  test(`cuda ${kind}: forwardBackward + step for 3 steps vs the CPU path; state dict round trip`, opts, async () => {
+    const variant = 'sae_d64_k8';
+    const dir = join(SAE_FIXTURES, variant, 'state');
+    const g = loadGolden(variant);
+    const x = g.get('x')!;
+    const dead = g.get('dead_mask_many');
+    const cpu = await SparseCoder.loadFromDisk(dir);
+    const gpu = await SparseCoder.loadFromDisk(dir, { device: 'cuda' });
+    const oc = createOptimizer(kind, [cpu], { lr: 1e-3 });
+    const og = createOptimizer(kind, [gpu], { lr: 1e-3 });
+    const p0 = new Map([...cpu.params()].map(([n, t]) => [n, t.toFloat32Array()]));
+    for (let s = 0; s < 3; s++) {
+      const lc = await cpu.forwardBackward(x, { auxkAlpha: 1 / 32, deadMask: dead, lossScale: 0.5 });
+      const lg = await gpu.forwardBackward(x, { auxkAlpha: 1 / 32, deadMask: dead, lossScale: 0.5 });
+      assert.ok(close(lg.fvu, lc.fvu, BF16) && close(lg.loss, lc.loss, BF16), `step ${s}: loss ${lg.loss} vs ${lc.loss}`);
+      if (s === 0) {
+        const gc = await cpu.readGrads();
+        const gg = await gpu.readGrads();
+        // Latents selected on one side only (bf16 near-ties) move a few rows; the rest agree.
+        for (const [n, t] of gc) assert.ok(fracOff(gg.get(n)!.toFloat32Array(), t.toFloat32Array(), 0.05) < 0.1, `grad ${n}`);
+      }
+      await oc.step(0.5);
+      await og.step(0.5);
+    }
+    if (kind === 'signum') {
+      await oc.eval();
+      await og.eval();
+    }
+    await gpu.syncToHost();
+    // Sign-like updates: an entry moved by ~lr per step on both sides or on neither; a near-tie
+    // selected on one side only, or a gradient within bf16 noise of 0, moves differently. Gross
+    // bugs (wrong sign, lr, parameter order) put most entries off; 20% is the (uncalibrated) bar.
+    for (const [n, t] of cpu.params()) {
+      const a = t.toFloat32Array(), b = gpu.params().get(n)!.toFloat32Array(), o = p0.get(n)!;
+      let off = 0;
+      for (let i = 0; i < a.length; i++) if (Math.abs(a[i] - o[i] - (b[i] - o[i])) > 0.5e-3 * 0.5) off++;
+      assert.ok(off <= 0.2 * a.length, `${n}: ${off}/${a.length} entries differ by more than half an update`);
+    }
+    const sc = await oc.readStateDict();
+    const sg = await og.readStateDict();
+    assert.deepEqual([...sg.tensors.keys()].sort(), [...sc.tensors.keys()].sort());
+    for (const [key, t] of sc.tensors) assert.deepEqual(sg.tensors.get(key)!.shape, t.shape, key);
+    assert.deepEqual(sg.scalars, sc.scalars, 'host bookkeeping is identical');
+    // Loading the CPU state into the cuda optimizer puts it on the device.
+    og.loadStateDict(sc);
+    const back = await og.readStateDict();
+    for (const [key, t] of sc.tensors) assert.deepEqual(back.tensors.get(key)!.toFloat32Array(), t.toFloat32Array(), key);
+    for (const t of [...sg.tensors.values(), ...back.tensors.values()]) t.dispose();
+    oc.dispose();
+    og.dispose();
+    cpu.dispose();
+    gpu.dispose();
+  });
+}
+
+async function run(device: 'cpu' | 'cuda', init: TrainConfigInit, o: { resume?: boolean; stopAt?: number } = {}) {
+  const cfg = trainConfig({ logToWandb: false, runName: 'r', ...init });
+  const steps: StepInfo[] = [];
+  const trainer: Trainer = new Trainer(cfg, fixtureDataset(32), await tinyModel(), {
+    device,
+    onStep: (s) => {
+      steps.push(s);
+      if (o.stopAt !== undefined && s.step === o.stopAt) trainer.requestStop();
+    },
+  });
+  if (o.resume) await trainer.loadState();
+  const result = await trainer.fit();
+  return { steps, result, runDir: join(cfg.saveDir, 'r') };
+}
+
+function listFiles(dir: string, pre = ''): string[] {
+  return readdirSync(join(dir, pre), { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? listFiles(dir, join(pre, e.name)) : e.name === 'metrics.jsonl' ? [] : [join(pre, e.name)],
+  );
+}
+
+for (const optimizer of ['adam', 'signum'] as const) {
+  test(`Trainer on cuda vs cpu (${optimizer}, micro-batches): losses close; checkpoints have the CPU layout; resume`, opts, async () => {
+    const init: TrainConfigInit = { batchSize: 4, microAccSteps: 2, optimizer, lr: 2e-3, sae: { expansionFactor: 4, k: 8 } };
+    const c = await run('cpu', { ...init, saveDir: tmp() });
+    const gdir = tmp();
+    const gg = await run('cuda', { ...init, saveDir: gdir });
+    assert.equal(gg.result.steps, c.result.steps);
+    for (const h of ['h.0', 'h.1']) {
+      const a = c.steps.at(-1)!.coders[h], b = gg.steps.at(-1)!.coders[h];
+      assert.ok(close(b.fvu, a.fvu, 0.1), `${h} final fvu ${b.fvu} vs ${a.fvu}`);
+    }
+    // Same files, same tensor names and shapes as the CPU trainer writes.
+    assert.deepEqual(listFiles(gg.runDir).sort(), listFiles(c.runDir).sort());
+    for (const f of listFiles(c.runDir).filter((f) => f.endsWith('.safetensors'))) {
+      const a = loadSafetensors(join(c.runDir, f)), b = loadSafetensors(join(gg.runDir, f));
+      assert.deepEqual([...b.keys()].sort(), [...a.keys()].sort(), f);
+      for (const [k, t] of a) assert.deepEqual(b.get(k)!.shape, t.shape, `${f} ${k}`);
+    }
+    // Stop half way on cuda, resume on cuda: the same number of steps in the end.
+    const rdir = tmp();
+    const half = await run('cuda', { ...init, saveDir: rdir }, { stopAt: 2 });
+    assert.equal(half.result.steps, 2);
+    const rest = await run('cuda', { ...init, saveDir: rdir }, { resume: true });
+    assert.equal(rest.result.steps, c.result.steps);
+    // A cuda checkpoint resumes on cpu too (the files are the CPU trainer's).
+    assert.ok(existsSync(join(rdir, 'r', 'optimizer_0.safetensors')) && existsSync(join(rdir, 'r', 'optimizer_0.json')));
+    const cpuResume = await run('cpu', { ...init, saveDir: rdir }, { resume: true });
+    assert.equal(cpuResume.result.steps, c.result.steps);
+  });
+}
