@@ -45,6 +45,10 @@ test('CUDA build without a device: moving to cuda rejects with ERR_SPARSIFY_CUDA
     try { Tensor.from(new Float32Array(4), [4], { device: 'cuda' }); } catch (e) { out.sync = [e instanceof DeviceError, e.code]; }
     try { await Tensor.zeros([4]).to('cuda'); } catch (e) { out.async = [e instanceof DeviceError, e.code]; }
     out.cpuStillWorks = Array.from(Tensor.from(new Float32Array([1, 2]), [2]).toFloat32Array());
+    const { native } = await import('@sparsify/core');
+    const x = Tensor.from(new Float32Array(6), [3, 2]);
+    try { await native().cudaGatherRows(x.handle, Tensor.from(Int32Array.from([3]), [1]).handle); } catch (e) { out.gatherBadIndex = [e.name, e.code]; }
+    try { await native().cudaGatherRows(x.handle, Tensor.from(Int32Array.from([1]), [1]).handle); } catch (e) { out.gatherNoDevice = e.code; }
     console.log(JSON.stringify(out));`;
   const r = spawnSync(process.execPath, ['--conditions=sparsify-source', '--import', 'tsx', '--input-type=module', '-e', code], {
     cwd: repoRoot,
@@ -57,6 +61,8 @@ test('CUDA build without a device: moving to cuda rejects with ERR_SPARSIFY_CUDA
   assert.deepEqual(out.sync, [true, 'ERR_SPARSIFY_CUDA_UNAVAILABLE']);
   assert.deepEqual(out.async, [true, 'ERR_SPARSIFY_CUDA_UNAVAILABLE']);
   assert.deepEqual(out.cpuStillWorks, [1, 2]);
+  assert.deepEqual(out.gatherBadIndex, ['ValueError', 'ERR_SPARSIFY_VALUE']);  // checked before any GPU work
+  assert.equal(out.gatherNoDevice, 'ERR_SPARSIFY_CUDA_UNAVAILABLE');
 });
 
 const gpu = cudaAddon();
@@ -87,4 +93,15 @@ test('GPU: CPU kernels reject cuda tensors by argument name; cuda ops take them 
   const fromDev = native().cudaMatmul(dev.handle, dev.handle, { bTrans: true });
   const [a, b] = await Promise.all([fromHost, fromDev]);
   assert.deepEqual(new Tensor(b).toFloat32Array(), new Tensor(a).toFloat32Array());
+});
+
+test('GPU: cudaGatherRows (exclude_tokens on device activations) equals the CPU gather', { skip: gpu.skip ?? false }, async () => {
+  const x = Tensor.from(Float32Array.from({ length: 7 * 5 }, (_, i) => Math.cos(i)), [7, 5]);
+  const idx = Tensor.from(Int32Array.from([6, 0, 3, 3]), [4]);
+  const dx = await x.to('cuda');
+  const got = new Tensor(await native().cudaGatherRows(dx.handle, idx.handle));
+  assert.equal(got.device, 'cuda');
+  const want = new Tensor(await native().trainGatherRows(x.handle, idx.handle));
+  assert.deepEqual(got.toFloat32Array(), want.toFloat32Array());
+  await assert.rejects(native().cudaGatherRows(dx.handle, Tensor.from(Int32Array.from([7]), [1]).handle), ValueError);
 });

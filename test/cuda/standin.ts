@@ -1,6 +1,6 @@
 /**
  * A CPU STAND-IN of the CUDA build's resident-state bindings (cudaSae*, cudaEncoder*,
- * cudaTotalVariance), built from the CPU kernels (saeStep, saeEncode, optimStep, optimLerp, ...)
+ * cudaTotalVariance, cudaGatherRows, cudaModel*), built from the CPU kernels (saeStep, saeEncode, optimStep, optimLerp, ...)
  * with the argument conventions of native/cuda/cuda_bindings.cpp. Installing it makes the loaded
  * CPU addon claim to be a CUDA build with one device, so the TypeScript `device: 'cuda'` paths
  * (SparseCoder, optimizers, Trainer, CLI) run on this machine against CPU arithmetic.
@@ -184,5 +184,19 @@ export function installCudaStandIn(): Map<string, number> {
     count('cudaTotalVariance');
     return n.trainTotalVariance(y);
   };
+  n.cudaGatherRows = async (x: H, idx: H) => {
+    count('cudaGatherRows');
+    return n.trainGatherRows(x, idx);
+  };
+  // The model "on cuda" runs the CPU forward of the same native model (its outputs are host tensors).
+  n.cudaModelCreate = async (model: { forward: (t: H, r: unknown) => Promise<unknown> }) => {
+    count('cudaModelCreate');
+    return { _standinModel: model };
+  };
+  n.cudaModelForward = async (m: { _standinModel: { forward: (t: H, r: unknown) => Promise<unknown> } }, tokens: H, request: unknown) => {
+    count('cudaModelForward');
+    return m._standinModel.forward(tokens, request);
+  };
+  n.cudaModelDispose = () => {};
   return calls;
 }

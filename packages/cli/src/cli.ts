@@ -11,7 +11,7 @@ import * as train from '@sparsify/train';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { loadModelOn, resolveDevice, type DeviceFlag } from './device.js';
+import { resolveDevice, type DeviceFlag } from './device.js';
 import { parseTrainArgs, trainHelp, UsageError } from './flags.js';
 import { Progress, formatDuration, type Output } from './progress.js';
 
@@ -109,7 +109,7 @@ async function hookpointsCommand(argv: readonly string[], io: CliIO): Promise<nu
   const { positional, device } = simpleArgs(argv, 'hookpoints');
   if (positional.length !== 1) throw new UsageError('hookpoints: expected exactly one model (folder or hub id)');
   const dev = resolveDevice(device, undefined, () => {});
-  const { model } = await loadModelOn((d) => loadModelFrom(positional[0], { device: d }), dev, (s) => io.stderr.write(s));
+  const model = await loadModelFrom(positional[0], { device: dev });
   const hps = model.hookpoints();
   const w = Math.max(4, ...hps.map((h) => h.name.length));
   io.stdout.write(`${'name'.padEnd(w)}  width\n`);
@@ -202,7 +202,7 @@ async function trainCommand(argv: readonly string[], io: CliIO): Promise<number>
   const device = resolveDevice(args.device, cfg, (s) => io.stderr.write(s));
 
   io.stderr.write(embedded ? `sparsify: training on the embedded tiny model and corpus (${train.DEFAULT_ASSETS_DIR})\n` : '');
-  const { model } = await loadModelOn((d) => loadModelFrom(cfg.model, { device: d, revision: cfg.revision }), device, (s) => io.stderr.write(s));
+  const model = await loadModelFrom(cfg.model, { device, revision: cfg.revision });
   let dataset: train.TokenDatasetLike;
   if (embedded) {
     dataset = train.embeddedDataset({ epochs: train.EMBEDDED_EPOCHS, shuffleSeed: cfg.shuffleSeed, maxExamples: cfg.maxExamples });

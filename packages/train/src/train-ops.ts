@@ -1,8 +1,9 @@
 /** Native helpers the trainer uses between the model forward and the coder step (train_ops.cpp). */
 import { native, Tensor } from '@sparsify/core';
 
-/** Rows `idx` of x [N,D] (a new tensor), computed off the event loop. */
+/** Rows `idx` (a host int32 tensor) of x [N,D]: a new tensor on x's device, computed off the event loop. */
 export async function gatherRows(x: Tensor, idx: Tensor): Promise<Tensor> {
+  if (x.device === 'cuda') return new Tensor(await native().cudaGatherRows(x.handle, idx.handle));
   return new Tensor(await native().trainGatherRows(x.handle, idx.handle));
 }
 

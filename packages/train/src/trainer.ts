@@ -485,8 +485,6 @@ export class Trainer extends EventEmitter {
         const owned: Tensor[] = [];
         if (keep) {
           if (nKeep === 0) continue; // every token excluded: nothing to train on at this hookpoint
-          if (y.device === 'cuda' || x.device === 'cuda')
-            throw new ConfigError('exclude_tokens with activations on the GPU is not implemented yet (needs a device row gather); run without --exclude_tokens or with --device cpu');
           y = await gatherRows(y, keep);
           owned.push(y);
           if (transcode) {
