@@ -17,6 +17,7 @@ std::once_flag g_init_once;
 cudaStream_t g_stream = nullptr;
 cudaDeviceProp g_props;
 cudaError_t g_init_error = cudaSuccess;
+thread_local int t_session_depth = 0;  // Sessions held by this thread (nested ones do not re-lock)
 
 std::string dead_reason() {
   std::lock_guard<std::mutex> g(g_reason_mutex);
@@ -38,6 +39,16 @@ void init_device() {
   g_init_error = cudaSetDevice(0);
   if (g_init_error == cudaSuccess) g_init_error = cudaGetDeviceProperties(&g_props, 0);
   if (g_init_error == cudaSuccess) g_init_error = cudaStreamCreateWithFlags(&g_stream, cudaStreamNonBlocking);
+  if (g_init_error == cudaSuccess) {
+    // Keep freed blocks in the stream-ordered pool instead of returning them at every sync:
+    // training allocates the same buffers every step.
+    cudaMemPool_t pool;
+    if (cudaDeviceGetDefaultMemPool(&pool, 0) == cudaSuccess) {
+      uint64_t keep = UINT64_MAX;
+      cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep);
+    }
+    cudaGetLastError();
+  }
 }
 }  // namespace
 
@@ -120,7 +131,16 @@ ProbeResult probe() {
   return r;
 }
 
-Session::Session() : lock_(g_mutex) {
+Session::Session() : lock_(g_mutex, std::defer_lock) {
+  // Re-entrant on one thread (a host_copy inside a job): only the outermost Session locks.
+  if (t_session_depth == 0) lock_.lock();
+  ++t_session_depth;
+  struct Undo {
+    bool armed = true;
+    ~Undo() {
+      if (armed) --t_session_depth;
+    }
+  } undo;
   if (g_dead.load())
     throw CudaError("ERR_SPARSIFY_CUDA_STICKY",
                     "the CUDA backend was disabled by an earlier error (" + dead_reason() + "); restart the process");
@@ -131,9 +151,10 @@ Session::Session() : lock_(g_mutex) {
   }
   CUDA_CHECK(cudaSetDevice(0));  // this libuv thread may not have selected it yet
   stream_ = g_stream;
+  undo.armed = false;
 }
 
-Session::~Session() = default;
+Session::~Session() { --t_session_depth; }
 
 const cudaDeviceProp& Session::props() const { return g_props; }
 
@@ -172,17 +193,88 @@ int64_t DeviceTensor::numel() const {
 }
 
 DeviceTensor upload(const Tensor& t, cudaStream_t s) {
+  if (t.device() == Device::CUDA) {
+    DeviceTensor d;  // already on the device: a read-only view, no copy
+    d.shape = t.shape;
+    d.dtype = t.dtype;
+    d.view = t.raw();
+    d.keep = t.storage;
+    return d;
+  }
+  return upload_owned(t, s);
+}
+
+DeviceTensor upload_owned(const Tensor& t, cudaStream_t s) {
   DeviceTensor d;
   d.shape = t.shape;
   d.dtype = t.dtype;
   d.buf = DeviceBuffer(t.nbytes(), s);
-  if (t.nbytes()) CUDA_CHECK(cudaMemcpyAsync(d.buf.get(), t.raw(), t.nbytes(), cudaMemcpyHostToDevice, s));
+  if (t.nbytes()) CUDA_CHECK(cudaMemcpyAsync(d.buf.get(), t.raw(), t.nbytes(), cudaMemcpyDefault, s));
   return d;
 }
 
+Tensor device_empty(const std::vector<int64_t>& shape, DType dtype, cudaStream_t s) {
+  int64_t n = 1;
+  for (int64_t v : shape) {
+    if (v < 0) fail(ErrorKind::Shape, "device_empty: negative dimension in " + shape_str(shape));
+    n *= v;
+  }
+  auto st = std::make_shared<Storage>();
+  st->bytes = size_t(n) * dtype_size(dtype);
+  st->device = Device::CUDA;
+  if (st->bytes) CUDA_CHECK(cudaMallocAsync(&st->data, st->bytes, s));
+  // Freed on the backend's stream, so that work queued before the last reference went finishes
+  // first. A failure here (e.g. at process exit) cannot be reported and is ignored.
+  st->release = [](void* p, size_t) {
+    if (p) {
+      cudaFreeAsync(p, g_stream);
+      cudaGetLastError();
+    }
+  };
+  Tensor t;
+  t.storage = std::move(st);
+  t.shape = shape;
+  t.dtype = dtype;
+  return t;
+}
+
+Tensor to_device(const Tensor& t, cudaStream_t s) {
+  if (t.device() == Device::CUDA) return t;
+  Tensor d = device_empty(t.shape, t.dtype, s);
+  if (t.nbytes()) CUDA_CHECK(cudaMemcpyAsync(d.raw(), t.raw(), t.nbytes(), cudaMemcpyHostToDevice, s));
+  return d;
+}
+
+Tensor to_host(const Tensor& t, cudaStream_t s) {
+  if (t.device() != Device::CUDA) return t;
+  return download(t.raw(), t.shape, t.dtype, s);
+}
+
+namespace {
+// The hooks of tensor.h: synchronous copies, each in its own (possibly nested) Session.
+Tensor hook_to_host(const Tensor& t) {
+  Session ses;
+  Tensor h = to_host(t, ses.stream());
+  ses.sync();
+  return h;
+}
+Tensor hook_to_device(const Tensor& t) {
+  Session ses;
+  Tensor d = to_device(t, ses.stream());
+  ses.sync();  // the host source may be freed as soon as we return
+  return d;
+}
+struct InstallHooks {
+  InstallHooks() {
+    device_hooks().to_host = hook_to_host;
+    device_hooks().to_device = hook_to_device;
+  }
+} g_install_hooks;
+}  // namespace
+
 Tensor download(const void* dev, const std::vector<int64_t>& shape, DType dtype, cudaStream_t s) {
   Tensor t = Tensor::empty(shape, dtype);
-  if (t.nbytes()) CUDA_CHECK(cudaMemcpyAsync(t.raw(), dev, t.nbytes(), cudaMemcpyDeviceToHost, s));
+  if (t.nbytes()) CUDA_CHECK(cudaMemcpyAsync(t.raw(), dev, t.nbytes(), cudaMemcpyDefault, s));
   return t;
 }
 

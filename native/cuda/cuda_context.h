@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <string>
 
@@ -27,7 +28,7 @@ struct ProbeResult {
 // Never throws; safe on machines without a driver.
 ProbeResult probe();
 
-// Held for the duration of one GPU job. Throws ERR_SPARSIFY_CUDA_UNAVAILABLE without a device and
+// Held for the duration of one GPU job (re-entrant on the same thread). Throws ERR_SPARSIFY_CUDA_UNAVAILABLE without a device and
 // ERR_SPARSIFY_CUDA_STICKY after a sticky error.
 class Session {
  public:
@@ -65,15 +66,28 @@ class DeviceBuffer {
   cudaStream_t stream_ = nullptr;
 };
 
-// A host tensor copied to the device (same dtype, same bytes).
+// A tensor's bytes on the device: a copy of a host tensor (owned, in `buf`), or a read-only view
+// of a device tensor (`view`, kept alive by `keep`).
 struct DeviceTensor {
   DeviceBuffer buf;
+  const void* view = nullptr;
+  std::shared_ptr<Storage> keep;
   std::vector<int64_t> shape;
   DType dtype = DType::F32;
   int64_t numel() const;
-  const void* data() const { return buf.get(); }
+  const void* data() const { return view ? view : buf.get(); }
 };
+// Host tensor: copied; device tensor: viewed (never write through data()).
 DeviceTensor upload(const Tensor& t, cudaStream_t s);
+// Always a private, writable copy in `buf` (host -> device or device -> device).
+DeviceTensor upload_owned(const Tensor& t, cudaStream_t s);
+
+// Device tensors (Storage::device == CUDA; raw() is a device pointer): allocated on the stream
+// (cudaMallocAsync), freed on it when the last reference goes. Contents uninitialised.
+Tensor device_empty(const std::vector<int64_t>& shape, DType dtype, cudaStream_t s);
+// Copies on the stream (the caller syncs before reading a host result or freeing a host source).
+Tensor to_device(const Tensor& t, cudaStream_t s);  // t itself when already on the device
+Tensor to_host(const Tensor& t, cudaStream_t s);    // t itself when already on the host
 // Copies device bytes into a new host tensor (the caller syncs the stream before reading it).
 Tensor download(const void* dev, const std::vector<int64_t>& shape, DType dtype, cudaStream_t s);
 

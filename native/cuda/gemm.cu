@@ -1,7 +1,13 @@
 // Dense GEMM on tensor cores: C[M,N] = A[M,K] · Bᵀ (+ bias), 128x128x32 CTA tiles, 4-stage
 // cp.async pipeline, ldmatrix + mma.sync (see mma_tile.cuh). Maps to the CPU `gemm` /
 // `gemm_reference` (native/src/kernels/gemm.h) with A and B rounded to bf16/f16 first.
+// On sm_90 the wgmma kernel (wgmma_tile.cuh) takes over once it has matched this one on the
+// device, for both of its tile shapes (gemm_path()).
 #include <algorithm>
+#include <cstdlib>
+#include <mutex>
+#include <string>
+#include <vector>
 
 #include "common.cuh"
 #include "convert.cuh"
@@ -9,6 +15,8 @@
 #include "kernels.h"
 #include "mma_tile.cuh"
 #include "bench_util.cuh"
+#include "gemm_path.h"
+#include "wgmma_tile.cuh"
 
 namespace sparsify {
 namespace cuda {
@@ -43,13 +51,123 @@ __global__ void __launch_bounds__(MMA_THREADS) gemm_kernel(const T* __restrict__
 }
 
 template <class T>
-void launch_gemm(const T* A, const T* B, const float* bias, float* C, int64_t M, int64_t N, int64_t Kp,
-                 cudaStream_t s) {
+void launch_gemm_mma(const T* A, const T* B, const float* bias, float* C, int64_t M, int64_t N, int64_t Kp,
+                     cudaStream_t s) {
   constexpr int smem = GEMM_STAGES * stage_bytes<GEMM_BM>();
   CUDA_CHECK(cudaFuncSetAttribute(gemm_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   dim3 grid(ceil_div(N, TILE_N), ceil_div(M, GEMM_BM));
   gemm_kernel<T><<<grid, MMA_THREADS, smem, s>>>(A, B, bias, C, M, N, Kp);
   CUDA_CHECK_LAUNCH();
+}
+
+template <int BM>
+constexpr int wg_gemm_smem() { return wg_stages<BM>() * wg_stage_bytes<BM>() + 1024; }  // + alignment slack
+
+// The same contract as gemm_kernel with the wgmma main loop (wgmma_tile.cuh). BM = 64 is the
+// encoder's tile shape; the self-check runs it here so the encoder only uses a checked shape.
+template <class T, int BM>
+__global__ void __launch_bounds__(WG_THREADS, 1) wgmma_gemm_kernel(const T* __restrict__ A, const T* __restrict__ B,
+                                                                   const float* __restrict__ bias,
+                                                                   float* __restrict__ C, int64_t M, int64_t N,
+                                                                   int64_t Kp) {
+  extern __shared__ char wg_smem[];
+  const int64_t m0 = int64_t(blockIdx.y) * BM, n0 = int64_t(blockIdx.x) * WG_BN;
+  float d[wg_regs<BM>()];
+  wg_tile<T, BM, wg_stages<BM>()>(A, B, M, N, Kp, m0, n0, wg_align1024(wg_smem), d);
+#pragma unroll
+  for (int i = 0; i < wg_regs<BM>(); ++i) {
+    const int64_t r = m0 + wg_row<BM>(i), c = n0 + wg_col<BM>(i);
+    if (r < M && c < N) C[r * N + c] = d[i] + (bias ? bias[c] : 0.f);
+  }
+}
+
+template <class T, int BM = 128>
+void launch_gemm_wgmma(const T* A, const T* B, const float* bias, float* C, int64_t M, int64_t N, int64_t Kp,
+                       cudaStream_t s) {
+  constexpr int smem = wg_gemm_smem<BM>();
+  CUDA_CHECK(cudaFuncSetAttribute(wgmma_gemm_kernel<T, BM>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  dim3 grid(ceil_div(N, WG_BN), ceil_div(M, BM));
+  wgmma_gemm_kernel<T, BM><<<grid, WG_THREADS, smem, s>>>(A, B, bias, C, M, N, Kp);
+  CUDA_CHECK_LAUNCH();
+}
+
+// ---- path choice: wgmma only on sm_90 and only after it reproduces the mma.sync kernel ----
+std::once_flag g_path_once;
+GemmPath g_path;
+
+// Both kernels on the same random 16-bit inputs (odd M and N, a K with a half last slice and
+// more slices than pipeline stages, output poisoned with NaN first): the results must agree to
+// f32 summation-order rounding.
+template <class T, int BM>
+bool wgmma_matches_mma(cudaStream_t s, std::string& why) {
+  const int64_t M = 229, N = 317, Kp = 608;
+  DeviceBuffer A(size_t(M * Kp) * 2, s), B(size_t(N * Kp) * 2, s), C1(size_t(M * N) * 4, s), C2(size_t(M * N) * 4, s);
+  // bf16 patterns in [-0.125, 0.125); read as f16 they are finite values of magnitude <= 1.5.
+  fill_random_device_bf16(A.get(), M * Kp, 11, s);
+  fill_random_device_bf16(B.get(), N * Kp, 12, s);
+  CUDA_CHECK(cudaMemsetAsync(C1.get(), 0xFF, C1.bytes(), s));
+  CUDA_CHECK(cudaMemsetAsync(C2.get(), 0xFF, C2.bytes(), s));
+  launch_gemm_mma<T>(A.as<T>(), B.as<T>(), nullptr, C1.as<float>(), M, N, Kp, s);
+  launch_gemm_wgmma<T, BM>(A.as<T>(), B.as<T>(), nullptr, C2.as<float>(), M, N, Kp, s);
+  std::vector<float> r1(size_t(M * N)), r2(size_t(M * N));
+  CUDA_CHECK(cudaMemcpyAsync(r1.data(), C1.get(), C1.bytes(), cudaMemcpyDeviceToHost, s));
+  CUDA_CHECK(cudaMemcpyAsync(r2.data(), C2.get(), C2.bytes(), cudaMemcpyDeviceToHost, s));
+  CUDA_CHECK(cudaStreamSynchronize(s));
+  double scale = 0;
+  for (float v : r1) scale = std::max(scale, double(std::abs(v)));
+  for (size_t i = 0; i < r1.size(); ++i) {
+    double d = std::abs(double(r1[i]) - double(r2[i]));
+    if (!(d <= 1e-4 * scale)) {  // NaN (unwritten) fails too
+      why = std::string(std::is_same<T, __half>::value ? "f16" : "bf16") + " BM=" + std::to_string(BM) +
+            " result differs from mma.sync at (" +
+            std::to_string(i / size_t(N)) + ", " + std::to_string(i % size_t(N)) + "): " + std::to_string(r2[i]) +
+            " vs " + std::to_string(r1[i]);
+      return false;
+    }
+  }
+  if (!(scale > 0)) {
+    why = "self-check inputs gave an all-zero product";
+    return false;
+  }
+  return true;
+}
+
+void choose_path(cudaStream_t s) {
+  const char* env = std::getenv("SPARSIFY_CUDA_GEMM");
+  const std::string force = env ? env : "";
+  int dev = 0, major = 0, minor = 0;
+  CUDA_CHECK(cudaGetDevice(&dev));
+  CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+  CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
+  if (force == "mma") {
+    g_path = {false, "mma.sync (SPARSIFY_CUDA_GEMM=mma)"};
+    return;
+  }
+  if (major != 9 || minor != 0) {
+    g_path = {false, "mma.sync (wgmma needs compute capability 9.0, this device is " + std::to_string(major) + "." +
+                         std::to_string(minor) + ")"};
+    return;
+  }
+  std::string why;
+  if (wgmma_matches_mma<__nv_bfloat16, 128>(s, why) && wgmma_matches_mma<__half, 128>(s, why) &&
+      wgmma_matches_mma<__nv_bfloat16, 64>(s, why) && wgmma_matches_mma<__half, 64>(s, why))
+    g_path = {true, "wgmma (self-check against mma.sync passed)"};
+  else
+    g_path = {false, "mma.sync (wgmma self-check FAILED: " + why + ")"};
+}
+}  // namespace
+
+GemmPath gemm_path(cudaStream_t s) {
+  std::call_once(g_path_once, choose_path, s);  // an exception leaves it unchosen (retried later)
+  return g_path;
+}
+
+namespace {
+template <class T>
+void launch_gemm(const T* A, const T* B, const float* bias, float* C, int64_t M, int64_t N, int64_t Kp,
+                 cudaStream_t s) {
+  if (gemm_path(s).wgmma) launch_gemm_wgmma<T>(A, B, bias, C, M, N, Kp, s);
+  else launch_gemm_mma<T>(A, B, bias, C, M, N, Kp, s);
 }
 
 template <class T>

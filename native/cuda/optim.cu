@@ -71,7 +71,8 @@ __global__ void signum_kernel(float* __restrict__ y, float* __restrict__ z, cons
 
 unsigned grid_for(int64_t n) { return unsigned(std::max<int64_t>(1, std::min<int64_t>((n + 255) / 256, 65535LL * 4))); }
 
-DeviceTensor upload_f32(const Tensor& t, cudaStream_t s) { return upload(t.dtype == DType::F32 ? t : t.to(DType::F32), s); }
+// Owned copies: the updates below write into these buffers (never into the caller's tensors).
+DeviceTensor upload_f32(const Tensor& t, cudaStream_t s) { return upload_owned(t.dtype == DType::F32 ? t : t.to(DType::F32), s); }
 float* f32(DeviceTensor& t) { return static_cast<float*>(t.buf.get()); }
 
 }  // namespace

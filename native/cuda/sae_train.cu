@@ -125,7 +125,7 @@ std::shared_ptr<ResidentSae> make_resident_sae(const Tensor& w_enc, const Tensor
     r->param(i).alloc(f.numel());
     r->grad(i).alloc(f.numel());
     if (f.numel()) {
-      CUDA_CHECK(cudaMemcpyAsync(r->param(i).p, f.raw(), f.nbytes(), cudaMemcpyHostToDevice, s));
+      CUDA_CHECK(cudaMemcpyAsync(r->param(i).p, f.raw(), f.nbytes(), cudaMemcpyDefault, s));
       CUDA_CHECK(cudaMemsetAsync(r->grad(i).p, 0, f.nbytes(), s));
     }
     ses.sync();  // `f` dies at the end of this iteration
@@ -180,7 +180,8 @@ SaeStepResult sae_forward_backward(ResidentSae& sae, const Tensor& x, const Tens
   o.compute = sae.cfg.compute;
   int64_t num_dead = 0;
   if (dead_mask.defined()) {
-    const int32_t* dm = dead_mask.data<int32_t>();
+    const Tensor dm_host = host_copy(dead_mask);  // small [M]; may come from the device
+    const int32_t* dm = dm_host.data<int32_t>();
     for (int64_t m = 0; m < M; ++m) num_dead += dm[m] != 0;
   }
   const int64_t k_aux_nominal = D / 2;

@@ -192,12 +192,12 @@ std::shared_ptr<ResidentDecoder> make_resident_decoder(const Tensor& w_dec, cons
   Session ses;
   cudaStream_t s = ses.stream();
   CUDA_CHECK(cudaMalloc(&r->w, std::max<size_t>(w_dec.nbytes(), 1)));
-  if (w_dec.nbytes()) CUDA_CHECK(cudaMemcpyAsync(r->w, w_dec.raw(), w_dec.nbytes(), cudaMemcpyHostToDevice, s));
+  if (w_dec.nbytes()) CUDA_CHECK(cudaMemcpyAsync(r->w, w_dec.raw(), w_dec.nbytes(), cudaMemcpyDefault, s));
   Tensor bf;
   if (b_dec.defined()) {
     bf = b_dec.to(DType::F32);
     CUDA_CHECK(cudaMalloc(&r->b, std::max<size_t>(bf.nbytes(), 1)));
-    if (bf.nbytes()) CUDA_CHECK(cudaMemcpyAsync(r->b, bf.raw(), bf.nbytes(), cudaMemcpyHostToDevice, s));
+    if (bf.nbytes()) CUDA_CHECK(cudaMemcpyAsync(r->b, bf.raw(), bf.nbytes(), cudaMemcpyDefault, s));
   }
   ses.sync();  // host sources must outlive the copies
   return r;

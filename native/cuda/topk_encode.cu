@@ -31,8 +31,10 @@
 #include "convert.cuh"
 #include "cuda_context.h"
 #include "kernels.h"
+#include "gemm_path.h"
 #include "mma_tile.cuh"
 #include "row_topk.cuh"
+#include "wgmma_tile.cuh"
 #include "device_ops.h"
 
 namespace sparsify {
@@ -45,6 +47,12 @@ constexpr int STAGE_LD = TILE_N + 4;  // padded row stride (floats) of the stage
 constexpr int PIPE_BYTES = ENC_STAGES * stage_bytes<ENC_BM>();
 constexpr int STAGED_BYTES = ENC_BM * STAGE_LD * 4;
 constexpr int REGION_BYTES = PIPE_BYTES > STAGED_BYTES ? PIPE_BYTES : STAGED_BYTES;
+// The wgmma main loop (sm_90, once gemm_path() chose it): 64-wide K slices, 1024-byte aligned.
+constexpr int ENC_WG_STAGES = wg_stages<ENC_BM>();
+constexpr int WG_PIPE_BYTES = ENC_WG_STAGES * wg_stage_bytes<ENC_BM>();
+constexpr int WG_REGION_BYTES = WG_PIPE_BYTES > STAGED_BYTES ? WG_PIPE_BYTES : STAGED_BYTES;
+// Bytes before the candidate lists: the pipeline/staging region (+ alignment slack for wgmma).
+constexpr size_t region_bytes(bool wg) { return wg ? size_t(WG_REGION_BYTES) + 1024 : size_t(REGION_BYTES); }
 constexpr size_t COMPACT_BUDGET = size_t(256) << 20;  // bytes for dense/compact scratch buffers
 
 struct EncParams {
@@ -108,13 +116,16 @@ __device__ __forceinline__ unsigned long long gm_key(float v, int64_t col) {
   return (static_cast<unsigned long long>(__float_as_uint(v)) << 32) | (0xffffffffu - uint32_t(col));
 }
 
-template <class T>
+// WG: the wgmma main loop (wgmma_tile.cuh) instead of mma.sync; same epilogue.
+template <class T, bool WG>
 // Two CTAs per SM (<= 128 registers): without the hint ptxas chose 64 registers and spilled on sm_90a.
 __global__ void __launch_bounds__(MMA_THREADS, 2) encode_kernel(EncParams p, const T* __restrict__ X,
                                                              const T* __restrict__ W) {
-  extern __shared__ __align__(128) char smem[];
+  extern __shared__ __align__(128) char smem_raw[];
+  char* smem = smem_raw;
+  if constexpr (WG) smem += wg_align1024(smem_raw) - smem_u32(smem_raw);
   float* staged = reinterpret_cast<float*>(smem);
-  float* cval = reinterpret_cast<float*>(smem + REGION_BYTES);
+  float* cval = reinterpret_cast<float*>(smem + (WG ? WG_REGION_BYTES : REGION_BYTES));
   int* cidx = reinterpret_cast<int*>(cval + ENC_BM * p.k);
   float* thr = reinterpret_cast<float*>(cidx + ENC_BM * p.k);
   int* tpos = reinterpret_cast<int*>(thr + ENC_BM);
@@ -138,24 +149,33 @@ __global__ void __launch_bounds__(MMA_THREADS, 2) encode_kernel(EncParams p, con
   const int t_begin = split * p.tiles_per_split, t_end = min(t_begin + p.tiles_per_split, ntiles);
   for (int tile = t_begin; tile < t_end; ++tile) {
     const int64_t n0 = int64_t(tile) * TILE_N;
-    float acc[ENC_BM / 32][4][4];
-    mma_tile<T, ENC_BM, ENC_STAGES>(X, W, p.N, p.M, p.Kp, m0, n0, smem, acc);
+    // relu(acc + b_enc) of tile (r, c) into the staged block; columns past M never win.
+    auto stage = [&](int r, int c, float a) {
+      const int64_t col = n0 + c;
+      float v = -FLT_MAX;
+      if (col < p.M) {
+        float pre = a + p.b_enc[col];
+        v = pre > 0.f ? pre : 0.f;  // relu (sparsify selects after the ReLU)
+      }
+      staged[r * STAGE_LD + c] = v;
+    };
+    if constexpr (WG) {
+      float d[wg_regs<ENC_BM>()];
+      wg_tile<T, ENC_BM, ENC_WG_STAGES>(X, W, p.N, p.M, p.Kp, m0, n0, smem_u32(smem), d);
 #pragma unroll
-    for (int mi = 0; mi < ENC_BM / 32; ++mi)
+      for (int i = 0; i < wg_regs<ENC_BM>(); ++i) stage(wg_row<ENC_BM>(i), wg_col<ENC_BM>(i), d[i]);
+    } else {
+      float acc[ENC_BM / 32][4][4];
+      mma_tile<T, ENC_BM, ENC_STAGES>(X, W, p.N, p.M, p.Kp, m0, n0, smem, acc);
 #pragma unroll
-      for (int ni = 0; ni < 4; ++ni)
+      for (int mi = 0; mi < ENC_BM / 32; ++mi)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          int r = warp_m * (ENC_BM / 2) + mi * 16 + (lane >> 2) + (e >> 1) * 8;
-          int c = warp_n * 32 + ni * 8 + (lane & 3) * 2 + (e & 1);
-          int64_t col = n0 + c;
-          float v = -FLT_MAX;  // columns past M never win
-          if (col < p.M) {
-            float pre = acc[mi][ni][e] + p.b_enc[col];
-            v = pre > 0.f ? pre : 0.f;  // relu (sparsify selects after the ReLU)
-          }
-          staged[r * STAGE_LD + c] = v;
-        }
+        for (int ni = 0; ni < 4; ++ni)
+#pragma unroll
+          for (int e = 0; e < 4; ++e)
+            stage(warp_m * (ENC_BM / 2) + mi * 16 + (lane >> 2) + (e >> 1) * 8,
+                  warp_n * 32 + ni * 8 + (lane & 3) * 2 + (e & 1), acc[mi][ni][e]);
+    }
     __syncthreads();
     for (int r = warp; r < ENC_BM; r += MMA_THREADS / 32) {
       const int64_t n = m0 + r;
@@ -225,14 +245,18 @@ __global__ void groupmax_finalize(const unsigned long long* __restrict__ keys, i
   }
 }
 
-size_t topk_smem_bytes(int k) { return size_t(REGION_BYTES) + size_t(ENC_BM) * k * 8 + ENC_BM * 8; }
+size_t topk_smem_bytes(int k, bool wg) { return region_bytes(wg) + size_t(ENC_BM) * k * 8 + ENC_BM * 8; }
 
+// Shared memory: the region, plus the candidate lists when TopK is on (p.part_val).
 template <class T>
-void launch_encode(const EncParams& p, const T* X, const T* W, size_t smem, cudaStream_t s) {
+void launch_encode(const EncParams& p, const T* X, const T* W, cudaStream_t s) {
   if (p.N == 0) return;
-  CUDA_CHECK(cudaFuncSetAttribute(encode_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  const bool wg = gemm_path(s).wgmma;
+  const size_t smem = p.part_val ? topk_smem_bytes(p.k, wg) : region_bytes(wg);
+  auto kernel = wg ? encode_kernel<T, true> : encode_kernel<T, false>;
+  CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
   dim3 grid(ceil_div(p.N, ENC_BM), unsigned(p.S));
-  encode_kernel<T><<<grid, MMA_THREADS, smem, s>>>(p, X, W);
+  kernel<<<grid, MMA_THREADS, smem, s>>>(p, X, W);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -263,7 +287,7 @@ void fused_topk(const T* X, const T* W, const float* b_enc, int64_t N, int64_t M
   p.col_map = col_map;
   p.compact = compact;
   p.compact_ld = compact_ld;
-  launch_encode<T>(p, X, W, topk_smem_bytes(k), s);
+  launch_encode<T>(p, X, W, s);
   RowTopkParams rp{};
   rp.vals = p.part_val;
   rp.stride = int64_t(p.S) * k;
@@ -288,7 +312,8 @@ DeviceEncodeOut encode_device(Session& ses, const T* X_, const T* Wt, const floa
   std::vector<int> dead_list, col_map;
   int k_aux = 0;
   if (o.dead_mask.defined() && o.k_aux > 0) {
-    const int32_t* dm = o.dead_mask.data<int32_t>();
+    const Tensor dm_host = host_copy(o.dead_mask);  // small [M]; may come from the device
+    const int32_t* dm = dm_host.data<int32_t>();
     col_map.assign(size_t(M), -1);
     for (int64_t m = 0; m < M; ++m)
       if (dm[m]) {
@@ -315,7 +340,8 @@ DeviceEncodeOut encode_device(Session& ses, const T* X_, const T* Wt, const floa
     CUDA_CHECK(cudaMemcpyAsync(d_dead.get(), dead_list.data(), size_t(num_dead) * 4, cudaMemcpyHostToDevice, s));
   }
 
-  const bool topk_fits = topk_smem_bytes(k) <= size_t(prop.sharedMemPerBlockOptin) && k <= ROW_TOPK_MAX_K;
+  const bool topk_fits =
+      topk_smem_bytes(k, gemm_path(s).wgmma) <= size_t(prop.sharedMemPerBlockOptin) && k <= ROW_TOPK_MAX_K;
   // GroupMax needs no shared-memory lists, so it is always fused.
   const bool main_in_pass = o.groupmax || (!o.force_unfused && topk_fits);
   const bool aux_in_pass = k_aux > 0 && main_in_pass && size_t(N) * num_dead * 4 <= COMPACT_BUDGET;
@@ -338,7 +364,7 @@ DeviceEncodeOut encode_device(Session& ses, const T* X_, const T* Wt, const floa
     p.col_map = aux_in_pass ? d_map.as<int>() : nullptr;
     p.compact = aux_in_pass ? compact.as<float>() : nullptr;
     p.compact_ld = num_dead;
-    launch_encode<T>(p, X_, Wt, size_t(REGION_BYTES), s);
+    launch_encode<T>(p, X_, Wt, s);
     if (N * k > 0) {
       groupmax_finalize<<<unsigned(std::min<int64_t>((N * k + 255) / 256, 65535)), 256, 0, s>>>(
           keys.as<unsigned long long>(), N * k, vals.as<float>(), idx.as<int>());
@@ -375,7 +401,7 @@ DeviceEncodeOut encode_device(Session& ses, const T* X_, const T* Wt, const floa
       choose_splits(nr, M, prop.multiProcessorCount, &p.S, &p.tiles_per_split);
       p.compact = dense.as<float>();
       p.compact_ld = M;
-      launch_encode<T>(p, X_ + r0 * Kp, Wt, size_t(REGION_BYTES), s);
+      launch_encode<T>(p, X_ + r0 * Kp, Wt, s);
       RowTopkParams rp{};
       rp.vals = dense.as<float>();
       rp.stride = M;
@@ -474,11 +500,11 @@ std::shared_ptr<ResidentEncoder> make_resident_encoder(const Tensor& w_enc, cons
     convert_pad<__nv_bfloat16>(dw.data(), w_enc.dtype, r->M, r->D, nullptr, DType::F32,
                                static_cast<__nv_bfloat16*>(r->w), Kp, s);
   Tensor bf = b_enc.to(DType::F32);
-  CUDA_CHECK(cudaMemcpyAsync(r->b_enc, bf.raw(), size_t(r->M) * 4, cudaMemcpyHostToDevice, s));
+  CUDA_CHECK(cudaMemcpyAsync(r->b_enc, bf.raw(), size_t(r->M) * 4, cudaMemcpyDefault, s));
   Tensor bd;
   if (b_dec.defined()) {
     bd = b_dec.to(DType::F32);
-    CUDA_CHECK(cudaMemcpyAsync(r->b_dec, bd.raw(), size_t(r->D) * 4, cudaMemcpyHostToDevice, s));
+    CUDA_CHECK(cudaMemcpyAsync(r->b_dec, bd.raw(), size_t(r->D) * 4, cudaMemcpyDefault, s));
   }
   ses.sync();  // the host copies above must stay alive until here
   return r;
@@ -503,15 +529,17 @@ int64_t fused_topk_max_k() {
     return 0;
   }
   size_t limit = size_t(optin);
-  if (limit <= topk_smem_bytes(0)) return 0;
-  return int64_t(std::min<size_t>((limit - topk_smem_bytes(0)) / (size_t(ENC_BM) * 8), ROW_TOPK_MAX_K));
+  // sm_90 may run the wgmma variant (larger region): count with it there, to be safe.
+  const size_t base = topk_smem_bytes(0, pr.cc_major == 9 && pr.cc_minor == 0);
+  if (limit <= base) return 0;
+  return int64_t(std::min<size_t>((limit - base) / (size_t(ENC_BM) * 8), ROW_TOPK_MAX_K));
 }
 
 double bench_encode_ms(int64_t N, int64_t D, int64_t M, int64_t k, int iters) {
   Session ses;
   cudaStream_t s = ses.stream();
   int64_t Kp = pad32(D);
-  if (topk_smem_bytes(int(k)) > size_t(ses.props().sharedMemPerBlockOptin))
+  if (topk_smem_bytes(int(k), gemm_path(s).wgmma) > size_t(ses.props().sharedMemPerBlockOptin))
     fail(ErrorKind::Value, "bench encode: k=" + std::to_string(k) + " does not fit the fused kernel on this device");
   DeviceBuffer X(size_t(N * Kp) * 2, s), W(size_t(M * Kp) * 2, s), b(size_t(M) * 4, s);
   DeviceBuffer v(size_t(N * k) * 4, s), i(size_t(N * k) * 4, s);

@@ -151,34 +151,48 @@ Napi::Value TensorHandle::Dispose(const Napi::CallbackInfo& info) {
 
 Napi::Value TensorHandle::ToFloat32Array(const Napi::CallbackInfo& info) {
   check_alive(this, info.Env());
-  if (tensor.device() != Device::CPU) throw_js(info.Env(), ErrorKind::Device, "toFloat32Array needs a CPU tensor");
-  int64_t n = tensor.numel();
-  Napi::Float32Array out = Napi::Float32Array::New(info.Env(), size_t(n));
-  float* dst = out.Data();
-  if (tensor.dtype == DType::F32) {
-    if (n) std::memcpy(dst, tensor.raw(), size_t(n) * 4);
-  } else {
-    for (int64_t i = 0; i < n; ++i) dst[i] = load_as_f32(tensor.raw(), tensor.dtype, i);
+  try {
+    Tensor t = host_copy(tensor);  // a cuda tensor is copied back (synchronously, like torch's .cpu())
+    int64_t n = t.numel();
+    Napi::Float32Array out = Napi::Float32Array::New(info.Env(), size_t(n));
+    float* dst = out.Data();
+    if (t.dtype == DType::F32) {
+      if (n) std::memcpy(dst, t.raw(), size_t(n) * 4);
+    } else {
+      for (int64_t i = 0; i < n; ++i) dst[i] = load_as_f32(t.raw(), t.dtype, i);
+    }
+    return out;
+  } catch (const NativeError& e) {
+    throw make_error(info.Env(), e);
   }
-  return out;
 }
 
 Napi::Value TensorHandle::ToInt32Array(const Napi::CallbackInfo& info) {
   check_alive(this, info.Env());
   if (tensor.dtype != DType::I32)
     throw_js(info.Env(), ErrorKind::DType, std::string("toInt32Array needs an int32 tensor, got ") + dtype_name(tensor.dtype));
-  int64_t n = tensor.numel();
-  Napi::Int32Array out = Napi::Int32Array::New(info.Env(), size_t(n));
-  if (n) std::memcpy(out.Data(), tensor.raw(), size_t(n) * 4);
-  return out;
+  try {
+    Tensor t = host_copy(tensor);
+    int64_t n = t.numel();
+    Napi::Int32Array out = Napi::Int32Array::New(info.Env(), size_t(n));
+    if (n) std::memcpy(out.Data(), t.raw(), size_t(n) * 4);
+    return out;
+  } catch (const NativeError& e) {
+    throw make_error(info.Env(), e);
+  }
 }
 
 Napi::Value TensorHandle::ReadBytes(const Napi::CallbackInfo& info) {
   check_alive(this, info.Env());
-  size_t n = tensor.nbytes();
-  Napi::Uint8Array out = Napi::Uint8Array::New(info.Env(), n);
-  if (n) std::memcpy(out.Data(), tensor.raw(), n);
-  return out;
+  try {
+    Tensor t = host_copy(tensor);
+    size_t n = t.nbytes();
+    Napi::Uint8Array out = Napi::Uint8Array::New(info.Env(), n);
+    if (n) std::memcpy(out.Data(), t.raw(), n);
+    return out;
+  } catch (const NativeError& e) {
+    throw make_error(info.Env(), e);
+  }
 }
 
 Napi::Value TensorHandle::Reshape(const Napi::CallbackInfo& info) {
@@ -193,14 +207,38 @@ Napi::Value TensorHandle::Reshape(const Napi::CallbackInfo& info) {
 // ---------------------------------------------------------------- argument readers
 static std::string arg_name(const char* name) { return std::string("argument '") + name + "'"; }
 
+// True while a function exported under a `cuda*` name runs: only those accept device tensors,
+// every other (CPU) function reads its tensors' memory on the host.
+static thread_local bool t_device_tensors_ok = false;
+
+namespace {
+// Sets t_device_tensors_ok for the duration of one call (restored on exceptions too).
+struct DeviceTensorsAllowed {
+  bool saved = t_device_tensors_ok;
+  DeviceTensorsAllowed() { t_device_tensors_ok = true; }
+  ~DeviceTensorsAllowed() { t_device_tensors_ok = saved; }
+};
+}  // namespace
+
 Tensor value_to_tensor(Napi::Value v, const char* name) {
   if (!TensorHandle::Is(v)) fail(ErrorKind::DType, arg_name(name) + " must be a Tensor");
   TensorHandle* h = Napi::ObjectWrap<TensorHandle>::Unwrap(v.As<Napi::Object>());
   if (h->disposed) fail(ErrorKind::Disposed, arg_name(name) + " is a disposed tensor");
+  if (h->tensor.device() != Device::CPU && !t_device_tensors_ok)
+    fail(ErrorKind::Device, arg_name(name) + " is a cuda tensor, but this operation runs on the CPU; move it with `await t.to('cpu')`");
   return h->tensor;
 }
 
 Tensor arg_tensor(const Napi::CallbackInfo& info, size_t i, const char* name) { return value_to_tensor(info[i], name); }
+
+Tensor value_to_tensor_any_device(Napi::Value v, const char* name) {
+  DeviceTensorsAllowed allow;
+  return value_to_tensor(v, name);
+}
+
+Tensor arg_tensor_any_device(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  return value_to_tensor_any_device(info[i], name);
+}
 
 Tensor arg_optional_tensor(const Napi::CallbackInfo& info, size_t i, const char* name) {
   if (info[i].IsUndefined() || info[i].IsNull()) return Tensor();
@@ -357,13 +395,19 @@ static std::vector<std::pair<const char*, InitFn>>& registry() {
 Registrar::Registrar(const char* name, InitFn fn) { registry().emplace_back(name, fn); }
 
 void export_fn(Napi::Env env, Napi::Object exports, const char* name, Napi::Value (*fn)(const Napi::CallbackInfo&)) {
-  exports.Set(name, Napi::Function::New(
-                        env,
-                        [](const Napi::CallbackInfo& info) -> Napi::Value {
-                          auto f = reinterpret_cast<Napi::Value (*)(const Napi::CallbackInfo&)>(info.Data());
-                          return guarded(info, f);
-                        },
-                        name, reinterpret_cast<void*>(fn)));
+  // The CUDA backend's functions (cuda*) take host or device tensors; the rest host tensors only.
+  const bool device_ok = std::strncmp(name, "cuda", 4) == 0;
+  auto host_only = [](const Napi::CallbackInfo& info) -> Napi::Value {
+    auto f = reinterpret_cast<Napi::Value (*)(const Napi::CallbackInfo&)>(info.Data());
+    return guarded(info, f);
+  };
+  auto any_device = [](const Napi::CallbackInfo& info) -> Napi::Value {
+    auto f = reinterpret_cast<Napi::Value (*)(const Napi::CallbackInfo&)>(info.Data());
+    DeviceTensorsAllowed allow;
+    return guarded(info, f);
+  };
+  if (device_ok) exports.Set(name, Napi::Function::New(env, any_device, name, reinterpret_cast<void*>(fn)));
+  else exports.Set(name, Napi::Function::New(env, host_only, name, reinterpret_cast<void*>(fn)));
 }
 
 void init_all(Napi::Env env, Napi::Object exports) {

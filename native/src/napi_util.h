@@ -54,7 +54,11 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
 Tensor arg_tensor(const Napi::CallbackInfo& info, size_t i, const char* name);
 // undefined/null -> an undefined Tensor
 Tensor arg_optional_tensor(const Napi::CallbackInfo& info, size_t i, const char* name);
+// Tensors on the device ('cuda') are a DeviceError here, unless the running function was exported
+// under a `cuda*` name (see export_fn) or read with the *_any_device variants.
 Tensor value_to_tensor(Napi::Value v, const char* name);
+Tensor value_to_tensor_any_device(Napi::Value v, const char* name);
+Tensor arg_tensor_any_device(const Napi::CallbackInfo& info, size_t i, const char* name);
 int64_t arg_int(const Napi::CallbackInfo& info, size_t i, const char* name);
 double arg_number(const Napi::CallbackInfo& info, size_t i, const char* name);
 bool arg_bool(const Napi::CallbackInfo& info, size_t i, const char* name);
@@ -82,7 +86,7 @@ struct Registrar {
 void init_all(Napi::Env env, Napi::Object exports);
 #define SPX_REGISTER(id, fn) static ::sparsify::Registrar spx_registrar_##id(#id, fn)
 
-// Adds exports[name] = a guarded function.
+// Adds exports[name] = a guarded function. Functions named `cuda*` accept device tensors.
 void export_fn(Napi::Env env, Napi::Object exports, const char* name, Napi::Value (*fn)(const Napi::CallbackInfo&));
 
 }  // namespace sparsify

@@ -120,8 +120,15 @@ Tensor Tensor::rows(int64_t begin, int64_t end) const {
   return t;
 }
 
+// Host-side reads of a device pointer would crash: every host loop over data goes through here.
+static void expect_host(const Tensor& t, const char* what) {
+  if (t.device() != Device::CPU)
+    fail(ErrorKind::Device, std::string(what) + " needs a host tensor, got a cuda tensor; move it with `await t.to('cpu')`");
+}
+
 Tensor Tensor::to(DType d) const {
   if (d == dtype) return *this;
+  expect_host(*this, "dtype conversion");
   Tensor out = empty(shape, d);
   int64_t n = numel();
   const void* src = raw();
@@ -147,9 +154,28 @@ Tensor Tensor::to(DType d) const {
 }
 
 Tensor Tensor::clone() const {
+  if (device() != Device::CPU) return device_copy(host_copy(*this));
   Tensor out = empty(shape, dtype);
   std::memcpy(out.raw(), raw(), nbytes());
   return out;
+}
+
+DeviceHooks& device_hooks() {
+  static DeviceHooks hooks;
+  return hooks;
+}
+
+Tensor host_copy(const Tensor& t) {
+  if (!t.defined() || t.device() == Device::CPU) return t;
+  if (!device_hooks().to_host) fail(ErrorKind::Device, "a cuda tensor cannot be read: this build has no CUDA backend");
+  return device_hooks().to_host(t);
+}
+
+Tensor device_copy(const Tensor& t) {
+  if (!t.defined() || t.device() == Device::CUDA) return t;
+  if (!device_hooks().to_device)
+    fail(ErrorKind::Device, "device 'cuda' is not available: this build of sparsify has no CUDA backend (CPU only)");
+  return device_hooks().to_device(t);
 }
 
 std::string shape_str(const std::vector<int64_t>& shape) {

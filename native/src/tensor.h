@@ -58,12 +58,24 @@ struct Tensor {
   Tensor reshape(const std::vector<int64_t>& shape) const;
   // Rows [begin, end) along dim 0; shares storage.
   Tensor rows(int64_t begin, int64_t end) const;
-  // Converted copy (or this, if already of that dtype).
+  // Converted copy (or this, if already of that dtype). Host tensors only (DeviceError otherwise).
   Tensor to(DType dtype) const;
   Tensor clone() const;
 };
 
 std::string shape_str(const std::vector<int64_t>& shape);
+
+// Copies between host and device memory, installed by the CUDA build when it loads (null in a
+// CPU-only build, where asking for them is a DeviceError). Synchronous: the result is ready.
+struct DeviceHooks {
+  Tensor (*to_host)(const Tensor& t) = nullptr;    // a new host tensor with t's bytes
+  Tensor (*to_device)(const Tensor& t) = nullptr;  // a new device tensor with t's bytes
+};
+DeviceHooks& device_hooks();
+// t itself when on the host, else a host copy (for the few host-side reads of small tensors).
+Tensor host_copy(const Tensor& t);
+// A device copy of a host tensor (t itself when already on the device).
+Tensor device_copy(const Tensor& t);
 
 // Argument checks that throw NativeError with the argument's name in the message.
 void expect_dtype(const Tensor& t, DType d, const char* name);

@@ -105,8 +105,25 @@ Napi::Value to_dtype(const Napi::CallbackInfo& info) {
       [out](Napi::Env env) -> Napi::Value { return TensorHandle::Wrap(env, *out); });
 }
 
+// tensorToDevice(tensor, 'cpu' | 'cuda', sync?) -> Promise<tensor> (sync: the tensor): a copy on
+// that device (the tensor itself when already there). 'cuda' in a CPU-only build is a DeviceError.
+Napi::Value tensor_to_device(const Napi::CallbackInfo& info) {
+  Tensor t = arg_tensor_any_device(info, 0, "tensor");
+  std::string dev = arg_string(info, 1, "device");
+  if (dev != "cpu" && dev != "cuda") fail(ErrorKind::Value, "device must be 'cpu' or 'cuda', got '" + dev + "'");
+  const bool to_cuda = dev == "cuda";
+  if (to_cuda && !device_hooks().to_device)
+    fail(ErrorKind::Device, "device 'cuda' is not available: this build of sparsify has no CUDA backend (CPU only)");
+  if (info.Length() > 2 && info[2].IsBoolean() && info[2].As<Napi::Boolean>().Value())
+    return TensorHandle::Wrap(info.Env(), to_cuda ? device_copy(t) : host_copy(t));
+  auto out = std::make_shared<Tensor>();
+  return run_async(
+      info.Env(), [t, to_cuda, out] { *out = to_cuda ? device_copy(t) : host_copy(t); },
+      [out](Napi::Env env) -> Napi::Value { return TensorHandle::Wrap(env, *out); });
+}
+
 Napi::Value clone_tensor(const Napi::CallbackInfo& info) {
-  Tensor t = arg_tensor(info, 0, "tensor");
+  Tensor t = arg_tensor_any_device(info, 0, "tensor");  // a cuda tensor is cloned on the device
   return TensorHandle::Wrap(info.Env(), t.clone());
 }
 
@@ -140,6 +157,7 @@ void init(Napi::Env env, Napi::Object exports) {
   export_fn(env, exports, "tensorsFromFile", tensors_from_file);
   export_fn(env, exports, "toDtype", to_dtype);
   export_fn(env, exports, "cloneTensor", clone_tensor);
+  export_fn(env, exports, "tensorToDevice", tensor_to_device);
   export_fn(env, exports, "numThreads", get_num_threads);
   export_fn(env, exports, "setNumThreads", set_threads);
   export_fn(env, exports, "buildInfo", build_info);

@@ -73,7 +73,8 @@ export function native(): NativeAddon {
     }
     try {
       const addon = require(path) as NativeAddon;
-      if (addon.buildInfo?.().cuda && process.env.SPARSIFY_DEVICE !== 'cuda') {
+      // An explicit SPARSIFY_NATIVE file or SPARSIFY_DEVICE=cuda is used as is.
+      if (addon.buildInfo?.().cuda && process.env.SPARSIFY_DEVICE !== 'cuda' && !process.env.SPARSIFY_NATIVE) {
         // A CUDA build is only preferred when it sees a device; otherwise fall back to CPU.
         const probe = addon.cudaProbe?.();
         if (!probe || probe.devices === 0) {

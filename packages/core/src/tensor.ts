@@ -2,7 +2,7 @@
  * Tensor: a contiguous, row-major array in native memory. Data crosses into JS only when asked
  * (toFloat32Array / toInt32Array). Dispose explicitly (or with `using`); GC is only a safety net.
  */
-import { DTypeError, ShapeError } from './errors.js';
+import { DTypeError, DeviceError, ShapeError, ValueError } from './errors.js';
 import { native } from './native.js';
 
 export type DType = 'float32' | 'bfloat16' | 'float16' | 'int32';
@@ -41,10 +41,24 @@ function checkShape(shape: readonly number[], what = 'shape'): number {
 }
 
 function checkDevice(device: Device | undefined): void {
-  if (device !== undefined && device !== 'cpu') {
-    const info = native().buildInfo();
-    if (!info.cuda) throw new DTypeError(`device '${device}' is not available in this build (CPU only)`);
+  if (device === undefined || device === 'cpu') return;
+  if (device !== 'cuda') throw new ValueError(`device must be 'cpu' or 'cuda', got ${JSON.stringify(device)}`);
+  if (!native().buildInfo().cuda)
+    throw new DeviceError(`device 'cuda' is not available: this build of sparsify has no CUDA backend (CPU only)`);
+}
+
+/** Host tensor -> the requested device (synchronous copy; the host tensor is freed). */
+function placed(handle: NativeTensor, device: Device | undefined): Tensor {
+  if (device !== 'cuda') return new Tensor(handle);
+  try {
+    return new Tensor(native().tensorToDevice(handle, 'cuda', true));
+  } finally {
+    handle.dispose();
   }
+}
+
+function isDevice(s: string): s is Device {
+  return s === 'cpu' || s === 'cuda';
 }
 
 export class Tensor implements Disposable {
@@ -72,7 +86,7 @@ export class Tensor implements Disposable {
     }
     if (data.length !== n)
       throw new ShapeError(`Tensor.from: ${data.length} elements do not fill shape [${shape.join(', ')}] (${n})`);
-    return new Tensor(native().tensorFromArray(data, [...shape], dtype));
+    return placed(native().tensorFromArray(data, [...shape], dtype), opts.device);
   }
 
   /** Raw little-endian bytes of `dtype` (as in a safetensors file). */
@@ -84,14 +98,14 @@ export class Tensor implements Disposable {
   static zeros(shape: readonly number[], opts: TensorOptions = {}): Tensor {
     checkShape(shape);
     checkDevice(opts.device);
-    return new Tensor(native().tensorZeros([...shape], opts.dtype ?? 'float32'));
+    return placed(native().tensorZeros([...shape], opts.dtype ?? 'float32'), opts.device);
   }
 
   /** Uninitialised contents. */
   static empty(shape: readonly number[], opts: TensorOptions = {}): Tensor {
     checkShape(shape);
     checkDevice(opts.device);
-    return new Tensor(native().tensorEmpty([...shape], opts.dtype ?? 'float32'));
+    return placed(native().tensorEmpty([...shape], opts.dtype ?? 'float32'), opts.device);
   }
 
   get shape(): number[] {
@@ -131,9 +145,19 @@ export class Tensor implements Disposable {
     return new Tensor(this.handle.reshape([...shape]));
   }
 
-  /** Converted copy, computed off the event loop. */
-  async to(dtype: DType): Promise<Tensor> {
-    return new Tensor(await native().toDtype(this.handle, dtype));
+  /**
+   * A copy on another device (`'cpu'`, `'cuda'`) or converted to another dtype, computed off the
+   * event loop. Moving to the device it is already on returns a new handle on the same memory.
+   * dtype conversions run on the host (convert before moving to 'cuda').
+   */
+  async to(target: DType | Device): Promise<Tensor> {
+    if (isDevice(target)) {
+      checkDevice(target);
+      return new Tensor(await native().tensorToDevice(this.handle, target));
+    }
+    if (this.device !== 'cpu')
+      throw new DeviceError(`to('${target}'): dtype conversion runs on the host; move the tensor with to('cpu') first`);
+    return new Tensor(await native().toDtype(this.handle, target));
   }
 
   clone(): Tensor {

@@ -1,0 +1,90 @@
+// Tensors on the 'cuda' device: creation, moves, reads back, and the guard that keeps CPU
+// kernels from ever reading device memory. Without a GPU: the typed errors of the CPU build and
+// of the CUDA build. With a GPU: round trips and a cuda op fed a device tensor.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+
+import { DeviceError, Tensor, ValueError, backend, matmul, native } from '@sparsify/core';
+
+import { cudaAddon, cudaBuildPath, probeCudaBuild, repoRoot } from '../cuda/cuda-env.js';
+
+const data = new Float32Array([1, -2, 3.5, 4, 0.25, -6]);
+
+test('cpu: to("cpu") copies, bad device names are a ValueError', async () => {
+  const t = Tensor.from(data, [2, 3]);
+  assert.equal(t.device, 'cpu');
+  const c = await t.to('cpu');
+  assert.deepEqual(c.toFloat32Array(), data);
+  assert.throws(() => Tensor.zeros([2], { device: 'tpu' as never }), ValueError);
+  // dtype conversion still goes through to()
+  const h = await t.to('bfloat16');
+  assert.equal(h.dtype, 'bfloat16');
+  assert.deepEqual(h.toFloat32Array(), data);
+});
+
+test('CPU-only build: device "cuda" is a DeviceError naming the missing backend', { skip: backend() === 'cuda' ? 'the CUDA build is loaded' : false }, async () => {
+  if (native().buildInfo().cuda) return;
+  assert.throws(() => Tensor.from(data, [2, 3], { device: 'cuda' }), (e: unknown) => e instanceof DeviceError && /no CUDA backend/.test((e as Error).message));
+  assert.throws(() => Tensor.zeros([4], { device: 'cuda' }), DeviceError);
+  const t = Tensor.from(data, [2, 3]);
+  await assert.rejects(t.to('cuda'), (e: unknown) => e instanceof DeviceError && /no CUDA backend/.test((e as Error).message));
+  // the native guard itself (not only the TS check)
+  assert.throws(() => native().tensorToDevice(t.handle, 'cuda', true), (e: unknown) => (e as { code?: string }).code === 'ERR_SPARSIFY_DEVICE');
+});
+
+const noCudaBuild = existsSync(cudaBuildPath) ? false : `no CUDA build at ${cudaBuildPath}`;
+
+test('CUDA build without a device: moving to cuda rejects with ERR_SPARSIFY_CUDA_UNAVAILABLE', { skip: noCudaBuild }, (t) => {
+  const probe = probeCudaBuild()!;
+  if (probe.devices > 0) return t.skip(`a CUDA device is present (${probe.name})`);
+  const code = `
+    import { Tensor, DeviceError } from '@sparsify/core';
+    const out = {};
+    try { Tensor.from(new Float32Array(4), [4], { device: 'cuda' }); } catch (e) { out.sync = [e instanceof DeviceError, e.code]; }
+    try { await Tensor.zeros([4]).to('cuda'); } catch (e) { out.async = [e instanceof DeviceError, e.code]; }
+    out.cpuStillWorks = Array.from(Tensor.from(new Float32Array([1, 2]), [2]).toFloat32Array());
+    console.log(JSON.stringify(out));`;
+  const r = spawnSync(process.execPath, ['--conditions=sparsify-source', '--import', 'tsx', '--input-type=module', '-e', code], {
+    cwd: repoRoot,
+    env: { ...process.env, SPARSIFY_NATIVE: cudaBuildPath },
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
+  assert.equal(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout.trim().split('\n').pop()!);
+  assert.deepEqual(out.sync, [true, 'ERR_SPARSIFY_CUDA_UNAVAILABLE']);
+  assert.deepEqual(out.async, [true, 'ERR_SPARSIFY_CUDA_UNAVAILABLE']);
+  assert.deepEqual(out.cpuStillWorks, [1, 2]);
+});
+
+const gpu = cudaAddon();
+
+test('GPU: round trips, reads back, clone and reshape on the device', { skip: gpu.skip ?? false }, async () => {
+  const d = Tensor.from(data, [2, 3], { device: 'cuda' });
+  assert.equal(d.device, 'cuda');
+  assert.deepEqual(d.toFloat32Array(), data);
+  const i = Tensor.from(Int32Array.from([3, -1, 7]), [3], { device: 'cuda' });
+  assert.deepEqual(Array.from(i.toInt32Array()), [3, -1, 7]);
+  const back = await d.to('cpu');
+  assert.equal(back.device, 'cpu');
+  assert.deepEqual(back.toFloat32Array(), data);
+  const c = d.clone();
+  d.dispose();
+  assert.equal(c.device, 'cuda');
+  assert.deepEqual(c.reshape([3, 2]).toFloat32Array(), data);
+  const z = Tensor.zeros([5], { device: 'cuda' });
+  assert.deepEqual(Array.from(z.toFloat32Array()), [0, 0, 0, 0, 0]);
+});
+
+test('GPU: CPU kernels reject cuda tensors by argument name; cuda ops take them directly', { skip: gpu.skip ?? false }, async () => {
+  const host = Tensor.from(data, [2, 3]);
+  const dev = await host.to('cuda');
+  await assert.rejects(matmul(dev, host, { bTrans: true }), (e: unknown) => e instanceof DeviceError && /cuda tensor/.test((e as Error).message));
+  await assert.rejects(dev.to('bfloat16'), DeviceError);
+  const fromHost = native().cudaMatmul(host.handle, host.handle, { bTrans: true });
+  const fromDev = native().cudaMatmul(dev.handle, dev.handle, { bTrans: true });
+  const [a, b] = await Promise.all([fromHost, fromDev]);
+  assert.deepEqual(new Tensor(b).toFloat32Array(), new Tensor(a).toFloat32Array());
+});
