@@ -34,8 +34,13 @@ const jsonOut = args.includes('--json') ? args[args.indexOf('--json') + 1] : und
 const quick = args.includes('--quick');
 const cudaPath = join(root, 'native', 'build-cuda', 'Release', 'sparsify.node');
 
+// Without a GPU it prints a markdown section (bench/run.ts puts it in RESULTS.md) saying so.
 function skip(reason: string): never {
-  console.log(`bench/cuda: skipped: ${reason}`);
+  const short = /no CUDA device/.test(reason) ? 'no GPU lent' : 'no CUDA build';
+  console.log(`## GPU (not run: ${short})\n\nbench/cuda.ts skipped: ${reason}.\n\n` +
+    'The GPU benchmarks and the comparison against Python sparsify on the same GPU (resident training step ' +
+    "tokens/s vs sparsify's trainer step, fused encoder as % of torch's bf16 matmul rate, roofline) are ready: " +
+    '`scripts/gpu-check.sh` on a GPU machine (bench/README.md, "GPU comparison"). This run produced no GPU numbers.');
   if (jsonOut) writeFileSync(jsonOut, JSON.stringify({ skipped: reason }, null, 2) + '\n');
   process.exit(0);
 }
