@@ -2,14 +2,15 @@
  * CUDA benchmarks (run on a GPU machine; scripts/gpu-check.sh runs this):
  *   node --conditions=sparsify-source --import tsx bench/cuda.ts [--json out.json] [--quick]
  * 1. Roofline first: device-to-device copy bandwidth (bytes read + written) and the bf16
- *    tensor-core rate of this project's own mma.sync GEMM on a large square problem (no cuBLAS in
+ *    tensor-core rate of this project's own GEMM (mma.sync, or wgmma on sm_90) on a large square problem (no cuBLAS in
  *    the toolkit, so it is the ceiling we can measure, not the chip's datasheet peak).
  * 2. Fused TopK encoder (GEMM + top-k epilogue + merge) at N=16384, D=4096, M=131072, k=32 as a
  *    percentage of (1).
  * 2b. Inference encode with the encoder weights resident on the device, tokens/s.
  * 3. One SAE training step (encode, decode, decode/encoder backward, projection, 2x Adam, renorm)
  *    through the host-tensor API, tokens/s, transfers included.
- * 3b. The same step with the training state resident on the device (cudaSae*), tokens/s.
+ * 3b. The same step with the training state resident on the device (cudaSae*) and x a device
+ *     tensor (as the GPU model forward's captures are), tokens/s.
  * 4. The transformer forward on the GPU (loadModel(..., {device: 'cuda'})): a GPT-2-small-shaped
  *    model with random weights (bench/lib/gpt2-checkpoint.ts), batch 8 x 256 (quick: 4 x 256),
  *    capturing one hookpoint (h.6: blocks 0-6 run) and all 12 blocks, tokens/s (host tokens in,
@@ -63,8 +64,10 @@ rows.push(['copy bandwidth (read+write)', `${bandwidth.toFixed(0)} GB/s`]);
 const S = quick ? 4096 : 8192;
 const gemmMs: number = await addon.cudaBench('gemm', { m: S, n: S, k: S, iters: 10 });
 const mmaRate = (2 * S ** 3) / (gemmMs * 1e-3) / 1e12;
-rows.push([`bf16 mma.sync GEMM ${S}^3 (own kernel)`, `${mmaRate.toFixed(0)} TFLOP/s (${gemmMs.toFixed(2)} ms)`]);
-results.roofline = { copyGBs: bandwidth, gemmTflops: mmaRate, gemmSize: S };
+// The main loop the GEMM and the encoder use on this device (wgmma on sm_90 after its self-check).
+const gemmPath = addon.cudaGemmPath() as { wgmma: boolean; why: string };
+rows.push([`bf16 GEMM ${S}^3 (own kernel: ${gemmPath.why})`, `${mmaRate.toFixed(0)} TFLOP/s (${gemmMs.toFixed(2)} ms)`]);
+results.roofline = { copyGBs: bandwidth, gemmTflops: mmaRate, gemmSize: S, gemmPath };
 
 // 2. Fused encoder.
 const enc = quick ? { n: 4096, d: 2048, m: 32768, k: 32 } : { n: 16384, d: 4096, m: 131072, k: 32 };
@@ -132,7 +135,8 @@ results.trainStep = { N, D, M, k, ms: stepMs, tokensPerSecond: (N * 1000) / step
   const we = rnd(m * d, 2 / Math.sqrt(d));
   const sae = await addon.cudaSaeCreate({ wEnc: Tensor.from(we, [m, d]).handle, bEnc: Tensor.zeros([m]).handle,
     wDec: Tensor.from(we, [m, d]).handle, bDec: Tensor.zeros([d]).handle }, { k: kk });
-  const xs = Tensor.from(rnd(n * d, 2), [n, d]);
+  // x already on the device, as the trainer's captures are when the model runs on the GPU.
+  const xs = Tensor.from(rnd(n * d, 2), [n, d], { device: 'cuda' });
   const dead = Tensor.from(new Int32Array(m).map((_, i) => (i % 10 === 0 ? 1 : 0)), [m]);
   const once = async (t: number) => {
     await addon.cudaSaeForwardBackward(sae, xs.handle, { deadMask: dead.handle });

@@ -103,7 +103,7 @@ export function compareGpu(ours: unknown, ref: unknown): GpuComparison {
   if (refTok === null) notes.push("sparsify's training step has no tokens/s");
   const speedup = sameDevice && stepMatch ? ratio(oursTok, refTok) : null;
   const xDtype = str(r, 'x_dtype');
-  if (xDtype) notes.push(`inputs: ours f32 x copied from the host each step (PCIe included); sparsify ${xDtype} x already on the GPU`);
+  if (xDtype) notes.push(`inputs: ours f32 x already on the GPU (a device tensor); sparsify ${xDtype} x already on the GPU`);
 
   // Encoder: our fused TopK encoder vs torch's plain bf16 GEMM at the same shape (and sparsify's encode).
   const encKeys = ['n', 'd', 'm'];
