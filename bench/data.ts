@@ -15,6 +15,7 @@ const repeats = Number(process.argv[2] ?? 20);
 const threadList = (process.argv[3] ?? '1,2').split(',').map(Number);
 
 const dir = mkdtempSync(join(tmpdir(), 'sparsify-bench-data-'));
+console.log('## Data pipeline (tokenize into the token cache, reopen, batch reads)\n');
 try {
   const src = join(dir, 'corpus.jsonl');
   writeFileSync(src, readFileSync(join(FIX, 'corpus.jsonl'), 'utf-8').repeat(repeats));
