@@ -5,6 +5,7 @@
 // Gemma 2) and grouped-query attention (query head h reads kv head h / (Hq / Hkv), as HF
 // repeat_kv). f32 SIMT arithmetic (one warp per query, lanes over keys then over head dims);
 // not a tensor-core kernel. CPU reference: softmax(mask(scale · q·kᵀ)) · v in float64.
+#include <algorithm>
 #include <cfloat>
 
 #include "common.cuh"
@@ -122,9 +123,17 @@ int64_t attention_max_head_dim() { return 32 * ATT_MAXC; }
 
 void attention_dev(const HeadsView& q, const HeadsView& k, const HeadsView& v, float* out, int64_t B, int64_t T,
                    int64_t Hq, int64_t Hkv, int64_t hd, float scale, float softcap, int64_t window, cudaStream_t s) {
-  AttParams p{q.base, k.base, v.base, DType::F32, DType::F32, DType::F32, T, Hq, Hkv, hd, scale, softcap, true, window,
-              out, q.row, q.head, k.row, k.head, v.row, v.head};
-  launch_attention(p, B, s);
+  // Review fix: the batch is gridDim.z (at most 65535), and the model forward passes B
+  // unchecked (tokens [B, T] with B > 65535 short sequences failed the launch): launch chunks of
+  // at most 65535 sequences with the row pointers advanced (rows are b·T + t).
+  constexpr int64_t kMaxBatch = 65535;
+  for (int64_t b0 = 0; b0 < B; b0 += kMaxBatch) {
+    const int64_t nb = std::min(kMaxBatch, B - b0), r0 = b0 * T;
+    AttParams p{q.base + r0 * q.row, k.base + r0 * k.row, v.base + r0 * v.row, DType::F32, DType::F32, DType::F32,
+                T, Hq, Hkv, hd, scale, softcap, true, window, out + r0 * Hq * hd, q.row, q.head, k.row, k.head,
+                v.row, v.head};
+    launch_attention(p, nb, s);
+  }
 }
 
 }  // namespace cuda

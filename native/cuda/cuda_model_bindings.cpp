@@ -43,6 +43,12 @@ Napi::Value cuda_model_forward(const Napi::CallbackInfo& info) {
   Holder h = holder_arg(info, 0);
   const model::Model& m = *h->host;
   auto req = std::make_shared<model::ForwardRequest>(read_forward_request(m, info[1], info[2], true));
+  // Review fix: this function is exported under a cuda* name, so read_forward_request accepts a
+  // device `tokens` tensor, which validate_request (and the upload of the ids) would then read
+  // on the host: a segfault. Token ids are range-checked on the host, so they must live there.
+  if (req->tokens.device() != Device::CPU)
+    fail(ErrorKind::Device, "argument 'tokens' is a cuda tensor; cudaModelForward checks token ids on the host: "
+                            "pass a cpu tensor (`await tokens.to('cpu')`, as LanguageModel.forward does)");
   model::validate_request(m, *req);
   auto res = std::make_shared<model::ForwardResult>();
   return run_async(

@@ -100,8 +100,7 @@ GemmPath g_path;
 // more slices than pipeline stages, output poisoned with NaN first): the results must agree to
 // f32 summation-order rounding.
 template <class T, int BM>
-bool wgmma_matches_mma(cudaStream_t s, std::string& why) {
-  const int64_t M = 229, N = 317, Kp = 608;
+bool wgmma_matches_mma(cudaStream_t s, std::string& why, int64_t M, int64_t N, int64_t Kp) {
   DeviceBuffer A(size_t(M * Kp) * 2, s), B(size_t(N * Kp) * 2, s), C1(size_t(M * N) * 4, s), C2(size_t(M * N) * 4, s);
   // bf16 patterns in [-0.125, 0.125); read as f16 they are finite values of magnitude <= 1.5.
   fill_random_device_bf16(A.get(), M * Kp, 11, s);
@@ -120,7 +119,8 @@ bool wgmma_matches_mma(cudaStream_t s, std::string& why) {
     double d = std::abs(double(r1[i]) - double(r2[i]));
     if (!(d <= 1e-4 * scale)) {  // NaN (unwritten) fails too
       why = std::string(std::is_same<T, __half>::value ? "f16" : "bf16") + " BM=" + std::to_string(BM) +
-            " result differs from mma.sync at (" +
+            " M=" + std::to_string(M) + " N=" + std::to_string(N) + " Kp=" + std::to_string(Kp) +
+            ": result differs from mma.sync at (" +
             std::to_string(i / size_t(N)) + ", " + std::to_string(i % size_t(N)) + "): " + std::to_string(r2[i]) +
             " vs " + std::to_string(r1[i]);
       return false;
@@ -150,8 +150,17 @@ void choose_path(cudaStream_t s) {
     return;
   }
   std::string why;
-  if (wgmma_matches_mma<__nv_bfloat16, 128>(s, why) && wgmma_matches_mma<__half, 128>(s, why) &&
-      wgmma_matches_mma<__nv_bfloat16, 64>(s, why) && wgmma_matches_mma<__half, 64>(s, why))
+  // Shapes: odd edges with a half last K slice and more slices than stages (229 x 317 x 608);
+  // review addition: a single half slice (Kp = 32: fewer slices than the prologue loads, the
+  // empty cp.async groups), which small models (hidden 32/64) and short K hit.
+  const int64_t shapes[2][3] = {{229, 317, 608}, {70, 130, 32}};
+  bool ok = true;
+  for (const auto& sh : shapes)
+    ok = ok && wgmma_matches_mma<__nv_bfloat16, 128>(s, why, sh[0], sh[1], sh[2]) &&
+         wgmma_matches_mma<__half, 128>(s, why, sh[0], sh[1], sh[2]) &&
+         wgmma_matches_mma<__nv_bfloat16, 64>(s, why, sh[0], sh[1], sh[2]) &&
+         wgmma_matches_mma<__half, 64>(s, why, sh[0], sh[1], sh[2]);
+  if (ok)
     g_path = {true, "wgmma (self-check against mma.sync passed)"};
   else
     g_path = {false, "mma.sync (wgmma self-check FAILED: " + why + ")"};
@@ -167,8 +176,16 @@ namespace {
 template <class T>
 void launch_gemm(const T* A, const T* B, const float* bias, float* C, int64_t M, int64_t N, int64_t Kp,
                  cudaStream_t s) {
-  if (gemm_path(s).wgmma) launch_gemm_wgmma<T>(A, B, bias, C, M, N, Kp, s);
-  else launch_gemm_mma<T>(A, B, bias, C, M, N, Kp, s);
+  const bool wg = gemm_path(s).wgmma;
+  // Review fix: gridDim.y = ceil(M / 128) must stay <= 65535. cudaMatmul rejects larger M, but
+  // the model forward's GEMMs (M = B·T tokens) did not: rows go in chunks of 65535·128 (a
+  // multiple of both tile heights), A and C advanced by whole rows.
+  constexpr int64_t kMaxRows = 65535LL * 128;
+  for (int64_t r0 = 0; r0 < M; r0 += kMaxRows) {
+    const int64_t m = std::min(kMaxRows, M - r0);
+    if (wg) launch_gemm_wgmma<T>(A + r0 * Kp, B, bias, C + r0 * N, m, N, Kp, s);
+    else launch_gemm_mma<T>(A + r0 * Kp, B, bias, C + r0 * N, m, N, Kp, s);
+  }
 }
 
 template <class T>
@@ -178,16 +195,22 @@ Tensor matmul_t(const Tensor& a, const Tensor& b, bool b_trans, const Tensor& bi
   cudaStream_t s = ses.stream();
   DeviceTensor da = upload(a, s), db = upload(b, s);
   DeviceBuffer A(size_t(M * Kp) * sizeof(T), s), B(size_t(N * Kp) * sizeof(T), s), C(size_t(M * N) * 4, s);
-  DeviceTensor dbias;
-  if (bias.defined()) dbias = upload(bias.to(DType::F32), s);
+  // Review fix: bias.to(F32) is a host conversion (a DeviceError for a cuda bias of another
+  // dtype, although cuda ops take device tensors): upload as is, widen to f32 on the device.
+  DeviceTensor dbias0;
+  DeviceBuffer dbias;
+  if (bias.defined()) {
+    dbias0 = upload(bias, s);
+    dbias = DeviceBuffer(size_t(N) * 4, s);
+    convert_pad<float>(dbias0.data(), bias.dtype, 1, N, nullptr, DType::F32, dbias.as<float>(), N, s);
+  }
   convert_pad<T>(da.data(), a.dtype, M, K, nullptr, DType::F32, A.as<T>(), Kp, s);
   if (b_trans)
     convert_pad<T>(db.data(), b.dtype, N, K, nullptr, DType::F32, B.as<T>(), Kp, s);
   else
     transpose_convert<T>(db.data(), b.dtype, K, N, B.as<T>(), Kp, s);
   if (M > 0 && N > 0)
-    launch_gemm<T>(A.as<T>(), B.as<T>(), bias.defined() ? static_cast<const float*>(dbias.data()) : nullptr,
-                   C.as<float>(), M, N, Kp, s);
+    launch_gemm<T>(A.as<T>(), B.as<T>(), bias.defined() ? dbias.as<float>() : nullptr, C.as<float>(), M, N, Kp, s);
   Tensor out = download(C.get(), {M, N}, DType::F32, s);
   ses.sync();
   return out;

@@ -260,6 +260,13 @@ std::shared_ptr<ResidentModel> make_resident_model(std::shared_ptr<const Model> 
     ses.sync();  // bounds the temporary file-dtype copies to one layer's worth
   }
   ses.sync();
+  // Review fix: the temporary file-dtype copies came from the stream-ordered pool, which keeps
+  // freed blocks (release threshold = max, cuda_context.cu): without a trim the largest one (the
+  // embedding-sized lm_head, GBs for an f32 checkpoint) stayed reserved for the process' life,
+  // unavailable to cudaMalloc and to other processes. Every temporary is freed by now (synced).
+  cudaMemPool_t pool;
+  if (cudaDeviceGetDefaultMemPool(&pool, 0) == cudaSuccess) cudaMemPoolTrimTo(pool, 0);
+  cudaGetLastError();  // a failed trim only costs memory
   return rm;
 }
 

@@ -1,4 +1,4 @@
-// Transformer building blocks on the GPU (not yet wired into a model forward; see docs/cuda.md):
+// Transformer building blocks on the GPU (the *_dev entry points serve the model forward):
 //   layer_norm: (x - mean) / sqrt(var + eps) · w + b       (biased variance, as torch LayerNorm)
 //   rms_norm:   x / sqrt(mean(x²) + eps) · w  (· (1 + w) when add_one: Gemma)
 //   rope:       x [T, H, hd] rotated over its first rotary_dim dims by angle pos·θ^(-2i/rotary_dim);
@@ -57,9 +57,9 @@ __global__ void rms_norm_kernel(const void* __restrict__ x, DType xdt, const voi
   }
 }
 
-// One thread per (t, h, pair i < rotary_dim/2). The angle is computed in double: positions up
-// to 10^6 keep full f32 accuracy of cos/sin (HF computes inv_freq in f32 then pos·inv_freq in
-// f32; differences are at the rounding level).
+// One thread per (t, h, pair i < rotary_dim/2). inv_freq = θ^(-2i/rotary_dim) is computed in
+// double and rounded to f32; the angle pos·inv_freq is an f32 product, as HF computes it (the
+// model forward does not use this kernel: it takes the CPU forward's tables, model::rope_tables).
 __global__ void rope_kernel(const void* __restrict__ x, DType xdt, const int* __restrict__ pos, int64_t T, int64_t H,
                             int64_t hd, int64_t rd, double theta, bool neox, float* __restrict__ out) {
   const int64_t half = rd / 2, total = T * H * hd;

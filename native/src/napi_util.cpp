@@ -215,7 +215,7 @@ namespace {
 // Sets t_device_tensors_ok for the duration of one call (restored on exceptions too).
 struct DeviceTensorsAllowed {
   bool saved = t_device_tensors_ok;
-  DeviceTensorsAllowed() { t_device_tensors_ok = true; }
+  explicit DeviceTensorsAllowed(bool ok = true) { t_device_tensors_ok = ok; }
   ~DeviceTensorsAllowed() { t_device_tensors_ok = saved; }
 };
 }  // namespace
@@ -399,6 +399,10 @@ void export_fn(Napi::Env env, Napi::Object exports, const char* name, Napi::Valu
   const bool device_ok = std::strncmp(name, "cuda", 4) == 0;
   auto host_only = [](const Napi::CallbackInfo& info) -> Napi::Value {
     auto f = reinterpret_cast<Napi::Value (*)(const Napi::CallbackInfo&)>(info.Data());
+    // Review fix: clear the flag, do not just leave it. A cuda* function that reads an options
+    // object can run JS (a getter) that calls a CPU function on the same thread; the flag set by
+    // the outer cuda* call would let that CPU function accept, and then read, a device pointer.
+    DeviceTensorsAllowed deny(false);
     return guarded(info, f);
   };
   auto any_device = [](const Napi::CallbackInfo& info) -> Napi::Value {

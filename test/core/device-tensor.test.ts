@@ -105,3 +105,41 @@ test('GPU: cudaGatherRows (exclude_tokens on device activations) equals the CPU 
   assert.deepEqual(got.toFloat32Array(), want.toFloat32Array());
   await assert.rejects(native().cudaGatherRows(dx.handle, Tensor.from(Int32Array.from([7]), [1]).handle), ValueError);
 });
+
+// Review (second): a CPU function reached from inside a cuda* call (here a JS getter on the
+// options object) must still reject device tensors; the cuda* call's permission used to leak
+// into it through the thread-local flag, and the CPU kernel then read a device pointer.
+test('GPU: a CPU function called from inside a cuda* call still rejects cuda tensors', { skip: gpu.skip ?? false }, async () => {
+  const host = Tensor.from(data, [2, 3]);
+  const dev = await host.to('cuda');
+  let inner: unknown = 'getter not called';
+  const opts = {
+    get bTrans() {
+      try {
+        native().modelActivation(dev.handle, 'relu');
+        inner = 'accepted a cuda tensor';
+      } catch (e) {
+        inner = e;
+      }
+      return true;
+    },
+  };
+  await native().cudaMatmul(host.handle, host.handle, opts);
+  assert.ok(inner instanceof DeviceError, String(inner));
+  assert.match((inner as Error).message, /cuda tensor/);
+});
+
+// Review (second): cudaMatmul converted its bias with a host dtype conversion, so a device bias
+// in bfloat16 was a DeviceError; it is now widened on the device.
+test('GPU: cudaMatmul takes a host or device bias of any float dtype', { skip: gpu.skip ?? false }, async () => {
+  const a = Tensor.from(Float32Array.from({ length: 3 * 40 }, (_, i) => Math.sin(i)), [3, 40]);
+  const b = Tensor.from(Float32Array.from({ length: 5 * 40 }, (_, i) => Math.cos(i)), [5, 40]);
+  const bias = Tensor.from(Float32Array.from([0.5, -1, 2, 0.25, 3]), [5], { dtype: 'bfloat16' });
+  const plain = new Tensor(await native().cudaMatmul(a.handle, b.handle, { bTrans: true })).toFloat32Array();
+  const devBias = await bias.to('cuda');
+  for (const bs of [bias, devBias]) {
+    const got = new Tensor(await native().cudaMatmul(a.handle, b.handle, { bTrans: true, bias: bs.handle })).toFloat32Array();
+    const bv = bias.toFloat32Array();
+    got.forEach((v, i) => assert.equal(v, Math.fround(plain[i] + bv[i % 5]), `${bs.device} bias at ${i}`));  // one f32 add
+  }
+});

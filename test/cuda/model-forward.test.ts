@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { DeviceError, Tensor, loadModel, loadSafetensors } from '@sparsify/core';
+import { DeviceError, Tensor, loadModel, loadSafetensors, native } from '@sparsify/core';
 import { FIXTURES, MODELS, goldenPath, manifest, modelDir, tile } from '../model/helpers.js';
 import { cpuBuildPath, cudaAddon, cudaBuildPath, probeCudaBuild, repoRoot } from './cuda-env.js';
 
@@ -117,6 +117,51 @@ test('splicing on the GPU (host and device splice tensors) matches the CPU forwa
     gpu.dispose();
     cpu.dispose();
   }
+});
+
+// Review (second): the batch is the attention kernel's gridDim.z (<= 65535) and B·T the GEMMs'
+// rows; more sequences than that used to fail the launch. The last sequences are checked on their
+// own, so a chunked launch that skipped them cannot hide in the global error.
+test('a batch of more than 65535 sequences on the GPU matches the CPU forward', { skip }, async () => {
+  const gpu = await loadModel(modelDir('llama'), { device: 'cuda' });
+  const cpu = await loadModel(modelDir('llama'));
+  const B = 70_000, T = 3;
+  const tokens = Tensor.from(Int32Array.from({ length: B * T }, (_, i) => (i * 7919 + 13) % gpu.vocabSize), [B, T]);
+  const final = cpu.hookpoints().at(-1)!.name;
+  const g = (await gpu.forward(tokens, { hookpoints: [final] })).captured.get(final)!;
+  const c = (await cpu.forward(tokens, { hookpoints: [final] })).captured.get(final)!.toFloat32Array();
+  assertFro(g, c, `llama B=${B}`);
+  const H = gpu.hiddenSize, tail = (B - 65_535) * T * H;
+  const e = relFro(g.toFloat32Array().subarray(-tail), c.subarray(-tail));
+  assert.ok(e <= TOL, `sequences past 65535: relative Frobenius error ${e.toExponential(3)}`);
+  gpu.dispose();
+  cpu.dispose();
+});
+
+// Review (second): cudaModelForward is a cuda* export, so it accepted a device `tokens` tensor and
+// then range-checked the ids on the host through a device pointer. It is a DeviceError now;
+// LanguageModel.forward moves device ids to the host itself.
+test('device token ids: cudaModelForward rejects them, LanguageModel.forward moves them', { skip }, async () => {
+  const a = native() as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
+  const create = a.cudaModelCreate;
+  let resident: unknown;
+  a.cudaModelCreate = async (...args: unknown[]) => (resident = await create.apply(a, args));
+  let gpu;
+  try {
+    gpu = await loadModel(modelDir('gpt2'), { device: 'cuda' });
+  } finally {
+    a.cudaModelCreate = create;
+  }
+  const tokens = loadSafetensors(goldenPath('gpt2')).get('input_ids')!;
+  const dev = await tokens.to('cuda');
+  await assert.rejects(
+    async () => a.cudaModelForward(resident, dev.handle, { outputs: ['h.0'] }),
+    (e: unknown) => e instanceof DeviceError && /tokens/.test((e as Error).message),
+  );
+  const viaDev = (await gpu.forward(dev, { hookpoints: ['h.0'] })).captured.get('h.0')!;
+  const viaHost = (await gpu.forward(tokens, { hookpoints: ['h.0'] })).captured.get('h.0')!;
+  assert.deepEqual(viaDev.toFloat32Array(), viaHost.toFloat32Array());
+  gpu.dispose();
 });
 
 // ---- without a device (runs on CPU-only machines)
