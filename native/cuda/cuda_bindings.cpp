@@ -339,7 +339,8 @@ Napi::Value cuda_decoder_dispose(const Napi::CallbackInfo& info) {
 //   normalizeDecoder?, totalVariance?, backward? = true, outputs? = false, didFire?, rowBegin?, rowEnd?})
 //   -> Promise<{fvu, auxkLoss, kAux, numDead, totalVariance, indices, acts?, saeOut?}>  (gradients accumulate on the device)
 // cudaSaeEncode(sae, x, {k?, activation?}) -> Promise<{acts, indices}>;  cudaSaeDecode(sae, acts, indices) -> Promise<[N,D]>
-// cudaSaeApply(sae, {optimizer: 'adam'|'signum', lr, beta1?, beta2?, eps?, step?, c?, beta?, project?}) -> Promise<undefined>
+// cudaSaeApply(sae, {optimizer: 'adam'|'signum'|'muon', lr, beta1?, beta2?, eps?, step?, c?, beta?, project?,
+//   muon: vectorLr (the Adam half's lr), momentum?, nesterov?, weightDecay?, nsSteps?}) -> Promise<undefined>
 // cudaSaeRead(sae, {evalBeta?, grads?}) -> Promise<{wEnc, bEnc, wDec, bDec, gradWEnc?, ...}>;  cudaSaeDispose(sae)
 // cudaSaeReadState(sae) -> Promise<{m?, v?, z?}> (arrays of 4 in wEnc, bEnc, wDec, bDec order)
 // cudaSaeLoadState(sae, {params?: {wEnc?, ...}, m?, v?, z?, resetOptimizer?, zeroGrads?}) -> Promise<undefined>
@@ -512,12 +513,15 @@ Napi::Value cuda_sae_decode(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value cuda_sae_apply(const Napi::CallbackInfo& info) {
-  SaeHolder sae = sae_arg(info, 0);
+  // The options are checked before the state argument, so bad options are typed errors even on a
+  // machine without a device (where no state can exist).
   Napi::Object o = opts_at(info, 1);
   cuda::SaeOptim so;
   std::string kind = opt_string(o, "optimizer", "");
-  if (kind != "adam" && kind != "signum") fail(ErrorKind::Value, "optimizer must be 'adam' or 'signum', got '" + kind + "'");
+  if (kind != "adam" && kind != "signum" && kind != "muon")
+    fail(ErrorKind::Value, "optimizer must be 'adam', 'signum' or 'muon', got '" + kind + "'");
   so.signum = kind == "signum";
+  so.muon = kind == "muon";
   so.lr = opt_number(o, "lr", -1);
   so.beta1 = opt_number(o, "beta1", 0.9);
   so.beta2 = opt_number(o, "beta2", 0.999);
@@ -531,10 +535,24 @@ Napi::Value cuda_sae_apply(const Napi::CallbackInfo& info) {
     if (!(so.c >= 0 && so.c <= 1)) fail(ErrorKind::Value, "signum: c (weight / weight_sum) must be in [0, 1]");
     if (!(so.beta > 0 && so.beta < 1)) fail(ErrorKind::Value, "signum: beta must be in (0, 1)");
   } else {
-    if (!(so.lr >= 0)) fail(ErrorKind::Value, "adam: lr must be >= 0");
-    if (so.step < 1) fail(ErrorKind::Value, "adam: step must be >= 1");
-    if (!(so.beta1 >= 0 && so.beta1 < 1 && so.beta2 >= 0 && so.beta2 < 1)) fail(ErrorKind::Value, "adam: betas must be in [0, 1)");
+    if (so.muon) {
+      so.lr_vector = opt_number(o, "vectorLr", -1);
+      so.momentum = opt_number(o, "momentum", 0.95);
+      so.nesterov = opt_bool(o, "nesterov", true);
+      so.weight_decay = opt_number(o, "weightDecay", 0.1);
+      const int64_t ns = opt_int(o, "nsSteps", 5);
+      if (!(so.lr >= 0 && std::isfinite(so.lr))) fail(ErrorKind::Value, "muon: lr must be a finite number >= 0");
+      if (!(so.lr_vector >= 0 && std::isfinite(so.lr_vector))) fail(ErrorKind::Value, "muon: vectorLr (the Adam half's lr) must be a finite number >= 0");
+      if (!(so.momentum >= 0 && so.momentum < 1)) fail(ErrorKind::Value, "muon: momentum must be in [0, 1)");
+      if (!(so.weight_decay >= 0 && std::isfinite(so.weight_decay))) fail(ErrorKind::Value, "muon: weightDecay must be a finite number >= 0");
+      if (ns < 0 || ns > 100) fail(ErrorKind::Value, "muon: nsSteps must be in [0, 100]");
+      so.ns_steps = int(ns);
+    }
+    if (!(so.lr >= 0)) fail(ErrorKind::Value, kind + ": lr must be >= 0");
+    if (so.step < 1) fail(ErrorKind::Value, kind + ": step must be >= 1");
+    if (!(so.beta1 >= 0 && so.beta1 < 1 && so.beta2 >= 0 && so.beta2 < 1)) fail(ErrorKind::Value, kind + ": betas must be in [0, 1)");
   }
+  SaeHolder sae = sae_arg(info, 0);
   return run_async(
       info.Env(), [=] { cuda::sae_apply(*sae, so); },
       [](Napi::Env env) -> Napi::Value { return env.Undefined(); });

@@ -145,6 +145,11 @@ struct SaeOptim {
   int64_t step = 1;
   double c = 1, beta = 0.95;  // signum (schedule-free)
   int project = -1;           // W_dec gradient projection: -1 = the state's normalize_decoder && !transcode
+  // muon: Muon (lr) on the 2-D parameters, Adam (lr_vector, beta1/beta2/eps/step) on the 1-D ones.
+  bool muon = false;
+  double lr_vector = 0, momentum = 0.95, weight_decay = 0.1;
+  bool nesterov = true;
+  int ns_steps = 5;
 };
 void sae_apply(ResidentSae& sae, const SaeOptim& o);
 struct SaeParams {

@@ -13,7 +13,8 @@
 //       encoder (FusedEncoder.backward, no ReLU mask): W_enc, b_enc (CSR), and b_dec −= Σ grad_x_in (SAE);
 //       AuxK trains only W_dec (and b_dec through its + b_dec), never the encoder (§2.4 quirk 1).
 //   apply(optimizer): W_dec gradient projection (normalize_decoder and not transcode), Adam or
-//     schedule-free signum on the four parameters, gradients zeroed.
+//     schedule-free signum on the four parameters, or muon (Muon on W_enc / W_dec with the
+//     momentum buffer in m[], muon.cu; Adam on b_enc / b_dec), gradients zeroed.
 // Also: forward-only calls (SparseCoder.forward), encode/decode with the resident parameters,
 // optimizer state in/out (checkpoints) and the schedule-free eval/train lerp.
 // Multi-TopK and W_skip are not supported here (the JS SparseCoder rejects them on cuda).
@@ -108,7 +109,7 @@ struct ResidentSae {
   int64_t M = 0, D = 0;
   DevArray w_enc, b_enc, w_dec, b_dec;          // parameters (signum: these hold y)
   DevArray g_w_enc, g_b_enc, g_w_dec, g_b_dec;  // gradient accumulators
-  DevArray m[4], v[4], z[4];                     // Adam moments / schedule-free z, allocated on first use
+  DevArray m[4], v[4], z[4];                     // Adam moments (muon: m = 2-D momentum) / schedule-free z; on first use
   DevArray& param(int i) { return i == 0 ? w_enc : i == 1 ? b_enc : i == 2 ? w_dec : b_dec; }
   DevArray& grad(int i) { return i == 0 ? g_w_enc : i == 1 ? g_b_enc : i == 2 ? g_w_dec : g_b_dec; }
 };
@@ -356,7 +357,14 @@ void sae_apply(ResidentSae& sae, const SaeOptim& o) {
   for (int i = 0; i < 4; ++i) {
     DevArray &p = sae.param(i), &g = sae.grad(i);
     if (p.n == 0) continue;
-    if (o.signum) {
+    if (o.muon && (i == 0 || i == 2)) {  // the 2-D parameters (W_enc, W_dec [M, D]): Muon
+      DevArray& buf = sae.m[i];             // the momentum buffer (the CPU muon's 'exp_avg')
+      if (!buf.p) {
+        buf.alloc(p.n);
+        CUDA_CHECK(cudaMemsetAsync(buf.p, 0, size_t(p.n) * 4, s));
+      }
+      muon_dev(p.p, g.p, buf.p, sae.M, sae.D, o.lr, o.momentum, o.nesterov, o.weight_decay, o.ns_steps, s);
+    } else if (o.signum) {
       if (!sae.z[i].p) {  // schedule-free: z starts as a copy of the parameter
         sae.z[i].alloc(p.n);
         CUDA_CHECK(cudaMemcpyAsync(sae.z[i].p, p.p, size_t(p.n) * 4, cudaMemcpyDeviceToDevice, s));
@@ -369,7 +377,8 @@ void sae_apply(ResidentSae& sae, const SaeOptim& o) {
         a->alloc(p.n);
         CUDA_CHECK(cudaMemsetAsync(a->p, 0, size_t(p.n) * 4, s));
       }
-      adam_dev(p.p, g.p, sae.m[i].p, sae.v[i].p, p.n, o.lr, o.beta1, o.beta2, o.eps, o.step, s);
+      // muon's Adam half (1-D parameters) runs at its own lr.
+      adam_dev(p.p, g.p, sae.m[i].p, sae.v[i].p, p.n, o.muon ? o.lr_vector : o.lr, o.beta1, o.beta2, o.eps, o.step, s);
     }
     CUDA_CHECK(cudaMemsetAsync(g.p, 0, size_t(g.n) * 4, s));
   }

@@ -106,10 +106,15 @@ export function installCudaStandIn(): Map<string, number> {
         return { ...base, kind: 'signum', state: [s.z[i].handle], momentum: o.beta ?? 0.95, ckp1: o.c };
       }
       s.m ??= [];
-      s.v ??= [];
       s.m[i] ??= Tensor.zeros(s.w[k].shape);
+      if (o.optimizer === 'muon' && s.w[k].shape.length === 2) {
+        // Muon on the 2-D parameters, the momentum buffer in m (as muon.cu).
+        return { ...base, kind: 'muon', state: [s.m[i].handle], momentum: o.momentum ?? 0.95, nesterov: o.nesterov ?? true, weightDecay: o.weightDecay ?? 0.1, nsSteps: o.nsSteps ?? 5 };
+      }
+      s.v ??= [];
       s.v[i] ??= Tensor.zeros(s.w[k].shape);
-      return { ...base, kind: 'adam', state: [s.m[i].handle, s.v[i].handle], beta1: o.beta1 ?? 0.9, beta2: o.beta2 ?? 0.999, eps: o.eps ?? 1e-8, step: o.step };
+      const lr = o.optimizer === 'muon' ? o.vectorLr : o.lr; // muon's Adam half has its own lr
+      return { ...base, kind: 'adam', lr, state: [s.m[i].handle, s.v[i].handle], beta1: o.beta1 ?? 0.9, beta2: o.beta2 ?? 0.999, eps: o.eps ?? 1e-8, step: o.step };
     });
     await n.optimStep(entries);
   };

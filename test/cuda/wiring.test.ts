@@ -50,7 +50,7 @@ for (const variant of ['sae_d64_k8', 'sae_d64_k8_groupmax', 'transcoder_d64_k8']
   });
 }
 
-for (const kind of ['adam', 'signum'] as const) {
+for (const kind of ['adam', 'signum', 'muon'] as const) {
   test(`stand-in wiring ${kind}: steps, grads, eval/train, state dicts equal the cpu optimizer`, opts, async () => {
     const dir = join(SAE_FIXTURES, 'sae_d64_k8', 'state');
     const g = loadGolden('sae_d64_k8');
@@ -70,8 +70,9 @@ for (const kind of ['adam', 'signum'] as const) {
           const ga = await cpu.readGrads(), gb = await gpu.readGrads();
           for (const [n, t] of ga) assert.deepEqual(arr(gb.get(n)!), arr(t), `grad ${n}`);
         }
-        await oc.step(mult);
-        await og.step(mult);
+        // muon takes a second multiplier (its Adam half); the others ignore it.
+        await oc.step(mult, mult * 0.75);
+        await og.step(mult, mult * 0.75);
       }
     }
     assert.deepEqual(arr(didG), arr(didC), 'didFire');
@@ -149,6 +150,7 @@ function sameFolders(a: string, b: string): void {
 for (const [name, init] of [
   ['adam, grad_acc 2, micro-batches 2, AuxK', { optimizer: 'adam', gradAccSteps: 2, microAccSteps: 2, deadFeatureThreshold: 200, lrWarmupSteps: 2 }],
   ['signum, k decay', { optimizer: 'signum', kDecaySteps: 4 }],
+  ['muon, warmup, grad_acc 2, AuxK', { optimizer: 'muon', gradAccSteps: 2, deadFeatureThreshold: 200, lrWarmupSteps: 2 }],
   ['adam transcoder, micro-batches 3', { optimizer: 'adam', microAccSteps: 3, hookpoints: ['h.0.mlp'], sae: { transcode: true, expansionFactor: 4, k: 8 } }],
 ] as [string, TrainConfigInit][]) {
   test(`stand-in wiring Trainer (${name}): the cuda run folder is byte-identical to cpu's; stop + resume on cuda too`, opts, async () => {
@@ -175,7 +177,7 @@ test('stand-in wiring Trainer (exclude_tokens, model on cpu): host activations a
   sameFolders(join(dc, 'r'), join(dg, 'r'));
 });
 
-test('stand-in wiring CLI: --device auto picks cuda when a device is seen, cpu for what cuda lacks; --device cuda with muon exits 2', opts, async () => {
+test('stand-in wiring CLI: --device auto picks cuda when a device is seen (muon included), cpu for what cuda lacks; --device cuda with multi_topk exits 2', opts, async () => {
   const cap = () => {
     const o = { out: '', err: '' };
     return { o, io: { stdout: { write: (s: string) => (o.out += s) }, stderr: { write: (s: string) => (o.err += s), isTTY: false, columns: 200 } } };
@@ -184,10 +186,15 @@ test('stand-in wiring CLI: --device auto picks cuda when a device is seen, cpu f
   const a = cap();
   assert.equal(await main(['train', '--max_examples', '8', '--batch_size', '4', '--save_dir', dir, '--run_name', 'a'], a.io), 0, a.o.err);
   assert.match(a.o.err, /--device auto: using cuda/);
+  const m = cap();
+  const before = calls.get('cudaSaeApply:muon') ?? 0;
+  assert.equal(await main(['train', '--optimizer', 'muon', '--max_examples', '8', '--batch_size', '4', '--save_dir', dir, '--run_name', 'm'], m.io), 0, m.o.err);
+  assert.match(m.o.err, /--device auto: using cuda/);
+  assert.ok((calls.get('cudaSaeApply:muon') ?? 0) > before, 'muon stepped through cudaSaeApply');
   const b = cap();
-  assert.equal(await main(['train', '--optimizer', 'muon', '--max_examples', '8', '--batch_size', '4', '--save_dir', dir, '--run_name', 'b'], b.io), 0, b.o.err);
-  assert.match(b.o.err, /--optimizer muon is not implemented on the CUDA backend; using cpu/);
+  assert.equal(await main(['train', '--multi_topk', '--max_examples', '8', '--batch_size', '4', '--save_dir', dir, '--run_name', 'b'], b.io), 0, b.o.err);
+  assert.match(b.o.err, /--multi_topk is not implemented on the CUDA backend; using cpu/);
   const c = cap();
-  assert.equal(await main(['train', '--device', 'cuda', '--optimizer', 'muon', '--max_examples', '8', '--save_dir', dir, '--run_name', 'c'], c.io), 2);
-  assert.match(c.o.err, /--device cuda: not implemented on the CUDA backend: --optimizer muon/);
+  assert.equal(await main(['train', '--device', 'cuda', '--multi_topk', '--max_examples', '8', '--save_dir', dir, '--run_name', 'c'], c.io), 2);
+  assert.match(c.o.err, /--device cuda: not implemented on the CUDA backend: --multi_topk/);
 });

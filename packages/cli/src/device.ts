@@ -11,7 +11,6 @@ export type DeviceFlag = 'auto' | 'cpu' | 'cuda';
 /** What a run asks for that the CUDA backend does not implement (empty: nothing). */
 export function cudaUnsupported(cfg: { optimizer?: string; sae?: { multiTopk?: boolean; skipConnection?: boolean } }): string[] {
   const out: string[] = [];
-  if (cfg.optimizer === 'muon') out.push('--optimizer muon');
   if (cfg.sae?.multiTopk) out.push('--multi_topk');
   if (cfg.sae?.skipConnection) out.push('--skip_connection');
   return out;

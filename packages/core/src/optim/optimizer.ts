@@ -11,7 +11,8 @@
  * step is one `cudaSaeApply` per coder (projection, update, zeroing there); the host-side
  * bookkeeping (Adam's step, signum's k / lr_max / weight_sum, the lr multiplier) is the same
  * code as for cpu. stateDict() then needs a device read: use `await readStateDict()` (both
- * devices). muon is not implemented on cuda. Never run on a GPU yet.
+ * devices). muon on cuda runs Newton-Schulz with bf16 GEMM operands (cpu: f32), so its 2-D
+ * updates match cpu to bf16 rounding only. Never run on a GPU yet.
  */
 import { ConfigError, DeviceError, ValueError } from '../errors.js';
 import { native } from '../native.js';
@@ -111,7 +112,6 @@ export abstract class BaseOptimizer implements Optimizer {
     const devices = new Set(coders.map((c) => c.device));
     if (devices.size > 1) throw new DeviceError('createOptimizer: the coders are on different devices (cpu and cuda)');
     this.onCuda = devices.has('cuda');
-    if (this.onCuda && kind === 'muon') throw new ConfigError('muon is not implemented on the CUDA backend (use adam or signum, or device cpu)');
     this.groups = coders.map((coder) => {
       const params: ParamSlot[] = [];
       if (this.onCuda) {
@@ -229,7 +229,7 @@ export abstract class BaseOptimizer implements Optimizer {
           }
         }
       }
-      // Anything read but not named (cannot happen for adam/signum) is freed now.
+      // Anything read but not named (a slot another optimizer kind left) is freed now.
       for (const arr of Object.values(st) as unknown[][]) for (const h of arr) if (h && !got.some((t) => t.handle === h)) new Tensor(h as never).dispose();
     }
     return { kind: this.kind, tensors, scalars: { lr: this.groups.map((g) => g.lr), groups: this.groups.map((g) => ({ ...g.scalars })), trainMode: this.trainMode } };
