@@ -12,8 +12,6 @@ export type DeviceFlag = 'auto' | 'cpu' | 'cuda';
 export function cudaUnsupported(cfg: { optimizer?: string; sae?: { multiTopk?: boolean; skipConnection?: boolean } }): string[] {
   const out: string[] = [];
   if (cfg.optimizer === 'muon') out.push('--optimizer muon');
-  if (cfg.sae?.multiTopk) out.push('--multi_topk');
-  if (cfg.sae?.skipConnection) out.push('--skip_connection');
   return out;
 }
 
