@@ -8,8 +8,8 @@
  * device 'cuda' (CUDA build with a GPU): the host f32 tensors stay the source of truth for saving;
  * the working copy lives on the device (cuda-coder.ts) and encode / decode / forward /
  * forwardBackward run there (outputs come back as host tensors). params() is a host snapshot:
- * after training steps call `await coder.syncToHost()` first (saveToDisk does it). Not on cuda:
- * skip_connection, multi_topk (forward / forwardBackward), returnPreActs. Never run on a GPU yet.
+ * after training steps call `await coder.syncToHost()` first (saveToDisk does it). skip_connection
+ * (W_skip) and multi_topk work on cuda too. Not on cuda: returnPreActs. Never run on a GPU yet.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
