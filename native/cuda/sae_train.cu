@@ -114,8 +114,10 @@ void sum_squares(const float* a, const float* mean, int64_t n, int64_t D, float*
 // fixed order: deterministic). W_skip's two products use it: the forward x·W_skipᵀ and the
 // gradient Gᵀ·x. Why f32 and not the bf16 tensor-core GEMM: the CPU reference (and the float64
 // one) compute these in f32, so cuda-vs-cpu tests stay tight; sparsify under bf16 autocast would
-// round both operands to bf16. A plain 32×32 shared-memory tiling: simple, not fast (the Gᵀ·x
-// loads are strided), a cost of O(N·D²) per step next to the encoder's O(N·D·M).
+// round both operands to bf16. A plain 32×32 shared-memory tiling (simple, not tuned), a cost of
+// O(N·D²) per step next to the encoder's O(N·D·M). Tiles are As[i][r], Bs[j][r]; each operand is
+// loaded with the warp along its contiguous index (r for x·W_skipᵀ, i / j for Gᵀ·x) so global
+// reads coalesce either way (the choice is uniform per launch).
 constexpr int SG_T = 32, SG_ROWS = 8;  // tile edge; block = 32 × 8 threads, 4 outputs per thread
 __global__ void gemm_f32_acc_kernel(const float* __restrict__ A, int64_t a_i, int64_t a_r, const float* __restrict__ B,
                                     int64_t b_j, int64_t b_r, float* __restrict__ C, int64_t ldc, int64_t I, int64_t J,
@@ -126,9 +128,20 @@ __global__ void gemm_f32_acc_kernel(const float* __restrict__ A, int64_t a_i, in
   float acc[SG_T / SG_ROWS] = {};
   for (int64_t r0 = 0; r0 < R; r0 += SG_T) {
     for (int q = ty; q < SG_T; q += SG_ROWS) {
-      const int64_t i = i0 + q, j = j0 + q, r = r0 + tx;
-      As[q][tx] = (i < I && r < R) ? A[i * a_i + r * a_r] : 0.f;
-      Bs[q][tx] = (j < J && r < R) ? B[j * b_j + r * b_r] : 0.f;
+      if (a_i == 1) {  // contiguous along i: lanes walk i
+        const int64_t i = i0 + tx, r = r0 + q;
+        As[tx][q] = (i < I && r < R) ? A[i + r * a_r] : 0.f;
+      } else {  // lanes walk r
+        const int64_t i = i0 + q, r = r0 + tx;
+        As[q][tx] = (i < I && r < R) ? A[i * a_i + r * a_r] : 0.f;
+      }
+      if (b_j == 1) {
+        const int64_t j = j0 + tx, r = r0 + q;
+        Bs[tx][q] = (j < J && r < R) ? B[j + r * b_r] : 0.f;
+      } else {
+        const int64_t j = j0 + q, r = r0 + tx;
+        Bs[q][tx] = (j < J && r < R) ? B[j * b_j + r * b_r] : 0.f;
+      }
     }
     __syncthreads();
     for (int rr = 0; rr < SG_T; ++rr) {
