@@ -9,8 +9,8 @@
 //     tv = Σ (y − mean_n y)²;  fvu = Σ e² / tv
 //     AuxK (dead latents): k_aux = d/2, scale = min(num_dead / k_aux, 1), k_aux = min(k_aux, num_dead)
 //       e_hat = decode(aux) (+ b_dec at sparsify HEAD, option); auxk = scale·Σ (e_hat − e)² / tv
-//     Multi-TopK (call.multi_topk): a second TopK selection of 4k latents from the same pre-activations
-//       (a second encoder pass, no AuxK), out4 = decode(4k) + b_dec (no W_skip: sparsify's decode()),
+//     Multi-TopK (call.multi_topk): a TopK selection of 4k latents from the same pre-activations (TopK:
+//       one encoder pass, top-k = its head; GroupMax: a second pass), out4 = decode(4k) + b_dec (no W_skip),
 //       multi_topk_fvu = Σ (out4 − y)² / tv
 //     loss = fvu + auxk_alpha·auxk + multi_topk_fvu/8; gradients of loss·loss_scale are ADDED to the accumulators:
 //       dL/dsae_out = −2e/tv; decoder: grad_acts, W_dec (CSR), b_dec (column sum);
@@ -251,6 +251,16 @@ EncoderInputs encoder_inputs(ResidentSae& sae, const Tensor& x, int64_t N, cudaS
 
 __global__ void set_scalar_kernel(float* out, float v) { *out = v; }
 
+// (vo, io)[n, j] = (v, i)[n, j] for j < kout: the first kout columns of [N, kin] selections.
+__global__ void head_cols_kernel(const float* __restrict__ v, const int* __restrict__ i, int64_t N, int64_t kin,
+                                 int64_t kout, float* __restrict__ vo, int* __restrict__ io) {
+  for (int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; t < N * kout; t += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t n = t / kout, j = t % kout;
+    vo[t] = v[n * kin + j];
+    io[t] = i[n * kin + j];
+  }
+}
+
 // did_fire[idx] = 1 for the selected latents (host; indices are checked: a kernel bug must not
 // become a host out-of-bounds write).
 void mark_fired(const Tensor& indices, const Tensor& did_fire) {
@@ -307,16 +317,32 @@ SaeStepResult sae_forward_backward(ResidentSae& sae, const Tensor& x, const Tens
     o.dead_mask = dead_mask;
     o.k_aux = k_aux_nominal;
   }
-  DeviceEncodeOut enc = encode_on_device(ses, sae.cfg.compute, in.Xc.get(), in.Wc.get(), sae.b_enc.p, N, D, M, o);
-  // Multi-TopK: the 4k selection (plain TopK whatever the activation, as the CPU encoder; falls
-  // back to the chunked path when 4k's candidate lists do not fit the fused kernel).
+  // Multi-TopK: the 4k selection, plain TopK whatever the activation (as the CPU encoder; the
+  // chunked fallback when 4k's candidate lists do not fit the fused kernel). With TopK one pass
+  // serves both: the encoder's rows are sorted by (value desc, index asc), so the first k of the
+  // 4k are exactly the top-k (the CPU encoder takes its top-k as the head of the 4k too); the AuxK
+  // selection rides on that pass. GroupMax needs its own pass for the main selection.
   const int64_t k4 = call.multi_topk ? 4 * k : 0;
-  DeviceEncodeOut enc4;
-  if (k4) {
-    EncodeOptions o4;
-    o4.k = k4;
-    o4.compute = sae.cfg.compute;
-    enc4 = encode_on_device(ses, sae.cfg.compute, in.Xc.get(), in.Wc.get(), sae.b_enc.p, N, D, M, o4);
+  DeviceEncodeOut enc, enc4;  // enc4 also holds the AuxK maps' host sources until the sync below
+  if (k4 && !call.groupmax) {
+    o.k = k4;
+    enc4 = encode_on_device(ses, sae.cfg.compute, in.Xc.get(), in.Wc.get(), sae.b_enc.p, N, D, M, o);
+    enc.vals = DeviceBuffer(size_t(N * k) * 4, s);
+    enc.idx = DeviceBuffer(size_t(N * k) * 4, s);
+    head_cols_kernel<<<grid_for(N * k), 256, 0, s>>>(enc4.vals.as<float>(), enc4.idx.as<int>(), N, k4, k,
+                                                      enc.vals.as<float>(), enc.idx.as<int>());
+    CUDA_CHECK_LAUNCH();
+    enc.k_aux = enc4.k_aux;
+    enc.aux_v = std::move(enc4.aux_v);
+    enc.aux_i = std::move(enc4.aux_i);
+  } else {
+    enc = encode_on_device(ses, sae.cfg.compute, in.Xc.get(), in.Wc.get(), sae.b_enc.p, N, D, M, o);
+    if (k4) {
+      EncodeOptions o4;
+      o4.k = k4;
+      o4.compute = sae.cfg.compute;
+      enc4 = encode_on_device(ses, sae.cfg.compute, in.Xc.get(), in.Wc.get(), sae.b_enc.p, N, D, M, o4);
+    }
   }
 
   // Decode, residual, losses.
