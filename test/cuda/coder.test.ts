@@ -17,7 +17,16 @@ import { cudaAddon } from './cuda-env.js';
 const { skip } = cudaAddon();
 const opts = { skip: skip ?? false };
 const BF16 = 3e-2; // bf16 GEMM inputs (8 bits of mantissa) vs the f32 CPU kernels, relative to the largest entry
-const VARIANTS = ['sae_d64_k8', 'sae_d64_k8_groupmax', 'sae_d64_k16', 'sae_d128_k8', 'sae_d128_k16', 'transcoder_d64_k8'];
+const VARIANTS = [
+  'sae_d64_k8',
+  'sae_d64_k8_groupmax',
+  'sae_d64_k16',
+  'sae_d128_k8',
+  'sae_d128_k16',
+  'transcoder_d64_k8',
+  'sae_d64_k8_multitopk', // forward returns the 4k selection, its decode and multi_topk_fvu
+  'transcoder_d64_k8_skip', // W_skip: sae_out += x·W_skipᵀ (f32 on the device)
+];
 
 /** Fraction of rows' index sets that agree (as sets) between two [N,k] selections. */
 function setAgreement(a: Int32Array, b: Int32Array, k: number): number {
@@ -78,7 +87,11 @@ for (const variant of VARIANTS) {
       assert.ok(close(fg.fvu, fc.fvu, BF16), `fvu ${fg.fvu} vs ${fc.fvu}`);
       assert.ok(close(fg.auxkLoss, fc.auxkLoss, 5e-2) || (fc.auxkLoss === 0 && fg.auxkLoss === 0), `auxk ${fg.auxkLoss} vs ${fc.auxkLoss}`);
       assert.ok(relErrToMax(fg.saeOut.toFloat32Array(), fc.saeOut.toFloat32Array()) < BF16, 'sae_out');
-      assert.equal(fg.multiTopkFvu, 0);
+      assert.deepEqual(fg.latentIndices.shape, fc.latentIndices.shape, 'k (4k with multi_topk) latents per row');
+      if (cpu.cfg.multiTopk) {
+        assert.ok(close(fg.multiTopkFvu, fc.multiTopkFvu, BF16), `multi_topk_fvu ${fg.multiTopkFvu} vs ${fc.multiTopkFvu}`);
+        assert.ok(setAgreement(fc.latentIndices.toInt32Array(), fg.latentIndices.toInt32Array(), 4 * k) >= 0.95, '4k selections');
+      } else assert.equal(fg.multiTopkFvu, 0);
     }
     // A forward changes nothing on the device (no renorm, no gradients) and its reductions are deterministic.
     const f1 = await gpu.forward(x, { y }), f2 = await gpu.forward(x, { y });
@@ -91,22 +104,20 @@ for (const variant of VARIANTS) {
 }
 
 test('cuda: what the CUDA backend lacks is a clear error', opts, async () => {
-  await assert.rejects(SparseCoder.loadFromDisk(join(SAE_FIXTURES, 'transcoder_d64_k8_skip', 'state'), { device: 'cuda' }), ConfigError);
-  const mt = await SparseCoder.loadFromDisk(join(SAE_FIXTURES, 'sae_d64_k8_multitopk', 'state'), { device: 'cuda' });
-  const x = loadGolden('sae_d64_k8_multitopk').get('x')!;
-  await mt.encode(x); // inference without the Multi-TopK loss works
-  await assert.rejects(mt.forward(x), /multi_topk is not implemented on the CUDA backend/);
-  await assert.rejects(mt.forwardBackward(x, { auxkAlpha: 0 }), /multi_topk/);
-  mt.dispose();
   const c = await SparseCoder.create(32, { numLatents: 128, k: 4 }, { device: 'cuda' });
   assert.throws(() => c.grads(), /readGrads/);
   await assert.rejects(c.encode(Tensor.zeros([2, 32]), { returnPreActs: true }), /returnPreActs/);
   c.dispose();
 });
 
-for (const kind of ['adam', 'signum'] as const) {
-  test(`cuda ${kind}: forwardBackward + step for 3 steps vs the CPU path; state dict round trip`, opts, async () => {
-    const variant = 'sae_d64_k8';
+for (const [kind, variant] of [
+  ['adam', 'sae_d64_k8'],
+  ['signum', 'sae_d64_k8'],
+  ['adam', 'sae_d64_k8_multitopk'],
+  ['adam', 'transcoder_d64_k8_skip'],
+  ['signum', 'transcoder_d64_k8_skip'],
+] as const) {
+  test(`cuda ${kind} ${variant}: forwardBackward + step for 3 steps vs the CPU path; state dict round trip`, opts, async () => {
     const dir = join(SAE_FIXTURES, variant, 'state');
     const g = loadGolden(variant);
     const x = g.get('x')!;
@@ -120,9 +131,11 @@ for (const kind of ['adam', 'signum'] as const) {
       const lc = await cpu.forwardBackward(x, { auxkAlpha: 1 / 32, deadMask: dead, lossScale: 0.5 });
       const lg = await gpu.forwardBackward(x, { auxkAlpha: 1 / 32, deadMask: dead, lossScale: 0.5 });
       assert.ok(close(lg.fvu, lc.fvu, BF16) && close(lg.loss, lc.loss, BF16), `step ${s}: loss ${lg.loss} vs ${lc.loss}`);
+      assert.ok(close(lg.multiTopkFvu, lc.multiTopkFvu, BF16), `step ${s}: multi_topk_fvu ${lg.multiTopkFvu} vs ${lc.multiTopkFvu}`);
       if (s === 0) {
         const gc = await cpu.readGrads();
         const gg = await gpu.readGrads();
+        assert.deepEqual([...gg.keys()].sort(), [...gc.keys()].sort(), 'the same parameters have gradients');
         // Latents selected on one side only (bf16 near-ties) move a few rows; the rest agree.
         for (const [n, t] of gc) assert.ok(fracOff(gg.get(n)!.toFloat32Array(), t.toFloat32Array(), 0.05) < 0.1, `grad ${n}`);
       }
@@ -271,14 +284,28 @@ function listFiles(dir: string, pre = ''): string[] {
   );
 }
 
-for (const optimizer of ['adam', 'signum', 'muon'] as const) {
-  test(`Trainer on cuda vs cpu (${optimizer}, micro-batches): losses close; checkpoints have the CPU layout; resume`, opts, async () => {
-    const init: TrainConfigInit = { batchSize: 4, microAccSteps: 2, optimizer, lr: 2e-3, sae: { expansionFactor: 4, k: 8 } };
+for (const [optimizer, sae] of [
+  ['adam', { expansionFactor: 4, k: 8 }],
+  ['signum', { expansionFactor: 4, k: 8 }],
+  ['muon', { expansionFactor: 4, k: 8 }],
+  ['adam', { expansionFactor: 4, k: 8, transcode: true, skipConnection: true, multiTopk: true }],
+  ['muon', { expansionFactor: 4, k: 8, transcode: true, skipConnection: true, multiTopk: true }],
+] as const) {
+  const what = sae.multiTopk ? ', transcoder with skip_connection + multi_topk' : '';
+  test(`Trainer on cuda vs cpu (${optimizer}${what}, micro-batches): losses close; checkpoints have the CPU layout; resume`, opts, async () => {
+    const init: TrainConfigInit = {
+      batchSize: 4,
+      microAccSteps: 2,
+      optimizer,
+      lr: 2e-3,
+      sae: { ...sae },
+      ...(sae.transcode ? { hookpoints: ['h.0.mlp', 'h.1.mlp'] } : {}),
+    };
     const c = await run('cpu', { ...init, saveDir: tmp() });
     const gdir = tmp();
     const gg = await run('cuda', { ...init, saveDir: gdir });
     assert.equal(gg.result.steps, c.result.steps);
-    for (const h of ['h.0', 'h.1']) {
+    for (const h of sae.transcode ? ['h.0.mlp', 'h.1.mlp'] : ['h.0', 'h.1']) {
       const a = c.steps.at(-1)!.coders[h], b = gg.steps.at(-1)!.coders[h];
       assert.ok(close(b.fvu, a.fvu, 0.1), `${h} final fvu ${b.fvu} vs ${a.fvu}`);
     }

@@ -137,3 +137,23 @@ test('bad arguments to CUDA ops (muon options included) are typed errors raised 
   // Valid options reach the state argument.
   assert.match(out.muonOk, /^ERR_SPARSIFY_VALUE: argument 'sae' must be an object from cudaSaeCreate/);
 });
+
+test('cudaSaeCreate validates wSkip (skip_connection) before any GPU work', { skip: noBuild }, () => {
+  const out = runChild(
+    `import { createRequire } from 'node:module';
+     const a = createRequire(import.meta.url)(${JSON.stringify(cudaBuildPath)});
+     const f = (n, s, dt = 'float32') => a.tensorFromArray(dt === 'int32' ? new Int32Array(n) : new Float32Array(n), s, dt);
+     const p = (wSkip) => ({ wEnc: f(16, [8, 2]), bEnc: f(8, [8]), wDec: f(16, [8, 2]), bDec: f(2, [2]), wSkip });
+     const res = {};
+     const tryIt = async (name, fn) => { try { await fn(); res[name] = 'no error'; } catch (e) { res[name] = e.code + ': ' + e.message; } };
+     await tryIt('shape', () => a.cudaSaeCreate(p(f(6, [2, 3])), { k: 2 }));
+     await tryIt('dtype', () => a.cudaSaeCreate(p(f(4, [2, 2], 'int32')), { k: 2 }));
+     await tryIt('valid', () => a.cudaSaeCreate(p(f(4, [2, 2])), { k: 2 }));
+     console.log(JSON.stringify(res));`,
+  );
+  assert.match(out.shape, /^ERR_SPARSIFY_SHAPE: .*wSkip.*\[2, 3\]/);
+  assert.match(out.dtype, /^ERR_SPARSIFY_DTYPE: .*wSkip/);
+  // A well-formed wSkip passes validation; without a GPU the call then fails as GPU work does.
+  if ((probeCudaBuild()?.devices ?? 0) > 0) assert.equal(out.valid, 'no error');
+  else assert.match(out.valid, /^ERR_SPARSIFY_CUDA_UNAVAILABLE: /);
+});

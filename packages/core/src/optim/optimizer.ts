@@ -214,7 +214,7 @@ export abstract class BaseOptimizer implements Optimizer {
     if (!this.onCuda) return this.stateDict();
     await this.flushCuda();
     const tensors = new Map<string, Tensor>();
-    const order = ['encoder.weight', 'encoder.bias', 'W_dec', 'b_dec'];
+    const order = ['encoder.weight', 'encoder.bias', 'W_dec', 'b_dec', 'W_skip']; // native slot order (W_skip: skip_connection)
     for (const [gi, g] of this.groups.entries()) {
       const st = await native().cudaSaeReadState(this.cudaOf(g).sae);
       const got: Tensor[] = [];
@@ -254,7 +254,7 @@ export abstract class BaseOptimizer implements Optimizer {
     this.groups.forEach((g, gi) => {
       g.lr = state.scalars.lr[gi] ?? g.lr;
       g.scalars = { ...state.scalars.groups[gi] };
-      const order = ['encoder.weight', 'encoder.bias', 'W_dec', 'b_dec'];
+      const order = ['encoder.weight', 'encoder.bias', 'W_dec', 'b_dec', 'W_skip']; // native slot order (W_skip: skip_connection)
       const cudaSlots: Record<string, (Tensor | undefined)[]> = {};
       for (const p of g.params) {
         const names = this.slotNames(p);
