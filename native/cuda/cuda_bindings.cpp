@@ -334,15 +334,19 @@ Napi::Value cuda_decoder_dispose(const Napi::CallbackInfo& info) {
 }
 
 // ---- resident training state (sae_train.cu) ----
-// cudaSaeCreate({wEnc, bEnc, wDec, bDec}, {k, activation?, transcode?, normalizeDecoder?, computeDtype?}) -> Promise<sae>
+// cudaSaeCreate({wEnc, bEnc, wDec, bDec, wSkip?}, {k, activation?, transcode?, normalizeDecoder?, computeDtype?}) -> Promise<sae>
+//   (wSkip [d_in, d_in]: skip_connection, a fifth parameter)
 // cudaSaeForwardBackward(sae, x, {y?, deadMask?, auxkAlpha?, lossScale?, auxkIncludesBDec?, k?, activation?,
-//   normalizeDecoder?, totalVariance?, backward? = true, outputs? = false, didFire?, rowBegin?, rowEnd?})
-//   -> Promise<{fvu, auxkLoss, kAux, numDead, totalVariance, indices, acts?, saeOut?}>  (gradients accumulate on the device)
+//   normalizeDecoder?, totalVariance?, backward? = true, outputs? = false, multiTopk? = false, didFire?, rowBegin?, rowEnd?})
+//   -> Promise<{fvu, auxkLoss, multiTopkFvu, kAux, numDead, totalVariance, indices, acts?, saeOut?}>
+//   (gradients accumulate on the device; with multiTopk indices / acts / saeOut are the 4k selection's)
 // cudaSaeEncode(sae, x, {k?, activation?}) -> Promise<{acts, indices}>;  cudaSaeDecode(sae, acts, indices) -> Promise<[N,D]>
-// cudaSaeApply(sae, {optimizer: 'adam'|'signum', lr, beta1?, beta2?, eps?, step?, c?, beta?, project?}) -> Promise<undefined>
-// cudaSaeRead(sae, {evalBeta?, grads?}) -> Promise<{wEnc, bEnc, wDec, bDec, gradWEnc?, ...}>;  cudaSaeDispose(sae)
-// cudaSaeReadState(sae) -> Promise<{m?, v?, z?}> (arrays of 4 in wEnc, bEnc, wDec, bDec order)
-// cudaSaeLoadState(sae, {params?: {wEnc?, ...}, m?, v?, z?, resetOptimizer?, zeroGrads?}) -> Promise<undefined>
+// cudaSaeApply(sae, {optimizer: 'adam'|'signum'|'muon', lr, beta1?, beta2?, eps?, step?, c?, beta?, project?,
+//   muon: vectorLr (the Adam half's lr), momentum?, nesterov?, weightDecay?, nsSteps?}) -> Promise<undefined>
+// cudaSaeRead(sae, {evalBeta?, grads?}) -> Promise<{wEnc, bEnc, wDec, bDec, wSkip?, gradWEnc?, ...}>;  cudaSaeDispose(sae)
+// cudaSaeReadState(sae) -> Promise<{m?, v?, z?}> (arrays of 4 in wEnc, bEnc, wDec, bDec order; 5 with wSkip)
+// cudaSaeLoadState(sae, {params?: {wEnc?, ..., wSkip?}, m?, v?, z?, resetOptimizer?, zeroGrads?}) -> Promise<undefined>
+//   (slot arrays of 4, or 5 for a state with wSkip)
 // cudaSaeLerp(sae, weight) -> Promise<undefined>  (schedule-free eval/train: p = lerp(p, z, weight))
 using SaeHolder = std::shared_ptr<cuda::ResidentSae>;
 
@@ -369,6 +373,11 @@ Napi::Value cuda_sae_create(const Napi::CallbackInfo& info) {
   expect_vec(be, M, "bEnc");
   expect_shape(wd, {M, D}, "wDec");
   expect_vec(bd, D, "bDec");
+  Tensor ws = opt_tensor(params, "wSkip");
+  if (ws.defined()) {
+    expect_float(ws, "wSkip");
+    expect_shape(ws, {D, D}, "wSkip");
+  }
   cuda::SaeConfig cfg;
   cfg.k = opt_int(o, "k", 0);
   std::string act = opt_string(o, "activation", "topk");
@@ -382,7 +391,7 @@ Napi::Value cuda_sae_create(const Napi::CallbackInfo& info) {
   if (M >= (int64_t(1) << 31)) fail(ErrorKind::Value, "num_latents must be < 2^31");
   auto res = std::make_shared<SaeHolder>();
   return run_async(
-      info.Env(), [=] { *res = cuda::make_resident_sae(we, be, wd, bd, cfg); },
+      info.Env(), [=] { *res = cuda::make_resident_sae(we, be, wd, bd, ws, cfg); },
       [res](Napi::Env env) -> Napi::Value {
         Napi::Object obj = Napi::Object::New(env);
         obj.Set("_native", Napi::External<SaeHolder>::New(env, new SaeHolder(*res), [](Napi::Env, SaeHolder* h) { delete h; }));
@@ -429,7 +438,11 @@ Napi::Value cuda_sae_forward_backward(const Napi::CallbackInfo& info) {
   call.total_variance = opt_number(o, "totalVariance", -1);
   call.backward = opt_bool(o, "backward", true);
   call.outputs = opt_bool(o, "outputs", false);
+  call.multi_topk = opt_bool(o, "multiTopk", false);
   const int64_t M = cuda::sae_num_latents(*sae), D = cuda::sae_d_in(*sae);
+  if (call.multi_topk && (4 * call.k > M || 4 * call.k > 8192))
+    fail(ErrorKind::Value, "multi_topk needs 4*k (" + std::to_string(4 * call.k) + ") <= min(num_latents=" + std::to_string(M) +
+                               ", 8192) on the CUDA backend");
   if (y.defined()) {
     expect_float(y, "y");
     expect_shape(y, x.shape, "y");
@@ -456,8 +469,8 @@ Napi::Value cuda_sae_forward_backward(const Napi::CallbackInfo& info) {
   // below 2^31; and AuxK's row_topk keeps k_aux = min(d/2, num_dead) in shared memory (<= 8192).
   // AuxK runs whenever some latent is dead (sae_train.cu), as the CPU saeStep.
   const int64_t k_aux = std::min<int64_t>(D / 2, num_dead);
-  if (x.dim(0) * std::max(call.k, k_aux) >= (int64_t(1) << 31))
-    fail(ErrorKind::Value, "x has " + std::to_string(x.dim(0)) + " rows: N*k and N*k_aux must be < 2^31 on CUDA");
+  if (x.dim(0) * std::max(call.multi_topk ? 4 * call.k : call.k, k_aux) >= (int64_t(1) << 31))
+    fail(ErrorKind::Value, "x has " + std::to_string(x.dim(0)) + " rows: N*k (N*4k with multi_topk) and N*k_aux must be < 2^31 on CUDA");
   if (k_aux > 8192)
     fail(ErrorKind::Value, "AuxK would select k_aux = min(d_in/2, num_dead) = " + std::to_string(k_aux) +
                                " latents per row; the CUDA kernels support at most 8192");
@@ -477,6 +490,7 @@ Napi::Value cuda_sae_forward_backward(const Napi::CallbackInfo& info) {
         Napi::Object obj = Napi::Object::New(env);
         obj.Set("fvu", res->fvu);
         obj.Set("auxkLoss", res->auxk_loss);
+        obj.Set("multiTopkFvu", res->multi_topk_fvu);
         obj.Set("kAux", double(res->k_aux));
         obj.Set("numDead", double(res->num_dead));
         obj.Set("totalVariance", res->total_variance);
@@ -512,12 +526,15 @@ Napi::Value cuda_sae_decode(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value cuda_sae_apply(const Napi::CallbackInfo& info) {
-  SaeHolder sae = sae_arg(info, 0);
+  // The options are checked before the state argument, so bad options are typed errors even on a
+  // machine without a device (where no state can exist).
   Napi::Object o = opts_at(info, 1);
   cuda::SaeOptim so;
   std::string kind = opt_string(o, "optimizer", "");
-  if (kind != "adam" && kind != "signum") fail(ErrorKind::Value, "optimizer must be 'adam' or 'signum', got '" + kind + "'");
+  if (kind != "adam" && kind != "signum" && kind != "muon")
+    fail(ErrorKind::Value, "optimizer must be 'adam', 'signum' or 'muon', got '" + kind + "'");
   so.signum = kind == "signum";
+  so.muon = kind == "muon";
   so.lr = opt_number(o, "lr", -1);
   so.beta1 = opt_number(o, "beta1", 0.9);
   so.beta2 = opt_number(o, "beta2", 0.999);
@@ -531,10 +548,24 @@ Napi::Value cuda_sae_apply(const Napi::CallbackInfo& info) {
     if (!(so.c >= 0 && so.c <= 1)) fail(ErrorKind::Value, "signum: c (weight / weight_sum) must be in [0, 1]");
     if (!(so.beta > 0 && so.beta < 1)) fail(ErrorKind::Value, "signum: beta must be in (0, 1)");
   } else {
-    if (!(so.lr >= 0)) fail(ErrorKind::Value, "adam: lr must be >= 0");
-    if (so.step < 1) fail(ErrorKind::Value, "adam: step must be >= 1");
-    if (!(so.beta1 >= 0 && so.beta1 < 1 && so.beta2 >= 0 && so.beta2 < 1)) fail(ErrorKind::Value, "adam: betas must be in [0, 1)");
+    if (so.muon) {
+      so.lr_vector = opt_number(o, "vectorLr", -1);
+      so.momentum = opt_number(o, "momentum", 0.95);
+      so.nesterov = opt_bool(o, "nesterov", true);
+      so.weight_decay = opt_number(o, "weightDecay", 0.1);
+      const int64_t ns = opt_int(o, "nsSteps", 5);
+      if (!(so.lr >= 0 && std::isfinite(so.lr))) fail(ErrorKind::Value, "muon: lr must be a finite number >= 0");
+      if (!(so.lr_vector >= 0 && std::isfinite(so.lr_vector))) fail(ErrorKind::Value, "muon: vectorLr (the Adam half's lr) must be a finite number >= 0");
+      if (!(so.momentum >= 0 && so.momentum < 1)) fail(ErrorKind::Value, "muon: momentum must be in [0, 1)");
+      if (!(so.weight_decay >= 0 && std::isfinite(so.weight_decay))) fail(ErrorKind::Value, "muon: weightDecay must be a finite number >= 0");
+      if (ns < 0 || ns > 100) fail(ErrorKind::Value, "muon: nsSteps must be in [0, 100]");
+      so.ns_steps = int(ns);
+    }
+    if (!(so.lr >= 0)) fail(ErrorKind::Value, kind + ": lr must be >= 0");
+    if (so.step < 1) fail(ErrorKind::Value, kind + ": step must be >= 1");
+    if (!(so.beta1 >= 0 && so.beta1 < 1 && so.beta2 >= 0 && so.beta2 < 1)) fail(ErrorKind::Value, kind + ": betas must be in [0, 1)");
   }
+  SaeHolder sae = sae_arg(info, 0);
   return run_async(
       info.Env(), [=] { cuda::sae_apply(*sae, so); },
       [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
@@ -551,24 +582,27 @@ Napi::Value cuda_sae_read(const Napi::CallbackInfo& info) {
       info.Env(), [=] { *res = cuda::sae_read(*sae, eval_beta, with_grads); },
       [res](Napi::Env env) -> Napi::Value {
         return wrap_all(env, {{"wEnc", res->w_enc}, {"bEnc", res->b_enc}, {"wDec", res->w_dec}, {"bDec", res->b_dec},
-                              {"gradWEnc", res->g_w_enc}, {"gradBEnc", res->g_b_enc}, {"gradWDec", res->g_w_dec},
-                              {"gradBDec", res->g_b_dec}});
+                              {"wSkip", res->w_skip}, {"gradWEnc", res->g_w_enc}, {"gradBEnc", res->g_b_enc},
+                              {"gradWDec", res->g_w_dec}, {"gradBDec", res->g_b_dec}, {"gradWSkip", res->g_w_skip}});
       });
 }
 
-const char* const kSaeParamNames[4] = {"wEnc", "bEnc", "wDec", "bDec"};
+const char* const kSaeParamNames[cuda::kSaeMaxParams] = {"wEnc", "bEnc", "wDec", "bDec", "wSkip"};
 
 Napi::Value cuda_sae_read_state(const Napi::CallbackInfo& info) {
   SaeHolder sae = sae_arg(info, 0);
   auto res = std::make_shared<cuda::SaeOptState>();
+  const uint32_t np = uint32_t(cuda::sae_num_params(*sae));
   return run_async(
       info.Env(), [=] { *res = cuda::sae_read_state(*sae); },
-      [res](Napi::Env env) -> Napi::Value {
+      [res, np](Napi::Env env) -> Napi::Value {
         Napi::Object o = Napi::Object::New(env);
-        auto slot = [&](const char* key, const Tensor (&t)[4]) {
-          if (!t[0].defined() && !t[1].defined() && !t[2].defined() && !t[3].defined()) return;
-          Napi::Array a = Napi::Array::New(env, 4);
-          for (uint32_t i = 0; i < 4; ++i) a.Set(i, t[i].defined() ? TensorHandle::Wrap(env, t[i]) : env.Undefined());
+        auto slot = [&](const char* key, const Tensor (&t)[cuda::kSaeMaxParams]) {
+          bool any = false;
+          for (uint32_t i = 0; i < np; ++i) any |= t[i].defined();
+          if (!any) return;
+          Napi::Array a = Napi::Array::New(env, np);
+          for (uint32_t i = 0; i < np; ++i) a.Set(i, t[i].defined() ? TensorHandle::Wrap(env, t[i]) : env.Undefined());
           o.Set(key, a);
         };
         slot("m", res->m);
@@ -582,26 +616,30 @@ Napi::Value cuda_sae_load_state(const Napi::CallbackInfo& info) {
   SaeHolder sae = sae_arg(info, 0);
   Napi::Object o = arg_object(info, 1, "state");
   const int64_t M = cuda::sae_num_latents(*sae), D = cuda::sae_d_in(*sae);
-  const std::vector<int64_t> shapes[4] = {{M, D}, {M}, {M, D}, {D}};
-  Tensor params[4];
+  const int np = cuda::sae_num_params(*sae);
+  const std::vector<int64_t> shapes[cuda::kSaeMaxParams] = {{M, D}, {M}, {M, D}, {D}, {D, D}};
+  Tensor params[cuda::kSaeMaxParams];
   cuda::SaeOptState st;
   Napi::Value pv = o.Get("params");
   if (!pv.IsUndefined() && !pv.IsNull()) {
-    if (!pv.IsObject()) fail(ErrorKind::Value, "state.params must be an object {wEnc?, bEnc?, wDec?, bDec?}");
-    for (int i = 0; i < 4; ++i) {
+    if (!pv.IsObject()) fail(ErrorKind::Value, "state.params must be an object {wEnc?, bEnc?, wDec?, bDec?, wSkip?}");
+    for (int i = 0; i < cuda::kSaeMaxParams; ++i) {
       params[i] = opt_tensor(pv.As<Napi::Object>(), kSaeParamNames[i]);
       if (!params[i].defined()) continue;
+      if (i >= np) fail(ErrorKind::Value, "state.params.wSkip given but this CUDA sparse coder has no skip connection");
       expect_float(params[i], kSaeParamNames[i]);
       expect_shape(params[i], shapes[i], kSaeParamNames[i]);
     }
   }
-  auto slot = [&](const char* key, Tensor (&t)[4]) {
+  auto slot = [&](const char* key, Tensor (&t)[cuda::kSaeMaxParams]) {
     Napi::Value v = o.Get(key);
     if (v.IsUndefined() || v.IsNull()) return;
-    if (!v.IsArray() || v.As<Napi::Array>().Length() != 4)
-      fail(ErrorKind::Value, std::string("state.") + key + " must be an array of 4 tensors (wEnc, bEnc, wDec, bDec)");
+    const uint32_t len = v.IsArray() ? v.As<Napi::Array>().Length() : 0;
+    if (!v.IsArray() || (len != 4 && len != uint32_t(np)))
+      fail(ErrorKind::Value, std::string("state.") + key + " must be an array of " + (np == 5 ? "4 or 5" : "4") +
+                                 " tensors (wEnc, bEnc, wDec, bDec" + (np == 5 ? ", wSkip)" : ")"));
     Napi::Array a = v.As<Napi::Array>();
-    for (uint32_t i = 0; i < 4; ++i) {
+    for (uint32_t i = 0; i < len; ++i) {
       Napi::Value e = a.Get(i);
       if (e.IsUndefined() || e.IsNull()) continue;
       const std::string name = std::string(key) + "." + kSaeParamNames[i];
@@ -613,14 +651,14 @@ Napi::Value cuda_sae_load_state(const Napi::CallbackInfo& info) {
   slot("m", st.m);
   slot("v", st.v);
   slot("z", st.z);
-  for (int i = 0; i < 4; ++i)
+  for (int i = 0; i < np; ++i)
     if (st.m[i].defined() != st.v[i].defined())
       fail(ErrorKind::Value, std::string("state.m and state.v must both give ") + kSaeParamNames[i] + " or both leave it out (Adam)");
   const bool reset = opt_bool(o, "resetOptimizer", false), zero_grads = opt_bool(o, "zeroGrads", false);
   return run_async(
       info.Env(),
       [=] {
-        Tensor p[4] = {params[0], params[1], params[2], params[3]};
+        Tensor p[cuda::kSaeMaxParams] = {params[0], params[1], params[2], params[3], params[4]};
         cuda::sae_load_state(*sae, p, st, reset, zero_grads);
       },
       [](Napi::Env env) -> Napi::Value { return env.Undefined(); });

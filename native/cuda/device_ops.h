@@ -48,6 +48,11 @@ void project_grad_dev(float* G, const float* W, int64_t M, int64_t D, cudaStream
 void adam_dev(float* p, const float* g, float* m, float* v, int64_t n, double lr, double beta1, double beta2, double eps,
               int64_t step, cudaStream_t s);
 void signum_dev(float* y, float* z, const float* g, int64_t n, double lr, double c, double beta, cudaStream_t s);
+// muon.cu: Muon on a 2-D parameter p [rows, cols] with momentum buffer `buf`: weight decay,
+// momentum (+Nesterov), Newton–Schulz (bf16 GEMM operands, f32 accumulation) and the update with
+// lr·0.2·sqrt(max(rows, cols)). g is overwritten (the caller zeroes it after).
+void muon_dev(float* p, float* g, float* buf, int64_t rows, int64_t cols, double lr, double momentum, bool nesterov,
+              double weight_decay, int ns_steps, cudaStream_t s);
 
 // ---- transformer forward building blocks (model_forward.cu); f32 device buffers unless noted.
 // gemm.cu: C[M,N] = A[M,Kp] · B[N,Kp]ᵀ (+ bias[N]); A, B bf16 (K zero-padded to Kp, a multiple

@@ -105,10 +105,12 @@ struct SaeConfig {
   bool transcode = false;
   bool normalize_decoder = true;  // ignored for transcoders
   DType compute = DType::BF16;
+  bool skip = false;  // skip_connection: a fifth parameter W_skip [D, D] (set by make_resident_sae)
 };
 struct ResidentSae;
+// w_skip: optional [D, D] (skip_connection, sae_out += x·W_skipᵀ); undefined for none.
 std::shared_ptr<ResidentSae> make_resident_sae(const Tensor& w_enc, const Tensor& b_enc, const Tensor& w_dec,
-                                               const Tensor& b_dec, const SaeConfig& cfg);
+                                               const Tensor& b_dec, const Tensor& w_skip, const SaeConfig& cfg);
 // Per-call settings of one forward(/backward): the trainer changes k (k decay), and a coder's cfg
 // (activation, normalize_decoder) may be replaced after loading; transcode and compute are fixed.
 struct SaeCall {
@@ -120,10 +122,12 @@ struct SaeCall {
   double total_variance = -1;  // > 0: normaliser of FVU / AuxK instead of this batch's (PR #138)
   bool backward = true;        // false: forward only (sparsify's SparseCoder.forward, no gradients)
   bool outputs = false;        // also return sae_out [N,D] and the latent acts [N,k]
+  bool multi_topk = false;     // Multi-TopK: also the 4k selection, its FVU and (loss/8) its W_dec/b_dec gradient
 };
 struct SaeStepResult {
-  double fvu = 0, auxk_loss = 0, total_variance = 0;
+  double fvu = 0, auxk_loss = 0, total_variance = 0, multi_topk_fvu = 0;
   int64_t num_dead = 0;
+  // With multi_topk these are the 4k selection's (as the CPU saeStep returns and marks): [N, 4k].
   Tensor indices;  // [N, k] int32 (for the dead-latent counters)
   Tensor acts, sae_out;  // with outputs: [N, k] f32, [N, D] f32
   int64_t k_aux = 0;
@@ -145,23 +149,31 @@ struct SaeOptim {
   int64_t step = 1;
   double c = 1, beta = 0.95;  // signum (schedule-free)
   int project = -1;           // W_dec gradient projection: -1 = the state's normalize_decoder && !transcode
+  // muon: Muon (lr) on the 2-D parameters, Adam (lr_vector, beta1/beta2/eps/step) on the 1-D ones.
+  bool muon = false;
+  double lr_vector = 0, momentum = 0.95, weight_decay = 0.1;
+  bool nesterov = true;
+  int ns_steps = 5;
 };
 void sae_apply(ResidentSae& sae, const SaeOptim& o);
 struct SaeParams {
-  Tensor w_enc, b_enc, w_dec, b_dec;
-  Tensor g_w_enc, g_b_enc, g_w_dec, g_b_dec;  // with_grads: the gradient accumulators
+  Tensor w_enc, b_enc, w_dec, b_dec, w_skip;          // w_skip: skip_connection only
+  Tensor g_w_enc, g_b_enc, g_w_dec, g_b_dec, g_w_skip;  // with_grads: the gradient accumulators
 };
+// Parameter slots: w_enc, b_enc, w_dec, b_dec and, with skip_connection, w_skip.
+constexpr int kSaeMaxParams = 5;
+int sae_num_params(const ResidentSae& sae);
 // eval_beta > 0 with signum state: returns the schedule-free average x = lerp(y, z, 1 - 1/β).
 SaeParams sae_read(ResidentSae& sae, double eval_beta, bool with_grads);
-// Optimizer state in parameter order (w_enc, b_enc, w_dec, b_dec); undefined where not allocated.
+// Optimizer state in parameter order (w_enc, b_enc, w_dec, b_dec, w_skip?); undefined where not allocated.
 struct SaeOptState {
-  Tensor m[4], v[4], z[4];
+  Tensor m[kSaeMaxParams], v[kSaeMaxParams], z[kSaeMaxParams];
 };
 SaeOptState sae_read_state(ResidentSae& sae);
 // Writes what is defined: parameters (any float dtype, converted to f32) and optimizer slots (f32).
 // reset_optimizer frees m, v and z first (a loaded state without slots starts fresh);
 // zero_grads clears the gradient accumulators (SparseCoder.zeroGrad).
-void sae_load_state(ResidentSae& sae, const Tensor (&params)[4], const SaeOptState& st, bool reset_optimizer,
+void sae_load_state(ResidentSae& sae, const Tensor (&params)[kSaeMaxParams], const SaeOptState& st, bool reset_optimizer,
                     bool zero_grads);
 // Schedule-free eval()/train(): p = lerp(p, z, weight) for every parameter that has a z (torch's lerp).
 void sae_lerp_z(ResidentSae& sae, double weight);

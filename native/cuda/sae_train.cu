@@ -4,19 +4,28 @@
 //     W_dec rows renormalised first (normalize_decoder and not transcode, "every forward")
 //     x_in = x − b_dec (SAE) | x (transcoder);  y = x (SAE) | y (transcoder)
 //     acts, idx = TopK/GroupMax(relu(x_in·W_encᵀ + b_enc))   (fused encoder, bf16/f16 GEMM)
-//     sae_out = Σ acts·W_dec[idx] + b_dec;  e = y − sae_out
+//     sae_out = Σ acts·W_dec[idx] + b_dec (+ x·W_skipᵀ with skip_connection: the raw x, not x − b_dec);
+//     e = y − sae_out
 //     tv = Σ (y − mean_n y)²;  fvu = Σ e² / tv
 //     AuxK (dead latents): k_aux = d/2, scale = min(num_dead / k_aux, 1), k_aux = min(k_aux, num_dead)
 //       e_hat = decode(aux) (+ b_dec at sparsify HEAD, option); auxk = scale·Σ (e_hat − e)² / tv
-//     loss = fvu + auxk_alpha·auxk; gradients of loss·loss_scale are ADDED to the accumulators:
+//     Multi-TopK (call.multi_topk): a TopK selection of 4k latents from the same pre-activations (TopK:
+//       one encoder pass, top-k = its head; GroupMax: a second pass), out4 = decode(4k) + b_dec (no W_skip),
+//       multi_topk_fvu = Σ (out4 − y)² / tv
+//     loss = fvu + auxk_alpha·auxk + multi_topk_fvu/8; gradients of loss·loss_scale are ADDED to the accumulators:
 //       dL/dsae_out = −2e/tv; decoder: grad_acts, W_dec (CSR), b_dec (column sum);
+//       W_skip: Gᵀ·x (f32, see gemm_f32_acc below);
 //       encoder (FusedEncoder.backward, no ReLU mask): W_enc, b_enc (CSR), and b_dec −= Σ grad_x_in (SAE);
-//       AuxK trains only W_dec (and b_dec through its + b_dec), never the encoder (§2.4 quirk 1).
+//       AuxK trains only W_dec (and b_dec through its + b_dec), never the encoder (§2.4 quirk 1);
+//       Multi-TopK likewise trains only W_dec and b_dec: its selection comes from the fused encoder's
+//       pre-activations output, which gets no gradient (as the CPU saeStep).
 //   apply(optimizer): W_dec gradient projection (normalize_decoder and not transcode), Adam or
-//     schedule-free signum on the four parameters, gradients zeroed.
+//     schedule-free signum on the four (five with W_skip) parameters, or muon (Muon on the 2-D
+//     parameters with the momentum buffer in m[], muon.cu; Adam on b_enc / b_dec), gradients
+//     zeroed; W_skip is neither renormalised nor projected.
 // Also: forward-only calls (SparseCoder.forward), encode/decode with the resident parameters,
 // optimizer state in/out (checkpoints) and the schedule-free eval/train lerp.
-// Multi-TopK and W_skip are not supported here (the JS SparseCoder rejects them on cuda).
+// NOTE: never run on a GPU (written and compiled without one); tests: test/cuda/coder.test.ts.
 #include <cmath>
 #include <vector>
 
@@ -101,32 +110,98 @@ void sum_squares(const float* a, const float* mean, int64_t n, int64_t D, float*
   sum_partials_kernel<<<1, 256, 0, s>>>(partial, RED_BLOCKS, out);
   CUDA_CHECK_LAUNCH();
 }
+
+// C[i, j] += Σ_r A[i·a_i + r·a_r] · B[j·b_j + r·b_r]  (f32; each output summed by one thread in a
+// fixed order: deterministic). W_skip's two products use it: the forward x·W_skipᵀ and the
+// gradient Gᵀ·x. Why f32 and not the bf16 tensor-core GEMM: the CPU reference (and the float64
+// one) compute these in f32, so cuda-vs-cpu tests stay tight; sparsify under bf16 autocast would
+// round both operands to bf16. A plain 32×32 shared-memory tiling (simple, not tuned), a cost of
+// O(N·D²) per step next to the encoder's O(N·D·M). Tiles are As[i][r], Bs[j][r]; each operand is
+// loaded with the warp along its contiguous index (r for x·W_skipᵀ, i / j for Gᵀ·x) so global
+// reads coalesce either way (the choice is uniform per launch).
+constexpr int SG_T = 32, SG_ROWS = 8;  // tile edge; block = 32 × 8 threads, 4 outputs per thread
+__global__ void gemm_f32_acc_kernel(const float* __restrict__ A, int64_t a_i, int64_t a_r, const float* __restrict__ B,
+                                    int64_t b_j, int64_t b_r, float* __restrict__ C, int64_t ldc, int64_t I, int64_t J,
+                                    int64_t R) {
+  __shared__ float As[SG_T][SG_T + 1], Bs[SG_T][SG_T + 1];
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  const int64_t i0 = int64_t(blockIdx.x) * SG_T, j0 = int64_t(blockIdx.y) * SG_T;
+  float acc[SG_T / SG_ROWS] = {};
+  for (int64_t r0 = 0; r0 < R; r0 += SG_T) {
+    for (int q = ty; q < SG_T; q += SG_ROWS) {
+      if (a_i == 1) {  // contiguous along i: lanes walk i
+        const int64_t i = i0 + tx, r = r0 + q;
+        As[tx][q] = (i < I && r < R) ? A[i + r * a_r] : 0.f;
+      } else {  // lanes walk r
+        const int64_t i = i0 + q, r = r0 + tx;
+        As[q][tx] = (i < I && r < R) ? A[i * a_i + r * a_r] : 0.f;
+      }
+      if (b_j == 1) {
+        const int64_t j = j0 + tx, r = r0 + q;
+        Bs[tx][q] = (j < J && r < R) ? B[j + r * b_r] : 0.f;
+      } else {
+        const int64_t j = j0 + q, r = r0 + tx;
+        Bs[q][tx] = (j < J && r < R) ? B[j * b_j + r * b_r] : 0.f;
+      }
+    }
+    __syncthreads();
+    for (int rr = 0; rr < SG_T; ++rr) {
+      const float b = Bs[tx][rr];
+#pragma unroll
+      for (int u = 0; u < SG_T / SG_ROWS; ++u) acc[u] = fmaf(As[ty + SG_ROWS * u][rr], b, acc[u]);
+    }
+    __syncthreads();
+  }
+  const int64_t j = j0 + tx;
+#pragma unroll
+  for (int u = 0; u < SG_T / SG_ROWS; ++u) {
+    const int64_t i = i0 + ty + SG_ROWS * u;
+    if (i < I && j < J) C[i * ldc + j] += acc[u];
+  }
+}
+
+void gemm_f32_acc(const float* A, int64_t a_i, int64_t a_r, const float* B, int64_t b_j, int64_t b_r, float* C,
+                  int64_t ldc, int64_t I, int64_t J, int64_t R, cudaStream_t s) {
+  if (I == 0 || J == 0 || R == 0) return;
+  // i on grid x (up to 2^31 − 1 blocks: N rows), j on grid y (J = D <= 65535·32).
+  const dim3 grid(unsigned((I + SG_T - 1) / SG_T), unsigned((J + SG_T - 1) / SG_T));
+  gemm_f32_acc_kernel<<<grid, dim3(SG_T, SG_ROWS), 0, s>>>(A, a_i, a_r, B, b_j, b_r, C, ldc, I, J, R);
+  CUDA_CHECK_LAUNCH();
+}
 }  // namespace
 
 struct ResidentSae {
   SaeConfig cfg;
   int64_t M = 0, D = 0;
-  DevArray w_enc, b_enc, w_dec, b_dec;          // parameters (signum: these hold y)
-  DevArray g_w_enc, g_b_enc, g_w_dec, g_b_dec;  // gradient accumulators
-  DevArray m[4], v[4], z[4];                     // Adam moments / schedule-free z, allocated on first use
-  DevArray& param(int i) { return i == 0 ? w_enc : i == 1 ? b_enc : i == 2 ? w_dec : b_dec; }
-  DevArray& grad(int i) { return i == 0 ? g_w_enc : i == 1 ? g_b_enc : i == 2 ? g_w_dec : g_b_dec; }
+  DevArray w_enc, b_enc, w_dec, b_dec, w_skip;            // parameters (signum: these hold y); w_skip: cfg.skip
+  DevArray g_w_enc, g_b_enc, g_w_dec, g_b_dec, g_w_skip;  // gradient accumulators
+  DevArray m[kSaeMaxParams], v[kSaeMaxParams], z[kSaeMaxParams];  // Adam moments (muon: m = 2-D momentum) / schedule-free z, on first use
+  int num_params() const { return cfg.skip ? 5 : 4; }
+  DevArray& param(int i) { return i == 0 ? w_enc : i == 1 ? b_enc : i == 2 ? w_dec : i == 3 ? b_dec : w_skip; }
+  DevArray& grad(int i) { return i == 0 ? g_w_enc : i == 1 ? g_b_enc : i == 2 ? g_w_dec : i == 3 ? g_b_dec : g_w_skip; }
+  std::vector<int64_t> shape(int i) const {
+    if (i == 1) return {M};
+    if (i == 3) return {D};
+    return i == 4 ? std::vector<int64_t>{D, D} : std::vector<int64_t>{M, D};
+  }
 };
 
 int64_t sae_num_latents(const ResidentSae& sae) { return sae.M; }
 int64_t sae_d_in(const ResidentSae& sae) { return sae.D; }
 int64_t sae_k(const ResidentSae& sae) { return sae.cfg.k; }
+int sae_num_params(const ResidentSae& sae) { return sae.num_params(); }
 
 std::shared_ptr<ResidentSae> make_resident_sae(const Tensor& w_enc, const Tensor& b_enc, const Tensor& w_dec,
-                                               const Tensor& b_dec, const SaeConfig& cfg) {
+                                               const Tensor& b_dec, const Tensor& w_skip, const SaeConfig& cfg) {
   auto r = std::make_shared<ResidentSae>();
   r->cfg = cfg;
+  r->cfg.skip = w_skip.defined();
   r->M = w_enc.dim(0);
   r->D = w_enc.dim(1);
   Session ses;
   cudaStream_t s = ses.stream();
-  const Tensor* src[4] = {&w_enc, &b_enc, &w_dec, &b_dec};
-  for (int i = 0; i < 4; ++i) {
+  const Tensor* src[kSaeMaxParams] = {&w_enc, &b_enc, &w_dec, &b_dec, &w_skip};
+  for (int i = 0; i < r->num_params(); ++i) {
     Tensor f = src[i]->to(DType::F32);
     r->param(i).alloc(f.numel());
     r->grad(i).alloc(f.numel());
@@ -176,6 +251,16 @@ EncoderInputs encoder_inputs(ResidentSae& sae, const Tensor& x, int64_t N, cudaS
 }
 
 __global__ void set_scalar_kernel(float* out, float v) { *out = v; }
+
+// (vo, io)[n, j] = (v, i)[n, j] for j < kout: the first kout columns of [N, kin] selections.
+__global__ void head_cols_kernel(const float* __restrict__ v, const int* __restrict__ i, int64_t N, int64_t kin,
+                                 int64_t kout, float* __restrict__ vo, int* __restrict__ io) {
+  for (int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; t < N * kout; t += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t n = t / kout, j = t % kout;
+    vo[t] = v[n * kin + j];
+    io[t] = i[n * kin + j];
+  }
+}
 
 // did_fire[idx] = 1 for the selected latents (host; indices are checked: a kernel bug must not
 // become a host out-of-bounds write).
@@ -233,15 +318,43 @@ SaeStepResult sae_forward_backward(ResidentSae& sae, const Tensor& x, const Tens
     o.dead_mask = dead_mask;
     o.k_aux = k_aux_nominal;
   }
-  DeviceEncodeOut enc = encode_on_device(ses, sae.cfg.compute, in.Xc.get(), in.Wc.get(), sae.b_enc.p, N, D, M, o);
+  // Multi-TopK: the 4k selection, plain TopK whatever the activation (as the CPU encoder; the
+  // chunked fallback when 4k's candidate lists do not fit the fused kernel). With TopK one pass
+  // serves both: the encoder's rows are sorted by (value desc, index asc), so the first k of the
+  // 4k are exactly the top-k (the CPU encoder takes its top-k as the head of the 4k too); the AuxK
+  // selection rides on that pass. GroupMax needs its own pass for the main selection.
+  const int64_t k4 = call.multi_topk ? 4 * k : 0;
+  DeviceEncodeOut enc, enc4;  // enc4 also holds the AuxK maps' host sources until the sync below
+  if (k4 && !call.groupmax) {
+    o.k = k4;
+    enc4 = encode_on_device(ses, sae.cfg.compute, in.Xc.get(), in.Wc.get(), sae.b_enc.p, N, D, M, o);
+    enc.vals = DeviceBuffer(size_t(N * k) * 4, s);
+    enc.idx = DeviceBuffer(size_t(N * k) * 4, s);
+    head_cols_kernel<<<grid_for(N * k), 256, 0, s>>>(enc4.vals.as<float>(), enc4.idx.as<int>(), N, k4, k,
+                                                      enc.vals.as<float>(), enc.idx.as<int>());
+    CUDA_CHECK_LAUNCH();
+    enc.k_aux = enc4.k_aux;
+    enc.aux_v = std::move(enc4.aux_v);
+    enc.aux_i = std::move(enc4.aux_i);
+  } else {
+    enc = encode_on_device(ses, sae.cfg.compute, in.Xc.get(), in.Wc.get(), sae.b_enc.p, N, D, M, o);
+    if (k4) {
+      EncodeOptions o4;
+      o4.k = k4;
+      o4.compute = sae.cfg.compute;
+      enc4 = encode_on_device(ses, sae.cfg.compute, in.Xc.get(), in.Wc.get(), sae.b_enc.p, N, D, M, o4);
+    }
+  }
 
   // Decode, residual, losses.
   DeviceBuffer out(size_t(ND) * 4, s), e(size_t(ND) * 4, s);
   DeviceBuffer mean(size_t(D) * 4, s), partial(RED_BLOCKS * 4, s), scalars(4 * 4, s);
-  float* sc = scalars.as<float>();  // [0] tv, [1] Σe², [2] Σ(e_hat − e)²
+  float* sc = scalars.as<float>();  // [0] tv, [1] Σe², [2] Σ(e_hat − e)², [3] Σ(out4 − y)²
   CUDA_CHECK(cudaMemsetAsync(sc, 0, 16, s));
   embedding_bag(enc.vals.as<float>(), enc.idx.as<int>(), N, int(k), sae.w_dec.p, DType::F32, D, sae.b_dec.p,
                 DType::F32, out.as<float>(), s);
+  // W_skip: sae_out[n, d] += Σ_e x[n, e] W_skip[d, e]  (the raw input x, also for SAEs)
+  if (sae.cfg.skip) gemm_f32_acc(in.xf.as<float>(), D, 1, sae.w_skip.p, D, 1, out.as<float>(), D, N, D, D, s);
   sub_kernel<<<grid_for(ND), 256, 0, s>>>(yf, out.as<float>(), ND, e.as<float>());
   CUDA_CHECK_LAUNCH();
   if (call.total_variance > 0) {
@@ -252,6 +365,16 @@ SaeStepResult sae_forward_backward(ResidentSae& sae, const Tensor& x, const Tens
     sum_squares(yf, mean.as<float>(), ND, D, partial.as<float>(), sc + 0, s);
   }
   sum_squares(e.as<float>(), nullptr, ND, D, partial.as<float>(), sc + 1, s);
+  DeviceBuffer out4, r4;
+  if (k4) {
+    out4 = DeviceBuffer(size_t(ND) * 4, s);
+    r4 = DeviceBuffer(size_t(ND) * 4, s);
+    embedding_bag(enc4.vals.as<float>(), enc4.idx.as<int>(), N, int(k4), sae.w_dec.p, DType::F32, D, sae.b_dec.p,
+                  DType::F32, out4.as<float>(), s);
+    sub_kernel<<<grid_for(ND), 256, 0, s>>>(out4.as<float>(), yf, ND, r4.as<float>());  // out4 − y
+    CUDA_CHECK_LAUNCH();
+    sum_squares(r4.as<float>(), nullptr, ND, D, partial.as<float>(), sc + 3, s);
+  }
 
   const int64_t NK = N * k;
   if (call.backward) {
@@ -264,6 +387,8 @@ SaeStepResult sae_forward_backward(ResidentSae& sae, const Tensor& x, const Tens
     Csr csr = build_csr(enc.idx.as<int>(), NK, M, s);
     csr_rows(csr, enc.vals.as<float>(), int(k), G.as<float>(), M, D, sae.g_w_dec.p, nullptr, true, s);
     column_sum(G.as<float>(), N, D, 1.f, sae.g_b_dec.p, true, s);
+    // W_skip: g[d, e] += Σ_n G[n, d] x[n, e]
+    if (sae.cfg.skip) gemm_f32_acc(G.as<float>(), 1, D, in.xf.as<float>(), 1, D, sae.g_w_skip.p, D, D, D, N, s);
     // Encoder (FusedEncoder.backward): W_enc, b_enc from the same CSR; b_dec through x − b_dec.
     csr_rows(csr, grad_acts.as<float>(), int(k), xin, M, D, sae.g_w_enc.p, sae.g_b_enc.p, true, s);
     if (sae_mode) {
@@ -271,6 +396,16 @@ SaeStepResult sae_forward_backward(ResidentSae& sae, const Tensor& x, const Tens
       embedding_bag(grad_acts.as<float>(), enc.idx.as<int>(), N, int(k), sae.w_enc.p, DType::F32, D, nullptr,
                     DType::F32, gx.as<float>(), s);
       column_sum(gx.as<float>(), N, D, -1.f, sae.g_b_dec.p, true, s);
+    }
+    // Multi-TopK (loss/8): d/d out4 = 2·loss_scale·(out4 − y) / (8·tv), into W_dec and b_dec only.
+    if (k4) {
+      DeviceBuffer Gm(size_t(ND) * 4, s);
+      scale_by_kernel<<<grid_for(ND), 256, 0, s>>>(r4.as<float>(), ND, float(2.0 * loss_scale / 8.0), sc + 0,
+                                                   Gm.as<float>());
+      CUDA_CHECK_LAUNCH();
+      Csr csr4 = build_csr(enc4.idx.as<int>(), N * k4, M, s);
+      csr_rows(csr4, enc4.vals.as<float>(), int(k4), Gm.as<float>(), M, D, sae.g_w_dec.p, nullptr, true, s);
+      column_sum(Gm.as<float>(), N, D, 1.f, sae.g_b_dec.p, true, s);
     }
   }
 
@@ -296,13 +431,16 @@ SaeStepResult sae_forward_backward(ResidentSae& sae, const Tensor& x, const Tens
     }
   }
 
-  float host_sc[3] = {0, 0, 0};
-  CUDA_CHECK(cudaMemcpyAsync(host_sc, sc, 12, cudaMemcpyDeviceToHost, s));
+  float host_sc[4] = {0, 0, 0, 0};
+  CUDA_CHECK(cudaMemcpyAsync(host_sc, sc, 16, cudaMemcpyDeviceToHost, s));
   SaeStepResult res;
-  res.indices = download(enc.idx.get(), {N, k}, DType::I32, s);
+  // With Multi-TopK the CPU saeStep returns (and marks as fired) the 4k selection and its decode.
+  const DeviceEncodeOut& ret = k4 ? enc4 : enc;
+  const int64_t kr = k4 ? k4 : k;
+  res.indices = download(ret.idx.get(), {N, kr}, DType::I32, s);
   if (call.outputs) {
-    res.acts = download(enc.vals.get(), {N, k}, DType::F32, s);
-    res.sae_out = download(out.get(), {N, D}, DType::F32, s);
+    res.acts = download(ret.vals.get(), {N, kr}, DType::F32, s);
+    res.sae_out = download(k4 ? out4.get() : out.get(), {N, D}, DType::F32, s);
   }
   res.k_aux = enc.k_aux;
   res.num_dead = num_dead;
@@ -310,6 +448,7 @@ SaeStepResult sae_forward_backward(ResidentSae& sae, const Tensor& x, const Tens
   res.total_variance = double(host_sc[0]);
   res.fvu = double(host_sc[1]) / double(host_sc[0]);
   res.auxk_loss = enc.k_aux > 0 ? scale * double(host_sc[2]) / double(host_sc[0]) : 0.0;
+  res.multi_topk_fvu = k4 ? double(host_sc[3]) / double(host_sc[0]) : 0.0;
   mark_fired(res.indices, did_fire);
   return res;
 }
@@ -353,10 +492,18 @@ void sae_apply(ResidentSae& sae, const SaeOptim& o) {
   cudaStream_t s = ses.stream();
   const bool project = o.project < 0 ? (!sae.cfg.transcode && sae.cfg.normalize_decoder) : o.project > 0;
   if (project) project_grad_dev(sae.g_w_dec.p, sae.w_dec.p, sae.M, sae.D, s);
-  for (int i = 0; i < 4; ++i) {
+  for (int i = 0; i < sae.num_params(); ++i) {
     DevArray &p = sae.param(i), &g = sae.grad(i);
     if (p.n == 0) continue;
-    if (o.signum) {
+    if (o.muon && (i == 0 || i == 2 || i == 4)) {  // the 2-D parameters (W_enc, W_dec [M, D]; W_skip [D, D]): Muon
+      DevArray& buf = sae.m[i];             // the momentum buffer (the CPU muon's 'exp_avg')
+      if (!buf.p) {
+        buf.alloc(p.n);
+        CUDA_CHECK(cudaMemsetAsync(buf.p, 0, size_t(p.n) * 4, s));
+      }
+      const int64_t rows = i == 4 ? sae.D : sae.M;
+      muon_dev(p.p, g.p, buf.p, rows, sae.D, o.lr, o.momentum, o.nesterov, o.weight_decay, o.ns_steps, s);
+    } else if (o.signum) {
       if (!sae.z[i].p) {  // schedule-free: z starts as a copy of the parameter
         sae.z[i].alloc(p.n);
         CUDA_CHECK(cudaMemcpyAsync(sae.z[i].p, p.p, size_t(p.n) * 4, cudaMemcpyDeviceToDevice, s));
@@ -369,7 +516,8 @@ void sae_apply(ResidentSae& sae, const SaeOptim& o) {
         a->alloc(p.n);
         CUDA_CHECK(cudaMemsetAsync(a->p, 0, size_t(p.n) * 4, s));
       }
-      adam_dev(p.p, g.p, sae.m[i].p, sae.v[i].p, p.n, o.lr, o.beta1, o.beta2, o.eps, o.step, s);
+      // muon's Adam half (1-D parameters) runs at its own lr.
+      adam_dev(p.p, g.p, sae.m[i].p, sae.v[i].p, p.n, o.muon ? o.lr_vector : o.lr, o.beta1, o.beta2, o.eps, o.step, s);
     }
     CUDA_CHECK(cudaMemsetAsync(g.p, 0, size_t(g.n) * 4, s));
   }
@@ -379,15 +527,14 @@ void sae_apply(ResidentSae& sae, const SaeOptim& o) {
 SaeParams sae_read(ResidentSae& sae, double eval_beta, bool with_grads) {
   Session ses;
   cudaStream_t s = ses.stream();
-  Tensor t[4], zt[4], gt[4];
-  const std::vector<int64_t> shapes[4] = {{sae.M, sae.D}, {sae.M}, {sae.M, sae.D}, {sae.D}};
-  for (int i = 0; i < 4; ++i) {
-    t[i] = download(sae.param(i).p, shapes[i], DType::F32, s);
-    if (eval_beta > 0 && sae.z[i].p) zt[i] = download(sae.z[i].p, shapes[i], DType::F32, s);
-    if (with_grads) gt[i] = download(sae.grad(i).p, shapes[i], DType::F32, s);
+  Tensor t[kSaeMaxParams], zt[kSaeMaxParams], gt[kSaeMaxParams];
+  for (int i = 0; i < sae.num_params(); ++i) {
+    t[i] = download(sae.param(i).p, sae.shape(i), DType::F32, s);
+    if (eval_beta > 0 && sae.z[i].p) zt[i] = download(sae.z[i].p, sae.shape(i), DType::F32, s);
+    if (with_grads) gt[i] = download(sae.grad(i).p, sae.shape(i), DType::F32, s);
   }
   ses.sync();
-  for (int i = 0; i < 4; ++i) {
+  for (int i = 0; i < sae.num_params(); ++i) {
     if (!zt[i].defined()) continue;
     // eval(): p.lerp_(z, 1 − 1/β), torch's lerp formula in f32
     float w = float(1.0 - 1.0 / eval_beta);
@@ -396,7 +543,7 @@ SaeParams sae_read(ResidentSae& sae, double eval_beta, bool with_grads) {
     for (int64_t j = 0, n = t[i].numel(); j < n; ++j)
       p[j] = std::fabs(w) < 0.5f ? p[j] + w * (z[j] - p[j]) : z[j] - (z[j] - p[j]) * (1.f - w);
   }
-  return SaeParams{t[0], t[1], t[2], t[3], gt[0], gt[1], gt[2], gt[3]};
+  return SaeParams{t[0], t[1], t[2], t[3], t[4], gt[0], gt[1], gt[2], gt[3], gt[4]};
 }
 
 namespace {
@@ -411,23 +558,22 @@ SaeOptState sae_read_state(ResidentSae& sae) {
   Session ses;
   cudaStream_t s = ses.stream();
   SaeOptState st;
-  const std::vector<int64_t> shapes[4] = {{sae.M, sae.D}, {sae.M}, {sae.M, sae.D}, {sae.D}};
-  for (int i = 0; i < 4; ++i) {
-    if (sae.m[i].p) st.m[i] = download(sae.m[i].p, shapes[i], DType::F32, s);
-    if (sae.v[i].p) st.v[i] = download(sae.v[i].p, shapes[i], DType::F32, s);
-    if (sae.z[i].p) st.z[i] = download(sae.z[i].p, shapes[i], DType::F32, s);
+  for (int i = 0; i < sae.num_params(); ++i) {
+    if (sae.m[i].p) st.m[i] = download(sae.m[i].p, sae.shape(i), DType::F32, s);
+    if (sae.v[i].p) st.v[i] = download(sae.v[i].p, sae.shape(i), DType::F32, s);
+    if (sae.z[i].p) st.z[i] = download(sae.z[i].p, sae.shape(i), DType::F32, s);
   }
   ses.sync();
   return st;
 }
 
-void sae_load_state(ResidentSae& sae, const Tensor (&params)[4], const SaeOptState& st, bool reset_optimizer,
+void sae_load_state(ResidentSae& sae, const Tensor (&params)[kSaeMaxParams], const SaeOptState& st, bool reset_optimizer,
                     bool zero_grads) {
   Session ses;
   cudaStream_t s = ses.stream();
   if (reset_optimizer) {
     ses.sync();  // cudaFree below waits for users anyway; this keeps the order obvious
-    for (int i = 0; i < 4; ++i) {
+    for (int i = 0; i < kSaeMaxParams; ++i) {
       sae.m[i].reset();
       sae.v[i].reset();
       sae.z[i].reset();
@@ -442,7 +588,7 @@ void sae_load_state(ResidentSae& sae, const Tensor (&params)[4], const SaeOptSta
     if (!dst.p) dst.alloc(f.numel());
     if (f.nbytes()) CUDA_CHECK(cudaMemcpyAsync(dst.p, f.raw(), f.nbytes(), cudaMemcpyDefault, s));
   };
-  for (int i = 0; i < 4; ++i) {
+  for (int i = 0; i < sae.num_params(); ++i) {  // the binding rejects W_skip entries for a state without it
     put(sae.param(i), params[i]);
     put(sae.m[i], st.m[i]);
     put(sae.v[i], st.v[i]);
@@ -455,7 +601,7 @@ void sae_load_state(ResidentSae& sae, const Tensor (&params)[4], const SaeOptSta
 void sae_lerp_z(ResidentSae& sae, double weight) {
   Session ses;
   cudaStream_t s = ses.stream();
-  for (int i = 0; i < 4; ++i) {
+  for (int i = 0; i < sae.num_params(); ++i) {
     DevArray& p = sae.param(i);
     if (!sae.z[i].p || p.n == 0) continue;
     lerp_z_kernel<<<grid_for(p.n), 256, 0, s>>>(p.p, sae.z[i].p, p.n, float(weight));

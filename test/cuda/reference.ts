@@ -145,7 +145,13 @@ export interface SaeParams64 { wEnc: Float64Array; bEnc: Float64Array; wDec: Flo
  * e detached and the aux values constant (trains W_dec only; with auxkIncludesBDec, sparsify HEAD's
  * e_hat + b_dec (#132), also b_dec).
  */
-export function referenceSaeStep(p: SaeParams64, x: Float32Array, N: number, D: number, M: number, k: number, dead: Int32Array | undefined, alpha: number, dtype: DType = 'bfloat16', auxkIncludesBDec = false) {
+/**
+ * extra.wSkip [D, D]: skip_connection (sae_out += x·W_skipᵀ, the raw x; its gradient is g.wSkip);
+ * extra.multiTopk: the 4k selection, multi_topk_fvu and its loss/8 gradient into W_dec and b_dec
+ * (as the CPU saeStep: the encoder gets none from it).
+ */
+export function referenceSaeStep(p: SaeParams64, x: Float32Array, N: number, D: number, M: number, k: number, dead: Int32Array | undefined, alpha: number, dtype: DType = 'bfloat16', auxkIncludesBDec = false,
+  extra: { wSkip?: Float64Array; multiTopk?: boolean } = {}) {
   const eps = 1.1920928955078125e-7;
   const wDec = Float64Array.from(p.wDec);
   for (let m = 0; m < M; m++) {  // normalize_decoder: every forward
@@ -162,6 +168,7 @@ export function referenceSaeStep(p: SaeParams64, x: Float32Array, N: number, D: 
     for (let d = 0; d < D; d++) {
       let s = p.bDec[d];
       for (let j = 0; j < k; j++) s += top.v[n * k + j] * wDec[top.idx[n * k + j] * D + d];
+      if (extra.wSkip) for (let c = 0; c < D; c++) s += x[n * D + c] * extra.wSkip[d * D + c];
       out[n * D + d] = s;
       e[n * D + d] = x[n * D + d] - s;
       mean[d] += x[n * D + d] / N;
@@ -179,6 +186,34 @@ export function referenceSaeStep(p: SaeParams64, x: Float32Array, N: number, D: 
       for (let d = 0; d < D; d++) { g.wEnc[m * D + d] += ga * xin[n * D + d]; g.bDec[d] -= ga * p.wEnc[m * D + d]; }
     }
   for (let i = 0; i < N * D; i++) g.bDec[i % D] += G[i];
+  let wSkipGrad: Float64Array | undefined;
+  if (extra.wSkip) {
+    wSkipGrad = new Float64Array(D * D);
+    for (let n = 0; n < N; n++)
+      for (let d = 0; d < D; d++) for (let c = 0; c < D; c++) wSkipGrad[d * D + c] += G[n * D + d] * x[n * D + c];
+  }
+  let multiTopkFvu = 0;
+  let idx4: Int32Array | undefined;
+  if (extra.multiTopk) {
+    const k4 = 4 * k, top4 = topkRows(pre, N, M, k4);
+    idx4 = top4.idx;
+    const r4 = new Float64Array(N * D);
+    for (let n = 0; n < N; n++)
+      for (let d = 0; d < D; d++) {
+        let s = p.bDec[d];
+        for (let j = 0; j < k4; j++) s += top4.v[n * k4 + j] * wDec[top4.idx[n * k4 + j] * D + d];
+        r4[n * D + d] = s - x[n * D + d];
+      }
+    let ss = 0;
+    for (const v of r4) ss += v * v;
+    multiTopkFvu = ss / tv;
+    for (let n = 0; n < N; n++)
+      for (let d = 0; d < D; d++) {
+        const gm = (2 * r4[n * D + d]) / (8 * tv);
+        g.bDec[d] += gm;
+        for (let j = 0; j < k4; j++) g.wDec[top4.idx[n * k4 + j] * D + d] += top4.v[n * k4 + j] * gm;
+      }
+  }
   let auxk = 0;
   const numDead = dead ? dead.reduce((a, v) => a + (v ? 1 : 0), 0) : 0;
   if (dead && numDead > 0 && alpha > 0) {
@@ -201,6 +236,6 @@ export function referenceSaeStep(p: SaeParams64, x: Float32Array, N: number, D: 
         for (let j = 0; j < kAux; j++) g.wDec[aux.idx[n * kAux + j] * D + d] += aux.v[n * kAux + j] * ga;
       }
   }
-  return { fvu: sse / tv, auxk, idx: top.idx, g, wDecNormalized: wDec };
+  return { fvu: sse / tv, auxk, multiTopkFvu, idx: top.idx, idx4, g, wSkipGrad, wDecNormalized: wDec };
 }
 

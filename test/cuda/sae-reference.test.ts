@@ -5,7 +5,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { preActs, randn, referenceSaeStep, rng, topkRows, type SaeParams64 } from './reference.js';
+import { saeOps, Tensor } from '@sparsify/core';
+
+import { preActs, randn, referenceSaeStep, rng, topkRows, worst, type SaeParams64 } from './reference.js';
 
 for (const withBDec of [false, true]) test(`SAE step reference gradients match finite differences (AuxK e_hat ${withBDec ? 'with' : 'without'} b_dec)`, () => {
   const r = rng(7);
@@ -48,5 +50,35 @@ for (const withBDec of [false, true]) test(`SAE step reference gradients match f
       num += (fdv - g[i])**2; den += fdv**2;
     }
     assert.ok(Math.sqrt(num / den) < 1e-5, `${name}: reference gradient vs finite differences ${Math.sqrt(num / den)}`);
+  }
+});
+
+// The W_skip and Multi-TopK terms of the reference (the oracle of the GPU tests for them) against
+// the CPU saeStep, which defines the math: same losses, 4k selection and gradients.
+test('SAE step reference with W_skip and Multi-TopK matches the CPU saeStep', async () => {
+  const r = rng(11);
+  const N = 16, D = 12, M = 96, k = 3, alpha = 1 / 32;
+  const wEnc = randn(M * D, r, 1 / Math.sqrt(D)), bEnc = randn(M, r, 0.05), bDec = randn(D, r, 0.1), wSkip = randn(D * D, r, 0.2);
+  const wDec = Float32Array.from(wEnc);
+  for (let m = 0; m < M; m++) { let ss = 0; for (let d = 0; d < D; d++) ss += wDec[m*D+d]**2; const den = Math.fround(Math.sqrt(ss)) + 1.1920928955078125e-7; for (let d = 0; d < D; d++) wDec[m*D+d] = Math.fround(wDec[m*D+d] / den); }
+  const x = randn(N * D, r);
+  const dead = new Int32Array(M).map(() => (r() < 0.3 ? 1 : 0));
+  const P: SaeParams64 = { wEnc: Float64Array.from(wEnc), bEnc: Float64Array.from(bEnc), wDec: Float64Array.from(wDec), bDec: Float64Array.from(bDec) };
+  const ref = referenceSaeStep(P, x, N, D, M, k, dead, alpha, 'float32', false, { wSkip: Float64Array.from(wSkip), multiTopk: true });
+  const T = (a: Float32Array, s: number[]) => Tensor.from(a, s);
+  const w = { encW: T(wEnc, [M, D]), encB: T(bEnc, [M]), W_dec: T(wDec, [M, D]), b_dec: T(bDec, [D]), W_skip: T(wSkip, [D, D]) };
+  const g = { encW: Tensor.zeros([M, D]), encB: Tensor.zeros([M]), W_dec: Tensor.zeros([M, D]), b_dec: Tensor.zeros([D]), W_skip: Tensor.zeros([D, D]) };
+  const cpu = await saeOps.saeStep(w, g, T(x, [N, D]), undefined, { k, groupmax: false, transcode: false, multiTopk: true },
+    { deadMask: Uint8Array.from(dead), auxkAlpha: alpha, lossScale: 1, normalizeDecoder: false, outputs: true });
+  const close = (a: number, b: number) => Math.abs(a - b) <= 1e-5 * Math.abs(b);
+  assert.ok(close(cpu.fvu, ref.fvu), `fvu ${cpu.fvu} vs ${ref.fvu}`);
+  assert.ok(close(cpu.auxkLoss, ref.auxk), `auxk ${cpu.auxkLoss} vs ${ref.auxk}`);
+  assert.ok(ref.multiTopkFvu > 0 && close(cpu.multiTopkFvu, ref.multiTopkFvu), `multi_topk_fvu ${cpu.multiTopkFvu} vs ${ref.multiTopkFvu}`);
+  // The CPU returns the 4k selection (sorted, descending) with Multi-TopK.
+  assert.deepEqual([...cpu.latentIndices!.toInt32Array()], [...ref.idx4!]);
+  for (const [name, want] of [['encW', ref.g.wEnc], ['encB', ref.g.bEnc], ['W_dec', ref.g.wDec], ['b_dec', ref.g.bDec], ['W_skip', ref.wSkipGrad!]] as const) {
+    const have = g[name].toFloat32Array();
+    const wr = worst(have, want, 1e-4, 1e-5 * Math.max(...Array.from(want, Math.abs)));
+    assert.ok(wr.ratio <= 1, `grad ${name}[${wr.at}]: cpu ${have[wr.at]} vs reference ${want[wr.at]}`);
   }
 });

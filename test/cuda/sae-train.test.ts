@@ -132,3 +132,71 @@ test('resident SAE step agrees with the CPU saeStep of @sparsify/core', opts, as
   assert.ok(wd.ratio <= 1, `normalised W_dec gpu vs cpu ${tag}`);
   addon!.cudaSaeDispose(sae);
 });
+
+// skip_connection (W_skip, a fifth resident parameter) and Multi-TopK on the device, against the
+// CPU saeStep (which defines the math) and the float64 reference; then Adam on all five
+// parameters and the optimizer state in/out with W_skip's slots. Never run on a GPU yet.
+test('resident SAE step with W_skip and Multi-TopK agrees with the CPU saeStep; W_skip in apply / read / state', opts, async () => {
+  const r = rng(seed + 23);
+  const N = 40, D = 48, M = 384, k = 6, alpha = 1 / 32;
+  // bf16-representable encoder operands and b_dec = 0 (exact bf16 rounding on the GPU, as above).
+  const wEnc = roundTo(randn(M * D, r, 1 / Math.sqrt(D)), 'bfloat16'), bEnc = randn(M, r, 0.05);
+  const x = roundTo(randn(N * D, r), 'bfloat16'), bDec = new Float32Array(D), wSkip = randn(D * D, r, 0.1);
+  const dead = new Uint8Array(M).map(() => (r() < 0.3 ? 1 : 0));
+  const T = (a: Float32Array, s: number[]) => Tensor.from(a, s);
+  const w = { encW: T(wEnc, [M, D]), encB: T(bEnc, [M]), W_dec: T(wEnc, [M, D]), b_dec: T(bDec, [D]), W_skip: T(wSkip, [D, D]) };
+  const g = { encW: Tensor.zeros([M, D]), encB: Tensor.zeros([M]), W_dec: Tensor.zeros([M, D]), b_dec: Tensor.zeros([D]), W_skip: Tensor.zeros([D, D]) };
+  const cpu = await saeOps.saeStep(w, g, T(x, [N, D]), undefined, { k, groupmax: false, transcode: false, multiTopk: true },
+    { deadMask: dead, auxkAlpha: alpha, lossScale: 1, normalizeDecoder: true, outputs: true });
+  const params = () => ({ wEnc: T(wEnc, [M, D]).handle, bEnc: T(bEnc, [M]).handle, wDec: T(wEnc, [M, D]).handle, bDec: T(bDec, [D]).handle, wSkip: T(wSkip, [D, D]).handle });
+  const sae = await addon!.cudaSaeCreate(params(), { k });
+  const gpu = await addon!.cudaSaeForwardBackward(sae, T(x, [N, D]).handle,
+    { deadMask: Tensor.from(Int32Array.from(dead), [M]).handle, auxkAlpha: alpha, multiTopk: true, outputs: true });
+  for (const [name, a, b] of [['fvu', gpu.fvu, cpu.fvu], ['auxk', gpu.auxkLoss, cpu.auxkLoss], ['multi_topk_fvu', gpu.multiTopkFvu, cpu.multiTopkFvu]] as const)
+    assert.ok(Math.abs(a - b) <= 1e-4 * b + 1e-9, `${name} gpu ${a} cpu ${b} ${tag}`);
+  assert.ok(cpu.multiTopkFvu > 0);
+  // With Multi-TopK the step returns the 4k selection (as the CPU does): same sets per row.
+  const gi = new Tensor(gpu.indices).toInt32Array(), ci = cpu.latentIndices!.toInt32Array();
+  assert.equal(gi.length, N * 4 * k);
+  for (let n = 0; n < N; n++)
+    assert.deepEqual([...gi.subarray(n * 4 * k, (n + 1) * 4 * k)].sort((p, q) => p - q), [...ci.subarray(n * 4 * k, (n + 1) * 4 * k)].sort((p, q) => p - q), `row ${n} ${tag}`);
+  const so = worst(f32(gpu.saeOut), cpu.saeOut!.toFloat32Array(), 1e-4, 1e-5);
+  assert.ok(so.ratio <= 1, `saeOut (the 4k decode) [${so.at}] ${tag}`);
+  const got = await addon!.cudaSaeRead(sae, { grads: true });
+  for (const [gn, cn] of [['gradWEnc', 'encW'], ['gradBEnc', 'encB'], ['gradWDec', 'W_dec'], ['gradBDec', 'b_dec'], ['gradWSkip', 'W_skip']] as const) {
+    const want = g[cn].toFloat32Array(), have = f32(got[gn]);
+    const wr = worst(have, want, 1e-3, 1e-4 * Math.max(...Array.from(want, Math.abs)));
+    assert.ok(wr.ratio <= 1, `${gn}[${wr.at}]: gpu ${have[wr.at]} cpu ${want[wr.at]} ${tag}`);
+  }
+  assert.deepEqual(f32(got.wSkip), wSkip, 'W_skip is not renormalised by the forward');
+
+  // Adam on five parameters: W_skip moves by ~lr against its gradient's sign (first step), and is not projected.
+  const lr = 1e-3;
+  await addon!.cudaSaeApply(sae, { optimizer: 'adam', lr, step: 1 });
+  const after = await addon!.cudaSaeRead(sae, { grads: true });
+  const gs = f32(got.gradWSkip), ws1 = f32(after.wSkip);
+  let moved = 0;
+  for (let i = 0; i < D * D; i++) {
+    if (Math.abs(gs[i]) < 1e-6) continue;
+    assert.ok(Math.abs(ws1[i] - (wSkip[i] - lr * Math.sign(gs[i]))) <= 1e-2 * lr + 1e-6, `W_skip[${i}] ${ws1[i]} ${tag}`);
+    moved++;
+  }
+  assert.ok(moved > D * D * 0.9, `W_skip entries updated: ${moved}`);
+  assert.ok(f32(after.gradWSkip).every((v) => v === 0), 'W_skip gradient zeroed');
+  const st = await addon!.cudaSaeReadState(sae);
+  assert.equal(st.m.length, 5);
+  assert.deepEqual(new Tensor(st.m[4]).shape, [D, D]);
+  // State into a fresh coder with W_skip: read back equal.
+  const s2 = await addon!.cudaSaeCreate(params(), { k });
+  await addon!.cudaSaeLoadState(s2, { params: { wSkip: after.wSkip }, m: st.m, v: st.v });
+  const st2 = await addon!.cudaSaeReadState(s2);
+  for (let i = 0; i < 5; i++) assert.deepEqual(f32(st2.v[i]), f32(st.v[i]), `v[${i}]`);
+  assert.deepEqual(f32((await addon!.cudaSaeRead(s2, {})).wSkip), ws1);
+  // multi_topk needs 4k <= num_latents (and <= 8192 on CUDA): a typed error before any GPU work.
+  await assert.rejects(async () => addon!.cudaSaeForwardBackward(s2, T(x, [N, D]).handle, { multiTopk: true, k: M / 2 }), /multi_topk needs 4\*k/);
+  // A state without W_skip rejects W_skip entries.
+  const s3 = await addon!.cudaSaeCreate({ ...params(), wSkip: undefined }, { k });
+  await assert.rejects(async () => addon!.cudaSaeLoadState(s3, { params: { wSkip: after.wSkip } }), /no skip connection/);
+  await assert.rejects(async () => addon!.cudaSaeLoadState(s3, { m: st.m, v: st.v }), /array of 4 tensors/);
+  for (const s of [sae, s2, s3]) addon!.cudaSaeDispose(s);
+});

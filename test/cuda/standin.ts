@@ -11,16 +11,20 @@
 import { native, Tensor } from '@sparsify/core';
 
 type H = Tensor['handle'];
+type Key = 'encW' | 'encB' | 'W_dec' | 'b_dec' | 'W_skip';
 interface State {
-  w: Record<'encW' | 'encB' | 'W_dec' | 'b_dec', Tensor>;
-  g: Record<'encW' | 'encB' | 'W_dec' | 'b_dec', Tensor>;
+  /** W_skip only with skip_connection (a fifth parameter slot, as in sae_train.cu). */
+  w: Partial<Record<Key, Tensor>> & Record<'encW' | 'encB' | 'W_dec' | 'b_dec', Tensor>;
+  g: Partial<Record<Key, Tensor>> & Record<'encW' | 'encB' | 'W_dec' | 'b_dec', Tensor>;
   m?: Tensor[];
   v?: Tensor[];
   z?: Tensor[];
   cfg: { k: number; groupmax: boolean; transcode: boolean; normalizeDecoder: boolean };
   disposed?: boolean;
 }
-const ORDER = ['encW', 'encB', 'W_dec', 'b_dec'] as const;
+const ORDER4 = ['encW', 'encB', 'W_dec', 'b_dec'] as const;
+/** The state's parameter slots in native order (wEnc, bEnc, wDec, bDec, wSkip?). */
+const order = (s: State): Key[] => (s.w.W_skip ? [...ORDER4, 'W_skip'] : [...ORDER4]);
 
 let installed = false;
 
@@ -44,13 +48,18 @@ export function installCudaStandIn(): Map<string, number> {
     const t = new Tensor(h);
     return t.dtype === 'float32' ? t.clone() : await t.to('float32');
   };
-  const weights = (s: State) => ({ encW: s.w.encW.handle, encB: s.w.encB.handle, W_dec: s.w.W_dec.handle, b_dec: s.w.b_dec.handle });
-  const gradsOf = (s: State) => ({ encW: s.g.encW.handle, encB: s.g.encB.handle, W_dec: s.g.W_dec.handle, b_dec: s.g.b_dec.handle });
+  const weights = (s: State) => ({ encW: s.w.encW.handle, encB: s.w.encB.handle, W_dec: s.w.W_dec.handle, b_dec: s.w.b_dec.handle, W_skip: s.w.W_skip?.handle });
+  const gradsOf = (s: State) => ({ encW: s.g.encW.handle, encB: s.g.encB.handle, W_dec: s.g.W_dec.handle, b_dec: s.g.b_dec.handle, W_skip: s.g.W_skip?.handle });
 
   n.cudaSaeCreate = async (p: Record<string, H>, o: Record<string, unknown>) => {
     count('cudaSaeCreate');
-    const w = { encW: await f32clone(p.wEnc), encB: await f32clone(p.bEnc), W_dec: await f32clone(p.wDec), b_dec: await f32clone(p.bDec) };
-    const g = Object.fromEntries(ORDER.map((k) => [k, Tensor.zeros(w[k].shape)])) as State['g'];
+    const w: State['w'] = { encW: await f32clone(p.wEnc), encB: await f32clone(p.bEnc), W_dec: await f32clone(p.wDec), b_dec: await f32clone(p.bDec) };
+    if (p.wSkip) {
+      const ws = await f32clone(p.wSkip);
+      if (ws.shape.join() !== `${w.encW.shape[1]},${w.encW.shape[1]}`) throw new Error(`stand-in: wSkip is [${ws.shape}]`);
+      w.W_skip = ws;
+    }
+    const g = Object.fromEntries(Object.entries(w).map(([k, t]) => [k, Tensor.zeros(t.shape)])) as State['g'];
     const cfg = { k: o.k as number, groupmax: o.activation === 'groupmax', transcode: !!o.transcode, normalizeDecoder: o.normalizeDecoder !== false };
     return { _native: { w, g, cfg } as State, numLatents: w.encW.shape[0], dIn: w.encW.shape[1] };
   };
@@ -68,7 +77,7 @@ export function installCudaStandIn(): Map<string, number> {
       k: o.k ?? s.cfg.k,
       groupmax: (o.activation ?? (s.cfg.groupmax ? 'groupmax' : 'topk')) === 'groupmax',
       transcode: s.cfg.transcode,
-      multiTopk: false,
+      multiTopk: !!o.multiTopk,
       deadMask: o.deadMask,
       auxkAlpha: o.auxkAlpha ?? 1 / 32,
       lossScale: o.lossScale ?? 1,
@@ -77,7 +86,14 @@ export function installCudaStandIn(): Map<string, number> {
       normalizeDecoder: backward && !s.cfg.transcode && (o.normalizeDecoder ?? s.cfg.normalizeDecoder),
       outputs: true,
     });
-    const out: Record<string, unknown> = { fvu: r.fvu, auxkLoss: r.auxkLoss, numDead: r.numDead, totalVariance: r.totalVariance, indices: r.latentIndices };
+    const out: Record<string, unknown> = {
+      fvu: r.fvu,
+      auxkLoss: r.auxkLoss,
+      multiTopkFvu: r.multiTopkFvu,
+      numDead: r.numDead,
+      totalVariance: r.totalVariance,
+      indices: r.latentIndices,
+    };
     if (o.outputs) Object.assign(out, { acts: r.latentActs, saeOut: r.saeOut });
     else for (const h of [r.latentActs, r.saeOut]) new Tensor(h).dispose();
     return out;
@@ -98,18 +114,23 @@ export function installCudaStandIn(): Map<string, number> {
     count(`cudaSaeApply:${o.optimizer}`);
     const s = st(sae);
     const project = o.project ?? (!s.cfg.transcode && s.cfg.normalizeDecoder);
-    const entries = ORDER.map((k, i) => {
-      const base = { param: s.w[k].handle, grad: s.g[k].handle, project: k === 'W_dec' && project, lr: o.lr };
+    const entries = order(s).map((k, i) => {
+      const base = { param: s.w[k]!.handle, grad: s.g[k]!.handle, project: k === 'W_dec' && project, lr: o.lr };
       if (o.optimizer === 'signum') {
         s.z ??= [];
-        s.z[i] ??= s.w[k].clone();
+        s.z[i] ??= s.w[k]!.clone();
         return { ...base, kind: 'signum', state: [s.z[i].handle], momentum: o.beta ?? 0.95, ckp1: o.c };
       }
       s.m ??= [];
+      s.m[i] ??= Tensor.zeros(s.w[k]!.shape);
+      if (o.optimizer === 'muon' && s.w[k]!.shape.length === 2) {
+        // Muon on the 2-D parameters, the momentum buffer in m (as muon.cu).
+        return { ...base, kind: 'muon', state: [s.m[i].handle], momentum: o.momentum ?? 0.95, nesterov: o.nesterov ?? true, weightDecay: o.weightDecay ?? 0.1, nsSteps: o.nsSteps ?? 5 };
+      }
       s.v ??= [];
-      s.m[i] ??= Tensor.zeros(s.w[k].shape);
-      s.v[i] ??= Tensor.zeros(s.w[k].shape);
-      return { ...base, kind: 'adam', state: [s.m[i].handle, s.v[i].handle], beta1: o.beta1 ?? 0.9, beta2: o.beta2 ?? 0.999, eps: o.eps ?? 1e-8, step: o.step };
+      s.v[i] ??= Tensor.zeros(s.w[k]!.shape);
+      const lr = o.optimizer === 'muon' ? o.vectorLr : o.lr; // muon's Adam half has its own lr
+      return { ...base, kind: 'adam', lr, state: [s.m[i].handle, s.v[i].handle], beta1: o.beta1 ?? 0.9, beta2: o.beta2 ?? 0.999, eps: o.eps ?? 1e-8, step: o.step };
     });
     await n.optimStep(entries);
   };
@@ -117,15 +138,18 @@ export function installCudaStandIn(): Map<string, number> {
     count('cudaSaeRead');
     const s = st(sae);
     const out: Record<string, H> = { wEnc: s.w.encW.clone().handle, bEnc: s.w.encB.clone().handle, wDec: s.w.W_dec.clone().handle, bDec: s.w.b_dec.clone().handle };
-    if (o.grads)
+    if (s.w.W_skip) out.wSkip = s.w.W_skip.clone().handle;
+    if (o.grads) {
       Object.assign(out, { gradWEnc: s.g.encW.clone().handle, gradBEnc: s.g.encB.clone().handle, gradWDec: s.g.W_dec.clone().handle, gradBDec: s.g.b_dec.clone().handle });
+      if (s.g.W_skip) out.gradWSkip = s.g.W_skip.clone().handle;
+    }
     return out;
   };
   n.cudaSaeReadState = async (sae: { _native: State }) => {
     count('cudaSaeReadState');
     const s = st(sae);
     const out: Record<string, (H | undefined)[]> = {};
-    for (const key of ['m', 'v', 'z'] as const) if (s[key]?.some(Boolean)) out[key] = [0, 1, 2, 3].map((i) => s[key]![i]?.clone().handle);
+    for (const key of ['m', 'v', 'z'] as const) if (s[key]?.some(Boolean)) out[key] = order(s).map((_, i) => s[key]![i]?.clone().handle);
     return out;
   };
   n.cudaSaeLoadState = async (sae: { _native: State }, o: Record<string, any>) => {
@@ -135,25 +159,28 @@ export function installCudaStandIn(): Map<string, number> {
       for (const key of ['m', 'v', 'z'] as const) for (const t of s[key] ?? []) t?.dispose();
       s.m = s.v = s.z = undefined;
     }
-    const names: Record<string, (typeof ORDER)[number]> = { wEnc: 'encW', bEnc: 'encB', wDec: 'W_dec', bDec: 'b_dec' };
+    const names: Record<string, Key> = { wEnc: 'encW', bEnc: 'encB', wDec: 'W_dec', bDec: 'b_dec', wSkip: 'W_skip' };
     for (const [key, h] of Object.entries((o.params ?? {}) as Record<string, H | undefined>)) {
       if (!h) continue;
-      s.w[names[key]].dispose();
+      if (!s.w[names[key]]) throw new Error(`stand-in: params.${key} for a state without it`);
+      s.w[names[key]]!.dispose();
       s.w[names[key]] = await f32clone(h);
     }
     for (const key of ['m', 'v', 'z'] as const) {
       if (!o[key]) continue;
       s[key] ??= [];
-      (o[key] as (H | undefined)[]).forEach((h, i) => {
+      const arr = o[key] as (H | undefined)[];
+      if (arr.length !== 4 && arr.length !== order(s).length) throw new Error(`stand-in: state.${key} has ${arr.length} entries`);
+      arr.forEach((h, i) => {
         if (h) s[key]![i] = new Tensor(h).clone();
       });
     }
-    if (o.zeroGrads) n.zeroTensors(ORDER.map((k) => s.g[k].handle));
+    if (o.zeroGrads) n.zeroTensors(order(s).map((k) => s.g[k]!.handle));
   };
   n.cudaSaeLerp = async (sae: { _native: State }, weight: number) => {
     count('cudaSaeLerp');
     const s = st(sae);
-    const pairs = ORDER.map((k, i) => ({ param: s.w[k].handle, z: s.z?.[i]?.handle })).filter((p) => p.z);
+    const pairs = order(s).map((k, i) => ({ param: s.w[k]!.handle, z: s.z?.[i]?.handle })).filter((p) => p.z);
     if (pairs.length) await n.optimLerp(pairs, weight);
   };
   n.cudaSaeDispose = (sae: { _native: State }) => {

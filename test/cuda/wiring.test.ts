@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { createOptimizer, cudaUsable, SparseCoder, Tensor } from '@sparsify/core';
+import { createOptimizer, cudaUsable, loadSafetensors, SparseCoder, Tensor } from '@sparsify/core';
 import { main } from '@sparsify/cli';
 import { Trainer, trainConfig, type TrainConfigInit } from '@sparsify/train';
 
@@ -22,7 +22,7 @@ const calls = skip ? new Map<string, number>() : installCudaStandIn();
 const opts = { skip };
 const arr = (t: Tensor) => (t.dtype === 'int32' ? [...t.toInt32Array()] : [...t.toFloat32Array()]);
 
-for (const variant of ['sae_d64_k8', 'sae_d64_k8_groupmax', 'transcoder_d64_k8']) {
+for (const variant of ['sae_d64_k8', 'sae_d64_k8_groupmax', 'transcoder_d64_k8', 'sae_d64_k8_multitopk', 'transcoder_d64_k8_skip']) {
   test(`stand-in wiring ${variant}: cuda encode/decode/forward equal the cpu coder`, opts, async () => {
     const dir = join(SAE_FIXTURES, variant, 'state');
     const g = loadGolden(variant);
@@ -39,8 +39,11 @@ for (const variant of ['sae_d64_k8', 'sae_d64_k8_groupmax', 'transcoder_d64_k8']
       const fa = await cpu.forward(x, { y, deadMask: dead }), fb = await gpu.forward(x, { y, deadMask: dead });
       assert.equal(fb.fvu, fa.fvu);
       assert.equal(fb.auxkLoss, fa.auxkLoss);
+      assert.equal(fb.multiTopkFvu, fa.multiTopkFvu);
+      if (gpu.cfg.multiTopk) assert.ok(fb.multiTopkFvu > 0, 'multi_topk reaches the device call');
       assert.deepEqual(arr(fb.saeOut), arr(fa.saeOut));
       assert.deepEqual(arr(fb.latentIndices), arr(fa.latentIndices));
+      assert.deepEqual(arr(fb.latentActs), arr(fa.latentActs));
     }
     // Encoder-only coders use the resident encoder.
     const enc = await SparseCoder.loadFromDisk(dir, { device: 'cuda', decoder: false });
@@ -50,10 +53,18 @@ for (const variant of ['sae_d64_k8', 'sae_d64_k8_groupmax', 'transcoder_d64_k8']
   });
 }
 
-for (const kind of ['adam', 'signum'] as const) {
-  test(`stand-in wiring ${kind}: steps, grads, eval/train, state dicts equal the cpu optimizer`, opts, async () => {
-    const dir = join(SAE_FIXTURES, 'sae_d64_k8', 'state');
-    const g = loadGolden('sae_d64_k8');
+for (const [kind, variant] of [
+  ['adam', 'sae_d64_k8'],
+  ['signum', 'sae_d64_k8'],
+  ['adam', 'sae_d64_k8_multitopk'],
+  ['adam', 'transcoder_d64_k8_skip'],
+  ['signum', 'transcoder_d64_k8_skip'],
+  ['muon', 'sae_d64_k8'],
+  ['muon', 'transcoder_d64_k8_skip'],
+] as const) {
+  test(`stand-in wiring ${kind} ${variant}: steps, grads, eval/train, state dicts equal the cpu optimizer`, opts, async () => {
+    const dir = join(SAE_FIXTURES, variant, 'state');
+    const g = loadGolden(variant);
     const x = g.get('x')!, dead = g.get('dead_mask_many')!;
     const cpu = await SparseCoder.loadFromDisk(dir);
     const gpu = await SparseCoder.loadFromDisk(dir, { device: 'cuda' });
@@ -68,10 +79,12 @@ for (const kind of ['adam', 'signum'] as const) {
         if (s === 1 && mult === 0.5) {
           assert.throws(() => gpu.params(), /syncToHost/);
           const ga = await cpu.readGrads(), gb = await gpu.readGrads();
+          assert.deepEqual([...gb.keys()].sort(), [...ga.keys()].sort(), 'the same parameters have gradients (W_skip too)');
           for (const [n, t] of ga) assert.deepEqual(arr(gb.get(n)!), arr(t), `grad ${n}`);
         }
-        await oc.step(mult);
-        await og.step(mult);
+        // muon takes a second multiplier (its Adam half); the others ignore it.
+        await oc.step(mult, mult * 0.75);
+        await og.step(mult, mult * 0.75);
       }
     }
     assert.deepEqual(arr(didG), arr(didC), 'didFire');
@@ -149,7 +162,14 @@ function sameFolders(a: string, b: string): void {
 for (const [name, init] of [
   ['adam, grad_acc 2, micro-batches 2, AuxK', { optimizer: 'adam', gradAccSteps: 2, microAccSteps: 2, deadFeatureThreshold: 200, lrWarmupSteps: 2 }],
   ['signum, k decay', { optimizer: 'signum', kDecaySteps: 4 }],
+  ['muon, warmup, grad_acc 2, AuxK', { optimizer: 'muon', gradAccSteps: 2, deadFeatureThreshold: 200, lrWarmupSteps: 2 }],
   ['adam transcoder, micro-batches 3', { optimizer: 'adam', microAccSteps: 3, hookpoints: ['h.0.mlp'], sae: { transcode: true, expansionFactor: 4, k: 8 } }],
+  ['signum, multi_topk, AuxK', { optimizer: 'signum', deadFeatureThreshold: 200, sae: { multiTopk: true, expansionFactor: 4, k: 8 } }],
+  [
+    'adam transcoder, skip_connection + multi_topk, micro-batches 2',
+    { optimizer: 'adam', microAccSteps: 2, hookpoints: ['h.0.mlp'], sae: { transcode: true, skipConnection: true, multiTopk: true, expansionFactor: 4, k: 8 } },
+  ],
+  ['signum transcoder, skip_connection', { optimizer: 'signum', hookpoints: ['h.0.mlp'], sae: { transcode: true, skipConnection: true, expansionFactor: 4, k: 8 } }],
 ] as [string, TrainConfigInit][]) {
   test(`stand-in wiring Trainer (${name}): the cuda run folder is byte-identical to cpu's; stop + resume on cuda too`, opts, async () => {
     const base: TrainConfigInit = { batchSize: 4, lr: 2e-3, saveEvery: 2, sae: { expansionFactor: 4, k: 8 }, ...init };
@@ -159,6 +179,10 @@ for (const [name, init] of [
     await run('cuda', { ...base, saveDir: dg });
     assert.ok((calls.get('cudaSaeForwardBackward') ?? 0) > before, 'the cuda run used the resident state');
     sameFolders(join(dc, 'r'), join(dg, 'r'));
+    if (base.sae?.skipConnection) {
+      const st = files(join(dg, 'r')).filter((f) => f.endsWith('sae.safetensors'));
+      assert.ok(st.length > 0 && st.every((f) => loadSafetensors(join(dg, 'r', f)).has('W_skip')), 'W_skip is trained and saved');
+    }
     const half = await run('cuda', { ...base, saveDir: dr }, { stopAt: 2 });
     assert.equal(half.steps, 2);
     await run('cuda', { ...base, saveDir: dr }, { resume: true });
@@ -175,7 +199,7 @@ test('stand-in wiring Trainer (exclude_tokens, model on cpu): host activations a
   sameFolders(join(dc, 'r'), join(dg, 'r'));
 });
 
-test('stand-in wiring CLI: --device auto picks cuda when a device is seen, cpu for what cuda lacks; --device cuda with muon exits 2', opts, async () => {
+test('stand-in wiring CLI: --device auto picks cuda when a device is seen (muon, multi_topk, skip_connection included)', opts, async () => {
   const cap = () => {
     const o = { out: '', err: '' };
     return { o, io: { stdout: { write: (s: string) => (o.out += s) }, stderr: { write: (s: string) => (o.err += s), isTTY: false, columns: 200 } } };
@@ -184,10 +208,13 @@ test('stand-in wiring CLI: --device auto picks cuda when a device is seen, cpu f
   const a = cap();
   assert.equal(await main(['train', '--max_examples', '8', '--batch_size', '4', '--save_dir', dir, '--run_name', 'a'], a.io), 0, a.o.err);
   assert.match(a.o.err, /--device auto: using cuda/);
-  const b = cap();
-  assert.equal(await main(['train', '--optimizer', 'muon', '--max_examples', '8', '--batch_size', '4', '--save_dir', dir, '--run_name', 'b'], b.io), 0, b.o.err);
-  assert.match(b.o.err, /--optimizer muon is not implemented on the CUDA backend; using cpu/);
-  const c = cap();
-  assert.equal(await main(['train', '--device', 'cuda', '--optimizer', 'muon', '--max_examples', '8', '--save_dir', dir, '--run_name', 'c'], c.io), 2);
-  assert.match(c.o.err, /--device cuda: not implemented on the CUDA backend: --optimizer muon/);
+  const m = cap();
+  const before = calls.get('cudaSaeApply:muon') ?? 0;
+  assert.equal(await main(['train', '--optimizer', 'muon', '--max_examples', '8', '--batch_size', '4', '--save_dir', dir, '--run_name', 'm'], m.io), 0, m.o.err);
+  assert.match(m.o.err, /--device auto: using cuda/);
+  assert.ok((calls.get('cudaSaeApply:muon') ?? 0) > before, 'muon stepped through cudaSaeApply');
+  const d = cap();
+  const multi = ['--multi_topk', '--transcode', '--skip_connection', '--hookpoints', 'h.0.mlp'];
+  assert.equal(await main(['train', ...multi, '--max_examples', '8', '--batch_size', '4', '--save_dir', dir, '--run_name', 'd'], d.io), 0, d.o.err);
+  assert.match(d.o.err, /--device auto: using cuda/, 'multi_topk and skip_connection run on cuda');
 });

@@ -108,7 +108,7 @@ async function hookpointsCommand(argv: readonly string[], io: CliIO): Promise<nu
   }
   const { positional, device } = simpleArgs(argv, 'hookpoints');
   if (positional.length !== 1) throw new UsageError('hookpoints: expected exactly one model (folder or hub id)');
-  const dev = resolveDevice(device, undefined, () => {});
+  const dev = resolveDevice(device, () => {});
   const model = await loadModelFrom(positional[0], { device: dev });
   const hps = model.hookpoints();
   const w = Math.max(4, ...hps.map((h) => h.name.length));
@@ -199,7 +199,7 @@ async function trainCommand(argv: readonly string[], io: CliIO): Promise<number>
   }
   const cfg = train.runConfig(init);
   train.assertSupportedLossFn(cfg, '--loss_fn');
-  const device = resolveDevice(args.device, cfg, (s) => io.stderr.write(s));
+  const device = resolveDevice(args.device, (s) => io.stderr.write(s));
 
   io.stderr.write(embedded ? `sparsify: training on the embedded tiny model and corpus (${train.DEFAULT_ASSETS_DIR})\n` : '');
   const model = await loadModelFrom(cfg.model, { device, revision: cfg.revision });

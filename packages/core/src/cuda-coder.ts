@@ -8,7 +8,7 @@
  * NOTE: no GPU was available while this was written; none of the CUDA paths has run on a GPU.
  */
 import type { SparseCoderConfig } from './config.js';
-import { ConfigError, DeviceError, ShapeError } from './errors.js';
+import { DeviceError, ShapeError } from './errors.js';
 import { native, nativePath, type NativeAddon } from './native.js';
 import type { Tensor } from './tensor.js';
 
@@ -42,14 +42,6 @@ export function cudaUsable(): boolean {
   }
 }
 
-/** Coder settings the resident CUDA state does not implement: a ConfigError naming them. */
-export function checkCudaConfig(cfg: SparseCoderConfig, what: string, opts: { training: boolean }): void {
-  if (cfg.skipConnection)
-    throw new ConfigError(`${what}: skip_connection (W_skip) is not implemented on the CUDA backend; use device 'cpu'`);
-  if (opts.training && cfg.multiTopk)
-    throw new ConfigError(`${what}: multi_topk is not implemented on the CUDA backend; use device 'cpu'`);
-}
-
 export interface CudaCall {
   k: number;
   activation: 'topk' | 'groupmax';
@@ -74,9 +66,10 @@ export class CudaResident {
   static async create(cfg: SparseCoderConfig, t: Map<string, Tensor>): Promise<CudaResident> {
     const n = requireCuda('SparseCoder');
     const wEnc = t.get('encoder.weight')!, bEnc = t.get('encoder.bias')!, bDec = t.get('b_dec')!, wDec = t.get('W_dec');
+    const wSkip = t.get('W_skip'); // skip_connection: a fifth resident parameter
     if (wDec) {
       const sae = await n.cudaSaeCreate(
-        { wEnc: wEnc.handle, bEnc: bEnc.handle, wDec: wDec.handle, bDec: bDec.handle },
+        { wEnc: wEnc.handle, bEnc: bEnc.handle, wDec: wDec.handle, bDec: bDec.handle, ...(wSkip ? { wSkip: wSkip.handle } : {}) },
         { k: cfg.k, activation: cfg.activation, transcode: cfg.transcode, normalizeDecoder: cfg.normalizeDecoder },
       );
       return new CudaResident(sae, undefined);

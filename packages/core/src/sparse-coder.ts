@@ -8,15 +8,15 @@
  * device 'cuda' (CUDA build with a GPU): the host f32 tensors stay the source of truth for saving;
  * the working copy lives on the device (cuda-coder.ts) and encode / decode / forward /
  * forwardBackward run there (outputs come back as host tensors). params() is a host snapshot:
- * after training steps call `await coder.syncToHost()` first (saveToDisk does it). Not on cuda:
- * skip_connection, multi_topk (forward / forwardBackward), returnPreActs. Never run on a GPU yet.
+ * after training steps call `await coder.syncToHost()` first (saveToDisk does it). skip_connection
+ * (W_skip) and multi_topk work on cuda too. Not on cuda: returnPreActs. Never run on a GPU yet.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { listCoderDirs, readCoderDir, writeCoderDir } from './checkpoint.js';
 import { numLatentsOf, sparseCoderConfig, type SparseCoderConfig } from './config.js';
-import { checkCudaConfig, CudaResident, deadMaskI32, requireCuda } from './cuda-coder.js';
+import { CudaResident, deadMaskI32, requireCuda } from './cuda-coder.js';
 import { DeviceError, DisposedError, FileFormatError, ShapeError, ValueError } from './errors.js';
 import { snapshotDownload } from './hub.js';
 import { initEncoderWeight, normalizeRows } from './init.js';
@@ -81,7 +81,6 @@ function checkDevice(device: Device | undefined, cfg?: SparseCoderConfig): Devic
   if (d !== 'cpu' && d !== 'cuda') throw new DeviceError(`SparseCoder: unknown device '${d as string}' (expected 'cpu' or 'cuda')`);
   if (d === 'cuda') {
     requireCuda('SparseCoder');
-    if (cfg) checkCudaConfig(cfg, 'SparseCoder', { training: false });
   }
   return d;
 }
@@ -146,7 +145,6 @@ export class SparseCoder implements Disposable {
   static async loadFromDisk(dir: string, opts: CoderLoadOptions = {}): Promise<SparseCoder> {
     const device = checkDevice(opts.device);
     const files = readCoderDir(dir, { decoder: opts.decoder ?? true });
-    if (device === 'cuda') checkCudaConfig(files.cfg, `SparseCoder.loadFromDisk(${dir})`, { training: false });
     const t = new Map<CoderParamName, Tensor>();
     try {
       for (const name of CODER_PARAM_NAMES) {
@@ -230,6 +228,7 @@ export class SparseCoder implements Disposable {
     if (!cs?.sae || !cs.stale) return;
     const r = await native().cudaSaeRead(cs.sae, {});
     const fresh: [CoderParamName, unknown][] = [['encoder.weight', r.wEnc], ['encoder.bias', r.bEnc], ['W_dec', r.wDec], ['b_dec', r.bDec]];
+    if (r.wSkip) fresh.push(['W_skip', r.wSkip]);
     for (const [name, h] of fresh) {
       this.tensors.get(name)?.dispose();
       this.tensors.set(name, new Tensor(h as never));
@@ -252,13 +251,15 @@ export class SparseCoder implements Disposable {
     if (!cs.sae) throw new ValueError('readGrads: this coder has no decoder (loaded with decoder: false)');
     await cs.flush();
     const r = await native().cudaSaeRead(cs.sae, { grads: true });
-    for (const h of [r.wEnc, r.bEnc, r.wDec, r.bDec]) new Tensor(h).dispose();
-    return new Map<string, Tensor>([
+    for (const h of [r.wEnc, r.bEnc, r.wDec, r.bDec, r.wSkip]) if (h) new Tensor(h).dispose();
+    const out = new Map<string, Tensor>([
       ['encoder.weight', new Tensor(r.gradWEnc)],
       ['encoder.bias', new Tensor(r.gradBEnc)],
       ['W_dec', new Tensor(r.gradWDec)],
       ['b_dec', new Tensor(r.gradBDec)],
     ]);
+    if (r.gradWSkip) out.set('W_skip', new Tensor(r.gradWSkip));
+    return out;
   }
 
   async encode(x: Tensor, opts: { returnPreActs?: boolean } = {}): Promise<{ topActs: Tensor; topIndices: Tensor; preActs?: Tensor }> {
@@ -290,7 +291,7 @@ export class SparseCoder implements Disposable {
     this.alive();
     if (this.cudaState) {
       const r = await this.cudaStep(x, 'forward', { y: opts.y, deadMask: opts.deadMask, totalVariance: opts.totalVariance, backward: false, outputs: true });
-      return { saeOut: new Tensor(r.saeOut), latentActs: new Tensor(r.acts), latentIndices: new Tensor(r.indices), fvu: r.fvu, auxkLoss: r.auxkLoss, multiTopkFvu: 0 };
+      return { saeOut: new Tensor(r.saeOut), latentActs: new Tensor(r.acts), latentIndices: new Tensor(r.indices), fvu: r.fvu, auxkLoss: r.auxkLoss, multiTopkFvu: r.multiTopkFvu };
     }
     const r = await saeStep(this.weights(), undefined, x, opts.y, this.spec(), {
       deadMask: opts.deadMask,
@@ -356,7 +357,8 @@ export class SparseCoder implements Disposable {
       });
       this.cudaState.stale = true; // the decoder rows were renormalised on the device
       new Tensor(r.indices).dispose();
-      return { loss: r.fvu + opts.auxkAlpha * r.auxkLoss, fvu: r.fvu, auxkLoss: r.auxkLoss, multiTopkFvu: 0 };
+      // loss as the CPU saeStep: fvu + auxk_alpha·auxk + multi_topk_fvu/8 (0 without multi_topk)
+      return { loss: r.fvu + opts.auxkAlpha * r.auxkLoss + r.multiTopkFvu / 8, fvu: r.fvu, auxkLoss: r.auxkLoss, multiTopkFvu: r.multiTopkFvu };
     }
     if (opts.rows) {
       const [b, e] = opts.rows;
@@ -442,7 +444,6 @@ export class SparseCoder implements Disposable {
   ): Promise<any> {
     const cs = this.cudaState!;
     if (!cs.sae) throw new ValueError(`${what}: this coder has no decoder (loaded with decoder: false)`);
-    checkCudaConfig(this.cfg, what, { training: true });
     this.checkSpec();
     await cs.flush();
     const dead = deadMaskI32(o.deadMask, this.numLatents, (a) => Tensor.from(a, [a.length]));
@@ -454,6 +455,7 @@ export class SparseCoder implements Disposable {
         totalVariance: o.totalVariance ?? -1,
         k: this.cfg.k,
         activation: this.cfg.activation,
+        multiTopk: this.cfg.multiTopk,
       });
     } finally {
       if (dead && dead !== o.deadMask) dead.dispose();

@@ -251,8 +251,6 @@ export class Trainer extends EventEmitter {
 
     const SparseCoder = (core as unknown as Record<string, any>).SparseCoder;
     if (!SparseCoder) throw new ConfigError('SparseCoder is not available in @sparsify/core');
-    if (this.device === 'cuda' && cfg.sae.multiTopk) throw new ConfigError('multi_topk is not implemented on the CUDA backend; use --device cpu');
-    if (this.device === 'cuda' && cfg.optimizer === 'muon') throw new ConfigError('muon is not implemented on the CUDA backend; use --optimizer adam or signum, or --device cpu');
     let finetuneDir: string | undefined;
     if (cfg.finetune) finetuneDir = await resolveLocalOrHub(cfg.finetune);
     const multi = cfg.initSeeds.length > 1;

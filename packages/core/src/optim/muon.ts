@@ -1,7 +1,9 @@
 /**
  * sparsify's muon: Muon (momentum 0.95, Nesterov, weight decay 0.1, 5 Newton-Schulz steps) for
  * the 2-D parameters (encoder.weight, W_dec, W_skip) and torch Adam for the 1-D ones, both at lr
- * 2e-3 by default. Newton-Schulz runs in f32 here; upstream runs it in bf16.
+ * 2e-3 by default. Newton-Schulz runs in f32 on cpu; upstream runs it in bf16; on cuda its
+ * GEMMs take bf16 operands with f32 accumulation (native/cuda/muon.cu), so cuda results match
+ * cpu to bf16 rounding, not bit for bit. The Adam half runs at lr · vectorLrMultiplier.
  */
 import type { SparseCoder } from '../sparse-coder.js';
 import { Tensor } from '../tensor.js';
@@ -29,12 +31,24 @@ export class Muon extends BaseOptimizer {
   }
 
   protected slotNames(p: ParamSlot): string[] {
-    return p.param.shape.length >= 2 ? ['exp_avg'] : ['exp_avg', 'exp_avg_sq'];
+    return p.shape.length >= 2 ? ['exp_avg'] : ['exp_avg', 'exp_avg_sq'];
   }
 
   async step(lrMultiplier = 1, vectorLrMultiplier = lrMultiplier): Promise<void> {
     this.checkMultiplier(lrMultiplier);
     this.checkMultiplier(vectorLrMultiplier);
+    if (this.onCuda) {
+      // One cudaSaeApply per coder: Muon on the 2-D parameters, Adam on the 1-D ones.
+      for (const [gi, g] of this.groups.entries()) {
+        g.scalars.step += 1;
+        await this.applyCuda(gi, {
+          optimizer: 'muon', lr: g.lr * lrMultiplier, vectorLr: g.lr * vectorLrMultiplier,
+          momentum: this.momentum, nesterov: this.nesterov, weightDecay: this.weightDecay, nsSteps: this.nsSteps,
+          beta1: this.betas[0], beta2: this.betas[1], eps: this.eps, step: g.scalars.step,
+        });
+      }
+      return;
+    }
     const entries: Record<string, unknown>[] = [];
     for (const g of this.groups) {
       g.scalars.step += 1;

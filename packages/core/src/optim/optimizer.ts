@@ -11,7 +11,8 @@
  * step is one `cudaSaeApply` per coder (projection, update, zeroing there); the host-side
  * bookkeeping (Adam's step, signum's k / lr_max / weight_sum, the lr multiplier) is the same
  * code as for cpu. stateDict() then needs a device read: use `await readStateDict()` (both
- * devices). muon is not implemented on cuda. Never run on a GPU yet.
+ * devices). muon on cuda runs Newton-Schulz with bf16 GEMM operands (cpu: f32), so its 2-D
+ * updates match cpu to bf16 rounding only. Never run on a GPU yet.
  */
 import { ConfigError, DeviceError, ValueError } from '../errors.js';
 import { native } from '../native.js';
@@ -111,7 +112,6 @@ export abstract class BaseOptimizer implements Optimizer {
     const devices = new Set(coders.map((c) => c.device));
     if (devices.size > 1) throw new DeviceError('createOptimizer: the coders are on different devices (cpu and cuda)');
     this.onCuda = devices.has('cuda');
-    if (this.onCuda && kind === 'muon') throw new ConfigError('muon is not implemented on the CUDA backend (use adam or signum, or device cpu)');
     this.groups = coders.map((coder) => {
       const params: ParamSlot[] = [];
       if (this.onCuda) {
@@ -214,7 +214,7 @@ export abstract class BaseOptimizer implements Optimizer {
     if (!this.onCuda) return this.stateDict();
     await this.flushCuda();
     const tensors = new Map<string, Tensor>();
-    const order = ['encoder.weight', 'encoder.bias', 'W_dec', 'b_dec'];
+    const order = ['encoder.weight', 'encoder.bias', 'W_dec', 'b_dec', 'W_skip']; // native slot order (W_skip: skip_connection)
     for (const [gi, g] of this.groups.entries()) {
       const st = await native().cudaSaeReadState(this.cudaOf(g).sae);
       const got: Tensor[] = [];
@@ -229,7 +229,7 @@ export abstract class BaseOptimizer implements Optimizer {
           }
         }
       }
-      // Anything read but not named (cannot happen for adam/signum) is freed now.
+      // Anything read but not named (a slot another optimizer kind left) is freed now.
       for (const arr of Object.values(st) as unknown[][]) for (const h of arr) if (h && !got.some((t) => t.handle === h)) new Tensor(h as never).dispose();
     }
     return { kind: this.kind, tensors, scalars: { lr: this.groups.map((g) => g.lr), groups: this.groups.map((g) => ({ ...g.scalars })), trainMode: this.trainMode } };
@@ -254,7 +254,7 @@ export abstract class BaseOptimizer implements Optimizer {
     this.groups.forEach((g, gi) => {
       g.lr = state.scalars.lr[gi] ?? g.lr;
       g.scalars = { ...state.scalars.groups[gi] };
-      const order = ['encoder.weight', 'encoder.bias', 'W_dec', 'b_dec'];
+      const order = ['encoder.weight', 'encoder.bias', 'W_dec', 'b_dec', 'W_skip']; // native slot order (W_skip: skip_connection)
       const cudaSlots: Record<string, (Tensor | undefined)[]> = {};
       for (const p of g.params) {
         const names = this.slotNames(p);
