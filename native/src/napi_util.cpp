@@ -220,6 +220,9 @@ struct DeviceTensorsAllowed {
 };
 }  // namespace
 
+HostTensorsOnly::HostTensorsOnly() : saved_(t_device_tensors_ok) { t_device_tensors_ok = false; }
+HostTensorsOnly::~HostTensorsOnly() { t_device_tensors_ok = saved_; }
+
 Tensor value_to_tensor(Napi::Value v, const char* name) {
   if (!TensorHandle::Is(v)) fail(ErrorKind::DType, arg_name(name) + " must be a Tensor");
   TensorHandle* h = Napi::ObjectWrap<TensorHandle>::Unwrap(v.As<Napi::Object>());

@@ -58,6 +58,18 @@ Tensor arg_optional_tensor(const Napi::CallbackInfo& info, size_t i, const char*
 // under a `cuda*` name (see export_fn) or read with the *_any_device variants.
 Tensor value_to_tensor(Napi::Value v, const char* name);
 Tensor value_to_tensor_any_device(Napi::Value v, const char* name);
+// For native entry points that are not export_fn functions (class methods): while one lives,
+// tensor readers reject device tensors even inside a cuda* call (e.g. from an options getter).
+class HostTensorsOnly {
+ public:
+  HostTensorsOnly();
+  ~HostTensorsOnly();
+  HostTensorsOnly(const HostTensorsOnly&) = delete;
+  HostTensorsOnly& operator=(const HostTensorsOnly&) = delete;
+
+ private:
+  bool saved_;
+};
 Tensor arg_tensor_any_device(const Napi::CallbackInfo& info, size_t i, const char* name);
 int64_t arg_int(const Napi::CallbackInfo& info, size_t i, const char* name);
 double arg_number(const Napi::CallbackInfo& info, size_t i, const char* name);

@@ -178,6 +178,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   }
 
   explicit NativeModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeModel>(info) {
+    HostTensorsOnly host_only;  // the CPU model reads its weights on the host
     translate(info.Env(), [&] {
       Napi::Object spec = arg_object(info, 0, "spec");
       Napi::Object weights = arg_object(info, 1, "weights");
@@ -217,6 +218,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   }
 
   Napi::Value Forward(const Napi::CallbackInfo& info) {
+    HostTensorsOnly host_only;  // the CPU forward reads tokens and splices on the host
     return translate(info.Env(), [&]() -> Napi::Value {
       std::shared_ptr<Model> m = model_;
       if (!m) fail(ErrorKind::Disposed, "model has been disposed");
