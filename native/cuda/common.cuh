@@ -56,6 +56,28 @@ __device__ __forceinline__ float block_sum(float v, float* scratch /* >= 32 floa
   return warp_sum(t);
 }
 
+// The same in double (sums of f32 squares, as the CPU's double accumulators).
+__device__ __forceinline__ double block_sum_f64(double v, double* scratch /* >= 32 doubles */) {
+  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);
+  __syncthreads();
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  double t = lane < nw ? scratch[lane] : 0.0;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) t += __shfl_xor_sync(FULL_MASK, t, o);
+  return t;
+}
+
+// torch.lerp's two f32 formulas (aten/src/ATen/native/Lerp.h), rounded as written (no FMA).
+__device__ __forceinline__ float lerp_small(float a, float b, float w) {  // |w| < 0.5
+  return __fadd_rn(a, __fmul_rn(w, __fsub_rn(b, a)));
+}
+__device__ __forceinline__ float lerp_large(float a, float b, float one_minus_w) {  // |w| >= 0.5
+  return __fsub_rn(b, __fmul_rn(__fsub_rn(b, a), one_minus_w));
+}
+
 inline unsigned ceil_div(int64_t a, int64_t b) { return unsigned((a + b - 1) / b); }
 
 }  // namespace cuda

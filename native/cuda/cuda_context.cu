@@ -265,10 +265,18 @@ Tensor hook_to_device(const Tensor& t) {
   ses.sync();  // the host source may be freed as soon as we return
   return d;
 }
+Tensor hook_clone_device(const Tensor& t) {
+  Session ses;
+  Tensor d = device_empty(t.shape, t.dtype, ses.stream());
+  if (t.nbytes()) CUDA_CHECK(cudaMemcpyAsync(d.raw(), t.raw(), t.nbytes(), cudaMemcpyDeviceToDevice, ses.stream()));
+  ses.sync();
+  return d;
+}
 struct InstallHooks {
   InstallHooks() {
     device_hooks().to_host = hook_to_host;
     device_hooks().to_device = hook_to_device;
+    device_hooks().clone_device = hook_clone_device;
   }
 } g_install_hooks;
 }  // namespace

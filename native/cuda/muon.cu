@@ -25,7 +25,7 @@ constexpr int NORM_BLOCKS = 256;  // fixed grid: a deterministic two-stage reduc
 
 // torch.lerp's f32 formulas with the branch chosen by |w| (as the CPU `lerp`), rounded as written.
 __device__ __forceinline__ float torch_lerp(float a, float b, float w) {
-  return fabsf(w) < 0.5f ? __fadd_rn(a, __fmul_rn(w, __fsub_rn(b, a))) : __fsub_rn(b, __fmul_rn(__fsub_rn(b, a), __fsub_rn(1.f, w)));
+  return fabsf(w) < 0.5f ? lerp_small(a, b, w) : lerp_large(a, b, __fsub_rn(1.f, w));
 }
 
 __global__ void muon_pre_kernel(float* __restrict__ p, float* __restrict__ g, float* __restrict__ buf, int64_t n,
@@ -66,26 +66,13 @@ void transpose_f32(const float* src, int64_t R, int64_t C, float* dst, cudaStrea
   CUDA_CHECK_LAUNCH();
 }
 
-// Σ x² in double (as the CPU's `ss`; f32 squares are exact in double), fixed tree per block.
-__device__ __forceinline__ double block_sum_d(double v, double* scratch /* >= 32 */) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);
-  __syncthreads();
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  double t = lane < nw ? scratch[lane] : 0.0;
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) t += __shfl_xor_sync(FULL_MASK, t, o);
-  return t;
-}
-
+// Σ x² in double (block_sum_f64: as the CPU's `ss`; f32 squares are exact in double).
 __global__ void sumsq_f64_partial_kernel(const float* __restrict__ x, int64_t n, double* __restrict__ partial) {
   __shared__ double scratch[32];
   double acc = 0.0;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
     acc += double(x[i]) * double(x[i]);
-  acc = block_sum_d(acc, scratch);
+  acc = block_sum_f64(acc, scratch);
   if (threadIdx.x == 0) partial[blockIdx.x] = acc;
 }
 
@@ -94,7 +81,7 @@ __global__ void inv_norm_kernel(const double* __restrict__ partial, int n, float
   __shared__ double scratch[32];
   double acc = 0.0;
   for (int i = threadIdx.x; i < n; i += blockDim.x) acc += partial[i];
-  acc = block_sum_d(acc, scratch);
+  acc = block_sum_f64(acc, scratch);
   if (threadIdx.x == 0) *inv = float(1.0 / (sqrt(acc) + 1e-7));
 }
 

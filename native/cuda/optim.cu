@@ -23,29 +23,8 @@ namespace cuda {
 
 namespace {
 
-// torch.lerp's two f32 formulas (aten/src/ATen/native/Lerp.h), rounded as written (no FMA).
-__device__ __forceinline__ float lerp_small(float a, float b, float w) {  // |w| < 0.5
-  return __fadd_rn(a, __fmul_rn(w, __fsub_rn(b, a)));
-}
-__device__ __forceinline__ float lerp_large(float a, float b, float one_minus_w) {  // |w| >= 0.5
-  return __fsub_rn(b, __fmul_rn(__fsub_rn(b, a), one_minus_w));
-}
-
-// The squared norm is summed in double, as the CPU sae_normalize_decoder does (f32 products are
-// exact in double), so float(sqrt(ss)) almost always equals the CPU's bit for bit.
-__device__ __forceinline__ double block_sum_f64(double v, double* scratch /* >= 32 */) {
-  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);
-  __syncthreads();
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  double t = lane < nw ? scratch[lane] : 0.0;
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) t += __shfl_xor_sync(FULL_MASK, t, o);
-  return t;
-}
-
+// The squared norm is summed in double (block_sum_f64), as the CPU sae_normalize_decoder does (f32
+// products are exact in double), so float(sqrt(ss)) almost always equals the CPU's bit for bit.
 __global__ void normalize_rows_kernel(float* __restrict__ W, int64_t D, float eps) {
   __shared__ double scratch[32];
   float* row = W + int64_t(blockIdx.x) * D;

@@ -48,12 +48,7 @@ Napi::Value cuda_gather_rows(const Napi::CallbackInfo& info) {
   expect_dtype(idx, DType::I32, "idx");
   expect_ndim(idx, 1, "idx");
   if (idx.device() != Device::CPU) fail(ErrorKind::Device, "cudaGatherRows: idx must be a host (cpu) tensor");
-  const int64_t N = x.dim(0);
-  const int32_t* ip = idx.data<int32_t>();
-  for (int64_t i = 0, n = idx.dim(0); i < n; i++)
-    if (ip[i] < 0 || ip[i] >= N)
-      fail(ErrorKind::Value, "cudaGatherRows: idx[" + std::to_string(i) + "] = " + std::to_string(ip[i]) +
-                                 " is outside [0, " + std::to_string(N) + ")");
+  expect_indices_below(idx, x.dim(0), "cudaGatherRows: idx", "a row of x");
   auto out = std::make_shared<Tensor>();
   return run_async(
       info.Env(), [x, idx, out] { *out = cuda::gather_rows(x, idx); },

@@ -154,10 +154,23 @@ Tensor Tensor::to(DType d) const {
 }
 
 Tensor Tensor::clone() const {
-  if (device() != Device::CPU) return device_copy(host_copy(*this));
+  if (device() != Device::CPU) {
+    if (!device_hooks().clone_device) fail(ErrorKind::Device, "a cuda tensor cannot be cloned: this build has no CUDA backend");
+    return device_hooks().clone_device(*this);
+  }
   Tensor out = empty(shape, dtype);
   std::memcpy(out.raw(), raw(), nbytes());
   return out;
+}
+
+void expect_indices_below(const Tensor& idx, int64_t n, const std::string& name, const char* what) {
+  expect_dtype(idx, DType::I32, name.c_str());
+  const Tensor host = host_copy(idx);
+  const int32_t* p = host.data<int32_t>();
+  for (int64_t i = 0, len = host.numel(); i < len; ++i)
+    if (p[i] < 0 || p[i] >= n)
+      fail(ErrorKind::Value, name + "[" + std::to_string(i) + "] = " + std::to_string(p[i]) + " is not " + what +
+                                 " in [0, " + std::to_string(n) + ")");
 }
 
 DeviceHooks& device_hooks() {

@@ -70,6 +70,7 @@ std::string shape_str(const std::vector<int64_t>& shape);
 struct DeviceHooks {
   Tensor (*to_host)(const Tensor& t) = nullptr;    // a new host tensor with t's bytes
   Tensor (*to_device)(const Tensor& t) = nullptr;  // a new device tensor with t's bytes
+  Tensor (*clone_device)(const Tensor& t) = nullptr;  // a device tensor's copy, device to device
 };
 DeviceHooks& device_hooks();
 // t itself when on the host, else a host copy (for the few host-side reads of small tensors).
@@ -82,5 +83,8 @@ void expect_dtype(const Tensor& t, DType d, const char* name);
 void expect_float(const Tensor& t, const char* name);
 void expect_ndim(const Tensor& t, int nd, const char* name);
 void expect_shape(const Tensor& t, const std::vector<int64_t>& shape, const char* name);
+// Every entry of the int32 tensor `idx` (host or device: read through host_copy) is in [0, n);
+// else a ValueError "name[i] = v is not <what> in [0, n)". Kernels then index with it safely.
+void expect_indices_below(const Tensor& idx, int64_t n, const std::string& name, const char* what);
 
 }  // namespace sparsify

@@ -21,12 +21,8 @@ Napi::Value gather_rows(const Napi::CallbackInfo& info) {
   expect_ndim(idx, 1, "idx");
   if (x.device() != Device::CPU || idx.device() != Device::CPU)
     fail(ErrorKind::Device, "trainGatherRows: CPU tensors only");
-  const int64_t N = x.dim(0), D = x.dim(1), n = idx.dim(0);
-  const int32_t* ip = idx.data<int32_t>();
-  for (int64_t i = 0; i < n; i++)
-    if (ip[i] < 0 || ip[i] >= N)
-      fail(ErrorKind::Value, "trainGatherRows: idx[" + std::to_string(i) + "] = " + std::to_string(ip[i]) +
-                                 " is outside [0, " + std::to_string(N) + ")");
+  const int64_t D = x.dim(1), n = idx.dim(0);
+  expect_indices_below(idx, x.dim(0), "trainGatherRows: idx", "a row of x");
   auto out = std::make_shared<Tensor>(Tensor::empty({n, D}, DType::F32));
   return run_async(
       info.Env(),
