@@ -3,6 +3,8 @@
  *   sparsify train [model] [dataset] [--flags]   train sparse coders (see `sparsify train --help`)
  *   sparsify hookpoints <model>                  list a model's hookpoint names and widths
  *   sparsify info <checkpoint dir>               list the sparse coders in a folder
+ *   sparsify features <run folder> [model] [dataset]   per-latent top contexts (commands/features.ts)
+ *   sparsify view [features dir]                 the local feature browser (commands/view.ts)
  * Exit codes: 0 ok, 1 runtime error, 2 usage error, 130 interrupted (checkpoint saved).
  */
 import * as core from '@sparsify/core';
@@ -14,6 +16,8 @@ import { join } from 'node:path';
 import { resolveDevice, type DeviceFlag } from './device.js';
 import { parseTrainArgs, trainHelp, UsageError } from './flags.js';
 import { Progress, formatDuration, type Output } from './progress.js';
+import { featuresCommand } from './commands/features.js';
+import { viewCommand } from './commands/view.js';
 
 export { parseTrainArgs, trainHelp, UsageError } from './flags.js';
 
@@ -39,6 +43,8 @@ commands:
   train [model] [dataset] [--flags]   train sparse autoencoders / transcoders (sparsify train --help)
   hookpoints <model> [--device d]     list the hookpoint names and widths of a model (d: auto, cpu, cuda)
   info <dir>                          list the sparse coders in a checkpoint folder
+  features <run> [model] [dataset]    top contexts, statistics and logit effects of every latent (sparsify features --help)
+  view [features dir] [--port 8080]   the feature browser on http://127.0.0.1 (sparsify view --help)
 `;
 
 export async function main(argv: readonly string[], io: CliIO = defaultIO()): Promise<number> {
@@ -51,6 +57,10 @@ export async function main(argv: readonly string[], io: CliIO = defaultIO()): Pr
         return await hookpointsCommand(rest, io);
       case 'info':
         return infoCommand(rest, io);
+      case 'features':
+        return await featuresCommand(rest, io);
+      case 'view':
+        return await viewCommand(rest, io);
       case undefined:
       case '-h':
       case '--help':
@@ -63,7 +73,7 @@ export async function main(argv: readonly string[], io: CliIO = defaultIO()): Pr
   } catch (e) {
     if (e instanceof UsageError) {
       io.stderr.write(`sparsify: error: ${e.message}\n`);
-      if (cmd !== 'train') io.stderr.write(USAGE);
+      if (cmd !== 'train' && cmd !== 'features' && cmd !== 'view') io.stderr.write(USAGE);
       return 2;
     }
     if (e instanceof ConfigError) {

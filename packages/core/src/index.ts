@@ -24,3 +24,5 @@ export { parseModelConfig, SUPPORTED_ARCHITECTURES } from './model/config.js';
 export type { ModelFamily, ParsedModelConfig } from './model/config.js';
 export { backend, cudaProbe } from './native.js';
 export type { CudaProbe } from './native.js';
+export { readUnembedding } from './model/unembedding.js';
+export type { Unembedding } from './model/unembedding.js';
