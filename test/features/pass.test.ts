@@ -14,7 +14,10 @@ import { denseCode, fixtureDataset, loadFixture, MODEL_DIR, r6, referenceTopK, t
 const K = 20, BINS = 50, NQ = 5, QS = 5;
 
 function readRecords(dir: string, name: string): FeatureRecord[] {
-  return readFileSync(join(dir, name, 'features.jsonl'), 'utf-8').trim().split('\n').map((l) => JSON.parse(l));
+  const lines = readFileSync(join(dir, name, 'features.jsonl'), 'utf-8').trim().split('\n');
+  // Each line is exactly what JSON.stringify writes for its object.
+  for (const l of lines.slice(0, 50)) assert.equal(JSON.stringify(JSON.parse(l)), l);
+  return lines.map((l) => JSON.parse(l));
 }
 
 function windowOf(d: Dense, i: number, n: number, W: number) {

@@ -95,6 +95,13 @@ export interface FeaturePassSummary {
   positions: number;
   tokens: number;
   coders: { name: string; hookpoint: string; numLatents: number; k: number; transcode: boolean; dead: number; logitEffects: boolean }[];
+  /**
+   * Seconds spent in: the model forward and encode calls (`forward`), folding codes into the
+   * statistics and heaps plus writing the scratch file (`stream`), the rescans for histograms and
+   * interval samples (`rescan`), logit effects (`logits`), windows and JSON output (`output`).
+   * `forward` + `stream` + `rescan` grow with the tokens; `logits` and `output` with the latents.
+   */
+  seconds: { forward: number; stream: number; rescan: number; logits: number; output: number };
 }
 
 interface CoderState {
@@ -155,6 +162,8 @@ export async function runFeaturePass(
   const hookpoints = [...new Set(coders.map((c) => c.hookpoint))];
   const captureInputs = coders.some((c) => c.coder.cfg.transcode);
   let evaluated = 0;
+  const seconds = { forward: 0, stream: 0, rescan: 0, logits: 0, output: 0 };
+  const started = performance.now();
   try {
     // Pass 1: the model forward, the codes, statistics and top-K heaps.
     for (let lo = 0; lo < R; lo += B) {
@@ -165,14 +174,18 @@ export async function runFeaturePass(
       for (let t = 0; t < n * T; t++) if (ignore.has(ids[t])) ignored[t] = 1;
       for (const v of ignored) evaluated += 1 - v;
       const input = Tensor.from(ids, [n, T]);
+      let t0 = performance.now();
       const out = await model.forward(input, { hookpoints, captureInputs });
+      seconds.forward += (performance.now() - t0) / 1000;
       input.dispose();
       try {
         for (const s of states) {
           const { coder, hookpoint } = s.entry;
           const x = coder.cfg.transcode ? out.capturedInputs?.get(hookpoint) : out.captured.get(hookpoint);
           if (!x) throw new Error(`internal: the forward captured no ${coder.cfg.transcode ? 'input' : 'output'} of ${hookpoint}`);
+          t0 = performance.now();
           const enc = await coder.encode(x);
+          seconds.forward += (performance.now() - t0) / 1000;
           const idx = enc.topIndices.toInt32Array();
           const act = enc.topActs.toFloat32Array();
           s.k = enc.topIndices.shape[1];
@@ -188,10 +201,12 @@ export async function runFeaturePass(
       }
       opts.onProgress?.(lo + n, R);
     }
-    const summary: FeaturePassSummary = { rows: R, ctxLen: T, positions: R * T, tokens: evaluated, coders: [] };
+    seconds.stream = (performance.now() - started) / 1000 - seconds.forward;
+    const summary: FeaturePassSummary = { rows: R, ctxLen: T, positions: R * T, tokens: evaluated, coders: [], seconds };
     for (const s of states) {
       const M = s.entry.coder.numLatents;
       const scan = new CodeScanner(tokFd, s, T, ignore);
+      let t1 = performance.now();
       // Pass 2 (over the scratch codes): histograms and interval samples, which need each max.
       const hist = new Float64Array(M * bins);
       const samples = new IntervalSamples(M, opts.intervals ?? 5, opts.intervalSize ?? 5, s.max, opts.seed ?? 0);
@@ -206,12 +221,16 @@ export async function runFeaturePass(
           samples.offer(i, a, row, t);
         }
       }
+      seconds.rescan += (performance.now() - t1) / 1000;
+      t1 = performance.now();
       const wDec = s.entry.coder.params().get('W_dec')?.toFloat32Array();
       const D = s.entry.coder.dIn;
       const effects =
         opts.unembedding && wDec && opts.unembedding.weight.shape[1] === D
           ? await logitEffects(wDec, M, opts.unembedding, opts.logitRows ?? 10, bins)
           : undefined;
+      seconds.logits += (performance.now() - t1) / 1000;
+      t1 = performance.now();
       // Pass 3: context windows of the kept examples, in blocks of latents.
       const perLatent = K + samples.bins * samples.size;
       const W = Math.min(T, opts.window ?? 64);
@@ -264,34 +283,39 @@ export async function runFeaturePass(
             }
           records.push(rec);
         }
-        // Fill the windows row by row, so each scratch row is read once per block.
+        // Fill the windows row by row (each scratch row read once per block, its codes scanned once).
         for (const row of [...wanted.keys()].sort((a, b) => a - b)) {
           const { idx, act, ignored, tokens } = scan.row(row);
+          const byLatent = new Map<number, { start: number; values: number[] }[]>();
           for (const w of wanted.get(row)!) {
             const start = T <= W ? 0 : Math.max(0, Math.min(T - W, w.ex.pos - (W >> 1)));
             const values = new Array<number>(W).fill(0);
-            for (let p = start; p < start + W; p++) {
-              if (ignored[p]) continue;
-              for (let j = 0; j < s.k; j++)
-                if (idx[p * s.k + j] === w.latent) {
-                  const a = act[p * s.k + j];
-                  values[p - start] = a > 0 ? r6(a) : 0;
-                  break;
-                }
-            }
-            w.into.push({ row, pos: w.ex.pos, act: r6(w.ex.act), start, tokens: Array.from(tokens.subarray(start, start + W)), values });
+            if (!byLatent.has(w.latent)) byLatent.set(w.latent, []);
+            byLatent.get(w.latent)!.push({ start, values });
+            const tk = new Array<number>(W);
+            for (let j = 0; j < W; j++) tk[j] = tokens[start + j];
+            w.into.push({ row, pos: w.ex.pos, act: r6(w.ex.act), start, tokens: tk, values });
+          }
+          for (let e = 0; e < idx.length; e++) {
+            const list = byLatent.get(idx[e]);
+            const a = act[e];
+            if (!list || !(a > 0) || a === Infinity) continue;
+            const p = (e / s.k) | 0;
+            if (ignored[p]) continue;
+            for (const w of list) if (p >= w.start && p < w.start + W) w.values[p - w.start] = r6(a);
           }
         }
         // Rows were visited in row order: put each list back into its ranking.
         for (const rec of records) {
           rec.top = reorder(rec.top, s.top.sorted(rec.index));
           for (const g of rec.quantiles) g.examples.sort((a, b) => b.act - a.act || a.row - b.row || a.pos - b.pos);
-          const line = Buffer.from(JSON.stringify(rec) + '\n');
+          const line = Buffer.from(recordJson(rec) + '\n');
           offsets.push(offset);
           offset += line.length;
           writeSync(outFd, line);
         }
       }
+      seconds.output += (performance.now() - t1) / 1000;
       fsyncSync(outFd);
       closeSync(outFd);
       renameSync(file + '.partial', file);
@@ -334,6 +358,20 @@ function writeSummary(path: string, s: CoderState, evaluated: number, offsets: n
     offsets,
   };
   writeFileAtomic(path, [JSON.stringify(body)]);
+}
+
+/**
+ * JSON.stringify(rec), with the bulky example arrays joined directly (same text, several times
+ * faster; their entries are finite numbers: ids, and activations filtered to (0, Infinity)).
+ */
+function recordJson(rec: FeatureRecord): string {
+  const ex = (e: ContextExample) =>
+    `{"row":${e.row},"pos":${e.pos},"act":${JSON.stringify(e.act)},"start":${e.start},"tokens":[${e.tokens.join(',')}],"values":[${e.values.join(',')}]}`;
+  const list = (xs: ContextExample[]) => `[${xs.map(ex).join(',')}]`;
+  // Spreading keeps each key in place, so the text equals JSON.stringify(rec).
+  const head = JSON.stringify({ ...rec, top: 0, quantiles: 0 });
+  const q = `[${rec.quantiles.map(({ examples, ...g }) => JSON.stringify({ ...g, examples: 0 }).replace(/"examples":0}$/, `"examples":${list(examples)}}`)).join(',')}]`;
+  return head.replace('"top":0,"quantiles":0', `"top":${list(rec.top)},"quantiles":${q}`);
 }
 
 /** Folds one batch of codes into the statistics and the top-K heaps. */
