@@ -78,10 +78,17 @@ test('train, then features of the run folder with no other argument, then the Ne
   assert.ok(errs.some((e) => /unknown key extra/.test(e)) && errs.some((e) => /missing pos_str/.test(e)) && errs.some((e) => /tokens but/.test(e)), errs.join('\n'));
   assert.equal(Object.keys(batch.features[0]).length, Object.keys(FEATURE_FIELDS).length);
 
-  // A second run replaces the output whole.
+  // --out inside the run folder is refused (saves replace run folders).
+  const inside = capture();
+  assert.equal(await main(['features', run, '--out', join(run, 'features')], inside.io), 2);
+  assert.match(inside.o.err, /inside the run folder/);
+  // A second run replaces the output whole, and removes builds left by killed runs.
+  const stale = join(tmp, 'features', '.default.building-999999999');
+  mkdirSync(stale);
   const again = capture();
   assert.equal(await main(['features', run, '--max_examples', '4', '--out', out, '--top', '3'], again.io), 0, again.o.err);
   assert.equal(readFeaturesIndex(out).rows, 4);
+  assert.ok(!existsSync(stale));
   assert.ok(JSON.parse(readFileSync(join(out, 'h.1', 'features.jsonl'), 'utf-8').split('\n')[0]).top.length <= 3);
 });
 

@@ -8,7 +8,7 @@ import * as core from '@sparsify/core';
 import { FileFormatError, SparseCoder } from '@sparsify/core';
 import * as train from '@sparsify/train';
 import { copyFileSync, existsSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
-import { basename, dirname, join, relative, resolve } from 'node:path';
+import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 
 import type { CliIO } from '../cli.js';
 import { resolveDevice, type DeviceFlag } from '../device.js';
@@ -97,7 +97,8 @@ function dirs(dir: string): string[] {
 
 /** The embedded default's corpus (what `sparsify train` with no arguments trains on). */
 function isEmbeddedDataset(dataset: string): boolean {
-  return resolve(dataset) === resolve(join(train.DEFAULT_ASSETS_DIR, 'tokens.safetensors'));
+  // Also a run trained from another checkout of the repository (its absolute path differs).
+  return resolve(dataset) === resolve(join(train.DEFAULT_ASSETS_DIR, 'tokens.safetensors')) || /[\\/]train[\\/]assets[\\/]default[\\/]tokens\.safetensors$/.test(dataset);
 }
 
 export async function featuresCommand(argv: readonly string[], io: CliIO): Promise<number> {
@@ -117,6 +118,9 @@ export async function featuresCommand(argv: readonly string[], io: CliIO): Promi
   if (!modelSpec) throw new UsageError(`features: no model given and ${codersPath} has no run config.json naming one`);
   if (!datasetSpec) throw new UsageError(`features: no dataset given and ${codersPath} has no run config.json naming one`);
   const out = v<string>('out') ?? join('features', basename(found.runDir ?? resolve(codersPath)));
+  const runRoot = found.runDir ?? resolve(codersPath);
+  if ((resolve(out) + sep).startsWith(runRoot + sep))
+    throw new UsageError(`--out ${out}: inside the run folder ${codersPath}, which training replaces on every save; choose a folder outside it`);
   const device = resolveDevice((v<DeviceFlag>('device') ?? 'auto') as DeviceFlag, (s) => io.stderr.write(s));
 
   const model = await core.loadModel(modelSpec, { device, revision: v<string>('revision') });

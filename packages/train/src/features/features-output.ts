@@ -60,10 +60,25 @@ export function beginFeaturesOutput(out: string): string {
     if (entries.length > 0 && !existsSync(join(dir, FEATURES_INDEX)))
       throw new ConfigError(`--out ${out}: the folder exists and is not a features output (no ${FEATURES_INDEX}); choose another --out`);
   }
-  const building = join(dirname(dir), `.${basename(dir)}.building-${process.pid}`);
-  rmSync(building, { recursive: true, force: true });
-  return building;
+  // Builds left by killed runs (their process is gone) are removed; a live one's is left alone.
+  if (existsSync(dirname(dir)))
+    for (const name of readdirSync(dirname(dir))) {
+      const m = new RegExp(`^\\.${escapeRegExp(basename(dir))}\\.(?:building|previous)-(\\d+)$`).exec(name);
+      if (m && (Number(m[1]) === process.pid || !alive(Number(m[1])))) rmSync(join(dirname(dir), name), { recursive: true, force: true });
+    }
+  return join(dirname(dir), `.${basename(dir)}.building-${process.pid}`);
 }
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+const escapeRegExp = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 /** Swaps the finished build in place of `out`. */
 export function finishFeaturesOutput(building: string, out: string): void {
