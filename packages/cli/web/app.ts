@@ -283,7 +283,7 @@ async function showTraining() {
     main.replaceChildren(el('p', {}, run ? `No metrics.jsonl in ${run}.` : 'No run folder (start the server with --run RUN_DIR).'));
     return;
   }
-  // Keys `<metric>/<hookpoint>` grouped by hookpoint; other numeric keys are run-wide.
+  // Keys ending in `/<hookpoint>` (`fvu/h.0`, `eval/kl/h.0`, ...) grouped by hookpoint; other numeric keys are run-wide.
   const series = new Map<string, [number, number][]>();
   records.forEach((r, j) => {
     const x = typeof r.step === 'number' ? r.step : j;
@@ -293,9 +293,9 @@ async function showTraining() {
     }
   });
   const groups = new Map<string, string[]>();
+  const names = [...new Set(index.hookpoints.flatMap((h) => [h.name, h.hookpoint]))].sort((a, b) => b.length - a.length);
   for (const k of series.keys()) {
-    const slash = k.indexOf('/');
-    const g = slash > 0 ? k.slice(slash + 1) : '(run)';
+    const g = names.find((n) => k.endsWith('/' + n)) ?? (k.includes('/') ? k.slice(k.lastIndexOf('/') + 1) : '(run)');
     if (!groups.has(g)) groups.set(g, []);
     groups.get(g)!.push(k);
   }
