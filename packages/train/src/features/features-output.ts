@@ -10,7 +10,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 
 import { ConfigError, FileFormatError } from '@sparsify/core';
 
-import { SUMMARY_FILE, type FeatureRecord, type FeatureSummaryFile } from './feature-pass.js';
+import { SUMMARY_FILE, type FeatureRecord, type FeatureSummaryFile } from './feature-record.js';
 
 export const FEATURES_INDEX = 'index.json';
 export const FEATURES_FORMAT = 'sparsify-features';

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 
 import { writeFileAtomic } from '@sparsify/core';
 
-import type { ContextExample, FeatureRecord } from './feature-pass.js';
+import type { ContextExample, FeatureRecord } from './feature-record.js';
 import { FeatureFile, readFeaturesIndex, type FeaturesIndex } from './features-output.js';
 import { exportToken, rawVocab } from './token-strings.js';
 
