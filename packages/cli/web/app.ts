@@ -292,6 +292,9 @@ async function showTraining() {
       series.get(k)!.push([x, v]);
     }
   });
+  // Series that stay 0 (auxk before dead latents appear, multi_topk_fvu without Multi-TopK) are left out.
+  const hidden = [...series].filter(([, pts]) => pts.every((p) => p[1] === 0)).map(([k]) => k);
+  for (const k of hidden) series.delete(k);
   const groups = new Map<string, string[]>();
   const names = [...new Set(index.hookpoints.flatMap((h) => [h.name, h.hookpoint]))].sort((a, b) => b.length - a.length);
   for (const k of series.keys()) {
@@ -299,7 +302,7 @@ async function showTraining() {
     if (!groups.has(g)) groups.set(g, []);
     groups.get(g)!.push(k);
   }
-  const parts: Node[] = [el('p', {}, `${run} — ${records.length} records`)];
+  const parts: Node[] = [el('p', {}, `${run} — ${records.length} records${hidden.length ? `; always 0, not drawn: ${hidden.join(', ')}` : ''}`)];
   for (const [g, keys] of [...groups].sort((a, b) => (a[0] === '(run)' ? 1 : b[0] === '(run)' ? -1 : a[0].localeCompare(b[0])))) {
     parts.push(el('h2', {}, g), el('div', { class: 'panels' }, ...keys.map((k) => lineChart(k, series.get(k)!))));
   }
