@@ -103,6 +103,7 @@ describe('view server', () => {
       assert.doesNotMatch(r.body, /outside|"name"/, p);
     }
     assert.equal((await raw('/api/index', { host: 'evil.example:80' })).status, 421);
+    assert.equal((await raw('/files/%zz')).status, 400);
     assert.equal((await raw('/static/app.js')).status, 200);
   });
 });

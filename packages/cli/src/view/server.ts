@@ -3,8 +3,8 @@
  * (packages/cli/web, with app.js compiled from web/app.ts by the repository's `tsc -b`), a JSON
  * API over a features output folder, the training curves of a run folder, and the prompt view,
  * which runs the model and coders through the library. Every file path taken from a URL is
- * resolved inside its root folder (symlinks included) or refused; requests whose Host is not
- * this server's loopback address are refused (DNS rebinding); the page may load nothing from
+ * resolved inside its root folder (symlinks included) or refused; on a loopback address, requests
+ * whose Host is not that address are refused (DNS rebinding); the page may load nothing from
  * another origin (Content-Security-Policy).
  */
 import * as core from '@sparsify/core';
@@ -82,6 +82,7 @@ export async function startViewServer(opts: ViewServerOptions): Promise<ViewServ
   const files = new Map(index.hookpoints.map((h) => [h.name, new train.FeatureFile(dir, h.name)]));
   const runDir = opts.runDir === undefined ? index.run : opts.runDir;
   const host = opts.host ?? '127.0.0.1';
+  const loopback = host === '127.0.0.1' || host === 'localhost' || host === '::1';
   let engine: Promise<PromptEngine> | undefined;
   let queue: Promise<unknown> = Promise.resolve();
   let port = 0;
@@ -123,11 +124,16 @@ export async function startViewServer(opts: ViewServerOptions): Promise<ViewServ
     });
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
-    const allowed = new Set([`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`, `${host}:${port}`]);
-    if (!allowed.has(req.headers.host ?? '')) throw new HttpError(421, 'unexpected Host header');
+    // On loopback, a page from another site that rebinds its name to 127.0.0.1 sends its own Host.
+    const allowed = new Set([`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`]);
+    if (loopback && !allowed.has(req.headers.host ?? '')) throw new HttpError(421, 'unexpected Host header');
     const url = new URL(req.url ?? '/', `http://127.0.0.1:${port}`);
-    const raw = (req.url ?? '/').split('?')[0];
-    const path = decodeURIComponent(raw);
+    let path: string;
+    try {
+      path = decodeURIComponent((req.url ?? '/').split('?')[0]);
+    } catch {
+      throw new HttpError(400, 'malformed URL');
+    }
     if (req.method === 'GET' && (path === '/' || path === '/index.html')) return sendFile(res, join(STATIC_ROOTS[0], 'index.html'));
     if (req.method === 'GET' && path.startsWith('/static/')) {
       const name = path.slice('/static/'.length);
