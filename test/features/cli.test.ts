@@ -129,6 +129,7 @@ test('usage errors exit 2 with a message naming the problem', async () => {
     [['features', join(tmp, 'nope')], /no such folder/],
     [['features', TRANSCODER_DIR, '--top', '0'], /--top: expected an integer >= 1/],
     [['features', TRANSCODER_DIR, '--bogus'], /unknown flag --bogus/],
+    [['features', TRANSCODER_DIR, '--window', '2000'], /--window: at most 1024/],
     [['features', TRANSCODER_DIR], /no model given/],
     [['view', '--port', 'x'], /--port: expected an integer/],
   ];

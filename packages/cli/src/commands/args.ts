@@ -11,8 +11,9 @@ export interface FlagSpec {
   kind: FlagKind;
   help: string;
   choices?: readonly string[];
-  /** Smallest accepted value of an int flag (default 1). */
+  /** Smallest and largest accepted values of an int flag (default 1, none). */
   min?: number;
+  max?: number;
 }
 
 export interface ParsedArgs {
@@ -59,6 +60,7 @@ export function parseFlags(argv: readonly string[], specs: Record<string, FlagSp
       const n = Number(v);
       const min = spec.min ?? 1;
       if (!/^-?\d+$/.test(v) || !Number.isSafeInteger(n) || n < min) throw new UsageError(`--${key}: expected an integer >= ${min}, got ${JSON.stringify(v)}`);
+      if (spec.max !== undefined && n > spec.max) throw new UsageError(`--${key}: at most ${spec.max}, got ${n}`);
       values.set(key, n);
     } else if (spec.kind === 'enum') {
       if (!spec.choices!.includes(v)) throw new UsageError(`--${key}: expected one of ${spec.choices!.join(', ')}, got ${JSON.stringify(v)}`);

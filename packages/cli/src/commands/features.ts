@@ -22,7 +22,7 @@ const SPECS: Record<string, FlagSpec> = {
   top: { kind: 'int', help: 'top activations kept per latent' },
   intervals: { kind: 'int', help: 'interval groups of equal activation width' },
   interval_size: { kind: 'int', help: 'samples per interval group' },
-  window: { kind: 'int', min: 2, help: 'context tokens per example (the whole row when ctx_len is at most this)' },
+  window: { kind: 'int', min: 2, max: 1024, help: 'context tokens per example (the whole row when ctx_len is at most this; Neuronpedia takes up to 1024)' },
   batch_size: { kind: 'int', help: 'rows per model forward' },
   shuffle_seed: { kind: 'int', min: 0, help: 'shuffle the rows with this seed (HF Dataset.shuffle)' },
   split: { kind: 'string', help: 'dataset split' },
