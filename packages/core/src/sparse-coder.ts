@@ -11,6 +11,7 @@
  * after training steps call `await coder.syncToHost()` first (saveToDisk does it). skip_connection
  * (W_skip) and multi_topk work on cuda too. Not on cuda: returnPreActs. Never run on a GPU yet.
  */
+import { allocating, checkCoderSize, coderParamBytes } from './size-limits.js';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -125,7 +126,9 @@ export class SparseCoder implements Disposable {
     const full = sparseCoderConfig(cfg);
     const device = checkDevice(opts.device, full);
     const M = numLatentsOf(full, dIn);
-    const enc = initEncoderWeight(M, dIn, opts.seed ?? 0);
+    const size = { numLatents: M, dIn, skipConnection: full.skipConnection };
+    checkCoderSize(size, 'SparseCoder.create');
+    const enc = allocating(coderParamBytes(size), 'SparseCoder.create', () => initEncoderWeight(M, dIn, opts.seed ?? 0));
     const t = new Map<CoderParamName, Tensor>();
     t.set('encoder.weight', Tensor.from(enc, [M, dIn]));
     t.set('encoder.bias', Tensor.zeros([M]));
