@@ -8,6 +8,7 @@ import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { lockRunFolder, type RunLock } from './run-lock.js';
+import { removeStaleTemps } from './stale-temps.js';
 
 /** True when `dir` (or a save in progress beside it) holds anything. */
 export function holdsRun(dir: string): boolean {
@@ -27,6 +28,7 @@ export function checkRunName(name: string): void {
 
 export function claimRunFolder(dir: string, opts: { resume: boolean; overwrite?: boolean }): RunLock {
   const lock = lockRunFolder(dir);
+  removeStaleTemps(dir);
   try {
     if (!opts.resume && holdsRun(dir)) {
       if (!opts.overwrite)

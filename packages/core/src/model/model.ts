@@ -4,6 +4,9 @@
  * capture and splicing. Module names are transformers' names relative to the base model, which
  * is how sparsify names hookpoints (`h.0.mlp`, `layers.3`, `embed_tokens`, ...).
  */
+import { MappedFiles } from './mapped-files.js';
+import { assertRegularFile } from '../regular-file.js';
+import { jsonErrorSummary } from '../json-error.js';
 import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -12,7 +15,7 @@ import { resolveLocalOrHub } from '../hub.js';
 import { cudaProbe, native, nativePath } from '../native.js';
 import { Tensor, type DType, type Device } from '../tensor.js';
 import { parseModelConfig, type ModelFamily, type NativeSpec } from './config.js';
-import { loadWeights } from './weights.js';
+import { checkpointIndex, loadWeights } from './weights.js';
 
 /** Files fetched from the hub for a model (config, weights, tokenizer). */
 export const MODEL_FILE_PATTERNS: readonly string[] = [
@@ -110,6 +113,7 @@ export class LanguageModel implements Disposable {
   /** The GPU copy (cudaModelCreate) when device is 'cuda'. */
   #cuda: object | undefined;
   #tensors: Tensor[];
+  #mapped: MappedFiles | undefined;
   #modules: NativeModule[];
   #byName: Map<string, NativeModule>;
 
@@ -124,7 +128,9 @@ export class LanguageModel implements Disposable {
     handle: { forward: Function; modules: () => NativeModule[]; dispose: () => void };
     tensors: Tensor[];
     cuda?: object;
+    mapped?: MappedFiles;
   }) {
+    this.#mapped = args.mapped;
     this.config = args.config;
     this.architecture = args.architecture;
     this.family = args.family;
@@ -186,6 +192,9 @@ export class LanguageModel implements Disposable {
     if (!(tokens instanceof Tensor)) throw new DTypeError('forward: tokens must be an int32 Tensor [batch, seq]');
     if (tokens.dtype !== 'int32') throw new DTypeError(`forward: tokens must be int32, got ${tokens.dtype}`);
     if (tokens.shape.length !== 2) throw new ShapeError(`forward: tokens must be [batch, seq], got [${tokens.shape.join(', ')}]`);
+    if (!this.#cuda) this.#mapped?.check();
+    if (opts.hookpoints !== undefined && !Array.isArray(opts.hookpoints))
+      throw new ValueError(`forward: hookpoints must be an array of module names, got ${JSON.stringify(opts.hookpoints)}${typeof opts.hookpoints === 'string' ? ` (use [${JSON.stringify(opts.hookpoints)}])` : ''}`);
     const hookpoints = [...(opts.hookpoints ?? [])];
     for (const name of hookpoints) this.#module(name);
     const wantLogits = opts.logits ?? hookpoints.length === 0;
@@ -232,6 +241,8 @@ export class LanguageModel implements Disposable {
     this.#cuda = undefined;
     this.#native.dispose();
     this.#native = undefined;
+    this.#mapped?.close();
+    this.#mapped = undefined;
     for (const t of this.#tensors) t.dispose();
     this.#tensors = [];
   }
@@ -293,10 +304,11 @@ export async function loadModel(pathOrRepo: string, opts: LoadModelOptions = {})
   const cfgPath = join(dir, 'config.json');
   if (!existsSync(cfgPath)) throw new FileFormatError(`${dir}: has no config.json`);
   let config: Record<string, unknown>;
+  assertRegularFile(cfgPath, 'a model config');
   try {
     config = JSON.parse(readFileSync(cfgPath, 'utf-8'));
   } catch (e) {
-    throw new ConfigError(`${cfgPath}: not valid JSON (${(e as Error).message})`);
+    throw new ConfigError(`${cfgPath}: ${jsonErrorSummary(e)}`);
   }
   const parsed = parseModelConfig(config);
   const { weights, tensors, dtype } = await loadWeights(dir, parsed, opts.dtype);
@@ -331,7 +343,8 @@ export async function loadModel(pathOrRepo: string, opts: LoadModelOptions = {})
       throw e;
     }
   }
-  return new LanguageModel({ config, architecture: parsed.architecture, family: parsed.family, spec, path: dir, dtype, handle, tensors, cuda });
+  const mapped = new MappedFiles(checkpointIndex(dir).values());
+  return new LanguageModel({ config, architecture: parsed.architecture, family: parsed.family, spec, path: dir, dtype, handle, tensors, cuda, mapped });
 }
 
 /** 'auto' -> 'cuda' when the loaded addon is the CUDA build and sees a device; checks 'cuda' up front. */
