@@ -41,7 +41,8 @@ export async function columnsOf(path: string, format: FileFormat, args: Record<s
 function unreadable(e: unknown, path: string, format: FileFormat): unknown {
   if (e instanceof SparsifyError) return e;
   const code = (e as NodeJS.ErrnoException)?.code;
-  return new DatasetError(`${path}: not a readable ${format} file (${typeof code === 'string' ? code : 'corrupt or truncated'})`);
+  const name = { parquet: 'Parquet', arrow: 'Arrow', json: 'JSON', text: 'text' }[format];
+  return new DatasetError(`${path} is not a readable ${name} file (${typeof code === 'string' ? code : 'corrupt or truncated'})`);
 }
 
 async function columnsOfFile(path: string, format: FileFormat, args: Record<string, DataArgValue>): Promise<string[]> {
@@ -54,9 +55,7 @@ async function columnsOfFile(path: string, format: FileFormat, args: Record<stri
     }
     case 'parquet': {
       const { parquetMetadataAsync, parquetSchema, asyncBufferFromFile } = await import('hyparquet');
-      const meta = await parquetMetadataAsync(await asyncBufferFromFile(path)).catch((e: Error) => {
-        throw new DatasetError(`${path} is not a readable Parquet file: ${e.message}`);
-      });
+      const meta = await parquetMetadataAsync(await asyncBufferFromFile(path));
       return parquetSchema(meta).children.map((c) => c.element.name);
     }
     case 'arrow': {
