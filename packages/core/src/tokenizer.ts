@@ -65,7 +65,7 @@ function readJson(path: string): Record<string, unknown> {
     if (!v || typeof v !== 'object' || Array.isArray(v)) throw new Error('not a JSON object');
     return v as Record<string, unknown>;
   } catch (e) {
-    throw new FileFormatError(`${path} : ${jsonErrorSummary(e)}`);
+    throw new FileFormatError(`${path} is not valid JSON (${jsonErrorSummary(e)})`);
   }
 }
 

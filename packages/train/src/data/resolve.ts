@@ -55,7 +55,7 @@ function readJson(path: string): Record<string, unknown> {
   try {
     return JSON.parse(readFileSync(path, 'utf-8')) as Record<string, unknown>;
   } catch (e) {
-    throw new DatasetError(`${path} : ${jsonErrorSummary(e)}`);
+    throw new DatasetError(`${path} is not valid JSON (${jsonErrorSummary(e)})`);
   }
 }
 

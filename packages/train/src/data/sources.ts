@@ -166,7 +166,7 @@ async function* jsonRecords(path: string, args: Record<string, DataArgValue>): A
     try {
       v = JSON.parse(readWhole(path));
     } catch (e) {
-      throw new DatasetError(`${path} : ${jsonErrorSummary(e)}`);
+      throw new DatasetError(`${path} is not valid JSON (${jsonErrorSummary(e)})`);
     }
     if (args.field !== undefined) v = (v as Record<string, unknown>)[String(args.field)];
     if (!Array.isArray(v)) throw new DatasetError(`${path}: expected a JSON array of records${args.field !== undefined ? ` under field '${String(args.field)}'` : ''}`);
