@@ -4,6 +4,7 @@
  * capture and splicing. Module names are transformers' names relative to the base model, which
  * is how sparsify names hookpoints (`h.0.mlp`, `layers.3`, `embed_tokens`, ...).
  */
+import { joinRows, scratchBytesPerToken, sequencesPerCall } from './forward-chunks.js';
 import { MappedFiles } from './mapped-files.js';
 import { assertRegularFile } from '../regular-file.js';
 import { jsonErrorSummary } from '../json-error.js';
@@ -213,6 +214,11 @@ export class LanguageModel implements Disposable {
         splice.push([name, t.handle]);
       }
     }
+    if (!this.#cuda && splice.length === 0) {
+      const [B, T] = tokens.shape;
+      const n = sequencesPerCall(scratchBytesPerToken(this.spec), T);
+      if (B > n) return this.#forwardInChunks(tokens, opts, n);
+    }
     const request = { outputs: hookpoints, inputs, splice, logits: wantLogits };
     let r;
     if (this.#cuda) {
@@ -231,6 +237,32 @@ export class LanguageModel implements Disposable {
     const out: ForwardOutput = { captured: wrap(r.outputs, hookpoints), layersRun: r.layersRun };
     if (opts.captureInputs) out.capturedInputs = wrap(r.inputs, inputs);
     if (r.logits) out.logits = new Tensor(r.logits);
+    return out;
+  }
+
+  /** A batch too large for the scratch budget: whole sequences, `n` per native call (forward-chunks.ts). */
+  async #forwardInChunks(tokens: Tensor, opts: ForwardOptions, n: number): Promise<ForwardOutput> {
+    const [B, T] = tokens.shape;
+    const ids = tokens.toInt32Array();
+    const parts: ForwardOutput[] = [];
+    try {
+      for (let b = 0; b < B; b += n) {
+        const chunk = Tensor.from(ids.subarray(b * T, Math.min(B, b + n) * T), [Math.min(B, b + n) - b, T]);
+        try {
+          parts.push(await this.forward(chunk, opts));
+        } finally {
+          chunk.dispose();
+        }
+      }
+    } catch (e) {
+      for (const p of parts) for (const t of [...p.captured.values(), ...(p.capturedInputs?.values() ?? []), ...(p.logits ? [p.logits] : [])]) t.dispose();
+      throw e;
+    }
+    const join = (pick: (p: ForwardOutput) => Map<string, Tensor>) =>
+      new Map([...pick(parts[0]).keys()].map((k) => [k, joinRows(parts.map((p) => pick(p).get(k)!))]));
+    const out: ForwardOutput = { captured: join((p) => p.captured), layersRun: parts[parts.length - 1].layersRun };
+    if (opts.captureInputs) out.capturedInputs = join((p) => p.capturedInputs!);
+    if (parts[0].logits) out.logits = joinRows(parts.map((p) => p.logits!));
     return out;
   }
 
