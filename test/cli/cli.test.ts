@@ -104,7 +104,8 @@ test('sparsify train <model> <dataset>: a local JSON-lines text dataset, tokeniz
     const cfg = JSON.parse(readFileSync(join(dir, 'text', 'config.json'), 'utf-8'));
     assert.equal(cfg.optimizer, 'signum');
     assert.deepEqual(cfg.hookpoints, ['h.1']);
-    assert.ok(existsSync(join(dir, 'text', 'train_iterate', 'h.1', 'sae.safetensors')));
+    assert.ok(existsSync(join(dir, 'text', 'h.1', 'train_iterate', 'sae.safetensors')), 'the training iterate lives inside the coder folder');
+    assert.ok(!existsSync(join(dir, 'text', 'train_iterate')), 'only coder folders at the top level (Python load_many)');
     const bad = capture();
     assert.equal(await main(['train', DEFAULT_ASSETS_DIR, join(DEFAULT_ASSETS_DIR, 'corpus.jsonl'), '--text_column', 'nope', '--save_dir', dir], bad.io), 1);
     assert.match(bad.o.err, /no column 'nope'/);

@@ -226,3 +226,19 @@ test('temp files of a killed tokenizer run are removed; live ones kept', async (
     else process.env.SPARSIFY_CACHE = prev;
   }
 });
+
+test('signum runs: only coder folders at the top level; a run in the earlier train_iterate/ layout resumes and moves over', async () => {
+  const save = tmp();
+  const args = ['train', '--max_examples', '16', '--batch_size', '4', '--save_dir', save, '--run_name', 's', '--optimizer', 'signum'];
+  assert.equal((await run(args)).code, 0);
+  const runDir = join(save, 's');
+  const top = readdirSync(runDir, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name).sort();
+  assert.deepEqual(top, ['h.0', 'h.1'], 'every top-level folder is a coder (Python load_many loads them all)');
+  // The layout of earlier versions: {run}/train_iterate/{name}/.
+  const { renameSync } = await import('node:fs');
+  mkdirSync(join(runDir, 'train_iterate'));
+  for (const h of ['h.0', 'h.1']) renameSync(join(runDir, h, 'train_iterate'), join(runDir, 'train_iterate', h));
+  const r = await run([...args, '--resume']);
+  assert.equal(r.code, 0, r.err);
+  assert.ok(!existsSync(join(runDir, 'train_iterate')) && existsSync(join(runDir, 'h.0', 'train_iterate', 'sae.safetensors')));
+});

@@ -25,6 +25,7 @@ import { checkCounters, checkOptimizerState, checkResumeConfig, readTrainerState
 import { claimRunFolder } from './run-claim.js';
 import { recoverRunFolder, replaceRunFolder, STATE_FILE } from './run-folder.js';
 import type { RunLock } from './run-lock.js';
+import { TRAIN_ITERATE, dropLegacyTrainIterate, trainIterateDir } from './train-iterate.js';
 import { checkDatasetShape, checkExcludeTokens, checkSizes, withHookpointContext } from './trainer-checks.js';
 import { currentK, defaultLr, initialK, linearWarmupDecay } from './schedules.js';
 import { loadStateDict, saveStateDict } from './state-dict-io.js';
@@ -353,8 +354,7 @@ export class Trainer extends EventEmitter {
     const counters = loadInt64Safetensors(countersFile);
     for (const e of this.coders) {
       // Schedule-free runs keep the training iterate (y) apart from the saved average (x).
-      const yDir = join(dir, 'train_iterate', e.name);
-      const src = existsSync(join(yDir, 'sae.safetensors')) ? yDir : join(dir, e.name);
+      const src = trainIterateDir(dir, e.name) ?? join(dir, e.name);
       const coder: CoderLike = await maybe(SparseCoder.loadFromDisk(src, { device: this.device }));
       this.checkCompatible(coder, this.widths.get(e.hook)!, src);
       e.coder.dispose?.();
@@ -393,7 +393,7 @@ export class Trainer extends EventEmitter {
           await maybe(opt.eval());
           await maybe(e.coder.saveToDisk(join(tmp, e.name)));
           await maybe(opt.train());
-          await maybe(e.coder.saveToDisk(join(tmp, 'train_iterate', e.name)));
+          await maybe(e.coder.saveToDisk(join(tmp, e.name, TRAIN_ITERATE)));
         } else {
           await maybe(e.coder.saveToDisk(join(tmp, e.name)));
         }
@@ -421,6 +421,7 @@ export class Trainer extends EventEmitter {
       };
       core.writeFileAtomic(join(tmp, STATE_FILE), [pyJson(state)]);
     });
+    if (isSignum) dropLegacyTrainIterate(dir);
     this.opts.onSave?.(dir, this.optStep);
     this.emit('save', dir, this.optStep);
   }
