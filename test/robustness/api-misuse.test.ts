@@ -55,6 +55,9 @@ test('trainer: a dataset with a NaN length, NaN activations name the hookpoint a
   const m = await loadModel(DEFAULT_ASSETS_DIR);
   const rows = () => new Int32Array(0);
   assert.throws(() => new Trainer(trainConfig({ batchSize: 1 }), { length: NaN, ctxLen: 8, rows }, m, { save: false }), /dataset.length must be a non-negative integer, got NaN/);
+  // A batch whose activations cannot fit is refused before any row is read.
+  const huge = new Trainer(trainConfig({ batchSize: 1_000_000 }), { length: 10_000_000, ctxLen: 2000, rows }, m, { save: false });
+  await assert.rejects(huge.init(), (e: Error) => e instanceof ConfigError && /--batch_size 1000000 x --ctx_len 2000: one batch's activations need/.test(e.message));
   assert.throws(() => trainConfig({ hookpoints: 'h.1' as never }), (e: Error) => e instanceof ConfigError && /hookpoints must be a list of strings/.test(e.message));
 
   // A model whose weights hold NaN.

@@ -8,7 +8,7 @@
 import * as core from '@sparsify/core';
 import { ConfigError, SparsifyError, readCoderConfig, readSafetensorsHeader, numLatentsOf } from '@sparsify/core';
 import * as train from '@sparsify/train';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { resolveDevice, type DeviceFlag } from './device.js';
@@ -72,6 +72,10 @@ export async function main(argv: readonly string[], io: CliIO = defaultIO()): Pr
     }
     if (e instanceof SparsifyError) {
       io.stderr.write(`sparsify: error: ${e.message}\n`);
+      return 1;
+    }
+    if (e instanceof RangeError && /array length|allocation failed|out of memory/i.test(e.message)) {
+      io.stderr.write(`sparsify: error: out of memory (${e.message}); use smaller --batch_size, --ctx_len or coders\n`);
       return 1;
     }
     const sys = describeSystemError(e);
@@ -186,7 +190,7 @@ async function infoCommand(argv: readonly string[], io: CliIO): Promise<number> 
   const statePath = join(root, train.STATE_FILE);
   if (existsSync(statePath)) {
     try {
-      const s = JSON.parse(readFileSync(statePath, 'utf-8'));
+      const s = train.readJsonFile(statePath, 'the trainer state') as Record<string, unknown>;
       io.stdout.write(`\ntraining state: ${s.step} optimizer steps, ${s.global_step} batches, ${s.tokens} tokens, optimizer ${s.optimizer}\n`);
     } catch {
       io.stdout.write(`\ntraining state: ${statePath} is unreadable\n`);

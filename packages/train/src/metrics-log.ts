@@ -3,7 +3,7 @@
  * checkpoint's step, so steps done after the last save by a killed process (and a line torn by
  * the kill) are not repeated when the resumed run logs them again.
  */
-import { writeFileAtomic } from '@sparsify/core';
+import { assertRegularFile, writeFileAtomic } from '@sparsify/core';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -13,6 +13,7 @@ export const METRICS_FILE = 'metrics.jsonl';
 export function truncateMetrics(runDir: string, step: number): number {
   const file = join(runDir, METRICS_FILE);
   if (!existsSync(file)) return 0;
+  assertRegularFile(file, 'the metrics log');
   const lines = readFileSync(file, 'utf-8').split('\n').filter((l) => l.length > 0);
   const kept = lines.filter((line) => {
     try {

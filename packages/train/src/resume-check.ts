@@ -3,7 +3,7 @@
  * validated (errors name the file and the field), and the run's settings must equal the saved
  * `config.json` except for the few that do not change what is trained (RESUME_MAY_CHANGE).
  */
-import { ConfigError, FileFormatError, Tensor } from '@sparsify/core';
+import { assertRegularFile, ConfigError, FileFormatError, Tensor } from '@sparsify/core';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -39,6 +39,7 @@ export interface TrainerState {
 
 /** Parses a JSON file; the error names the file and the position, never the content. */
 export function readJsonFile(path: string, what: string): unknown {
+  assertRegularFile(path, what);
   let text: string;
   try {
     text = readFileSync(path, 'utf-8');

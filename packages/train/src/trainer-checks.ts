@@ -2,7 +2,8 @@
  * Checks the trainer makes before it allocates or trains, each naming the flag or field at
  * fault (ConfigError: exit code 2 in the CLI), and the context added to errors of a step.
  */
-import { checkCoderSize, ConfigError, numLatentsOf, SparsifyError, ValueError, type SparseCoderConfig } from '@sparsify/core';
+import { checkCoderSize, ConfigError, formatBytes, MAX_TENSOR_ELEMENTS, numLatentsOf, SparsifyError, ValueError, type SparseCoderConfig } from '@sparsify/core';
+import { totalmem } from 'node:os';
 
 /** A dataset needs a whole, positive length and ctxLen and a rows() method. */
 export function checkDatasetShape(dataset: { length: unknown; ctxLen: unknown; rows: unknown } | undefined): void {
@@ -44,4 +45,14 @@ export async function withHookpointContext<T>(name: string, fn: () => Promise<T>
     if (e instanceof SparsifyError && !e.message.startsWith('hookpoint ')) e.message = `hookpoint '${name}'${model ? ` of ${model}` : ''}: ${e.message}`;
     throw e;
   }
+}
+
+/** One batch's tokens and captured activations must fit (checked before the first batch is read). */
+export function checkBatchSize(batchSize: number, ctxLen: number, widths: readonly number[]): void {
+  const tokens = batchSize * ctxLen;
+  if (tokens > MAX_TENSOR_ELEMENTS)
+    throw new ConfigError(`--batch_size ${batchSize} x --ctx_len ${ctxLen} = ${tokens} tokens per batch, more than the limit of ${MAX_TENSOR_ELEMENTS}`);
+  const bytes = widths.reduce((a, w) => a + 4 * tokens * w, 0);
+  if (bytes > totalmem())
+    throw new ConfigError(`--batch_size ${batchSize} x --ctx_len ${ctxLen}: one batch's activations need ${formatBytes(bytes)}, more than this machine's ${formatBytes(totalmem())}; use a smaller --batch_size`);
 }
