@@ -78,3 +78,17 @@ for (const name of MODELS) {
     }
   });
 }
+
+test('the shared prefix (spliced forwards resumed above the hookpoint block) changes no number', async () => {
+  const model = await loadModel(join(FX, 'model', 'models', 'llama'));
+  const coders = new Map([
+    ['layers.1', await SparseCoder.loadFromDisk(join(FX, 'eval', 'llama', 'sae', 'layers.0'))],
+    ['layers.1.mlp', await SparseCoder.loadFromDisk(join(FX, 'eval', 'llama', 'transcoder', 'layers.1.mlp'))],
+  ]);
+  const a = await evaluate(model, coders, dataset, { batchSize: 2, excludeTokens: [7] });
+  const b = await evaluate(model, coders, dataset, { batchSize: 2, excludeTokens: [7], sharedPrefix: false });
+  const strip = (r: EvalReport) => ({ ...r, elapsed_s: 0, tokens_per_s: 0 });
+  assert.deepEqual(strip(a), strip(b));
+  for (const c of coders.values()) c.dispose();
+  model.dispose();
+});

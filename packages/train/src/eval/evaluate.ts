@@ -23,11 +23,21 @@ export interface EvalModel {
   readonly config: Readonly<Record<string, unknown>>;
   readonly path?: string;
   readonly maxPositions?: number;
+  readonly device?: string;
   hookpoints(): { name: string; width: number }[];
   inputWidth(name: string): number;
+  /** With layerNames: lets the spliced forwards resume above the shared prefix. */
+  layerOf?(name: string): number;
+  layerNames?(): string[];
   forward(
     tokens: Tensor,
-    opts: { hookpoints?: readonly string[]; captureInputs?: boolean; logits?: boolean; splice?: Map<string, Tensor> },
+    opts: {
+      hookpoints?: readonly string[];
+      captureInputs?: boolean;
+      logits?: boolean;
+      splice?: Map<string, Tensor>;
+      resume?: { layer: number; hidden: Tensor };
+    },
   ): Promise<{ captured: Map<string, Tensor>; capturedInputs?: Map<string, Tensor>; logits?: Tensor }>;
 }
 
@@ -57,6 +67,8 @@ export interface EvaluateOptions {
   /** Recorded in the report's `model` / `dataset` fields. */
   modelName?: string;
   datasetName?: string;
+  /** Run the spliced forwards from the captured residual stream above the shared prefix (default true). */
+  sharedPrefix?: boolean;
   /** Called after every batch. */
   onProgress?: (p: { rows: number; totalRows: number; tokens: number; elapsedSec: number }) => void;
 }
@@ -198,6 +210,15 @@ export async function evaluate(
   // "All at once" splices one coder per hookpoint: the first one given for it.
   const allSlots = order.map((h) => slots.find((s) => s.hook === h)!);
   const anyTranscoder = slots.some((s) => s.coder.cfg.transcode);
+  // Shared prefix: the clean forward captures the residual stream entering each hookpoint's
+  // decoder block, and the spliced/ablated forwards resume there. The GPU forward has the same
+  // option but evaluate uses it on the CPU forward only (the GPU path has not been run yet).
+  const canResume = opts.sharedPrefix !== false && model.device !== 'cuda' && !!model.layerOf && !!model.layerNames;
+  const layerOf = (h: string) => (canResume ? model.layerOf!(h) : -1);
+  const blocks = canResume ? model.layerNames!() : [];
+  const resumeLayers = [...new Set(hooks.map(layerOf).filter((l) => l >= 0))];
+  const blockHooks = resumeLayers.map((l) => blocks[l]);
+  const firstLayer = Math.min(...hooks.map(layerOf));
 
   const batches = async (fn: (tokens: Int32Array, rows: number, keep: Uint8Array) => Promise<void>) => {
     for (let lo = 0; lo < totalRows; lo += B) {
@@ -237,14 +258,23 @@ export async function evaluate(
     const tok = Tensor.from(ids, [rows, T]);
     const owned: Tensor[] = [tok];
     try {
-      const clean = await model.forward(tok, { hookpoints: hooks, captureInputs: anyTranscoder, logits: true });
+      const clean = await model.forward(tok, {
+        hookpoints: [...new Set([...hooks, ...blockHooks])],
+        captureInputs: anyTranscoder || blockHooks.length > 0,
+        logits: true,
+      });
+      // layer -> the residual stream entering that block
+      const resumeAt = (layer: number) => {
+        const hidden = layer >= 0 ? clean.capturedInputs?.get(blocks[layer]) : undefined;
+        return hidden ? { layer, hidden } : undefined;
+      };
       const logitsT = clean.logits!;
       const V = logitsT.shape[2];
       const ref = new CleanLogits((await onHost(logitsT)).toFloat32Array(), ids, keep, rows, T, V);
       logitsT.dispose();
       ceClean.add(ref.crossEntropy());
-      const scoreRun = async (splice: Map<string, Tensor>) => {
-        const r = await model.forward(tok, { splice, logits: true });
+      const scoreRun = async (splice: Map<string, Tensor>, layer: number) => {
+        const r = await model.forward(tok, { splice, logits: true, resume: resumeAt(layer) });
         const lg = await onHost(r.logits!);
         const s = ref.score(lg.toFloat32Array());
         r.logits!.dispose();
@@ -267,13 +297,13 @@ export async function evaluate(
           for (let i = 0; i < meanRows.length; i++) meanRows[i] = s.mean[i % s.coder.dIn];
           const meanT = Tensor.from(meanRows, [N, s.coder.dIn]);
           owned.push(zeros, meanT);
-          const sp = await scoreRun(new Map([[s.hook, recons.get(s)!]]));
+          const sp = await scoreRun(new Map([[s.hook, recons.get(s)!]]), layerOf(s.hook));
           s.ce.spliced.add(sp.ce);
           s.kl.spliced.add(sp.kl);
-          const z = await scoreRun(new Map([[s.hook, zeros]]));
+          const z = await scoreRun(new Map([[s.hook, zeros]]), layerOf(s.hook));
           s.ce.zero.add(z.ce);
           s.kl.zero.add(z.kl);
-          const m = await scoreRun(new Map([[s.hook, meanT]]));
+          const m = await scoreRun(new Map([[s.hook, meanT]]), layerOf(s.hook));
           s.ce.meanAbl.add(m.ce);
           s.kl.meanAbl.add(m.kl);
         }
@@ -284,7 +314,7 @@ export async function evaluate(
             splice.set(s.hook, recons.get(s)!);
             continue;
           }
-          const up = await model.forward(tok, { hookpoints: [s.hook], captureInputs: s.coder.cfg.transcode, splice, logits: false });
+          const up = await model.forward(tok, { hookpoints: [s.hook], captureInputs: s.coder.cfg.transcode, splice, logits: false, resume: resumeAt(firstLayer) });
           try {
             const x = s.coder.cfg.transcode ? await onHost(up.capturedInputs!.get(s.hook)!) : await onHost(up.captured.get(s.hook)!);
             const r = await reconstruct(s.coder, x);
@@ -296,12 +326,12 @@ export async function evaluate(
         }
         // One coder: "all" is that coder's own splice, scored above.
         if (allSlots.length > 1) {
-          const sp = await scoreRun(splice);
+          const sp = await scoreRun(splice, firstLayer);
           all.ceSpliced.add(sp.ce);
           all.klSpliced.add(sp.kl);
           const zeroAll = new Map(allSlots.map((s) => [s.hook, Tensor.zeros([N, s.coder.dIn])]));
           owned.push(...zeroAll.values());
-          const z = await scoreRun(zeroAll);
+          const z = await scoreRun(zeroAll, firstLayer);
           all.ceZero.add(z.ce);
           all.klZero.add(z.kl);
         }
