@@ -6,10 +6,10 @@
  *
  *   node --conditions=sparsify-source --import tsx bench/eval.ts [--small] [--rows 16] [--ctx 128] [--batch 4] [--threads 2]
  *   SPARSIFY_BENCH_PYTHON: a python with torch and transformers (default: python3 if it has them)
- * Prints a markdown section (tokens/s of both, and the shared-prefix gain).
+ * Prints a markdown section (tokens/s of both, and the shared-prefix gain) and writes bench/out/eval.{md,json}.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,12 +17,12 @@ import { fileURLToPath } from 'node:url';
 import { SparseCoder, loadModel, setNumThreads } from '@sparsify/core';
 import { DEFAULT_ASSETS_DIR, evaluate } from '@sparsify/train';
 import { makeGpt2Checkpoint } from './lib/gpt2-checkpoint.js';
-import { loadLine, machineLine } from './lib/machine.js';
+import { benchThreads, loadLine, machineLine } from './lib/machine.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
 const arg = (k: string, d: number) => (args.includes(k) ? Number(args[args.indexOf(k) + 1]) : d);
-const ROWS = arg('--rows', 16), CTX = arg('--ctx', 128), BATCH = arg('--batch', 4), THREADS = arg('--threads', 2);
+const ROWS = arg('--rows', 16), CTX = arg('--ctx', 128), BATCH = arg('--batch', 4), THREADS = arg('--threads', benchThreads());
 const small = args.includes('--small');
 
 setNumThreads(THREADS);
@@ -80,6 +80,13 @@ if (ref) {
   const d = Math.max(Math.abs(ref.ce_clean - ours.ce_loss_clean), ...hooks.map((h) => Math.abs(ref!.ce_spliced[h] - ours.hookpoints[h].ce_loss_spliced)));
   lines.push(`Same numbers: max |CE difference| between the two = ${d.toExponential(2)} (clean and spliced).`, '');
 }
-console.log(lines.join('\n'));
+const section = lines.join('\n');
+console.log(section);
+mkdirSync(join(here, 'out'), { recursive: true });
+writeFileSync(join(here, 'out', 'eval.md'), section + '\n');
+writeFileSync(
+  join(here, 'out', 'eval.json'),
+  JSON.stringify({ rows: ROWS, ctx: CTX, batch: BATCH, threads: THREADS, hooks, seconds: ours.elapsed_s, secondsNoPrefix: noPrefix.elapsed_s, reference: ref ?? null }, null, 2),
+);
 for (const c of coders.values()) c.dispose();
 model.dispose();
