@@ -8,8 +8,11 @@ import { SparsifyError } from '@sparsify/core';
 import {
   CODER_FIELDS,
   DEFAULT_RUN_FIELDS,
+  DEFAULT_EVAL_TRAIN_FLAGS,
   DEFAULT_TRAIN_CONFIG,
+  EVAL_TRAIN_FIELDS,
   RUN_FIELDS,
+  type EvalTrainFlags,
   TRAIN_FIELDS,
   type FieldSpec,
   type RunConfigInit,
@@ -22,7 +25,7 @@ export class UsageError extends SparsifyError {
 }
 
 export interface CliFlag extends FieldSpec {
-  group: 'sae' | 'train' | 'run' | 'cli';
+  group: 'sae' | 'train' | 'run' | 'cli' | 'eval';
   default: unknown;
 }
 
@@ -54,6 +57,7 @@ export const FLAGS: readonly CliFlag[] = [
   })),
   ...TRAIN_FIELDS.map((f) => ({ ...f, group: 'train' as const, default: (DEFAULT_TRAIN_CONFIG as Record<string, unknown>)[f.field] })),
   ...CODER_FIELDS.map((f) => ({ ...f, group: 'sae' as const, default: (DEFAULT_SPARSE_CODER_CONFIG as Record<string, unknown>)[f.field] })),
+  ...EVAL_TRAIN_FIELDS.map((f) => ({ ...f, group: 'eval' as const, default: (DEFAULT_EVAL_TRAIN_FLAGS as Record<string, unknown>)[f.field] })),
   ...CLI_ONLY,
 ];
 
@@ -67,6 +71,8 @@ export interface ParsedTrainArgs {
   device: 'auto' | 'cpu' | 'cuda';
   /** --overwrite: a fresh run may replace an existing run folder. */
   overwrite: boolean;
+  /** --eval_every / --eval_examples / --best_metric as given. */
+  evaluation: Partial<EvalTrainFlags>;
   /** snake_case keys given explicitly (so callers can tell defaults from choices). */
   given: Set<string>;
   help: boolean;
@@ -267,9 +273,11 @@ export function parseTrainArgs(argv: readonly string[]): ParsedTrainArgs {
   const sae: Record<string, unknown> = {};
   let device: 'auto' | 'cpu' | 'cuda' = 'auto';
   let overwrite = false;
+  const evaluation: Record<string, unknown> = {};
   for (const [key, v] of values) {
     const f = BY_KEY.get(key)!;
     if (f.group === 'sae') sae[f.field] = v;
+    else if (f.group === 'eval') evaluation[f.field] = v;
     else if (f.key === 'overwrite') overwrite = v as boolean;
     else if (f.group === 'cli') device = v as 'auto' | 'cpu' | 'cuda';
     else (init as Record<string, unknown>)[f.field] = v;
@@ -277,7 +285,7 @@ export function parseTrainArgs(argv: readonly string[]): ParsedTrainArgs {
   if (Object.keys(sae).length) init.sae = sae;
   if (positionals[0] !== undefined) init.model = positionals[0];
   if (positionals[1] !== undefined) init.dataset = positionals[1];
-  return { model: positionals[0], dataset: positionals[1], init, device, overwrite, given, help };
+  return { model: positionals[0], dataset: positionals[1], init, device, overwrite, evaluation, given, help };
 }
 
 function fmtDefault(f: CliFlag): string {
@@ -325,6 +333,7 @@ export function trainHelp(): string {
     ['sae', 'sparse coder options'],
     ['train', 'training options'],
     ['run', 'data and model options'],
+    ['eval', 'evaluation options (coders spliced into the model; see sparsify eval)'],
     ['cli', 'command-line options'],
   ];
   for (const [g, title] of groups) {
