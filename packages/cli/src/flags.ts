@@ -262,12 +262,11 @@ export function parseTrainArgs(argv: readonly string[]): ParsedTrainArgs {
     );
   }
   if (positionals.length > 2) {
-    const mistyped = positionals.slice(2).find((p) => afterBool.has(p)) ?? positionals.find((p) => afterBool.has(p));
-    if (mistyped !== undefined)
-      throw new UsageError(`--${afterBool.get(mistyped)}: expected true or false, got ${JSON.stringify(mistyped)} (or too many positional arguments)`);
+    // A word after a boolean flag that is not true/false became a positional: say so.
+    const mistyped = positionals.find((p) => afterBool.has(p));
+    const hint = mistyped === undefined ? '' : `; --${afterBool.get(mistyped)} takes true or false, not ${JSON.stringify(mistyped)}`;
+    throw new UsageError(`too many positional arguments: ${positionals.slice(2).map((p) => JSON.stringify(p)).join(' ')} (expected [model] [dataset])${hint}`);
   }
-  if (positionals.length > 2)
-    throw new UsageError(`too many positional arguments: ${positionals.slice(2).map((p) => JSON.stringify(p)).join(' ')} (expected [model] [dataset])`);
 
   const init: RunConfigInit = {};
   const sae: Record<string, unknown> = {};
