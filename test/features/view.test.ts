@@ -49,7 +49,8 @@ before(async () => {
   const tsc = spawnSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-b', join(ROOT, 'packages', 'cli', 'web')], { encoding: 'utf-8' });
   assert.equal(tsc.status, 0, tsc.stdout + tsc.stderr);
   const c = capture();
-  assert.equal(await main(['train', '--max_examples', '16', '--save_dir', join(tmp, 'checkpoints'), '--run_name', 'default'], c.io), 0, c.o.err);
+  // With evaluations during training, so metrics.jsonl also holds eval/<coder>/<field> records.
+  assert.equal(await main(['train', '--max_examples', '16', '--save_dir', join(tmp, 'checkpoints'), '--run_name', 'default', '--eval_every', '1', '--eval_examples', '4'], c.io), 0, c.o.err);
   out = join(tmp, 'features', 'default');
   assert.equal(await main(['features', join(tmp, 'checkpoints', 'default'), '--max_examples', '8', '--out', out], c.io), 0, c.o.err);
   // A hostile token string: the page must show it as text.
@@ -176,8 +177,10 @@ describe('the page in headless chromium', { skip: existsSync(CHROMIUM) ? false :
       assert.match(await page.locator('#feature-title').textContent() ?? '', new RegExp(`latent ${latent}\\b`));
       // Training curves of the run.
       await page.click('#nav-training');
-      await page.waitForSelector('#training svg path');
+      await page.waitForSelector('#training svg path', { state: 'attached' });
       assert.ok((await page.locator('#training h2').allTextContents()).includes('h.0'));
+      const charts = await page.locator('#training h3').allTextContents();
+      assert.ok(charts.includes('fvu/h.0') && charts.some((t) => t.startsWith('eval/h.0/')), charts.join(', '));
       await page.screenshot({ path: join(ARTIFACTS, 'feature-browser-training.png') });
       assert.ok(existsSync(join(ARTIFACTS, 'feature-browser-feature.png')));
     } finally {

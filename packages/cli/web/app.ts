@@ -283,7 +283,7 @@ async function showTraining() {
     main.replaceChildren(el('p', {}, run ? `No metrics.jsonl in ${run}.` : 'No run folder (start the server with --run RUN_DIR).'));
     return;
   }
-  // Keys ending in `/<hookpoint>` (`fvu/h.0`, `eval/kl/h.0`, ...) grouped by hookpoint; other numeric keys are run-wide.
+  // Keys naming a coder as a path part (`fvu/h.0`, `eval/h.0/kl_div`) grouped by coder, `eval/all/*` apart; other numeric keys are run-wide.
   const series = new Map<string, [number, number][]>();
   records.forEach((r, j) => {
     const x = typeof r.step === 'number' ? r.step : j;
@@ -298,12 +298,15 @@ async function showTraining() {
   const groups = new Map<string, string[]>();
   const names = [...new Set(index.hookpoints.flatMap((h) => [h.name, h.hookpoint]))].sort((a, b) => b.length - a.length);
   for (const k of series.keys()) {
-    const g = names.find((n) => k.endsWith('/' + n)) ?? (k.includes('/') ? k.slice(k.lastIndexOf('/') + 1) : '(run)');
+    const g = names.find((n) => `/${k}/`.includes(`/${n}/`)) ?? (k.startsWith('eval/all/') ? 'all coders' : '(run)');
     if (!groups.has(g)) groups.set(g, []);
     groups.get(g)!.push(k);
   }
   const parts: Node[] = [el('p', {}, `${run} — ${records.length} records${hidden.length ? `; always 0, not drawn: ${hidden.join(', ')}` : ''}`)];
-  for (const [g, keys] of [...groups].sort((a, b) => (a[0] === '(run)' ? 1 : b[0] === '(run)' ? -1 : a[0].localeCompare(b[0])))) {
+  // Coders in the output's order, then all coders at once, then the run-wide fields.
+  const order = index.hookpoints.map((h) => h.name);
+  const rank = (g: string) => (g === '(run)' ? 1e9 : g === 'all coders' ? 1e8 : order.includes(g) ? order.indexOf(g) : 1e7);
+  for (const [g, keys] of [...groups].sort((a, b) => rank(a[0]) - rank(b[0]) || a[0].localeCompare(b[0]))) {
     parts.push(el('h2', {}, g), el('div', { class: 'panels' }, ...keys.map((k) => lineChart(k, series.get(k)!))));
   }
   main.replaceChildren(el('div', { id: 'training' }, ...parts));

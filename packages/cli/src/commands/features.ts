@@ -89,7 +89,8 @@ function findCoders(path: string): Coders {
 
 function dirs(dir: string): string[] {
   try {
-    return core.naturalSort(readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name));
+    // best/ (save_best copies) and a coder's train_iterate/ are not coders of the run.
+    return core.naturalSort(readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory() && !e.name.startsWith('.') && e.name !== 'best' && e.name !== 'train_iterate').map((e) => e.name));
   } catch {
     return [];
   }
