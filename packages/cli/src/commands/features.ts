@@ -123,54 +123,32 @@ export async function featuresCommand(argv: readonly string[], io: CliIO): Promi
   if ((resolve(out) + sep).startsWith(runRoot + sep))
     throw new UsageError(`--out ${out}: inside the run folder ${codersPath}, which training replaces on every save; choose a folder outside it`);
   const device = resolveDevice((v<DeviceFlag>('device') ?? 'auto') as DeviceFlag, (s) => io.stderr.write(s));
-
+  const building = train.beginFeaturesOutput(out);
   const model = await core.loadModel(modelSpec, { device, revision: v<string>('revision') });
-  const coders = [];
-  for (const e of found.entries) coders.push({ name: e.name, hookpoint: e.hookpoint, coder: await SparseCoder.loadFromDisk(e.dir, { device }) });
-  const tokenizer = existsSync(join(model.path, 'tokenizer.json')) ? await core.loadTokenizer(model.path) : undefined;
-  const shuffleSeed = v<number>('shuffle_seed') ?? null;
-  let dataset: train.TokenDatasetLike;
-  if (isEmbeddedDataset(datasetSpec)) {
-    dataset = train.embeddedDataset({ split: v<string>('split') === 'heldout' ? 'heldout' : 'train', shuffleSeed, maxExamples: v<number>('max_examples') });
-  } else {
-    dataset = await train.openTokenDataset(datasetSpec, {
-      tokenizer,
-      ctxLen: v<number>('ctx_len') ?? (typeof cfg.ctx_len === 'number' ? cfg.ctx_len : 2048),
-      split: v<string>('split') ?? (typeof cfg.split === 'string' ? cfg.split : 'train'),
-      textColumn: v<string>('text_column') ?? (typeof cfg.text_column === 'string' ? cfg.text_column : 'text'),
-      shuffleSeed,
-      maxExamples: v<number>('max_examples'),
-      vocabSize: model.vocabSize,
-      maxPositions: model.maxPositions,
-    });
-  }
-  const ignoreTokens =
-    v<boolean>('ignore_special') === false || !tokenizer
-      ? []
-      : [...new Set([tokenizer.bosTokenId, tokenizer.eosTokenId, tokenizer.tokenToId('<pad>'), tokenizer.tokenToId('[PAD]')].filter((x): x is number => typeof x === 'number'))];
+  const coders: { name: string; hookpoint: string; coder: SparseCoder }[] = [];
   let unembedding: core.Unembedding | undefined;
   try {
-    unembedding = core.readUnembedding(model.path, model.config as Record<string, unknown>);
-  } catch (e) {
-    io.stderr.write(`sparsify: no logit effects: ${(e as Error).message}\n`);
-  }
-  const settings = {
-    top: v<number>('top') ?? 20,
-    intervals: v<number>('intervals') ?? 5,
-    interval_size: v<number>('interval_size') ?? 5,
-    histogram_bins: 50,
-    logit_rows: 10,
-    window: v<number>('window') ?? 64,
-    seed: 0,
-    shuffle_seed: shuffleSeed,
-  };
-  const building = train.beginFeaturesOutput(out);
-  io.stderr.write(
-    `sparsify: features of ${coders.length} coder(s) (${coders.map((c) => c.name).join(', ')}) over ${dataset.length} rows of ${dataset.ctxLen} tokens; writing ${out}\n`,
-  );
-  const started = Date.now();
-  let lastPct = -1;
-  try {
+    for (const e of found.entries) coders.push({ name: e.name, hookpoint: e.hookpoint, coder: await SparseCoder.loadFromDisk(e.dir, { device }) });
+    unembedding = readUnembeddingOrSay(model, io);
+    const tokenizer = existsSync(join(model.path, 'tokenizer.json')) ? await core.loadTokenizer(model.path) : undefined;
+    const shuffleSeed = v<number>('shuffle_seed') ?? null;
+    const dataset = await openFeaturesDataset(datasetSpec, cfg, args.values, model, tokenizer, shuffleSeed);
+    const ignoreTokens = v<boolean>('ignore_special') === false || !tokenizer ? [] : specialTokens(tokenizer);
+    const settings: train.FeaturesIndex['settings'] = {
+      top: v<number>('top') ?? 20,
+      intervals: v<number>('intervals') ?? 5,
+      interval_size: v<number>('interval_size') ?? 5,
+      histogram_bins: 50,
+      logit_rows: 10,
+      window: v<number>('window') ?? 64,
+      seed: 0,
+      shuffle_seed: shuffleSeed,
+    };
+    io.stderr.write(
+      `sparsify: features of ${coders.length} coder(s) (${coders.map((c) => c.name).join(', ')}) over ${dataset.length} rows of ${dataset.ctxLen} tokens; writing ${out}\n`,
+    );
+    const started = Date.now();
+    let lastTenth = -1;
     const summary = await train.runFeaturePass(coders, model, dataset, building, {
       top: settings.top,
       intervals: settings.intervals,
@@ -181,17 +159,15 @@ export async function featuresCommand(argv: readonly string[], io: CliIO): Promi
       unembedding,
       scratchDir: join(building, '.scratch'),
       onProgress: (done, total) => {
-        const pct = Math.floor((done / total) * 10);
-        if (pct !== lastPct) io.stderr.write(`sparsify: ${done}/${total} rows\n`);
-        lastPct = pct;
+        const tenth = Math.floor((done / total) * 10);
+        if (tenth !== lastTenth) io.stderr.write(`sparsify: ${done}/${total} rows\n`);
+        lastTenth = tenth;
       },
     });
     const vocabSize = Math.max(model.vocabSize, tokenizer?.vocabSize ?? 0);
     core.writeFileAtomic(join(building, 'vocab.json'), [JSON.stringify(train.displayVocab(tokenizer, vocabSize))]);
-    if (tokenizer) {
-      copyFileSync(join(model.path, 'tokenizer.json'), join(building, 'tokenizer.json'));
-      if (existsSync(join(model.path, 'tokenizer_config.json'))) copyFileSync(join(model.path, 'tokenizer_config.json'), join(building, 'tokenizer_config.json'));
-    }
+    if (tokenizer)
+      for (const f of ['tokenizer.json', 'tokenizer_config.json']) if (existsSync(join(model.path, f))) copyFileSync(join(model.path, f), join(building, f));
     const index: train.FeaturesIndex = {
       format: train.FEATURES_FORMAT,
       version: 1,
@@ -225,9 +201,8 @@ export async function featuresCommand(argv: readonly string[], io: CliIO): Promi
     };
     core.writeFileAtomic(join(building, train.FEATURES_INDEX), [JSON.stringify(index, null, 2) + '\n']);
     train.finishFeaturesOutput(building, out);
-    const sec = (Date.now() - started) / 1000;
     io.stdout.write(
-      `features: ${summary.positions.toLocaleString('en-US')} tokens (${summary.tokens.toLocaleString('en-US')} evaluated) in ${sec.toFixed(1)} s; ` +
+      `features: ${summary.positions.toLocaleString('en-US')} tokens (${summary.tokens.toLocaleString('en-US')} evaluated) in ${((Date.now() - started) / 1000).toFixed(1)} s; ` +
         summary.coders.map((c) => `${c.name}: ${c.numLatents - c.dead}/${c.numLatents} latents fire`).join(', ') +
         `\nwrote ${out}  (view it: sparsify view ${relative(process.cwd(), resolve(out)) || '.'})\n`,
     );
@@ -245,4 +220,46 @@ export async function featuresCommand(argv: readonly string[], io: CliIO): Promi
     io.stdout.write(`neuronpedia: ${r.features} features in ${r.files.length} batch file(s) under ${np}\n`);
   }
   return 0;
+}
+
+/** The dataset rows: the embedded corpus for the embedded default run, else as `sparsify train` opens datasets. */
+async function openFeaturesDataset(
+  spec: string,
+  cfg: Record<string, unknown>,
+  values: Map<string, unknown>,
+  model: core.LanguageModel,
+  tokenizer: core.Tokenizer | undefined,
+  shuffleSeed: number | null,
+): Promise<train.TokenDatasetLike> {
+  const v = <T>(k: string) => values.get(k) as T | undefined;
+  const maxExamples = v<number>('max_examples');
+  if (isEmbeddedDataset(spec)) return train.embeddedDataset({ split: v<string>('split') === 'heldout' ? 'heldout' : 'train', shuffleSeed, maxExamples });
+  const str = (k: string) => (typeof cfg[k] === 'string' ? (cfg[k] as string) : undefined);
+  return train.openTokenDataset(spec, {
+    tokenizer,
+    ctxLen: v<number>('ctx_len') ?? (typeof cfg.ctx_len === 'number' ? cfg.ctx_len : 2048),
+    split: v<string>('split') ?? str('split') ?? 'train',
+    textColumn: v<string>('text_column') ?? str('text_column') ?? 'text',
+    dataArgs: str('data_args'),
+    revision: str('revision'),
+    shuffleSeed,
+    maxExamples,
+    vocabSize: model.vocabSize,
+    maxPositions: model.maxPositions,
+  });
+}
+
+/** BOS, EOS and pad ids of a tokenizer (what SAEDashboard leaves out). */
+function specialTokens(tokenizer: core.Tokenizer): number[] {
+  const ids = [tokenizer.bosTokenId, tokenizer.eosTokenId, tokenizer.tokenToId('<pad>'), tokenizer.tokenToId('[PAD]'), tokenizer.tokenToId('<|pad|>')];
+  return [...new Set(ids.filter((x): x is number => typeof x === 'number'))];
+}
+
+function readUnembeddingOrSay(model: core.LanguageModel, io: CliIO): core.Unembedding | undefined {
+  try {
+    return core.readUnembedding(model.path, model.config as Record<string, unknown>);
+  } catch (e) {
+    io.stderr.write(`sparsify: no logit effects: ${(e as Error).message}\n`);
+    return undefined;
+  }
 }
