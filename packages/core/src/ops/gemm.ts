@@ -25,9 +25,45 @@ export async function matmulReference(a: Tensor, b: Tensor, opts: MatmulOptions 
   return new Tensor(await native().matmulReference(a.handle, b.handle, nativeOpts(opts)));
 }
 
-/** Which CPU GEMM kernels are in use: 'avx2' (AVX2+FMA+F16C) or 'portable'. */
+/**
+ * Which CPU GEMM kernels are in use: 'avx512' (AVX-512F), 'avx2' (AVX2+FMA+F16C) or 'portable'. The best
+ * the CPU runs unless `SPARSIFY_GEMM=avx512|avx2|portable` names one; when that names a set the CPU cannot
+ * run, this (and every matmul) throws a ValueError saying so.
+ */
 export function gemmKernelName(): string {
   return native().gemmKernelName();
+}
+
+/** The GEMM kernel sets this CPU can run, best first (always ends with 'portable'). */
+export function gemmAvailableKernels(): string[] {
+  return native().gemmAvailableKernels();
+}
+
+/**
+ * Pins the GEMM kernel set for the whole process ('auto': back to `SPARSIFY_GEMM` / the automatic
+ * choice); returns the kernel name now in use. ValueError when the CPU cannot run it. For tests and benchmarks.
+ */
+export function gemmForceKernels(name: 'auto' | 'avx512' | 'avx2' | 'portable'): string {
+  return native().gemmForceKernels(name);
+}
+
+/** The kernel set in use, its register tile, the cache blocking and the cache sizes (bytes) it came from. */
+export interface GemmInfo {
+  kernels: string;
+  mr: number;
+  nr: number;
+  mc: number;
+  kc: number;
+  nc: number;
+  l1d: number;
+  l2: number;
+  l3: number;
+  /** Where the cache sizes were read: 'sysfs', 'cpuid', or 'default' (neither readable). */
+  cacheSource: string;
+}
+
+export function gemmInfo(): GemmInfo {
+  return native().gemmInfo();
 }
 
 /** Pins the portable kernels (true) or returns to the automatic choice (false); returns the kernel name now in use. */
