@@ -3,6 +3,7 @@
  *   sparsify train [model] [dataset] [--flags]   train sparse coders (see `sparsify train --help`)
  *   sparsify hookpoints <model>                  list a model's hookpoint names and widths
  *   sparsify info <checkpoint dir>               list the sparse coders in a folder
+ *   sparsify info --native                       the native addon and the CPU kernels it runs
  * Exit codes: 0 ok, 1 runtime error, 2 usage error, 130 interrupted (checkpoint saved).
  */
 import * as core from '@sparsify/core';
@@ -12,6 +13,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { resolveDevice, type DeviceFlag } from './device.js';
+import { checkGemmEnv, nativeInfoText } from './native-info.js';
 import { parseTrainArgs, trainHelp, UsageError } from './flags.js';
 import { Progress, formatDuration, type Output } from './progress.js';
 
@@ -39,6 +41,7 @@ commands:
   train [model] [dataset] [--flags]   train sparse autoencoders / transcoders (sparsify train --help)
   hookpoints <model> [--device d]     list the hookpoint names and widths of a model (d: auto, cpu, cuda)
   info <dir>                          list the sparse coders in a checkpoint folder
+  info --native                       the native addon, threads and CPU GEMM kernels in use
 `;
 
 export async function main(argv: readonly string[], io: CliIO = defaultIO()): Promise<number> {
@@ -46,8 +49,10 @@ export async function main(argv: readonly string[], io: CliIO = defaultIO()): Pr
   try {
     switch (cmd) {
       case 'train':
+        checkGemmEnv();
         return await trainCommand(rest, io);
       case 'hookpoints':
+        checkGemmEnv();
         return await hookpointsCommand(rest, io);
       case 'info':
         return infoCommand(rest, io);
@@ -141,7 +146,12 @@ function listAllDirs(dir: string): string[] {
 
 function infoCommand(argv: readonly string[], io: CliIO): number {
   if (argv.includes('--help') || argv.includes('-h')) {
-    io.stdout.write('usage: sparsify info <checkpoint dir>\n');
+    io.stdout.write('usage: sparsify info <checkpoint dir>\n       sparsify info --native\n');
+    return 0;
+  }
+  if (argv.includes('--native')) {
+    if (argv.length !== 1) throw new UsageError('info --native: takes no other arguments');
+    io.stdout.write(nativeInfoText());
     return 0;
   }
   const { positional } = simpleArgs(argv, 'info');

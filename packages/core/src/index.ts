@@ -15,6 +15,7 @@ export {
   gemmForceKernels,
   gemmAvailableKernels,
   gemmInfo,
+  gemmSummary,
   matmulPacked,
 } from './ops/gemm.js';
 export type { GemmInfo, MatmulOptions, MatmulPackedOptions } from './ops/gemm.js';

@@ -66,6 +66,18 @@ export function gemmInfo(): GemmInfo {
   return native().gemmInfo();
 }
 
+const sizeText = (bytes: number) => (bytes >= 1 << 20 && bytes % (1 << 20) === 0 ? `${bytes >> 20} MiB` : `${Math.round(bytes / 1024)} KiB`);
+
+/** One line for logs and benchmark headers, e.g. `avx512 (tile 12x32; MC 288, KC 768, NC 4096; L1d 32 KiB, L2 1 MiB, L3 32 MiB from sysfs)`. */
+export function gemmSummary(): string {
+  const g = gemmInfo();
+  const l3 = g.l3 > 0 ? `, L3 ${sizeText(g.l3)}` : '';
+  return (
+    `${g.kernels} (tile ${g.mr}x${g.nr}; MC ${g.mc}, KC ${g.kc}, NC ${g.nc}; ` +
+    `L1d ${sizeText(g.l1d)}, L2 ${sizeText(g.l2)}${l3} from ${g.cacheSource})`
+  );
+}
+
 /** Pins the portable kernels (true) or returns to the automatic choice (false); returns the kernel name now in use. */
 export function gemmForcePortable(on: boolean): string {
   return native().gemmForcePortable(on);
