@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
-import { Tensor, matmul, numThreads, setNumThreads, gemmKernelName } from '@sparsify/core';
+import { Tensor, matmul, numThreads, setNumThreads, gemmInfo, gemmKernelName, gemmSummary } from '@sparsify/core';
 
 import { benchThreads, loadLine, median } from './lib/machine.js';
 
@@ -214,7 +214,7 @@ async function main(): Promise<void> {
       'run by run (ours f32, reference, ours bf16, repeated)'
     : '(no reference found)';
   lines.push(
-    `Our \`matmul\` (kernels: \`${gemmKernelName()}\`, ${threads} threads) ${vs}. ` +
+    `Our \`matmul\` (kernels: ${gemmSummary()}, ${threads} threads) ${vs}. ` +
       `GFLOP/s = 2·M·N·K / median time of ${reps} runs after ${warmup} warm-up` +
       (refLibrary ? '; the last column compares the fastest run of each side. ' : '. ') +
       `Load average at start: ${startLoad}.`,
@@ -238,7 +238,7 @@ async function main(): Promise<void> {
   writeFileSync(join(outDir, 'gemm.md'), md + '\n');
   writeFileSync(
     join(outDir, 'gemm.json'),
-    JSON.stringify({ threads, reps, warmup, kernels: gemmKernelName(), reference: refLibrary ?? null, refNote, startLoad, rows }, null, 2) + '\n',
+    JSON.stringify({ threads, reps, warmup, kernels: gemmKernelName(), gemm: gemmInfo(), reference: refLibrary ?? null, refNote, startLoad, rows }, null, 2) + '\n',
   );
 }
 

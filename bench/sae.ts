@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { createOptimizer, nativePath, Rng, setNumThreads, SparseCoder, Tensor } from '@sparsify/core';
+import { kernelsLine } from './lib/machine.js';
 
 const args = process.argv.slice(2);
 const arg = (name: string, dflt: string) => {
@@ -82,6 +83,7 @@ for (const s of SHAPES) {
 const fmt = (v: number) => Math.round(v).toLocaleString('en-US');
 const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}x`;
 let md = `## Sparse coder throughput (tokens/s, ${threads} threads, median of ${reps})\n\n`;
+md += `${kernelsLine()}.\n\n`;
 md += `addon: \`${nativePath()}\`; 1-min load average ${loadStart.toFixed(1)} at start, ${loadavg()[0].toFixed(1)} at end (2-core machine shared with other jobs: numbers are pessimistic).\n\n`;
 md += 'Train step = forwardBackward (decoder renormalisation, encode, decode, losses, backward) + signum optimizer step (projection, update, zero grads); sparsify = baselines.md (torch 2.13 CPU, same shapes, 2 threads).\n\n';
 md += '| d_in | latents | k | tokens | encode (sparsify) | decode | forward (sparsify) | train step signum (sparsify) | train step AuxK 10% dead (sparsify) |\n';
