@@ -29,7 +29,9 @@ export class PyServer {
   }
 
   private async reply(): Promise<Record<string, unknown>> {
-    const r = await this.lines.next();
+    let r = await this.lines.next();
+    // Libraries may print notices on stdout at import; replies are the JSON object lines.
+    while (!r.done && !r.value.startsWith('{')) r = await this.lines.next();
     if (r.done) throw new Error(`reference exited: ${this.stderr.trim().split('\n').slice(-3).join(' | ')}`);
     const msg = JSON.parse(r.value) as Record<string, unknown>;
     if (typeof msg.error === 'string') throw new Error(msg.error);
