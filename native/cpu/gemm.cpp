@@ -24,6 +24,7 @@
 #include "core/parallel.h"
 #include "cpu/cache_info.h"
 #include "cpu/gemm_internal.h"
+#include "cpu/isa.h"
 
 namespace sparsify {
 namespace gemm_detail {
@@ -360,6 +361,13 @@ void set_blocking(int64_t mc, int64_t kc, int64_t nc) {
 using namespace gemm_detail;
 
 const char* gemm_kernel_name() { return kernels().name; }
+
+Isa active_isa() {
+  const Kernels* k = &kernels();
+  if (k == avx512_kernels()) return Isa::Avx512;
+  if (k == avx2_kernels()) return Isa::Avx2;
+  return Isa::Portable;
+}
 
 void gemm_force_portable(bool on) { g_forced.store(on ? &portable_kernels() : nullptr); }
 
