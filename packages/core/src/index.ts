@@ -9,8 +9,16 @@ export * from './hub.js';
 export * from './natsort.js';
 export * from './checkpoint.js';
 export * from './tokenizer.js';
-export { gemmKernelName, gemmForcePortable, matmulPacked } from './ops/gemm.js';
-export type { MatmulOptions, MatmulPackedOptions } from './ops/gemm.js';
+export {
+  gemmKernelName,
+  gemmForcePortable,
+  gemmForceKernels,
+  gemmAvailableKernels,
+  gemmInfo,
+  gemmSummary,
+  matmulPacked,
+} from './ops/gemm.js';
+export type { GemmInfo, MatmulOptions, MatmulPackedOptions } from './ops/gemm.js';
 export * from './sparse-coder.js';
 export { cudaUsable, requireCuda } from './cuda-coder.js';
 export * from './optim/index.js';
