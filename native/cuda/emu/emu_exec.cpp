@@ -61,7 +61,9 @@ char* stack_top(int i) {
     mprotect(p, PAGE, PROT_NONE);  // overflow guard
     g_stacks.push_back(static_cast<char*>(p));
   }
-  return g_stacks[size_t(i)] + PAGE + STACK_BYTES;
+  // Staggered tops: stacks a multiple of the page size apart would put every fiber's hot frames
+  // in the same L1 sets.
+  return g_stacks[size_t(i)] + PAGE + STACK_BYTES - size_t(i % 32) * 128;
 }
 
 char* dyn_region_end() {
@@ -326,6 +328,7 @@ void collective(const char* what, CompleteFn complete, int scope, unsigned mask,
                    what, c->what);
   } else {
     c = new Collective{what, complete, scope, id, mask, {}, scope == 0 ? __builtin_popcount(mask) : 128};
+    c->members.reserve(size_t(c->expected));
     r.open.push_back(c);
   }
   t->coll = c;

@@ -1,5 +1,6 @@
 // Fibers for the emulated CUDA threads: a hand-written context switch (x86-64 System V: the
-// callee-saved registers, MXCSR and the x87 control word) and a ucontext-free stack set-up.
+// callee-saved general registers; MXCSR and the x87 control word are left alone — no CUDA thread
+// changes them, and ldmxcsr/fldcw would dominate the switch) and a ucontext-free stack set-up.
 #include "emu_internal.h"
 
 #if !defined(__x86_64__)
@@ -17,14 +18,8 @@ spx_emu_switch:
   pushq %r13
   pushq %r14
   pushq %r15
-  subq $8, %rsp
-  stmxcsr (%rsp)
-  fnstcw 4(%rsp)
   movq %rsp, (%rdi)
   movq %rsi, %rsp
-  ldmxcsr (%rsp)
-  fldcw 4(%rsp)
-  addq $8, %rsp
   popq %r15
   popq %r14
   popq %r13
@@ -48,8 +43,8 @@ extern "C" void spx_emu_fiber_start();
 
 namespace spx_emu {
 
-// Builds the frame spx_emu_switch pops: control words, r15..r12 (r13 = entry, r12 = arg), rbx,
-// rbp, and the return address spx_emu_fiber_start.
+// Builds the frame spx_emu_switch pops: r15..r12 (r13 = entry, r12 = arg), rbx, rbp, and the
+// return address spx_emu_fiber_start.
 void* fiber_init(void* stack_top, void (*entry)(void*), void* arg) {
   auto* sp = reinterpret_cast<uint64_t*>(reinterpret_cast<uintptr_t>(stack_top) & ~uintptr_t(15));
   *--sp = 0;  // keeps the start routine's stack 16-byte aligned after the final ret
@@ -60,11 +55,6 @@ void* fiber_init(void* stack_top, void (*entry)(void*), void* arg) {
   *--sp = reinterpret_cast<uint64_t>(entry);    // r13
   *--sp = 0;                                    // r14
   *--sp = 0;                                    // r15
-  uint32_t mxcsr;
-  uint16_t fpucw;
-  asm volatile("stmxcsr %0" : "=m"(mxcsr));
-  asm volatile("fnstcw %0" : "=m"(fpucw));
-  *--sp = uint64_t(mxcsr) | (uint64_t(fpucw) << 32);
   return sp;
 }
 
