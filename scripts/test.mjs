@@ -52,16 +52,22 @@ function runFiles(files, env = process.env) {
   return r.status ?? 1;
 }
 
-function runOnEmulator(files) {
+function runOnEmulator(files, withSm80 = true) {
   const b = spawnSync(process.execPath, [join(root, 'scripts', 'build-native.mjs'), '--cuda-emu'], { cwd: root, stdio: 'inherit' });
   if (b.status !== 0) return b.status ?? 1;
   const addon = join(root, 'native', 'build-cuda-emu', 'Release', 'sparsify.node');
-  console.log(`[sparsify] the CUDA suites on the emulated CUDA device (${relative(root, addon)})`);
-  return runFiles(files, { ...process.env, SPARSIFY_NATIVE: addon });
+  console.log(`[sparsify] the CUDA suites on the emulated CUDA device (sm_90: the wgmma paths; ${relative(root, addon)})`);
+  const sm90 = runFiles(files, { ...process.env, SPARSIFY_NATIVE: addon });
+  // The kernel parity suites once more on an sm_80 device, where the mma.sync paths run.
+  if (!withSm80) return sm90;
+  console.log('[sparsify] the kernel parity suites on the emulated sm_80 device (the mma.sync paths)');
+  const sm80Files = ['parity', 'gemm-path', 'sae-train'].map((n) => join('test', 'cuda', `${n}.test.ts`));
+  const sm80 = runFiles(sm80Files, { ...process.env, SPARSIFY_NATIVE: addon, SPARSIFY_CUDA_EMU_ARCH: 'sm_80' });
+  return sm90 || sm80;
 }
 
 const args = process.argv.slice(2);
-if (args[0] === '--emu') process.exit(runOnEmulator(args.length > 1 ? args.slice(1) : emuSuites()));
+if (args[0] === '--emu') process.exit(args.length > 1 ? runOnEmulator(args.slice(1), false) : runOnEmulator(emuSuites()));
 
 const files = args.length > 0 ? args : collect(join(root, 'test'), []);
 if (files.length === 0) {
