@@ -43,6 +43,11 @@ struct Run {
   std::string msg;
   int barrier_arrived = 0;
   std::vector<Collective*> open;
+  std::vector<Collective*> spare;  // finished collectives, reused (no allocation per shuffle)
+  ~Run() {
+    for (Collective* c : open) delete c;
+    for (Collective* c : spare) delete c;
+  }
 };
 Run* g_run = nullptr;
 pthread_t g_kernel_os_thread;  // the OS thread running g_run
@@ -212,7 +217,7 @@ void run_block() {
     spx_emu_switch(&r.sched_sp, t.sp);
     g_thread = nullptr;
   }
-  for (Collective* c : r.open) delete c;
+  r.spare.insert(r.spare.end(), r.open.begin(), r.open.end());
   r.open.clear();
 }
 
@@ -327,8 +332,20 @@ void collective(const char* what, CompleteFn complete, int scope, unsigned mask,
       kernel_fault(cudaErrorLaunchFailure, "lane %d of warp %d reaches %s while other lanes wait in %s", t->lane, t->warp,
                    what, c->what);
   } else {
-    c = new Collective{what, complete, scope, id, mask, {}, scope == 0 ? __builtin_popcount(mask) : 128};
-    c->members.reserve(size_t(c->expected));
+    if (r.spare.empty()) {
+      c = new Collective{};
+      c->members.reserve(128);
+    } else {
+      c = r.spare.back();
+      r.spare.pop_back();
+      c->members.clear();
+    }
+    c->what = what;
+    c->complete = complete;
+    c->scope = scope;
+    c->scope_id = id;
+    c->mask = mask;
+    c->expected = scope == 0 ? __builtin_popcount(mask) : 128;
     r.open.push_back(c);
   }
   t->coll = c;
@@ -343,7 +360,7 @@ void collective(const char* what, CompleteFn complete, int scope, unsigned mask,
       m->coll = nullptr;
       if (m != t) make_ready(m);
     }
-    delete c;
+    r.spare.push_back(c);
     return;
   }
   t->state = ThreadState::InCollective;
