@@ -11,6 +11,7 @@ import type { SparseCoderConfig } from './config.js';
 import { DeviceError, ShapeError } from './errors.js';
 import { native, nativePath, type NativeAddon } from './native.js';
 import type { Tensor } from './tensor.js';
+import { requireSelfTest } from './cuda-self-test.js';
 
 /** The loaded addon when it is the CUDA build and sees a device; a DeviceError naming `what` otherwise. */
 export function requireCuda(what: string): NativeAddon {
@@ -29,10 +30,11 @@ export function requireCuda(what: string): NativeAddon {
     e.code = 'ERR_SPARSIFY_CUDA_UNAVAILABLE';
     throw e;
   }
+  requireSelfTest(n, what);
   return n;
 }
 
-/** True when `device: 'cuda'` would work in this process (CUDA build loaded and a device seen). */
+/** True when `device: 'cuda'` would work in this process (CUDA build loaded, a device seen, self-test passed). */
 export function cudaUsable(): boolean {
   try {
     requireCuda('cudaUsable');
