@@ -176,5 +176,25 @@ function readdirSafe(p) {
 export function inRoot(rootDir, cwd, argv, env, opts = {}) {
   // Resolved with the host's PATH: `env` is the root's.
   const chroot = spawnSync('sh', ['-c', 'command -v chroot'], { encoding: 'utf8' }).stdout.trim() || '/usr/sbin/chroot';
-  return run(chroot, [rootDir, '/bin/sh', '-c', 'cd "$0" && exec "$@"', cwd, ...argv], { env, ...opts });
+  return run(chroot, [rootDir, '/bin/sh', '-c', 'cd "$0" && exec "$@"', cwd, ...argv], { env, timeout: 3_600_000, killSignal: 'SIGKILL', ...opts });
+}
+
+/**
+ * Gives the root the host's CA bundle (hosts behind a TLS-inspecting proxy need it to reach the
+ * npm registry); returns its path inside the root, or undefined when the host has none.
+ */
+export function trustHostCertificates(rootDir) {
+  const bundle = [process.env.NODE_EXTRA_CA_CERTS, process.env.SSL_CERT_FILE, '/etc/ssl/certs/ca-certificates.crt'].find((f) => f && existsSync(f));
+  if (!bundle) return undefined;
+  mkdirSync(join(rootDir, 'etc', 'ssl', 'certs'), { recursive: true });
+  copyFileSync(bundle, join(rootDir, 'etc', 'ssl', 'certs', 'ca-certificates.crt'));
+  return '/etc/ssl/certs/ca-certificates.crt';
+}
+
+/** Removes a root folder, refusing while anything is still mounted below it. */
+export function removeRoot(dir) {
+  const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4]).filter(Boolean);
+  const busy = mounts.filter((m) => m === dir || m.startsWith(`${dir}/`));
+  if (busy.length) throw new Error(`not removing ${dir}: still mounted: ${busy.join(', ')}`);
+  rmSync(dir, { recursive: true, force: true });
 }
