@@ -1,5 +1,5 @@
 // The GPU transformer forward (see model_forward.h). The structure of resident_forward is a copy
-// of model::forward (native/src/model/forward.cpp) with host loops replaced by kernels on one
+// of model::forward (native/cpu/model_forward.cpp) with host loops replaced by kernels on one
 // stream: same module order, same capture points (a stream-ordered device copy where the CPU
 // forward memcpys), same splice points (a stream-ordered overwrite), same early stop after the
 // deepest needed block. Keep the two in step when either changes.
@@ -7,12 +7,12 @@
 #include <cmath>
 #include <cstring>
 
-#include "common.cuh"
-#include "convert.cuh"
-#include "cuda_context.h"
-#include "device_ops.h"
-#include "model/layers.h"
-#include "model_forward.h"
+#include "cuda/common.cuh"
+#include "cuda/convert.cuh"
+#include "cuda/cuda_context.h"
+#include "cuda/device_ops.h"
+#include "cpu/layers.h"
+#include "cuda/model_forward.h"
 
 namespace sparsify {
 namespace cuda {
@@ -260,9 +260,9 @@ std::shared_ptr<ResidentModel> make_resident_model(std::shared_ptr<const Model> 
     ses.sync();  // bounds the temporary file-dtype copies to one layer's worth
   }
   ses.sync();
-  // Review fix: the temporary file-dtype copies came from the stream-ordered pool, which keeps
-  // freed blocks (release threshold = max, cuda_context.cu): without a trim the largest one (the
-  // embedding-sized lm_head, GBs for an f32 checkpoint) stayed reserved for the process' life,
+  // The temporary file-dtype copies came from the stream-ordered pool, which keeps freed blocks
+  // (release threshold = max, cuda_context.cu): without a trim the largest one (the
+  // embedding-sized lm_head, GBs for an f32 checkpoint) would stay reserved for the process' life,
   // unavailable to cudaMalloc and to other processes. Every temporary is freed by now (synced).
   cudaMemPool_t pool;
   if (cudaDeviceGetDefaultMemPool(&pool, 0) == cudaSuccess) cudaMemPoolTrimTo(pool, 0);
@@ -293,27 +293,32 @@ ForwardResult resident_forward(const ResidentModel& rm, const ForwardRequest& re
   auto buffer = [&](int64_t width) { return DeviceBuffer(size_t(BT * width) * 4, st); };
   auto launch_n = [](int64_t n) { return grid_for(n); };
 
-  // ---- embeddings
+  // ---- embeddings (or the resumed residual stream, host or device)
   DeviceBuffer ids(size_t(BT) * 4, st);
   CUDA_CHECK(cudaMemcpyAsync(ids.get(), req.tokens.raw(), size_t(BT) * 4, cudaMemcpyHostToDevice, st));
   DeviceBuffer xt = buffer(H);
   float* x = xt.as<float>();
-  embed_kernel<<<launch_n(BT * H), 256, 0, st>>>(W.embed.get(), W.embed_dtype, ids.as<int>(), BT, T, H, s.embed_scale, x);
-  CUDA_CHECK_LAUNCH();
-  hk.out(id(-1, Role::Embed), x);
-  DeviceBuffer pt;
-  if (s.family == Family::GPT2) {
-    pt = buffer(H);
-    float* pe = pt.as<float>();
-    embed_kernel<<<launch_n(BT * H), 256, 0, st>>>(W.pos_embed.get(), W.pos_dtype, nullptr, BT, T, H, 0.f, pe);
+  const int first_layer = std::max(req.resume_layer, 0);
+  if (req.resume_layer >= 0) {
+    CUDA_CHECK(cudaMemcpyAsync(x, req.resume_hidden.raw(), size_t(BT * H) * 4, cudaMemcpyDefault, st));
+  } else {
+    embed_kernel<<<launch_n(BT * H), 256, 0, st>>>(W.embed.get(), W.embed_dtype, ids.as<int>(), BT, T, H, s.embed_scale, x);
     CUDA_CHECK_LAUNCH();
-    hk.out(id(-1, Role::PosEmbed), pe);
-    add_kernel<<<launch_n(BT * H), 256, 0, st>>>(x, pe, BT * H);
-    CUDA_CHECK_LAUNCH();
-  }
-  if (s.family == Family::GPT2 || s.family == Family::NeoX) {
-    hk.in(id(-1, Role::EmbedDropout), x);
-    hk.out(id(-1, Role::EmbedDropout), x);
+    hk.out(id(-1, Role::Embed), x);
+    DeviceBuffer pt;
+    if (s.family == Family::GPT2) {
+      pt = buffer(H);
+      float* pe = pt.as<float>();
+      embed_kernel<<<launch_n(BT * H), 256, 0, st>>>(W.pos_embed.get(), W.pos_dtype, nullptr, BT, T, H, 0.f, pe);
+      CUDA_CHECK_LAUNCH();
+      hk.out(id(-1, Role::PosEmbed), pe);
+      add_kernel<<<launch_n(BT * H), 256, 0, st>>>(x, pe, BT * H);
+      CUDA_CHECK_LAUNCH();
+    }
+    if (s.family == Family::GPT2 || s.family == Family::NeoX) {
+      hk.in(id(-1, Role::EmbedDropout), x);
+      hk.out(id(-1, Role::EmbedDropout), x);
+    }
   }
 
   // ---- scratch
@@ -459,8 +464,8 @@ ForwardResult resident_forward(const ResidentModel& rm, const ForwardRequest& re
   };
   const DevMem none;
 
-  res.layers_run = deepest + 1;
-  for (int l = 0; l <= deepest; ++l) {
+  res.layers_run = deepest + 1 - first_layer;
+  for (int l = first_layer; l <= deepest; ++l) {
     const LayerDev& L = W.layers[size_t(l)];
     hk.in(id(l, Role::Block), x);
     norm(id(l, Role::Norm1), x, h1, L.ln1_w, L.ln1_b);

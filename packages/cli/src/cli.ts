@@ -3,6 +3,7 @@
  *   sparsify train [model] [dataset] [--flags]   train sparse coders (see `sparsify train --help`)
  *   sparsify hookpoints <model>                  list a model's hookpoint names and widths
  *   sparsify info <checkpoint dir>               list the sparse coders in a folder
+ *   sparsify eval <coders> <model> [dataset]     evaluate coders spliced into the model (commands/eval.ts)
  * Exit codes: 0 ok, 1 runtime error, 2 usage error, 130 interrupted (checkpoint saved).
  */
 import * as core from '@sparsify/core';
@@ -11,6 +12,7 @@ import * as train from '@sparsify/train';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
+import { evalCommand, trainingEvaluation } from './commands/eval.js';
 import { resolveDevice, type DeviceFlag } from './device.js';
 import { parseTrainArgs, trainHelp, UsageError } from './flags.js';
 import { Progress, formatDuration, type Output } from './progress.js';
@@ -39,6 +41,7 @@ commands:
   train [model] [dataset] [--flags]   train sparse autoencoders / transcoders (sparsify train --help)
   hookpoints <model> [--device d]     list the hookpoint names and widths of a model (d: auto, cpu, cuda)
   info <dir>                          list the sparse coders in a checkpoint folder
+  eval <coders> <model> [dataset]     CE/KL and reconstruction with the coders spliced in (sparsify eval --help)
 `;
 
 export async function main(argv: readonly string[], io: CliIO = defaultIO()): Promise<number> {
@@ -51,6 +54,8 @@ export async function main(argv: readonly string[], io: CliIO = defaultIO()): Pr
         return await hookpointsCommand(rest, io);
       case 'info':
         return infoCommand(rest, io);
+      case 'eval':
+        return await evalCommand(rest, io);
       case undefined:
       case '-h':
       case '--help':
@@ -209,10 +214,13 @@ async function trainCommand(argv: readonly string[], io: CliIO): Promise<number>
   } else {
     dataset = await openDataset(cfg, model);
   }
+  const held = trainingEvaluation(args, cfg, dataset);
+  dataset = held.dataset;
   const progress = new Progress(io.stderr);
   let lastStep: train.StepInfo | undefined;
   const trainer = new train.Trainer(cfg, dataset, model, {
     device,
+    evaluation: held.evaluation,
     onStep: (s) => {
       lastStep = s;
       progress.step(s);

@@ -8,8 +8,11 @@ import { SparsifyError } from '@sparsify/core';
 import {
   CODER_FIELDS,
   DEFAULT_RUN_FIELDS,
+  DEFAULT_EVAL_TRAIN_FLAGS,
   DEFAULT_TRAIN_CONFIG,
+  EVAL_TRAIN_FIELDS,
   RUN_FIELDS,
+  type EvalTrainFlags,
   TRAIN_FIELDS,
   type FieldSpec,
   type RunConfigInit,
@@ -21,7 +24,7 @@ export class UsageError extends SparsifyError {
 }
 
 export interface CliFlag extends FieldSpec {
-  group: 'sae' | 'train' | 'run' | 'cli';
+  group: 'sae' | 'train' | 'run' | 'cli' | 'eval';
   default: unknown;
 }
 
@@ -45,6 +48,7 @@ export const FLAGS: readonly CliFlag[] = [
   })),
   ...TRAIN_FIELDS.map((f) => ({ ...f, group: 'train' as const, default: (DEFAULT_TRAIN_CONFIG as Record<string, unknown>)[f.field] })),
   ...CODER_FIELDS.map((f) => ({ ...f, group: 'sae' as const, default: (DEFAULT_SPARSE_CODER_CONFIG as Record<string, unknown>)[f.field] })),
+  ...EVAL_TRAIN_FIELDS.map((f) => ({ ...f, group: 'eval' as const, default: (DEFAULT_EVAL_TRAIN_FLAGS as Record<string, unknown>)[f.field] })),
   ...CLI_ONLY,
 ];
 
@@ -56,6 +60,8 @@ export interface ParsedTrainArgs {
   /** Only the flags given on the command line, as RunConfig fields. */
   init: RunConfigInit;
   device: 'auto' | 'cpu' | 'cuda';
+  /** --eval_every / --eval_examples / --best_metric as given. */
+  evaluation: Partial<EvalTrainFlags>;
   /** snake_case keys given explicitly (so callers can tell defaults from choices). */
   given: Set<string>;
   help: boolean;
@@ -227,16 +233,18 @@ export function parseTrainArgs(argv: readonly string[]): ParsedTrainArgs {
   const init: RunConfigInit = {};
   const sae: Record<string, unknown> = {};
   let device: 'auto' | 'cpu' | 'cuda' = 'auto';
+  const evaluation: Record<string, unknown> = {};
   for (const [key, v] of values) {
     const f = BY_KEY.get(key)!;
     if (f.group === 'sae') sae[f.field] = v;
+    else if (f.group === 'eval') evaluation[f.field] = v;
     else if (f.group === 'cli') device = v as 'auto' | 'cpu' | 'cuda';
     else (init as Record<string, unknown>)[f.field] = v;
   }
   if (Object.keys(sae).length) init.sae = sae;
   if (positionals[0] !== undefined) init.model = positionals[0];
   if (positionals[1] !== undefined) init.dataset = positionals[1];
-  return { model: positionals[0], dataset: positionals[1], init, device, given, help };
+  return { model: positionals[0], dataset: positionals[1], init, device, evaluation, given, help };
 }
 
 function fmtDefault(f: CliFlag): string {
@@ -284,6 +292,7 @@ export function trainHelp(): string {
     ['sae', 'sparse coder options'],
     ['train', 'training options'],
     ['run', 'data and model options'],
+    ['eval', 'evaluation options (coders spliced into the model; see sparsify eval)'],
     ['cli', 'command-line options'],
   ];
   for (const [g, title] of groups) {

@@ -1,6 +1,6 @@
 /**
  * The device-resident working copy of a `device: 'cuda'` SparseCoder (see docs/cuda.md): the
- * CUDA build's resident training state (`cudaSae*`, native/cuda/sae_train.cu) for coders with a
+ * CUDA build's resident training state (`cudaSae*`, native/cuda/sae_state.cu) for coders with a
  * decoder, or a resident encoder (`cudaEncoderCreate`) for encoder-only coders. The host f32
  * tensors of the SparseCoder stay the source of truth for saving; `stale` says the device copy
  * is newer (after a training step) and must be read back before the host tensors are used.

@@ -10,3 +10,4 @@ export * from './trainer.js';
 export * from './default-assets.js';
 export * from './evaluate.js';
 export * from './data/index.js';
+export * from './eval/index.js';

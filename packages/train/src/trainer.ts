@@ -18,6 +18,8 @@ import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { DeadLatentCounter } from './dead-latents.js';
+import { TrainingEvaluator, type TrainingEvalOptions } from './eval/training-eval.js';
+import type { EvalModel } from './eval/evaluate.js';
 import { loadInt64Safetensors, saveInt64Safetensors } from './int64-safetensors.js';
 import { pyJson } from './py-json.js';
 import { recoverRunFolder, replaceRunFolder, STATE_FILE } from './run-folder.js';
@@ -140,6 +142,8 @@ export interface TrainerOptions {
    * finetune, the first-batch bias init still runs (for reproducing a run from its init).
    */
   initFrom?: string;
+  /** Held-out evaluation with the coders spliced into the model (see eval/training-eval.ts). */
+  evaluation?: TrainingEvalOptions;
 }
 
 interface CoderEntry {
@@ -193,6 +197,7 @@ export class Trainer extends EventEmitter {
   private readonly opts: TrainerOptions;
   private initialK = 0;
   private lastStepMetrics: Record<string, CoderMetrics> = {};
+  private readonly evaluator: TrainingEvaluator | undefined;
 
   constructor(cfg: TrainConfig | RunConfig, dataset: TokenDatasetLike, model: ModelLike, opts: TrainerOptions = {}) {
     super();
@@ -207,6 +212,7 @@ export class Trainer extends EventEmitter {
     this.device = opts.device ?? 'cpu';
     this.opts = opts;
     this.runDir = runDirOf(this.cfg);
+    this.evaluator = opts.evaluation ? new TrainingEvaluator(opts.evaluation, model as unknown as EvalModel) : undefined;
   }
 
   /** Batches per epoch used for the LR schedule (floor, like sparsify's num_batches). */
@@ -388,8 +394,9 @@ export class Trainer extends EventEmitter {
     for (const e of this.coders) {
       const m = this.lastStepMetrics[e.name];
       if (!m) continue;
-      if (m.fvu < this.bestLoss.get(e.name)!) {
-        this.bestLoss.set(e.name, m.fvu);
+      const v = this.evaluator ? this.evaluator.bestValue(e.name, m.fvu) : m.fvu;
+      if (v !== undefined && v < this.bestLoss.get(e.name)!) {
+        this.bestLoss.set(e.name, v);
         // sparsify layout: best/{name}/ holds the state files, best/{name}/{name}/ the coder.
         await this.save(join(this.runDir, 'best', e.name), [e]);
       }
@@ -559,6 +566,7 @@ export class Trainer extends EventEmitter {
           elapsedSec: (performance.now() - started) / 1000,
         };
         this.writeMetrics({ step: info.step, batches: info.batches, tokens: info.tokens, k, lr: info.lr[0], elapsed_s: +info.elapsedSec.toFixed(3), ...flatMetrics(metrics) });
+        if (this.evaluator?.due(this.optStep)) this.writeMetrics(await this.evaluator.stepRecord(this.optStep, this.coders));
         this.opts.onStep?.(info);
         this.emit('step', info);
 
@@ -595,6 +603,7 @@ export class Trainer extends EventEmitter {
     if (doSave) {
       await this.save();
       if (cfg.saveBest) await this.saveBest();
+      if (this.evaluator) await this.evaluator.writeFinal(this.runDir, this.coders);
     }
     const result: FitResult = {
       steps: this.optStep,

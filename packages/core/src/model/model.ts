@@ -66,6 +66,13 @@ export interface ForwardOptions {
   logits?: boolean;
   /** Replace a module's output by this tensor [B*T, width] for everything downstream. */
   splice?: Map<string, Tensor>;
+  /**
+   * Start at decoder block `layer` from `hidden` [B*T, hidden_size], the residual stream entering
+   * it (that block's captured input, e.g. `capturedInputs.get('layers.3')`): the embeddings and
+   * the blocks below are skipped, so several spliced variants of one batch share that prefix.
+   * Modules below `layer` can then be neither captured nor spliced.
+   */
+  resume?: { layer: number; hidden: Tensor };
 }
 
 export interface ForwardOutput {
@@ -204,7 +211,19 @@ export class LanguageModel implements Disposable {
         splice.push([name, t.handle]);
       }
     }
-    const request = { outputs: hookpoints, inputs, splice, logits: wantLogits };
+    let resume: { layer: number; hidden: unknown } | undefined;
+    if (opts.resume !== undefined) {
+      const { layer, hidden } = opts.resume;
+      if (!Number.isInteger(layer) || layer < 0 || layer >= this.numLayers)
+        throw new ValueError(`forward: resume.layer must be a decoder block index in [0, ${this.numLayers}), got ${layer}`);
+      if (!(hidden instanceof Tensor)) throw new ValueError('forward: resume.hidden is not a Tensor');
+      if (hidden.dtype !== 'float32') throw new DTypeError(`forward: resume.hidden must be float32, got ${hidden.dtype}`);
+      const [B, T] = tokens.shape;
+      if (hidden.numel !== B * T * this.hiddenSize || hidden.shape[hidden.shape.length - 1] !== this.hiddenSize)
+        throw new ShapeError(`forward: resume.hidden has shape [${hidden.shape.join(', ')}], expected [${B * T}, ${this.hiddenSize}]`);
+      resume = { layer, hidden: hidden.handle };
+    }
+    const request = { outputs: hookpoints, inputs, splice, logits: wantLogits, ...(resume ? { resume } : {}) };
     let r;
     if (this.#cuda) {
       // Token ids are validated on the host (range checks) before the GPU job starts.
