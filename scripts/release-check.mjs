@@ -157,6 +157,11 @@ try {
       const file = prebuilt(pkg);
       return file && existsSync(file) && !(argv.includes('--cpu-only') && pkg.endsWith('-cuda'));
     });
+    // `npm test` (packaging.test.ts) lays host builds into the same folders: refuse those.
+    for (const pkg of natives) {
+      const info = JSON.parse(readFileSync(join(dirname(prebuilt(pkg)), 'build-info.json'), 'utf8'));
+      expect(info.builtIn?.startsWith('debian'), `${pkg}: the binary in prebuilds/ is a host build (${info.builtIn}); run without --no-build`);
+    }
     mkdirSync(join(work, 'tarballs'));
     return [...JS_PACKAGES, ...natives].map((pkg) => {
       const name = run('npm', ['pack', '--pack-destination', join(work, 'tarballs'), '--silent'], { cwd: join(root, 'packages', pkg) }).trim().split('\n').pop();
