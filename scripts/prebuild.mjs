@@ -123,7 +123,10 @@ const coreVersion = JSON.parse(readFileSync(join(root, 'packages', 'core', 'pack
 const toolkit = args.has('--cpu-only') ? undefined : cudaToolkit();
 let targets = ALL.filter((t) => !onlyTargets || onlyTargets.includes(t.pkg));
 if (hostBuild) targets = targets.filter((t) => t.plat === `${process.platform}-${process.arch}`);
-if (args.has('--cpu-only') || (!hostBuild && !toolkit) || (hostBuild && noBuild && !existsSync(join(root, 'native', 'build-cuda', 'Release', 'sparsify.node')))) {
+const canBuildCuda = args.has('--cpu-only') ? false
+  : noBuild ? existsSync(join(root, 'native', 'build-cuda', 'Release', 'sparsify.node'))
+  : hostBuild ? Boolean(haveNvcc()) : Boolean(toolkit);
+if (!canBuildCuda) {
   if (targets.some((t) => t.cuda)) console.warn('[prebuild] no CUDA toolkit (or --cpu-only): the CUDA package is not built');
   targets = targets.filter((t) => !t.cuda);
 }
