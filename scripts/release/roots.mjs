@@ -39,7 +39,7 @@ const have = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 /** Installs the host tools the release scripts use (a fresh CI machine has none of them). */
 export function ensureHostTools({ qemu = false } = {}) {
   if (process.getuid?.() !== 0) throw new Error('release builds need root (debootstrap, chroot, mount)');
-  const want = [['debootstrap', 'debootstrap'], ['readelf', 'binutils'], ['zstd', 'zstd'], ...(qemu ? [['qemu-aarch64-static', 'qemu-user-static']] : [])];
+  const want = [['debootstrap', 'debootstrap'], ['readelf', 'binutils'], ['zstd', 'zstd'], ...(qemu ? [['qemu-aarch64-static', 'qemu-user-static'], ['update-binfmts', 'binfmt-support']] : [])];
   const missing = want.filter(([cmd]) => !have(cmd)).map(([, pkg]) => pkg);
   if (missing.length) {
     log(`apt-get install ${missing.join(' ')}`);
