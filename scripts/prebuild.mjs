@@ -37,6 +37,7 @@ const ALL = [
   { pkg: 'native-linux-x64-cuda', plat: 'linux-x64', cuda: true, devBuild: 'build-cuda' },
   { pkg: 'native-linux-arm64', plat: 'linux-arm64', cuda: false, cross: 'cmake/aarch64-linux-gnu.cmake' },
 ];
+const ELF_MACHINE = { 'linux-x64': 'Advanced Micro Devices X86-64', 'linux-arm64': 'AArch64' };
 const GPU_CODE = ['sass:80', 'sass:86', 'sass:89', 'sass:90', 'ptx:90'];
 
 /** The host's CUDA toolkit folder (bin/nvcc inside), or undefined. */
@@ -151,6 +152,7 @@ for (const t of targets) {
   if (!hostBuild && declared !== GLIBC_FLOOR) problems.push(`package.json config.glibc is >=${declared}, the release floor is ${GLIBC_FLOOR}`);
   if (hostBuild && check.glibcFloor !== '0' && declared && versionCompare(check.glibcFloor, declared) > 0)
     console.warn(`[prebuild] ${t.pkg}: host build needs glibc ${check.glibcFloor} (package says >=${declared}); it loads on this host only. \`npm run prebuilds\` makes the release build.`);
+  if (check.machine !== ELF_MACHINE[t.plat]) problems.push(`ELF machine is ${check.machine}, expected ${ELF_MACHINE[t.plat]}`);
   if (pkg.version !== coreVersion) problems.push(`version ${pkg.version} differs from @sparsify/core ${coreVersion}`);
   let archs = [];
   if (t.cuda) {
