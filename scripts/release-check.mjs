@@ -173,7 +173,7 @@ try {
     expect(PLATFORMS[plat], `unknown platform ${plat}`);
     expect(tarballs.some((t) => t.pkg === `native-${plat}`), `no prebuilt binary for ${plat}: run \`npm run prebuilds\``);
     results[plat] = timed(plat, () => checkPlatform(plat, tarballs, work));
-    log(`${plat}: ok (encode, 3 API training steps, hookpoints, 3-step sparsify train${results[plat].cuda ? ', CUDA package loads with no device' : ''})`);
+    log(`${plat}: ok (encode, 3 API training steps, hookpoints, 3-step sparsify train${results[plat].cuda ? `, CUDA package loads and reports no device: ${results[plat].cuda.probe.error ?? 'devices 0'}` : ''})`);
   }
   if (results['linux-arm64'] && results['linux-x64']) {
     compare(results['linux-arm64'], results['linux-x64']);
