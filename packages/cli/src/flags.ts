@@ -18,6 +18,7 @@ import {
   type RunConfigInit,
 } from '@sparsify/train';
 import { DEFAULT_SPARSE_CODER_CONFIG } from '@sparsify/core';
+import { existsSync } from 'node:fs';
 
 export class UsageError extends SparsifyError {
   override code = 'ERR_SPARSIFY_USAGE';
@@ -37,6 +38,14 @@ const CLI_ONLY: CliFlag[] = [
     help: 'where to run the coders (and the model, when its forward supports it); auto = cuda when the CUDA build sees a GPU',
     group: 'cli',
     default: 'auto',
+  },
+  {
+    field: 'overwrite',
+    key: 'overwrite',
+    kind: 'bool',
+    help: 'a fresh run may replace an existing run folder of the same --run_name (otherwise refused)',
+    group: 'cli',
+    default: false,
   },
 ];
 
@@ -60,6 +69,8 @@ export interface ParsedTrainArgs {
   /** Only the flags given on the command line, as RunConfig fields. */
   init: RunConfigInit;
   device: 'auto' | 'cpu' | 'cuda';
+  /** --overwrite: a fresh run may replace an existing run folder. */
+  overwrite: boolean;
   /** --eval_every / --eval_examples / --best_metric as given. */
   evaluation: Partial<EvalTrainFlags>;
   /** snake_case keys given explicitly (so callers can tell defaults from choices). */
@@ -173,6 +184,10 @@ function lookup(raw: string): { flag: CliFlag; name: string; negated: boolean } 
 
 export function parseTrainArgs(argv: readonly string[]): ParsedTrainArgs {
   const positionals: string[] = [];
+  /** Positionals that came right after a boolean flag (a mistyped boolean value, probably). */
+  const afterBool = new Map<string, string>();
+  /** List values that name existing files or folders (misplaced positionals, probably). */
+  const listPaths: { flag: string; value: string }[] = [];
   const values = new Map<string, unknown>();
   const given = new Set<string>();
   let help = false;
@@ -188,6 +203,15 @@ export function parseTrainArgs(argv: readonly string[]): ParsedTrainArgs {
     }
     if (!isFlagToken(tok)) {
       positionals.push(tok);
+      const prev = argv[i - 1];
+      if (prev !== undefined && isFlagToken(prev) && !prev.includes('=')) {
+        try {
+          const { flag, name } = lookup(prev.replace(/^--?/, ''));
+          if (flag.kind === 'bool') afterBool.set(tok, name);
+        } catch {
+          /* reported when parsed */
+        }
+      }
       continue;
     }
     let raw: string;
@@ -214,6 +238,7 @@ export function parseTrainArgs(argv: readonly string[]): ParsedTrainArgs {
         // An int list ends at the first non-integer, so positionals may follow it.
         if (flag.kind === 'int[]' && vals.length > 0 && !/^[+-]?[\d_]+$/.test(argv[i + 1])) break;
         vals.push(argv[++i]);
+        if (flag.kind === 'str[]' && existsSync(argv[i])) listPaths.push({ flag: name, value: argv[i] });
         if (!isList) break;
       }
     }
@@ -227,24 +252,39 @@ export function parseTrainArgs(argv: readonly string[]): ParsedTrainArgs {
     }
     given.add(flag.key);
   }
-  if (positionals.length > 2)
-    throw new UsageError(`too many positional arguments: ${positionals.slice(2).map((p) => JSON.stringify(p)).join(' ')} (expected [model] [dataset])`);
+  // A list flag swallows every following word: existing paths among its values were meant as
+  // the model and dataset.
+  if (listPaths.length && positionals.length < 2) {
+    const p = listPaths[0];
+    throw new UsageError(
+      `--${p.flag}: ${JSON.stringify(p.value)} is an existing file or folder, probably the model or dataset misplaced after a list flag; ` +
+        `put [model] [dataset] before --${p.flag}, or end its list with --`,
+    );
+  }
+  if (positionals.length > 2) {
+    // A word after a boolean flag that is not true/false became a positional: say so.
+    const mistyped = positionals.find((p) => afterBool.has(p));
+    const hint = mistyped === undefined ? '' : `; --${afterBool.get(mistyped)} takes true or false, not ${JSON.stringify(mistyped)}`;
+    throw new UsageError(`too many positional arguments: ${positionals.slice(2).map((p) => JSON.stringify(p)).join(' ')} (expected [model] [dataset])${hint}`);
+  }
 
   const init: RunConfigInit = {};
   const sae: Record<string, unknown> = {};
   let device: 'auto' | 'cpu' | 'cuda' = 'auto';
+  let overwrite = false;
   const evaluation: Record<string, unknown> = {};
   for (const [key, v] of values) {
     const f = BY_KEY.get(key)!;
     if (f.group === 'sae') sae[f.field] = v;
     else if (f.group === 'eval') evaluation[f.field] = v;
+    else if (f.key === 'overwrite') overwrite = v as boolean;
     else if (f.group === 'cli') device = v as 'auto' | 'cpu' | 'cuda';
     else (init as Record<string, unknown>)[f.field] = v;
   }
   if (Object.keys(sae).length) init.sae = sae;
   if (positionals[0] !== undefined) init.model = positionals[0];
   if (positionals[1] !== undefined) init.dataset = positionals[1];
-  return { model: positionals[0], dataset: positionals[1], init, device, evaluation, given, help };
+  return { model: positionals[0], dataset: positionals[1], init, device, overwrite, evaluation, given, help };
 }
 
 function fmtDefault(f: CliFlag): string {

@@ -9,8 +9,16 @@ export * from './hub.js';
 export * from './natsort.js';
 export * from './checkpoint.js';
 export * from './tokenizer.js';
-export { gemmKernelName, gemmForcePortable, matmulPacked } from './ops/gemm.js';
-export type { MatmulOptions, MatmulPackedOptions } from './ops/gemm.js';
+export {
+  gemmKernelName,
+  gemmForcePortable,
+  gemmForceKernels,
+  gemmAvailableKernels,
+  gemmInfo,
+  gemmSummary,
+  matmulPacked,
+} from './ops/gemm.js';
+export type { GemmInfo, MatmulOptions, MatmulPackedOptions } from './ops/gemm.js';
 export * from './sparse-coder.js';
 export { cudaUsable, requireCuda } from './cuda-coder.js';
 export * from './optim/index.js';
@@ -24,3 +32,8 @@ export { parseModelConfig, SUPPORTED_ARCHITECTURES } from './model/config.js';
 export type { ModelFamily, ParsedModelConfig } from './model/config.js';
 export { backend, cudaProbe } from './native.js';
 export type { CudaProbe } from './native.js';
+export { checkCoderSize, coderParamBytes, formatBytes, MAX_TENSOR_ELEMENTS } from './size-limits.js';
+export { jsonErrorSummary } from './json-error.js';
+export { assertRegularFile } from './regular-file.js';
+export { readUnembedding } from './model/unembedding.js';
+export type { Unembedding } from './model/unembedding.js';
