@@ -12,6 +12,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import * as errors from './errors.js';
+import { noBinaryMessage } from './platform.js';
 
 // The surface of the addon; each kernel family's TS wrapper narrows what it uses.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -97,14 +98,7 @@ export function native(): NativeAddon {
       tried.push(`${path}: ${(e as Error).message}`);
     }
   }
-  throw new errors.NativeLoadError(
-    'Could not load the sparsify native addon. Tried:\n  ' +
-      tried.join('\n  ') +
-      '\nPossible solutions:\n' +
-      '  - in a checkout: `npm install` (builds native/build-cpu) or `npm run build:native`\n' +
-      '  - as a user: `npm install --include=optional @sparsify/core` so the platform package is installed\n' +
-      '  - set SPARSIFY_NATIVE=/path/to/sparsify.node',
-  );
+  throw new errors.NativeLoadError(noBinaryMessage(tried, repoRoot));
 }
 
 /** Path of the loaded addon (loads it if needed). */
