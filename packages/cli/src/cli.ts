@@ -11,6 +11,7 @@ import * as train from '@sparsify/train';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
+import { convertCommand } from './commands/convert.js';
 import { resolveDevice, type DeviceFlag } from './device.js';
 import { parseTrainArgs, trainHelp, UsageError } from './flags.js';
 import { Progress, formatDuration, type Output } from './progress.js';
@@ -39,6 +40,7 @@ commands:
   train [model] [dataset] [--flags]   train sparse autoencoders / transcoders (sparsify train --help)
   hookpoints <model> [--device d]     list the hookpoint names and widths of a model (d: auto, cpu, cuda)
   info <dir>                          list the sparse coders in a checkpoint folder
+  convert --to saelens|sparsify SRC DST   a coder (or run) folder in the other format
 `;
 
 export async function main(argv: readonly string[], io: CliIO = defaultIO()): Promise<number> {
@@ -51,6 +53,8 @@ export async function main(argv: readonly string[], io: CliIO = defaultIO()): Pr
         return await hookpointsCommand(rest, io);
       case 'info':
         return infoCommand(rest, io);
+      case 'convert':
+        return await convertCommand(rest, io);
       case undefined:
       case '-h':
       case '--help':
