@@ -31,3 +31,5 @@ export * as thresholdOps from './ops/threshold.js';
 export * from './saelens/config.js';
 export * from './saelens/format.js';
 export { loadSaeLensCoder } from './saelens/load.js';
+export { tlAliases, tlUnavailable } from './model/tl-names.js';
+export type { TlAlias } from './model/tl-names.js';

@@ -6,6 +6,7 @@
 import { ValueError } from '../errors.js';
 import { fnmatch } from '../hub.js';
 import { naturalSort } from '../natsort.js';
+import { looksLikeTlName } from './tl-names.js';
 
 export interface HookpointSelection {
   /** fnmatch patterns, e.g. ["h.*.mlp", "layers.1[02]"]. */
@@ -18,6 +19,8 @@ export interface HookpointSelection {
 
 export interface HookpointSource {
   hookpoints(): { name: string }[];
+  /** TransformerLens aliases (model/tl-names.ts); patterns shaped like TL names match these. */
+  tlHookpoints?(): { name: string }[];
   layerNames(): string[];
   readonly numLayers: number;
 }
@@ -28,7 +31,12 @@ export function resolveHookpoints(model: HookpointSource, sel: HookpointSelectio
   let names: string[];
   if (sel.hookpoints && sel.hookpoints.length) {
     const all = model.hookpoints().map((h) => h.name);
-    names = naturalSort(all.filter((n) => sel.hookpoints!.some((p) => fnmatch(n, p))));
+    const tl = model.tlHookpoints?.().map((h) => h.name) ?? [];
+    const matches = (n: string, p: string) => fnmatch(n, p);
+    names = naturalSort([
+      ...all.filter((n) => sel.hookpoints!.some((p) => matches(n, p))),
+      ...tl.filter((n) => sel.hookpoints!.some((p) => looksLikeTlName(p) && matches(n, p))),
+    ]);
     if (!names.length)
       throw new ValueError(`no module matches the hookpoint patterns ${JSON.stringify(sel.hookpoints)} (see model.hookpoints())`);
   } else {
