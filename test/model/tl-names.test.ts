@@ -128,3 +128,17 @@ test('sparsify train accepts TransformerLens hookpoints (folders named by them)'
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('sparsify hookpoints MODEL --names tl lists aliases, modules and processing caveats', async () => {
+  const { main } = await import('@sparsify/cli');
+  const o = { out: '', err: '' };
+  const io = { stdout: { write: (s: string) => (o.out += s) }, stderr: { write: (s: string) => (o.err += s) } };
+  assert.equal(await main(['hookpoints', modelDir('llama'), '--names', 'tl'], io), 0, o.err);
+  assert.match(o.out, /^blocks\.0\.mlp\.hook_post +layers\.0\.mlp\.down_proj \(input\) +160 +equal$/m);
+  assert.match(o.out, /^blocks\.1\.hook_resid_post +layers\.1 +64/m);
+  o.out = '';
+  assert.equal(await main(['hookpoints', modelDir('gpt2'), '--names=tl'], io), 0, o.err);
+  assert.match(o.out, /^blocks\.0\.attn\.hook_z +h\.0\.attn\.c_proj \(input\) +64 +fold_value_biases/m);
+  assert.equal(await main(['hookpoints', modelDir('gpt2'), '--names', 'xx'], io), 2);
+  assert.match(o.err, /--names must be hf or tl/);
+});

@@ -12,6 +12,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { convertCommand } from './commands/convert.js';
+import { writeTlHookpoints, type TlListing } from './commands/hookpoints-tl.js';
 import { resolveDevice, type DeviceFlag } from './device.js';
 import { parseTrainArgs, trainHelp, UsageError } from './flags.js';
 import { Progress, formatDuration, type Output } from './progress.js';
@@ -38,7 +39,7 @@ const USAGE = `usage: sparsify <command> [options]
 
 commands:
   train [model] [dataset] [--flags]   train sparse autoencoders / transcoders (sparsify train --help)
-  hookpoints <model> [--device d]     list the hookpoint names and widths of a model (d: auto, cpu, cuda)
+  hookpoints <model> [--device d] [--names hf|tl]   hookpoint names and widths (tl: TransformerLens aliases)
   info <dir>                          list the sparse coders in a checkpoint folder
   convert --to saelens|sparsify SRC DST   a coder (or run) folder in the other format
 `;
@@ -107,13 +108,21 @@ async function loadModelFrom(pathOrRepo: string, opts: { device: core.Device; re
 
 async function hookpointsCommand(argv: readonly string[], io: CliIO): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
-    io.stdout.write('usage: sparsify hookpoints <model> [--device auto|cpu|cuda]\n');
+    io.stdout.write('usage: sparsify hookpoints <model> [--device auto|cpu|cuda] [--names hf|tl]\n');
     return 0;
   }
+  const namesAt = argv.findIndex((a) => a === '--names' || a.startsWith('--names='));
+  const names = namesAt < 0 ? 'hf' : argv[namesAt].includes('=') ? argv[namesAt].split('=')[1] : argv[namesAt + 1];
+  if (names !== 'hf' && names !== 'tl') throw new UsageError(`hookpoints: --names must be hf or tl, got ${JSON.stringify(names)}`);
+  if (namesAt >= 0) argv = argv.filter((_, i) => i !== namesAt && (argv[namesAt].includes('=') || i !== namesAt + 1));
   const { positional, device } = simpleArgs(argv, 'hookpoints');
   if (positional.length !== 1) throw new UsageError('hookpoints: expected exactly one model (folder or hub id)');
   const dev = resolveDevice(device, () => {});
   const model = await loadModelFrom(positional[0], { device: dev });
+  if (names === 'tl') {
+    writeTlHookpoints(model as unknown as TlListing, io.stdout);
+    return 0;
+  }
   const hps = model.hookpoints();
   const w = Math.max(4, ...hps.map((h) => h.name.length));
   io.stdout.write(`${'name'.padEnd(w)}  width\n`);

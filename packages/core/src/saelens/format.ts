@@ -146,6 +146,7 @@ export function foldSaeLens(folder: SaeLensFolder, opts: SaeLensLoadOptions = {}
       for (let i = 0; i < b_dec.length; i++) b_dec[i] /= s;
     }
   }
+  warnIfProcessed(cfg, where);
   const arch = cfg.architecture;
   if ((arch === 'topk' || arch === 'batchtopk' || arch === 'matryoshka_batchtopk') && cfg.rescaleActsByDecoderNorm) {
     const n = rowNorms(W_dec, M, D);
@@ -166,6 +167,19 @@ export function foldSaeLens(folder: SaeLensFolder, opts: SaeLensLoadOptions = {}
   }
   if (arch === 'topk') return { kind: 'topk', t };
   return { kind: arch === 'standard' ? 'relu' : arch === 'gated' ? 'gated' : 'jumprelu', t };
+}
+
+/**
+ * SAELens trains on `from_pretrained_no_processing` activations (HF-equal) unless
+ * model_from_pretrained_kwargs turns TransformerLens's processing on; then the coder expects
+ * centred residuals / gain-free norms / hook_z without b_V, which our HF activations are not.
+ */
+function warnIfProcessed(cfg: SaeLensConfig, where: string): void {
+  const kw = cfg.metadata.model_from_pretrained_kwargs as Record<string, unknown> | null | undefined;
+  if (!kw || typeof kw !== 'object') return;
+  const on = ['center_writing_weights', 'fold_ln', 'fold_value_biases'].filter((k) => kw[k] === true);
+  if (on.length)
+    process.emitWarning(`${where}: trained with TransformerLens weight processing (${on.join(', ')}); activations of '${String(cfg.metadata.hook_name)}' from the HF model differ from what it saw (see docs/saelens.md)`);
 }
 
 function sparsifyCfgOf(cfg: SaeLensConfig, where: string): SparseCoderConfig {
