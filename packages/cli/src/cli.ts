@@ -13,6 +13,7 @@ import { join } from 'node:path';
 
 import { convertCommand } from './commands/convert.js';
 import { writeTlHookpoints, type TlListing } from './commands/hookpoints-tl.js';
+import { pretokenizeCommand } from './commands/pretokenize.js';
 import { resolveDevice, type DeviceFlag } from './device.js';
 import { parseTrainArgs, trainHelp, UsageError } from './flags.js';
 import { Progress, formatDuration, type Output } from './progress.js';
@@ -42,6 +43,7 @@ commands:
   hookpoints <model> [--device d] [--names hf|tl]   hookpoint names and widths (tl: TransformerLens aliases)
   info <dir>                          list the sparse coders in a checkpoint folder
   convert --to saelens|sparsify SRC DST   a coder (or run) folder in the other format
+  pretokenize DATASET --out DIR [--ctx_len T]   tokenize once into a folder train (and SAELens) reads
 `;
 
 export async function main(argv: readonly string[], io: CliIO = defaultIO()): Promise<number> {
@@ -56,6 +58,8 @@ export async function main(argv: readonly string[], io: CliIO = defaultIO()): Pr
         return infoCommand(rest, io);
       case 'convert':
         return await convertCommand(rest, io);
+      case 'pretokenize':
+        return await pretokenizeCommand(rest, io);
       case undefined:
       case '-h':
       case '--help':
