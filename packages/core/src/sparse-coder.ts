@@ -11,6 +11,8 @@
  * after training steps call `await coder.syncToHost()` first (saveToDisk does it). skip_connection
  * (W_skip) and multi_topk work on cuda too. Not on cuda: returnPreActs. Never run on a GPU yet.
  */
+import { checkTensorArg, checkTotalVariance } from './coder-args.js';
+import { allocating, checkCoderSize, coderParamBytes } from './size-limits.js';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -126,7 +128,9 @@ export class SparseCoder implements Disposable {
     const full = sparseCoderConfig(cfg);
     const device = checkDevice(opts.device, full);
     const M = numLatentsOf(full, dIn);
-    const enc = initEncoderWeight(M, dIn, opts.seed ?? 0);
+    const size = { numLatents: M, dIn, skipConnection: full.skipConnection };
+    checkCoderSize(size, 'SparseCoder.create');
+    const enc = allocating(coderParamBytes(size), 'SparseCoder.create', () => initEncoderWeight(M, dIn, opts.seed ?? 0));
     const t = new Map<CoderParamName, Tensor>();
     t.set('encoder.weight', Tensor.from(enc, [M, dIn]));
     t.set('encoder.bias', Tensor.zeros([M]));
@@ -287,6 +291,7 @@ export class SparseCoder implements Disposable {
 
   async encode(x: Tensor, opts: { returnPreActs?: boolean } = {}): Promise<{ topActs: Tensor; topIndices: Tensor; preActs?: Tensor }> {
     this.alive();
+    checkTensorArg(x, 'encode: x');
     const cs = this.cudaState;
     if (cs) {
       if (opts.returnPreActs) throw new ValueError('encode: returnPreActs is not implemented on the CUDA backend');
@@ -302,6 +307,8 @@ export class SparseCoder implements Disposable {
   /** Σ_j topActs[n,j] W_dec[topIndices[n,j]] + b_dec. */
   async decode(topActs: Tensor, topIndices: Tensor): Promise<Tensor> {
     this.alive();
+    checkTensorArg(topActs, 'decode: topActs');
+    checkTensorArg(topIndices, 'decode: topIndices');
     const W = this.tensors.get('W_dec');
     if (!W) throw new ValueError('decode: this coder has no decoder (loaded with decoder: false)');
     if (topIndices.dtype !== 'int32') throw new ShapeError(`decode: topIndices must be int32, got ${topIndices.dtype}`);
@@ -312,6 +319,9 @@ export class SparseCoder implements Disposable {
   /** sparsify's SparseCoder.forward (no gradients). */
   async forward(x: Tensor, opts: { y?: Tensor; deadMask?: Tensor | Uint8Array; totalVariance?: number } = {}): Promise<ForwardResult> {
     this.alive();
+    checkTensorArg(x, 'forward: x');
+    if (opts.y !== undefined) checkTensorArg(opts.y, 'forward: y');
+    checkTotalVariance(opts.totalVariance, 'forward');
     if (this.cudaState) {
       const r = await this.cudaStep(x, 'forward', { y: opts.y, deadMask: opts.deadMask, totalVariance: opts.totalVariance, backward: false, outputs: true });
       return { saeOut: new Tensor(r.saeOut), latentActs: new Tensor(r.acts), latentIndices: new Tensor(r.indices), fvu: r.fvu, auxkLoss: r.auxkLoss, multiTopkFvu: r.multiTopkFvu };
@@ -362,6 +372,9 @@ export class SparseCoder implements Disposable {
    */
   async forwardBackward(x: Tensor, opts: ForwardBackwardOptions): Promise<StepLosses> {
     this.alive();
+    checkTensorArg(x, 'forwardBackward: x');
+    if (opts?.y !== undefined) checkTensorArg(opts.y, 'forwardBackward: y');
+    checkTotalVariance(opts?.totalVariance, 'forwardBackward');
     if (typeof opts?.auxkAlpha !== 'number' || !(opts.auxkAlpha >= 0))
       throw new ValueError(`forwardBackward: auxkAlpha must be a number >= 0, got ${opts?.auxkAlpha}`);
     if (this.cudaState) {

@@ -3,6 +3,7 @@
  * strings, Tensors) as `<base>.safetensors` (the tensors, keyed by their path) plus
  * `<base>.json` (the structure, with {"$tensor": key} placeholders). No pickles.
  */
+import { jsonErrorSummary } from '@sparsify/core';
 import { FileFormatError, loadSafetensors, saveSafetensors, Tensor, writeFileAtomic } from '@sparsify/core';
 import { existsSync, readFileSync } from 'node:fs';
 
@@ -76,7 +77,7 @@ export function loadStateDict(base: string): unknown {
   try {
     structure = JSON.parse(readFileSync(jsonPath, 'utf-8')) as Json;
   } catch (e) {
-    throw new FileFormatError(`${jsonPath}: invalid JSON (${(e as Error).message})`);
+    throw new FileFormatError(`${jsonPath}: ${jsonErrorSummary(e)}`);
   }
   const tensors = existsSync(`${base}.safetensors`) ? loadSafetensors(`${base}.safetensors`) : new Map<string, Tensor>();
   return decode(structure, tensors, `${base}.safetensors`);

@@ -14,13 +14,21 @@
 import * as core from '@sparsify/core';
 import { ConfigError, FileFormatError, Tensor, ValueError, numLatentsOf, resolveLocalOrHub } from '@sparsify/core';
 import { EventEmitter } from 'node:events';
-import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { DeadLatentCounter } from './dead-latents.js';
+import { TrainingEvaluator, type TrainingEvalOptions } from './eval/training-eval.js';
+import type { EvalModel } from './eval/evaluate.js';
 import { loadInt64Safetensors, saveInt64Safetensors } from './int64-safetensors.js';
 import { pyJson } from './py-json.js';
+import { METRICS_FILE, truncateMetrics } from './metrics-log.js';
+import { checkCounters, checkOptimizerState, checkResumeConfig, readTrainerState, STATE_FORMAT } from './resume-check.js';
+import { claimRunFolder } from './run-claim.js';
 import { recoverRunFolder, replaceRunFolder, STATE_FILE } from './run-folder.js';
+import type { RunLock } from './run-lock.js';
+import { TRAIN_ITERATE, dropLegacyTrainIterate, trainIterateDir } from './train-iterate.js';
+import { checkBatchSize, checkDatasetShape, checkExcludeTokens, checkSizes, withHookpointContext } from './trainer-checks.js';
 import { currentK, defaultLr, initialK, linearWarmupDecay } from './schedules.js';
 import { loadStateDict, saveStateDict } from './state-dict-io.js';
 import { assertSupportedLossFn, trainConfigJson, validateTrainConfig, type RunConfig, type TrainConfig } from './train-config.js';
@@ -142,6 +150,10 @@ export interface TrainerOptions {
    * finetune, the first-batch bias init still runs (for reproducing a run from its init).
    */
   initFrom?: string;
+  /** A fresh run may replace an existing run folder (the CLI's --overwrite); otherwise that is a ConfigError. */
+  overwrite?: boolean;
+  /** Held-out evaluation with the coders spliced into the model (see eval/training-eval.ts). */
+  evaluation?: TrainingEvalOptions;
 }
 
 interface CoderEntry {
@@ -152,8 +164,6 @@ interface CoderEntry {
   counter: DeadLatentCounter;
   didFire?: Tensor;
 }
-
-const STATE_FORMAT = 'sparsify-node-trainer/1';
 
 function runDirOf(cfg: TrainConfig): string {
   return join(cfg.saveDir, cfg.runName || 'unnamed');
@@ -169,7 +179,13 @@ function resolveHooks(cfg: TrainConfig, model: ModelLike): string[] {
     | ((m: unknown, o: { hookpoints?: string[]; layers?: number[]; layerStride?: number }) => string[] | { name: string }[])
     | undefined;
   if (!resolve) throw new ConfigError('resolveHookpoints is not available in @sparsify/core');
-  const r = resolve(model, { hookpoints: cfg.hookpoints, layers: cfg.layers, layerStride: cfg.layerStride });
+  let r: string[] | { name: string }[];
+  try {
+    r = resolve(model, { hookpoints: cfg.hookpoints, layers: cfg.layers, layerStride: cfg.layerStride });
+  } catch (e) {
+    if (e instanceof ValueError) throw new ConfigError(`${cfg.hookpoints.length ? '--hookpoints' : '--layers'}: ${e.message}`);
+    throw e;
+  }
   return r.map((x) => (typeof x === 'string' ? x : x.name));
 }
 
@@ -191,24 +207,26 @@ export class Trainer extends EventEmitter {
   bestLoss = new Map<string, number>();
   private initialized = false;
   private resumed = false;
+  private resuming = false;
+  private lock?: RunLock;
   private stopRequested = false;
   private readonly opts: TrainerOptions;
   private initialK = 0;
   private lastStepMetrics: Record<string, CoderMetrics> = {};
+  private readonly evaluator: TrainingEvaluator | undefined;
 
   constructor(cfg: TrainConfig | RunConfig, dataset: TokenDatasetLike, model: ModelLike, opts: TrainerOptions = {}) {
     super();
     validateTrainConfig(cfg);
     assertSupportedLossFn(cfg);
-    if (!dataset || typeof dataset.length !== 'number' || typeof dataset.rows !== 'function')
-      throw new ValueError('Trainer: dataset must have a length and rows(indices)');
-    if (dataset.length < 1) throw new ValueError('Trainer: the dataset is empty');
+    checkDatasetShape(dataset);
     this.cfg = structuredClone(cfg);
     this.dataset = dataset;
     this.model = model;
     this.device = opts.device ?? 'cpu';
     this.opts = opts;
     this.runDir = runDirOf(this.cfg);
+    this.evaluator = opts.evaluation ? new TrainingEvaluator(opts.evaluation, model as unknown as EvalModel) : undefined;
   }
 
   /** Batches per epoch used for the LR schedule (floor, like sparsify's num_batches). */
@@ -233,7 +251,24 @@ export class Trainer extends EventEmitter {
   /** Resolves hookpoints and widths and creates the coders (and loads finetune weights). */
   async init(): Promise<void> {
     if (this.initialized) return;
+    if (this.opts.save !== false) this.lock ??= claimRunFolder(this.runDir, { resume: this.resuming, overwrite: this.opts.overwrite });
+    try {
+      await this.initCoders();
+    } catch (e) {
+      this.releaseLock();
+      throw e;
+    }
+    this.initialized = true;
+  }
+
+  private releaseLock(): void {
+    this.lock?.release();
+    this.lock = undefined;
+  }
+
+  private async initCoders(): Promise<void> {
     const cfg = this.cfg;
+    checkExcludeTokens(cfg.excludeTokens, (this.model as { vocabSize?: number }).vocabSize);
     this.hookpoints = resolveHooks(cfg, this.model);
     if (this.hookpoints.length === 0)
       throw new ConfigError(`no hookpoint of the model matches ${JSON.stringify(cfg.hookpoints.length ? cfg.hookpoints : cfg.layers)}`);
@@ -256,6 +291,8 @@ export class Trainer extends EventEmitter {
     let finetuneDir: string | undefined;
     if (cfg.finetune) finetuneDir = await resolveLocalOrHub(cfg.finetune);
     const multi = cfg.initSeeds.length > 1;
+    for (const hook of this.hookpoints) checkSizes(cfg.sae, hook, this.widths.get(hook)!);
+    checkBatchSize(Math.min(cfg.batchSize, this.dataset.length), this.dataset.ctxLen, this.hookpoints.map((h) => this.widths.get(h)! * (cfg.sae.transcode ? 2 : 1)));
     for (const hook of this.hookpoints) {
       for (const seed of cfg.initSeeds) {
         const name = multi ? `${hook}/seed${seed}` : hook;
@@ -281,7 +318,6 @@ export class Trainer extends EventEmitter {
     const first = this.coders[0];
     this.initialK = initialK(first.coder.numLatents, this.widths.get(first.hook)!);
     this.createOptimizers();
-    this.initialized = true;
   }
 
   private checkCompatible(coder: CoderLike, width: number, what: string): void {
@@ -305,40 +341,52 @@ export class Trainer extends EventEmitter {
     );
   }
 
-  /** Restores a checkpoint written by save() (weights, optimizer state, counters, step). */
+  /** Restores a checkpoint written by save() (weights, optimizer state, counters, step); checks it first (resume-check.ts). */
   async loadState(dir: string = this.runDir): Promise<void> {
+    this.resuming = true;
     await this.init();
-    if (!recoverRunFolder(dir)) throw new FileFormatError(`${dir}: no complete checkpoint to resume from (missing ${STATE_FILE})`);
-    let state: Record<string, any>;
     try {
-      state = JSON.parse(readFileSync(join(dir, STATE_FILE), 'utf-8'));
+      await this.restore(dir);
     } catch (e) {
-      throw new FileFormatError(`${join(dir, STATE_FILE)}: invalid JSON (${(e as Error).message})`);
+      this.releaseLock();
+      throw e;
     }
-    if (state.format !== STATE_FORMAT) throw new FileFormatError(`${join(dir, STATE_FILE)}: unknown format ${JSON.stringify(state.format)}`);
+  }
+
+  private async restore(dir: string): Promise<void> {
+    if (!recoverRunFolder(dir)) throw new FileFormatError(`${dir}: no complete checkpoint to resume from (missing ${STATE_FILE})`);
     const names = this.coders.map((e) => e.name);
-    if (JSON.stringify(state.coders) !== JSON.stringify(names))
-      throw new ConfigError(`${dir}: checkpoint has coders ${JSON.stringify(state.coders)}, this run has ${JSON.stringify(names)}`);
+    checkResumeConfig(dir, this.cfg);
+    const state = readTrainerState(dir, { coders: names, totalBatches: this.totalBatches, gradAccSteps: this.cfg.gradAccSteps, optimizer: this.cfg.optimizer });
     const SparseCoder = (core as unknown as Record<string, any>).SparseCoder;
-    const counters = loadInt64Safetensors(join(dir, 'dead_counters.safetensors'));
+    const countersFile = join(dir, 'dead_counters.safetensors');
+    const counters = loadInt64Safetensors(countersFile);
     for (const e of this.coders) {
       // Schedule-free runs keep the training iterate (y) apart from the saved average (x).
-      const yDir = join(dir, 'train_iterate', e.name);
-      const src = existsSync(join(yDir, 'sae.safetensors')) ? yDir : join(dir, e.name);
+      const src = trainIterateDir(dir, e.name) ?? join(dir, e.name);
       const coder: CoderLike = await maybe(SparseCoder.loadFromDisk(src, { device: this.device }));
       this.checkCompatible(coder, this.widths.get(e.hook)!, src);
       e.coder.dispose?.();
       e.coder = coder;
-      const c = counters.get(e.name);
-      if (!c) throw new FileFormatError(`${dir}/dead_counters.safetensors: no counters for '${e.name}'`);
-      e.counter = new DeadLatentCounter(coder.numLatents, this.cfg.deadFeatureThreshold, c);
+      e.counter = new DeadLatentCounter(coder.numLatents, this.cfg.deadFeatureThreshold, checkCounters(countersFile, e.name, counters.get(e.name), coder.numLatents));
     }
     this.createOptimizers();
-    for (let i = 0; i < this.optimizers.length; i++) await maybe(this.optimizers[i].loadStateDict(loadStateDict(join(dir, `optimizer_${i}`))));
+    for (let i = 0; i < this.optimizers.length; i++) {
+      const base = join(dir, `optimizer_${i}`);
+      const sd = loadStateDict(base);
+      checkOptimizerState(`${base}.json`, sd, this.cfg.optimizer);
+      try {
+        await maybe(this.optimizers[i].loadStateDict(sd as never));
+      } catch (e) {
+        if (e instanceof ValueError) throw new FileFormatError(`${base}.safetensors: ${e.message}`);
+        throw e;
+      }
+    }
     this.globalStep = state.global_step;
     this.optStep = state.step;
-    this.tokensSeen = state.tokens ?? 0;
-    for (const [k, v] of Object.entries(state.best_loss ?? {})) this.bestLoss.set(k, v === null ? Infinity : (v as number));
+    this.tokensSeen = state.tokens;
+    for (const [k, v] of Object.entries(state.best_loss)) this.bestLoss.set(k, v === null ? Infinity : v);
+    if (this.opts.save !== false && dir === this.runDir) truncateMetrics(dir, state.step);
     this.resumed = true;
   }
 
@@ -354,7 +402,7 @@ export class Trainer extends EventEmitter {
           await maybe(opt.eval());
           await maybe(e.coder.saveToDisk(join(tmp, e.name)));
           await maybe(opt.train());
-          await maybe(e.coder.saveToDisk(join(tmp, 'train_iterate', e.name)));
+          await maybe(e.coder.saveToDisk(join(tmp, e.name, TRAIN_ITERATE)));
         } else {
           await maybe(e.coder.saveToDisk(join(tmp, e.name)));
         }
@@ -382,6 +430,7 @@ export class Trainer extends EventEmitter {
       };
       core.writeFileAtomic(join(tmp, STATE_FILE), [pyJson(state)]);
     });
+    if (isSignum) dropLegacyTrainIterate(dir);
     this.opts.onSave?.(dir, this.optStep);
     this.emit('save', dir, this.optStep);
   }
@@ -390,8 +439,9 @@ export class Trainer extends EventEmitter {
     for (const e of this.coders) {
       const m = this.lastStepMetrics[e.name];
       if (!m) continue;
-      if (m.fvu < this.bestLoss.get(e.name)!) {
-        this.bestLoss.set(e.name, m.fvu);
+      const v = this.evaluator ? this.evaluator.bestValue(e.name, m.fvu) : m.fvu;
+      if (v !== undefined && v < this.bestLoss.get(e.name)!) {
+        this.bestLoss.set(e.name, v);
         // sparsify layout: best/{name}/ holds the state files, best/{name}/{name}/ the coder.
         await this.save(join(this.runDir, 'best', e.name), [e]);
       }
@@ -422,11 +472,19 @@ export class Trainer extends EventEmitter {
   private writeMetrics(record: Record<string, unknown>): void {
     if (this.opts.save === false) return;
     mkdirSync(this.runDir, { recursive: true });
-    appendFileSync(join(this.runDir, 'metrics.jsonl'), JSON.stringify(record) + '\n');
+    appendFileSync(join(this.runDir, METRICS_FILE), JSON.stringify(record) + '\n');
   }
 
   async fit(): Promise<FitResult> {
     await this.init();
+    try {
+      return await this.fitLoop();
+    } finally {
+      this.releaseLock();
+    }
+  }
+
+  private async fitLoop(): Promise<FitResult> {
     const cfg = this.cfg;
     const B = cfg.batchSize;
     const T = this.dataset.ctxLen;
@@ -493,7 +551,8 @@ export class Trainer extends EventEmitter {
           } else x = y;
         }
         const entries = this.coders.filter((e) => e.hook === hook);
-        if (firstBatch) for (const e of entries) await maybe(e.coder.initBiasesFromBatch(x, transcode ? y : undefined));
+        if (firstBatch)
+          for (const e of entries) await withHookpointContext(e.name, async () => e.coder.initBiasesFromBatch(x, transcode ? y : undefined), (this.model as { path?: string }).path);
         const N = y.shape[0];
         const chunks = Math.min(cfg.microAccSteps, N);
         const onDevice = y.device === 'cuda' || x.device === 'cuda' || this.device === 'cuda';
@@ -507,7 +566,7 @@ export class Trainer extends EventEmitter {
             const sliceHere = chunks > 1 && !onDevice;
             const xc = sliceHere ? rowSlice(x, r0, r1) : x;
             const yc = sliceHere && transcode ? rowSlice(y, r0, r1) : transcode ? y : undefined;
-            const res = await e.coder.forwardBackward(xc, {
+            const res = await withHookpointContext(e.name, () => e.coder.forwardBackward(xc, {
               y: yc,
               ...(chunks > 1 && onDevice ? { rows: [r0, r1] as [number, number] } : {}),
               deadMask,
@@ -515,7 +574,7 @@ export class Trainer extends EventEmitter {
               lossScale: 1 / accDenom,
               totalVariance: tv === undefined ? undefined : (tv * (r1 - r0)) / N,
               didFire: e.didFire,
-            });
+            }), (this.model as { path?: string }).path);
             const s = stepSum.get(e.name)!;
             s.fvu += res.fvu;
             s.auxk += res.auxkLoss;
@@ -561,6 +620,7 @@ export class Trainer extends EventEmitter {
           elapsedSec: (performance.now() - started) / 1000,
         };
         this.writeMetrics({ step: info.step, batches: info.batches, tokens: info.tokens, k, lr: info.lr[0], elapsed_s: +info.elapsedSec.toFixed(3), ...flatMetrics(metrics) });
+        if (this.evaluator?.due(this.optStep)) this.writeMetrics(await this.evaluator.stepRecord(this.optStep, this.coders));
         this.opts.onStep?.(info);
         this.emit('step', info);
 
@@ -597,6 +657,7 @@ export class Trainer extends EventEmitter {
     if (doSave) {
       await this.save();
       if (cfg.saveBest) await this.saveBest();
+      if (this.evaluator) await this.evaluator.writeFinal(this.runDir, this.coders);
     }
     const result: FitResult = {
       steps: this.optStep,

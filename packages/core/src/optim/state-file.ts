@@ -3,6 +3,7 @@
  * one metadata key `sparsify_optimizer` holding {kind, lr, groups, trainMode} as JSON (one key,
  * so files are byte-reproducible). Written atomically.
  */
+import { jsonErrorSummary } from '../json-error.js';
 import { FileFormatError } from '../errors.js';
 import { loadSafetensors, readSafetensorsHeader, saveSafetensors } from '../safetensors.js';
 import type { OptimizerState } from './optimizer.js';
@@ -22,7 +23,7 @@ export function loadOptimizerState(path: string): OptimizerState {
   try {
     meta = JSON.parse(raw);
   } catch (e) {
-    throw new FileFormatError(`${path}: invalid '${OPTIMIZER_METADATA_KEY}' metadata (${(e as Error).message})`);
+    throw new FileFormatError(`${path}: invalid '${OPTIMIZER_METADATA_KEY}' metadata (${jsonErrorSummary(e)})`);
   }
   if (!['adam', 'signum', 'muon'].includes(meta.kind as string) || !Array.isArray(meta.lr) || !Array.isArray(meta.groups))
     throw new FileFormatError(`${path}: '${OPTIMIZER_METADATA_KEY}' metadata lacks kind / lr / groups`);
