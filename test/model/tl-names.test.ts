@@ -124,6 +124,15 @@ test('sparsify train accepts TransformerLens hookpoints (folders named by them)'
     m.dispose();
     a.dispose();
     b.dispose();
+    // eval splices them in by their TL names, also after conversion to SAELens folders.
+    o.out = '';
+    assert.equal(await main(['eval', join(dir, 'tl'), DEFAULT_ASSETS_DIR, join(DEFAULT_ASSETS_DIR, 'corpus.jsonl'), '--max_examples', '4', '--batch_size', '2', '--ctx_len', '64'], io), 0, o.err);
+    assert.match(o.out, /blocks\.0\.hook_resid_post/);
+    assert.match(o.out, /blocks\.1\.mlp\.hook_post/);
+    assert.equal(await main(['convert', '--to', 'saelens', join(dir, 'tl'), join(dir, 'tl-sl')], io), 0, o.err);
+    o.out = '';
+    assert.equal(await main(['eval', join(dir, 'tl-sl'), DEFAULT_ASSETS_DIR, join(DEFAULT_ASSETS_DIR, 'corpus.jsonl'), '--max_examples', '4', '--batch_size', '2', '--ctx_len', '64'], io), 0, o.err);
+    assert.match(o.out, /blocks\.1\.mlp\.hook_post/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -189,6 +189,13 @@ export class LanguageModel implements Disposable {
     return a.source === 'output' ? m.width : m.inWidth;
   }
 
+  /** The HF module a hookpoint name stands for, and whether it is that module's output or input. */
+  moduleOf(name: string): { module: string; source: 'output' | 'input' } {
+    const a = this.#alias(name);
+    this.#module(a?.module ?? name);
+    return a ? { module: a.module, source: a.source } : { module: name, source: 'output' };
+  }
+
   #tl: Map<string, TlAlias> | undefined;
   #tlAliases(): TlAlias[] {
     this.#tl ??= new Map(tlAliases(this.family, this.numLayers, this.spec.parallelResidual).map((a) => [a.name, a]));
