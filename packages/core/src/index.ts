@@ -36,3 +36,5 @@ export * from './saelens/format.js';
 export { loadSaeLensCoder } from './saelens/load.js';
 export { tlAliases, tlUnavailable } from './model/tl-names.js';
 export type { TlAlias } from './model/tl-names.js';
+export { kindStepReference } from './kinds/reference.js';
+export type { KindSpec, KindParams, KindStepReference } from './kinds/reference.js';
