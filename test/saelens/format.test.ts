@@ -240,3 +240,45 @@ test('threshold encoder across several latent tiles and row blocks equals the fl
   c.dispose();
   x.dispose();
 });
+
+test('sparsify eval scores SAELens JumpReLU / gated / standard folders (variable-k latents) on their hook', async () => {
+  const { main } = await import('@sparsify/cli');
+  const { DEFAULT_ASSETS_DIR } = await import('@sparsify/train');
+  const { loadModel } = await import('@sparsify/core');
+  const dir = mkdtempSync(join(tmpdir(), 'saelens-eval-'));
+  try {
+    // Coders on the embedded model's blocks.0.hook_resid_post (h.0), one per kind.
+    const model = await loadModel(DEFAULT_ASSETS_DIR);
+    const D = model.width('blocks.0.hook_resid_post'), M = 64;
+    model.dispose();
+    const r = new Rng(3);
+    const rnd = (n: number, s: number) => Float32Array.from({ length: n }, () => r.normal() * s);
+    for (const kind of ['relu', 'jumprelu', 'gated'] as const) {
+      const p = new Map<string, Tensor>([
+        ['encoder.weight', Tensor.from(rnd(M * D, 1 / Math.sqrt(D)), [M, D])],
+        ['encoder.bias', Tensor.from(rnd(M, 0.1), [M])],
+        ['W_dec', Tensor.from(rnd(M * D, 0.1), [M, D])],
+        ['b_dec', Tensor.zeros([D])],
+      ]);
+      if (kind === 'jumprelu') p.set('threshold', Tensor.from(new Float32Array(M).fill(0.2), [M]));
+      if (kind === 'gated') {
+        p.set('r_mag', Tensor.zeros([M]));
+        p.set('b_mag', Tensor.zeros([M]));
+      }
+      const c = new ThresholdCoder(kind, p);
+      await c.saveToDisk(join(dir, kind, 'blocks.0.hook_resid_post'));
+      c.dispose();
+    }
+    for (const kind of ['relu', 'jumprelu', 'gated']) {
+      const o = { out: '', err: '' };
+      const io = { stdout: { write: (s: string) => (o.out += s) }, stderr: { write: (s: string) => (o.err += s) } };
+      const code = await main(['eval', join(dir, kind, 'blocks.0.hook_resid_post'), DEFAULT_ASSETS_DIR, join(DEFAULT_ASSETS_DIR, 'corpus.jsonl'),
+        '--max_examples', '4', '--batch_size', '2', '--ctx_len', '32', '--json', join(dir, `${kind}.json`)], io);
+      assert.equal(code, 0, o.err);
+      const text = readFileSync(join(dir, `${kind}.json`), 'utf-8');
+      assert.ok(/"l0":\s*[1-9]/.test(text), `${kind}: a non-zero L0 from the variable-k latents`);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

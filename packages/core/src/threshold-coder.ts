@@ -71,6 +71,11 @@ export class ThresholdCoder implements Disposable {
     if (this.disposed) throw new DisposedError('ThresholdCoder has been disposed');
   }
 
+  /** The fields evaluation code reads from a coder config: no fixed k (0), never a transcoder. */
+  get cfg(): { activation: ThresholdKind; k: number; transcode: false; multiTopk: false; skipConnection: false } {
+    return { activation: this.kind, k: 0, transcode: false, multiTopk: false, skipConnection: false };
+  }
+
   /** The parameter tensors by name (live). */
   params(): Map<string, Tensor> {
     this.alive();
