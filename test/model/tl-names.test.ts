@@ -151,3 +151,10 @@ test('sparsify hookpoints MODEL --names tl lists aliases, modules and processing
   assert.equal(await main(['hookpoints', modelDir('gpt2'), '--names', 'xx'], io), 2);
   assert.match(o.err, /--names must be hf or tl/);
 });
+
+test('resolveHookpoints gives the reason for a TL name with no HF tensor', async () => {
+  const model = await loadModel(modelDir('llama'));
+  assert.throws(() => resolveHookpoints(model, { hookpoints: ['blocks.0.ln1.hook_normalized'] }), /x\/rms\(x\)/);
+  assert.throws(() => resolveHookpoints(model, { hookpoints: ['blocks.9.hook_resid_post'] }), /unknown hookpoint 'blocks.9.hook_resid_post'/);
+  model.dispose();
+});

@@ -21,6 +21,8 @@ export interface HookpointSource {
   hookpoints(): { name: string }[];
   /** TransformerLens aliases (model/tl-names.ts); patterns shaped like TL names match these. */
   tlHookpoints?(): { name: string }[];
+  /** Throws the reason when a TransformerLens name has no HF tensor on this model. */
+  moduleOf?(name: string): unknown;
   layerNames(): string[];
   readonly numLayers: number;
 }
@@ -39,6 +41,7 @@ export function resolveHookpoints(model: HookpointSource, sel: HookpointSelectio
     // Every pattern must match something: a typo, or a misplaced positional, is an error rather than ignored.
     for (const p of sel.hookpoints)
       if (!candidates(p).some((n) => fnmatch(n, p))) {
+        if (looksLikeTlName(p) && !/[*?[]/.test(p)) model.moduleOf?.(p); // names the reason, when there is one
         const near = closestNames(p, candidates(p));
         throw new ValueError(`hookpoint pattern ${JSON.stringify(p)} matches no module of the model${near.length ? ` (closest: ${near.join(', ')})` : ''}; see model.hookpoints()`);
       }
