@@ -50,3 +50,42 @@ export async function thresholdEncode(w: ThresholdWeights, x: Tensor, bDec?: Ten
 export function thresholdEncodeReference(w: ThresholdWeights, x: Tensor, bDec?: Tensor): Float64Array {
   return native().thresholdEncodeReference(handles(w), x.handle, bDec?.handle) as Float64Array;
 }
+
+/** Parameters (or gradient buffers) of a threshold coder in training (float32). */
+export interface ThresholdStepTensors {
+  encW: Tensor;
+  encB: Tensor;
+  /** jumprelu: log of the per-latent threshold. */
+  logThreshold?: Tensor;
+  W_dec: Tensor;
+  b_dec: Tensor;
+}
+
+export interface ThresholdStepOptions {
+  kind: 'relu' | 'jumprelu';
+  /** relu: L1 coefficient (the penalty is scaled by the decoder row norms). */
+  l1Coefficient?: number;
+  /** jumprelu: L0 coefficient. */
+  l0Coefficient?: number;
+  /** jumprelu: width of the rectangle kernel of the threshold gradient (SAELens jumprelu_bandwidth). */
+  bandwidth?: number;
+  sparsityLoss?: 'step' | 'tanh';
+  tanhScale?: number;
+  /** Gradients added are lossScale * d(loss). */
+  lossScale?: number;
+}
+
+const stepHandles = (t: ThresholdStepTensors) => ({ encW: t.encW.handle, encB: t.encB.handle, logThreshold: t.logThreshold?.handle, W_dec: t.W_dec.handle, b_dec: t.b_dec.handle });
+
+/**
+ * One training forward + backward of a ReLU + L1 or JumpReLU coder (native/cpu/threshold_step.cpp;
+ * float64 reference: kinds/reference.ts). Adds the gradients into `grads`.
+ */
+export async function thresholdStep(
+  w: ThresholdStepTensors,
+  grads: ThresholdStepTensors,
+  x: Tensor,
+  opts: ThresholdStepOptions,
+): Promise<{ mse: number; sparsity: number; loss: number }> {
+  return native().thresholdStep(stepHandles(w), stepHandles(grads), x.handle, opts);
+}
