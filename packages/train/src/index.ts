@@ -15,3 +15,4 @@ export * from './default-assets.js';
 export * from './evaluate.js';
 export * from './data/index.js';
 export * from './eval/index.js';
+export * from './saelens-schedules.js';
