@@ -109,3 +109,55 @@ test('threshold step: bitwise independent of the thread count; typed errors', as
   await assert.rejects(thresholdOps.thresholdStep(w, zerosLike(M, D, true), Tensor.zeros([2, D + 1]), opts), /x must be/);
   await assert.rejects(thresholdOps.thresholdStep(w, zerosLike(M, D, true), x, { ...opts, bandwidth: 0 }), /bandwidth/);
 });
+
+for (const name of ['batchtopk', 'matryoshka']) {
+  test(`${name}: CPU training step equals the float64 reference (kept set, losses, gradients, threshold input)`, async () => {
+    const { t, meta, shape } = load(name);
+    const [N, D] = shape('x');
+    const M = shape('encoder.bias')[0];
+    const r32 = (a: Float64Array) => Float64Array.from(Float32Array.from(a));
+    const widths: number[] = name === 'matryoshka' ? JSON.parse(meta.widths) : [];
+    const spec: KindSpec = name === 'matryoshka'
+      ? { kind: 'matryoshka', k: Number(meta.k), thresholdLr: 0.01, threshold: 0.25, widths }
+      : { kind: 'batchtopk', k: Number(meta.k), thresholdLr: 0.01, threshold: 0.25 };
+    const ref = kindStepReference({ encW: r32(t.get('encoder.weight')!), encB: r32(t.get('encoder.bias')!), W_dec: r32(t.get('W_dec')!), b_dec: r32(t.get('b_dec')!) }, r32(t.get('x')!), N, spec);
+    const w = setOf(t, M, D, false);
+    const g = zerosLike(M, D, false);
+    const L = await thresholdOps.batchTopKStep(w, g, f32(t.get('x')!, [N, D]), { k: Number(meta.k), widths });
+    assert.equal(L.kept, Math.floor(Number(meta.k) * N));
+    assert.ok(Math.abs(L.mse - ref.mse) <= 1e-5 * ref.mse, `mse ${L.mse} vs ${ref.mse}`);
+    assert.ok(Math.abs(L.inner - ref.sparsity) <= 1e-5 * Math.max(1, ref.sparsity), `inner ${L.inner} vs ${ref.sparsity}`);
+    const th = 0.99 * 0.25 + 0.01 * L.minKept;
+    assert.ok(Math.abs(th - ref.thresholdAfter!) <= 1e-7, `threshold ${th} vs ${ref.thresholdAfter}`);
+    close(g.encW.toFloat32Array(), ref.grads.encW, 'grad encW', 1e-4);
+    close(g.encB.toFloat32Array(), ref.grads.encB, 'grad encB', 1e-4);
+    close(g.W_dec.toFloat32Array(), ref.grads.W_dec, 'grad W_dec', 1e-4);
+    close(g.b_dec.toFloat32Array(), ref.grads.b_dec, 'grad b_dec', 1e-4);
+    await assert.rejects(thresholdOps.batchTopKStep(w, zerosLike(M, D, false), f32(t.get('x')!, [N, D]), { k: 0 }), /k must be > 0/);
+    await assert.rejects(thresholdOps.batchTopKStep(w, zerosLike(M, D, false), f32(t.get('x')!, [N, D]), { k: 2, widths: [24, 8] }), /increasing/);
+  });
+}
+
+test('batchtopk step: bitwise independent of the thread count on several row blocks', async () => {
+  const { t, meta, shape } = load('matryoshka');
+  const [N, D] = shape('x');
+  const M = shape('encoder.bias')[0];
+  const xs = new Float32Array(300 * D);
+  const x0 = t.get('x')!;
+  for (let i = 0; i < xs.length; i++) xs[i] = x0[i % (N * D)] + 0.01 * Math.floor(i / (N * D));
+  const x = Tensor.from(xs, [300, D]);
+  const w = setOf(t, M, D, false);
+  const prev = numThreads();
+  const results: Float32Array[][] = [];
+  try {
+    for (const n of [1, 2]) {
+      setNumThreads(n);
+      const g = zerosLike(M, D, false);
+      await thresholdOps.batchTopKStep(w, g, x, { k: Number(meta.k), widths: JSON.parse(meta.widths) });
+      results.push([g.encW, g.encB, g.W_dec, g.b_dec].map((v) => v.toFloat32Array()));
+    }
+  } finally {
+    setNumThreads(prev);
+  }
+  for (let i = 0; i < results[0].length; i++) assert.deepEqual(results[1][i], results[0][i]);
+});

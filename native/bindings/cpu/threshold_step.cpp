@@ -1,11 +1,13 @@
 // N-API surface of the threshold-coder training step (cpu/threshold_step.h):
 //   thresholdStep(w, grads, x, {kind: 'relu'|'jumprelu', l1Coefficient, l0Coefficient, bandwidth,
 //                 sparsityLoss: 'step'|'tanh', tanhScale, lossScale}) -> Promise<{mse, sparsity, loss}>
+//   batchTopKStep(w, grads, x, {k, widths?: number[], lossScale}) -> Promise<{mse, inner, loss, minKept, kept}>
 // w / grads = { encW [M,D], encB [M], logThreshold? [M] (jumprelu), W_dec [M,D], b_dec [D] } (float32);
 // gradients are added into grads.
 #include <string>
 
 #include "core/napi_util.h"
+#include "cpu/batchtopk_step.h"
 #include "cpu/threshold_step.h"
 
 namespace sparsify {
@@ -76,7 +78,53 @@ Napi::Value threshold_step_js(const Napi::CallbackInfo& info) {
       });
 }
 
-void init(Napi::Env env, Napi::Object exports) { export_fn(env, exports, "thresholdStep", threshold_step_js); }
+Napi::Value batchtopk_step_js(const Napi::CallbackInfo& info) {
+  Napi::Object o = arg_object(info, 3, "options");
+  BatchTopKSpec s;
+  s.k = opt_number(o, "k", 0);
+  s.loss_scale = opt_number(o, "lossScale", 1.0);
+  Napi::Value wv = o.Get("widths");
+  if (!wv.IsUndefined() && !wv.IsNull()) {
+    if (!wv.IsArray()) fail(ErrorKind::Value, "batchTopKStep: widths must be an array of integers");
+    Napi::Array a = wv.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); ++i) {
+      Napi::Value e = a.Get(i);
+      if (!e.IsNumber()) fail(ErrorKind::Value, "batchTopKStep: widths must be an array of integers");
+      s.widths.push_back(e.As<Napi::Number>().Int64Value());
+    }
+  }
+  if (!info[0].IsObject()) fail(ErrorKind::Value, "weights must be an object of tensors");
+  Tensor encW = opt_tensor(info[0].As<Napi::Object>(), "encW");
+  if (!encW.defined() || encW.ndim() != 2) fail(ErrorKind::Shape, "weights encW must be a [num_latents, d_in] tensor");
+  const int64_t M = encW.dim(0), D = encW.dim(1);
+  StepTensors w = read_set(info[0], "weights", false, M, D, false);
+  StepTensors g = read_set(info[1], "grads", false, M, D, true);
+  Tensor x = arg_tensor(info, 2, "x");
+  expect_dtype(x, DType::F32, "x");
+  if (x.ndim() != 2 || x.dim(1) != D) fail(ErrorKind::Shape, "x must be [tokens, " + std::to_string(D) + "], got " + shape_str(x.shape));
+  auto out = std::make_shared<BatchTopKLosses>();
+  return run_async(
+      info.Env(),
+      [w, g, x, s, M, D, out] {
+        ThresholdStepWeights wv{D, M, w.encW.data<float>(), w.encB.data<float>(), nullptr, w.W_dec.data<float>(), w.b_dec.data<float>()};
+        ThresholdStepGrads gv{g.encW.data<float>(), g.encB.data<float>(), nullptr, g.W_dec.data<float>(), g.b_dec.data<float>()};
+        *out = batchtopk_step(wv, s, x.dim(0), x.data<float>(), gv);
+      },
+      [out](Napi::Env env) -> Napi::Value {
+        Napi::Object r = Napi::Object::New(env);
+        r.Set("mse", out->mse);
+        r.Set("inner", out->inner);
+        r.Set("loss", out->loss);
+        r.Set("minKept", out->min_kept);
+        r.Set("kept", double(out->kept));
+        return r;
+      });
+}
+
+void init(Napi::Env env, Napi::Object exports) {
+  export_fn(env, exports, "thresholdStep", threshold_step_js);
+  export_fn(env, exports, "batchTopKStep", batchtopk_step_js);
+}
 
 }  // namespace
 SPX_REGISTER(threshold_step_ops, init);

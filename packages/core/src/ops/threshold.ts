@@ -89,3 +89,27 @@ export async function thresholdStep(
 ): Promise<{ mse: number; sparsity: number; loss: number }> {
   return native().thresholdStep(stepHandles(w), stepHandles(grads), x.handle, opts);
 }
+
+export interface BatchTopKStepOptions {
+  /** Average latents per row: floor(k · rows) are kept over the whole batch. */
+  k: number;
+  /** Matryoshka prefix widths; a last width equal to num_latents is the full decode (dropped). */
+  widths?: readonly number[];
+  lossScale?: number;
+}
+
+/**
+ * One training forward + backward of a BatchTopK (or Matryoshka BatchTopK) coder
+ * (native/cpu/batchtopk_step.cpp; float64 reference: kinds/reference.ts). Adds the gradients into
+ * `grads`. `minKept` is what SAELens's threshold update reads: θ ← (1 − lr)θ + lr·minKept.
+ */
+export async function batchTopKStep(
+  w: ThresholdStepTensors,
+  grads: ThresholdStepTensors,
+  x: Tensor,
+  opts: BatchTopKStepOptions,
+): Promise<{ mse: number; inner: number; loss: number; minKept: number; kept: number }> {
+  const M = w.encB.shape[0];
+  const widths = (opts.widths ?? []).filter((v, i, a) => !(i === a.length - 1 && v === M));
+  return native().batchTopKStep(stepHandles(w), stepHandles(grads), x.handle, { k: opts.k, widths, lossScale: opts.lossScale });
+}
