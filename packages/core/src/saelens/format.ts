@@ -16,7 +16,7 @@
  *   rescale_acts_by_decoder_norm false (our encode is exactly that formula, so nothing needs
  *   folding) and our cfg.json under metadata.sparsify_cfg, so converting back is bitwise exact.
  */
-import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { coderConfigFromJson, coderConfigToDict, type SparseCoderConfig } from '../config.js';
@@ -328,11 +328,4 @@ export function writeThresholdCoderAsSaeLens(dir: string, coder: ThresholdCoder,
   } finally {
     W_enc.dispose();
   }
-}
-
-/** Sub-folders of root that are SAELens coder folders (natural order is the caller's business). */
-export function listSaeLensDirs(root: string): string[] {
-  return readdirSync(root, { withFileTypes: true })
-    .filter((e) => e.isDirectory() && isSaeLensDir(join(root, e.name)))
-    .map((e) => e.name);
 }
