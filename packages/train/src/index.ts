@@ -15,4 +15,5 @@ export * from './default-assets.js';
 export * from './evaluate.js';
 export * from './data/index.js';
 export * from './eval/index.js';
+export * from './features/index.js';
 export * from './saelens-schedules.js';
