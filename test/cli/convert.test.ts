@@ -69,3 +69,17 @@ test('convert refuses: existing DST, bad --to, same format, kinds without an equ
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('sparsify info lists SAELens folders with their architecture, width and k', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'spx-info-sl-'));
+  try {
+    const { cpSync } = await import('node:fs');
+    for (const v of ['jumprelu', 'topk']) cpSync(join(FIX, v), join(dir, v), { recursive: true });
+    const c = capture();
+    assert.equal(await main(['info', dir], c.io), 0, c.o.err);
+    assert.match(c.o.out, /^jumprelu +saelens jumprelu +16 +64 +- +jumprelu +F32/m);
+    assert.match(c.o.out, /^topk +saelens topk +16 +64 +8 +topk +F32/m);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

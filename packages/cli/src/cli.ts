@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { convertCommand } from './commands/convert.js';
 import { writeTlHookpoints, type TlListing } from './commands/hookpoints-tl.js';
 import { pretokenizeCommand } from './commands/pretokenize.js';
+import { saeLensInfoRow } from './commands/info-saelens.js';
 import { evalCommand, trainingEvaluation } from './commands/eval.js';
 import { resolveDevice, type DeviceFlag } from './device.js';
 import { checkGemmEnv, nativeInfoText } from './native-info.js';
@@ -209,6 +210,10 @@ async function infoCommand(argv: readonly string[], io: CliIO): Promise<number> 
     const dir = join(root, n);
     // Exactly the checks of loading: a folder listed here loads.
     try {
+      if (core.isSaeLensDir(dir)) {
+        rows.push(await saeLensInfoRow(n, dir));
+        continue;
+      }
       (await core.SparseCoder.loadFromDisk(dir)).dispose();
     } catch (e) {
       if (!(e instanceof SparsifyError)) throw e;
