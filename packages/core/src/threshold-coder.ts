@@ -41,7 +41,6 @@ export class ThresholdCoder implements Disposable {
   /** SAELens cfg metadata carried along (hook name, model, ...), written back on save. */
   readonly metadata: Record<string, unknown>;
   private readonly tensors: Map<string, Tensor>;
-  private valueScale: Tensor | undefined;
   private disposed = false;
 
   /** Takes ownership of `tensors` (f32, names of THRESHOLD_PARAMS[kind]). */
@@ -64,7 +63,6 @@ export class ThresholdCoder implements Disposable {
     this.applyBDecToInput = opts.applyBDecToInput ?? true;
     this.metadata = opts.metadata ?? {};
     this.tensors = tensors;
-    if (kind === 'gated') this.valueScale = Tensor.from(tensors.get('r_mag')!.toFloat32Array().map(Math.exp), [M]);
   }
 
   private alive(): void {
@@ -82,11 +80,15 @@ export class ThresholdCoder implements Disposable {
     return new Map(this.tensors);
   }
 
-  /** @internal The encoder rule as the native kernel reads it. */
+  /**
+   * @internal The encoder rule as the native kernel reads it (gated: exp(r_mag) from the current
+   * r_mag, in a tensor the caller disposes).
+   */
   encoderWeights(): ThresholdWeights {
     const t = this.tensors;
     const enc = { encW: t.get('encoder.weight')!, gateBias: t.get('encoder.bias')! };
-    if (this.kind === 'gated') return { ...enc, valueScale: this.valueScale, valueBias: t.get('b_mag')! };
+    if (this.kind === 'gated')
+      return { ...enc, valueScale: Tensor.from(t.get('r_mag')!.toFloat32Array().map(Math.exp), [this.numLatents]), valueBias: t.get('b_mag')! };
     return { ...enc, valueBias: t.get('encoder.bias')!, ...(this.kind === 'jumprelu' ? { gateThreshold: t.get('threshold')! } : {}) };
   }
 
@@ -99,14 +101,24 @@ export class ThresholdCoder implements Disposable {
   async encode(x: Tensor): Promise<SparseLatents> {
     this.alive();
     this.checkInput(x, 'x');
-    return thresholdEncode(this.encoderWeights(), x, this.applyBDecToInput ? this.tensors.get('b_dec') : undefined);
+    const w = this.encoderWeights();
+    try {
+      return await thresholdEncode(w, x, this.applyBDecToInput ? this.tensors.get('b_dec') : undefined);
+    } finally {
+      w.valueScale?.dispose();
+    }
   }
 
   /** Float64 dense reference of encode (tests). */
   encodeReference(x: Tensor): Float64Array {
     this.alive();
     this.checkInput(x, 'x');
-    return thresholdEncodeReference(this.encoderWeights(), x, this.applyBDecToInput ? this.tensors.get('b_dec') : undefined);
+    const w = this.encoderWeights();
+    try {
+      return thresholdEncodeReference(w, x, this.applyBDecToInput ? this.tensors.get('b_dec') : undefined);
+    } finally {
+      w.valueScale?.dispose();
+    }
   }
 
   /** Σ_j topActs[n,j] W_dec[topIndices[n,j]] + b_dec. */
@@ -136,7 +148,6 @@ export class ThresholdCoder implements Disposable {
     if (this.disposed) return;
     this.disposed = true;
     for (const t of this.tensors.values()) t.dispose();
-    this.valueScale?.dispose();
   }
 
   [Symbol.dispose](): void {
