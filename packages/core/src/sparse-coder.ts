@@ -23,6 +23,7 @@ import { DeviceError, DisposedError, FileFormatError, ShapeError, ValueError } f
 import { snapshotDownload } from './hub.js';
 import { initEncoderWeight, normalizeRows } from './init.js';
 import { naturalSort } from './natsort.js';
+import { checkNoOtherFormat, isSaeLensDir, readSaeLensDir, saeLensToSparsify, writeSparsifyAsSaeLens, type SaeLensLoadOptions, type SaeLensSaveOptions } from './saelens/format.js';
 import {
   saeDecode,
   saeEncode,
@@ -145,9 +146,16 @@ export class SparseCoder implements Disposable {
     return coder;
   }
 
-  /** Loads `<dir>/cfg.json` + `<dir>/sae.safetensors` (F32/BF16/F16 files; computes in f32). */
-  static async loadFromDisk(dir: string, opts: CoderLoadOptions = {}): Promise<SparseCoder> {
+  /**
+   * Loads `<dir>/cfg.json` + `<dir>/sae.safetensors` (F32/BF16/F16 files; computes in f32), or a
+   * SAELens `topk` folder (`sae_weights.safetensors`, see saelens/format.ts).
+   */
+  static async loadFromDisk(dir: string, opts: CoderLoadOptions & SaeLensLoadOptions = {}): Promise<SparseCoder> {
     const device = checkDevice(opts.device);
+    if (isSaeLensDir(dir)) {
+      const p = saeLensToSparsify(await readSaeLensDir(dir), opts, dir);
+      return SparseCoder.fromParams(p.cfg, p.dIn, p.tensors, device);
+    }
     const files = readCoderDir(dir, { decoder: opts.decoder ?? true });
     const t = new Map<CoderParamName, Tensor>();
     try {
@@ -159,6 +167,14 @@ export class SparseCoder implements Disposable {
       for (const src of files.tensors.values()) src.dispose();
     }
     const coder = new SparseCoder(files.cfg, files.dIn, t, device);
+    coder.checkSpec();
+    await coder.attachDevice();
+    return coder;
+  }
+
+  /** @internal A coder owning these f32 parameter tensors (sparsify names). */
+  static async fromParams(cfg: SparseCoderConfig, dIn: number, tensors: Map<string, Tensor>, device: Device = 'cpu'): Promise<SparseCoder> {
+    const coder = new SparseCoder(cfg, dIn, tensors as Map<CoderParamName, Tensor>, device);
     coder.checkSpec();
     await coder.attachDevice();
     return coder;
@@ -207,11 +223,18 @@ export class SparseCoder implements Disposable {
     return out;
   }
 
-  /** Writes cfg.json (byte-exact sparsify format) and sae.safetensors (F32, sparsify names). */
-  async saveToDisk(dir: string): Promise<void> {
+  /**
+   * Writes cfg.json (byte-exact sparsify format) and sae.safetensors (F32, sparsify names), or
+   * with `format: 'saelens'` a SAELens 6 folder (cfg.json + sae_weights.safetensors, TopK only).
+   */
+  async saveToDisk(dir: string, opts: { format?: 'sparsify' | 'saelens' } & SaeLensSaveOptions = {}): Promise<void> {
     this.alive();
     await this.syncToHost();
-    writeCoderDir(dir, this.cfg, this.dIn, new Map([...this.tensors.entries()]));
+    const params = new Map([...this.tensors.entries()]);
+    if (opts.format === 'saelens') return writeSparsifyAsSaeLens(dir, this.cfg, this.dIn, params, opts);
+    if (opts.format !== undefined && opts.format !== 'sparsify') throw new ValueError(`saveToDisk: format must be 'sparsify' or 'saelens', got ${JSON.stringify(opts.format)}`);
+    checkNoOtherFormat(dir, 'sparsify');
+    writeCoderDir(dir, this.cfg, this.dIn, params);
   }
 
   /**

@@ -48,6 +48,8 @@ export interface ModelLike {
   hookpoints(): { name: string; width: number }[];
   /** Input width of a hookpoint (transcoders need it equal to the output width). */
   inputWidth?(name: string): number;
+  /** Width of any hookpoint name the model accepts, including aliases (TransformerLens names). */
+  width?(name: string): number;
   forward(
     tokens: Tensor,
     opts: { hookpoints: string[]; captureInputs?: boolean; logits?: boolean },
@@ -272,7 +274,7 @@ export class Trainer extends EventEmitter {
       throw new ConfigError(`no hookpoint of the model matches ${JSON.stringify(cfg.hookpoints.length ? cfg.hookpoints : cfg.layers)}`);
     const all = new Map(this.model.hookpoints().map((h) => [h.name, h.width]));
     for (const h of this.hookpoints) {
-      const w = all.get(h);
+      const w = all.get(h) ?? this.model.width?.(h);
       if (w === undefined) throw new ConfigError(`hookpoint '${h}' is not a module of the model`);
       this.widths.set(h, w);
       if (cfg.sae.transcode && this.model.inputWidth) {
