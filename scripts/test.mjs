@@ -11,6 +11,7 @@
 // CUDA suites again on the emulated CUDA device, so every CUDA kernel executes without a GPU.
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -44,10 +45,11 @@ const emuSuites = () => [
   join('test', 'cli', 'device.test.ts'),
 ];
 
-function runFiles(files, env = process.env) {
+function runFiles(files, env = process.env, concurrency = undefined) {
   const r = spawnSync(
     process.execPath,
-    ['--conditions=sparsify-source', '--import', 'tsx', '--test', '--test-timeout=600000', ...files],
+    ['--conditions=sparsify-source', '--import', 'tsx', '--test', '--test-timeout=600000',
+     ...(concurrency ? [`--test-concurrency=${concurrency}`] : []), ...files],
     { cwd: root, stdio: 'inherit', env },
   );
   return r.status ?? 1;
@@ -58,12 +60,14 @@ function runOnEmulator(files, withSm80 = true) {
   if (b.status !== 0) return b.status ?? 1;
   const addon = join(root, 'native', 'build-cuda-emu', 'Release', 'sparsify.node');
   console.log(`[sparsify] the CUDA suites on the emulated CUDA device (sm_90: the wgmma paths; ${relative(root, addon)})`);
-  const sm90 = runFiles(files, { ...process.env, SPARSIFY_NATIVE: addon });
+  // The emulator runs a kernel's blocks on one core: two test files at a time use both cores.
+  const parallel = Math.max(1, Math.min(4, availableParallelism()));
+  const sm90 = runFiles(files, { ...process.env, SPARSIFY_NATIVE: addon }, parallel);
   // The kernel parity suites once more on an sm_80 device, where the mma.sync paths run.
   if (!withSm80) return sm90;
   console.log('[sparsify] the kernel parity suites on the emulated sm_80 device (the mma.sync paths)');
   const sm80Files = ['parity', 'gemm-path', 'sae-train'].map((n) => join('test', 'cuda', `${n}.test.ts`));
-  const sm80 = runFiles(sm80Files, { ...process.env, SPARSIFY_NATIVE: addon, SPARSIFY_CUDA_EMU_ARCH: 'sm_80' });
+  const sm80 = runFiles(sm80Files, { ...process.env, SPARSIFY_NATIVE: addon, SPARSIFY_CUDA_EMU_ARCH: 'sm_80' }, parallel);
   return sm90 || sm80;
 }
 

@@ -107,7 +107,7 @@ test('GPU: cudaGatherRows (exclude_tokens on device activations) equals the CPU 
   assert.throws(() => native().cudaGatherRows(dx.handle, Tensor.from(Int32Array.from([7]), [1]).handle), ValueError);
 });
 
-// Review (second): a CPU function reached from inside a cuda* call (here a JS getter on the
+// a CPU function reached from inside a cuda* call (here a JS getter on the
 // options object) must still reject device tensors; the cuda* call's permission used to leak
 // into it through the thread-local flag, and the CPU kernel then read a device pointer.
 test('GPU: a CPU function called from inside a cuda* call still rejects cuda tensors', { skip: gpu.skip ?? false }, async () => {
@@ -130,7 +130,7 @@ test('GPU: a CPU function called from inside a cuda* call still rejects cuda ten
   assert.match((inner as Error).message, /cuda tensor/);
 });
 
-// Review (second): cudaMatmul converted its bias with a host dtype conversion, so a device bias
+// cudaMatmul converted its bias with a host dtype conversion, so a device bias
 // in bfloat16 was a DeviceError; it is now widened on the device.
 test('GPU: cudaMatmul takes a host or device bias of any float dtype', { skip: gpu.skip ?? false }, async () => {
   const a = Tensor.from(Float32Array.from({ length: 3 * 40 }, (_, i) => Math.sin(i)), [3, 40]);
