@@ -109,16 +109,6 @@ export async function saeInitBiases(w: CoderWeights, x: Tensor, y: Tensor | unde
   await native().saeInitBiases(weightHandles(w), x.handle, y?.handle, transcode);
 }
 
-/** W_dec rows /= (norm + float32 eps), in place. */
-export async function saeNormalizeDecoder(W_dec: Tensor): Promise<void> {
-  await native().saeNormalizeDecoder(W_dec.handle);
-}
-
-/** grad rows -= <grad row, W_dec row> W_dec row, in place. */
-export async function saeProjectDecoderGrad(W_dec: Tensor, grad: Tensor): Promise<void> {
-  await native().saeProjectDecoderGrad(W_dec.handle, grad.handle);
-}
-
 export interface SaeReferenceResult {
   fvu: number;
   auxkLoss: number;
