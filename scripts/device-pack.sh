@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Prepares, in this checkout, what a device-tool call needs beside the tracked tree, all of it
-# git-ignored and named in the call's `carry` (bench/README.md, "GPU comparison"):
-#   .device/node.tar.xz          this machine's node, stripped (the device image has no node)
+# Prepares, in this checkout, what a run on a bare GPU machine needs beside the tracked tree, all
+# of it git-ignored and copied along with the checkout (bench/README.md, "GPU comparison"):
+#   .device/node.tar.xz          this machine's node, stripped (the GPU machine has no node)
 #   .device/node_modules.tar.xz  node_modules without typescript and @types (tests and benches
 #                                run through tsx; the native build needs cmake-js + node-api headers)
 #   bench/vendor/sparsify/       EleutherAI sparsify's source, exported from a fetched snapshot:
-#                                SPARSIFY_GIT_DIR=<the git dir the search tool's fetch returned>
-#                                (e.g. /work/.mirror/EleutherAI+sparsify/repo); kept if already there
-# Then prints what the call would send, against the tool's 64 MiB limit.
+#                                SPARSIFY_GIT_DIR=<a git dir of EleutherAI/sparsify>; kept if
+#                                already there
+# Then prints the size of what is copied along (kept under 64 MiB).
 #   scripts/device-pack.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."

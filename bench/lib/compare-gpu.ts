@@ -1,5 +1,5 @@
 /**
- * GPU comparison (issue #5, §5): our CUDA benchmark (bench/cuda.ts --json) next to Python sparsify
+ * GPU comparison: our CUDA benchmark (bench/cuda.ts --json) next to Python sparsify
  * on the same GPU in the same run (bench/ref/sparsify_gpu_step.py --json). scripts/gpu-check.sh
  * runs it as
  *   node --import tsx bench/lib/compare-gpu.ts <bench.json> <sparsify-gpu.json> [--out compare.json]

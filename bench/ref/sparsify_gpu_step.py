@@ -2,7 +2,7 @@
 
 A measurement tool for the device machine only: nothing in the project needs Python to build, test
 or run. scripts/gpu-check.sh runs it after bench/cuda.ts; bench/lib/compare-gpu.ts turns both JSON
-outputs into the comparison. See bench/README.md ("GPU comparison") for the device-tool call.
+outputs into the comparison. See bench/README.md ("GPU comparison") for how it is run.
 
     python3 bench/ref/sparsify_gpu_step.py [--sparsify bench/vendor/sparsify] [--json out.json]
         [--quick] [--reps 10] [--warmup 3] [--x-dtype bf16|float32] [--no-roofline] [--no-encode]

@@ -8,10 +8,10 @@
 #include <algorithm>
 #include <cfloat>
 
-#include "common.cuh"
-#include "cuda_context.h"
-#include "device_ops.h"
-#include "kernels.h"
+#include "cuda/common.cuh"
+#include "cuda/cuda_context.h"
+#include "cuda/device_ops.h"
+#include "cuda/cuda_ops.h"
 
 namespace sparsify {
 namespace cuda {
@@ -123,8 +123,7 @@ int64_t attention_max_head_dim() { return 32 * ATT_MAXC; }
 
 void attention_dev(const HeadsView& q, const HeadsView& k, const HeadsView& v, float* out, int64_t B, int64_t T,
                    int64_t Hq, int64_t Hkv, int64_t hd, float scale, float softcap, int64_t window, cudaStream_t s) {
-  // Review fix: the batch is gridDim.z (at most 65535), and the model forward passes B
-  // unchecked (tokens [B, T] with B > 65535 short sequences failed the launch): launch chunks of
+  // The batch is gridDim.z (at most 65535) and the model forward passes any B: launch chunks of
   // at most 65535 sequences with the row pointers advanced (rows are b·T + t).
   constexpr int64_t kMaxBatch = 65535;
   for (int64_t b0 = 0; b0 < B; b0 += kMaxBatch) {

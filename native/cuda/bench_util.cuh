@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "cuda_check.h"
+#include "cuda/cuda_check.h"
 
 namespace sparsify {
 namespace cuda {

@@ -6,7 +6,7 @@
 
 #include <cstdint>
 
-#include "dtype.h"
+#include "core/dtype.h"
 
 namespace sparsify {
 namespace cuda {

@@ -2,8 +2,8 @@
 // bf16/f16 rows zero-padded to Kp (a multiple of 32), optionally minus a per-column vector
 // (x - b_dec), and the transposing variant for B stored [K,N].
 #pragma once
-#include "common.cuh"
-#include "cuda_check.h"
+#include "cuda/common.cuh"
+#include "cuda/cuda_check.h"
 
 namespace sparsify {
 namespace cuda {

@@ -1,6 +1,6 @@
 # CUDA backend, included by the root CMakeLists.txt when SPARSIFY_CUDA != OFF and nvcc is found.
-# Compiles native/cuda/*.cu (kernels, runtime glue) and native/cuda/*.cpp (N-API bindings for
-# the cuda* functions) into the same addon target, with SPARSIFY_HAVE_CUDA defined. cudart is
+# Compiles native/cuda/*.cu (kernels, runtime glue) and native/bindings/cuda/*.cpp (N-API bindings
+# of the cuda* functions) into the same addon target, with SPARSIFY_HAVE_CUDA defined. cudart is
 # linked statically, so the .node needs only the NVIDIA driver (libcuda.so, loaded by cudart at
 # run time) and works (reporting "no device") on machines without one.
 
@@ -26,9 +26,9 @@ if(_sparsify_opts)
 endif()
 
 file(GLOB SPARSIFY_CUDA_SOURCES CONFIGURE_DEPENDS
-     ${CMAKE_CURRENT_LIST_DIR}/*.cu ${CMAKE_CURRENT_LIST_DIR}/*.cpp)
+     ${CMAKE_CURRENT_LIST_DIR}/*.cu ${CMAKE_CURRENT_LIST_DIR}/../bindings/cuda/*.cpp)
 target_sources(${PROJECT_NAME} PRIVATE ${SPARSIFY_CUDA_SOURCES})
-target_include_directories(${PROJECT_NAME} PRIVATE ${CMAKE_CURRENT_LIST_DIR} ${CMAKE_CUDA_TOOLKIT_INCLUDE_DIRECTORIES})
+target_include_directories(${PROJECT_NAME} PRIVATE ${CMAKE_CUDA_TOOLKIT_INCLUDE_DIRECTORIES})
 target_compile_definitions(${PROJECT_NAME} PRIVATE SPARSIFY_HAVE_CUDA=1)
 # The target exists before enable_language(CUDA), so it did not pick up the default archs.
 set_target_properties(${PROJECT_NAME} PROPERTIES CUDA_ARCHITECTURES "${CMAKE_CUDA_ARCHITECTURES}"

@@ -12,7 +12,7 @@
 
 #include <string>
 
-#include "errors.h"
+#include "core/errors.h"
 
 namespace sparsify {
 namespace cuda {

@@ -2,7 +2,7 @@
 #include <atomic>
 #include <cstring>
 
-#include "cuda_context.h"
+#include "cuda/cuda_context.h"
 
 namespace sparsify {
 namespace cuda {

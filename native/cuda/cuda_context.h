@@ -9,8 +9,8 @@
 #include <mutex>
 #include <string>
 
-#include "cuda_check.h"
-#include "tensor.h"
+#include "cuda/cuda_check.h"
+#include "core/tensor.h"
 
 namespace sparsify {
 namespace cuda {
@@ -76,7 +76,7 @@ struct DeviceTensor {
   DType dtype = DType::F32;
   // The host source, kept alive as long as this copy: cudaMemcpyAsync from pageable memory is
   // only documented to be "possibly synchronous", so a temporary source (t.to(F32)) must outlive
-  // the copy; callers sync the stream before their DeviceTensors go (review fix).
+  // the copy; callers sync the stream before their DeviceTensors go.
   Tensor host;
   int64_t numel() const;
   const void* data() const { return view ? view : buf.get(); }

@@ -1,30 +1,30 @@
 // Device-pointer building blocks shared between the kernel files (used by the host entry points
-// of kernels.h and by the resident SAE training state in sae_train.cu). All launch on the given
+// of cuda_ops.h and by the resident SAE training state in sae_state.cu). All launch on the given
 // stream; nothing here synchronises or copies to the host.
 #pragma once
 #include <cstdint>
 #include <vector>
 
-#include "cuda_context.h"
-#include "kernels.h"
+#include "cuda/cuda_context.h"
+#include "cuda/cuda_ops.h"
 
 namespace sparsify {
 namespace cuda {
 
-// topk_encode.cu: TopK/GroupMax (+AuxK) selection for X [N, pad32(D)] and W [M, pad32(D)] of
+// sae_encode.cu: TopK/GroupMax (+AuxK) selection for X [N, pad32(D)] and W [M, pad32(D)] of
 // `compute` (bf16/f16), b_enc f32 [M]. vals/idx are [N, k]; aux_v/aux_i [N, k_aux].
 struct DeviceEncodeOut {
   DeviceBuffer vals, idx, aux_v, aux_i;
   int k_aux = 0;
   bool fused = true;
-  // Host sources of the AuxK maps' async copies: alive until the caller syncs (review fix; they
-  // were locals that died on return, before the stream was synchronised).
+  // Host sources of the AuxK maps' async copies: alive until the caller syncs (locals would die
+  // on return, before the stream is synchronised).
   std::vector<int> host_dead_list, host_col_map;
 };
 DeviceEncodeOut encode_on_device(Session& ses, DType compute, const void* X, const void* W, const float* b_enc,
                                  int64_t N, int64_t D, int64_t M, const EncodeOptions& o);
 
-// sparse_decode.cu
+// sae_decode.cu
 // out[n] = Σ_j acts[n,j] · W[idx[n,j]] (+ bias[d]); W and bias of any float dtype.
 void embedding_bag(const float* acts, const int* idx, int64_t N, int k, const void* W, DType wdt, int64_t D,
                    const void* bias, DType bdt, float* out, cudaStream_t s);
@@ -59,7 +59,7 @@ void muon_dev(float* p, float* g, float* buf, int64_t rows, int64_t cols, double
 // of 32), f32 accumulation and output, C row stride N.
 void gemm_bf16_dev(const void* A, const void* B, const float* bias, float* C, int64_t M, int64_t N, int64_t Kp,
                    cudaStream_t s);
-// transformer_ops.cu: one row of D per CTA; w/b may be null (no affine / no bias).
+// layers.cu: one row of D per CTA; w/b may be null (no affine / no bias).
 void layer_norm_dev(const float* x, const float* w, const float* b, int64_t rows, int64_t D, float eps, float* out,
                     cudaStream_t s);
 void rms_norm_dev(const float* x, const float* w, int64_t rows, int64_t D, float eps, bool add_one, float* out,

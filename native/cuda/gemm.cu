@@ -1,6 +1,6 @@
 // Dense GEMM on tensor cores: C[M,N] = A[M,K] · Bᵀ (+ bias), 128x128x32 CTA tiles, 4-stage
 // cp.async pipeline, ldmatrix + mma.sync (see mma_tile.cuh). Maps to the CPU `gemm` /
-// `gemm_reference` (native/src/kernels/gemm.h) with A and B rounded to bf16/f16 first.
+// `gemm_reference` (native/cpu/gemm.h) with A and B rounded to bf16/f16 first.
 // On sm_90 the wgmma kernel (wgmma_tile.cuh) takes over once it has matched this one on the
 // device, for both of its tile shapes (gemm_path()).
 #include <algorithm>
@@ -9,15 +9,15 @@
 #include <string>
 #include <vector>
 
-#include "common.cuh"
-#include "convert.cuh"
-#include "cuda_context.h"
-#include "device_ops.h"
-#include "kernels.h"
-#include "mma_tile.cuh"
-#include "bench_util.cuh"
-#include "gemm_path.h"
-#include "wgmma_tile.cuh"
+#include "cuda/common.cuh"
+#include "cuda/convert.cuh"
+#include "cuda/cuda_context.h"
+#include "cuda/device_ops.h"
+#include "cuda/cuda_ops.h"
+#include "cuda/mma_tile.cuh"
+#include "cuda/bench_util.cuh"
+#include "cuda/gemm_path.h"
+#include "cuda/wgmma_tile.cuh"
 
 namespace sparsify {
 namespace cuda {
@@ -162,10 +162,9 @@ void choose_path(cudaStream_t s) {
            wgmma_matches_mma<__nv_bfloat16, 64>(s, why, sh[0], sh[1], sh[2]) &&
            wgmma_matches_mma<__half, 64>(s, why, sh[0], sh[1], sh[2]);
   } catch (const CudaError& e) {
-    // Review fix: a non-sticky error of the wgmma launch (e.g. its shared memory or resources
-    // refused on this device) escaped call_once, so the check re-ran and failed at every GEMM:
-    // nothing fell back. It is a property of the kernel on this device: fall back. Sticky
-    // errors (context lost) and OOM (transient; the check is retried) still propagate.
+    // A non-sticky error of the wgmma launch (its shared memory or resources refused on this
+    // device) is a property of the kernel on this device: fall back, once. Sticky errors (context
+    // lost) and OOM (transient; the check is retried) propagate.
     if (e.code == "ERR_SPARSIFY_CUDA_STICKY" || e.code == "ERR_SPARSIFY_CUDA_OOM") throw;
     ok = false;
     why = e.what();
@@ -187,9 +186,9 @@ template <class T>
 void launch_gemm(const T* A, const T* B, const float* bias, float* C, int64_t M, int64_t N, int64_t Kp,
                  cudaStream_t s) {
   const bool wg = gemm_path(s).wgmma;
-  // Review fix: gridDim.y = ceil(M / 128) must stay <= 65535. cudaMatmul rejects larger M, but
-  // the model forward's GEMMs (M = B·T tokens) did not: rows go in chunks of 65535·128 (a
-  // multiple of both tile heights), A and C advanced by whole rows.
+  // gridDim.y = ceil(M / 128) must stay <= 65535, and the model forward's GEMMs have M = B·T
+  // tokens: rows go in chunks of 65535·128 (a multiple of both tile heights), A and C advanced by
+  // whole rows.
   constexpr int64_t kMaxRows = 65535LL * 128;
   for (int64_t r0 = 0; r0 < M; r0 += kMaxRows) {
     const int64_t m = std::min(kMaxRows, M - r0);
@@ -205,8 +204,8 @@ Tensor matmul_t(const Tensor& a, const Tensor& b, bool b_trans, const Tensor& bi
   cudaStream_t s = ses.stream();
   DeviceTensor da = upload(a, s), db = upload(b, s);
   DeviceBuffer A(size_t(M * Kp) * sizeof(T), s), B(size_t(N * Kp) * sizeof(T), s), C(size_t(M * N) * 4, s);
-  // Review fix: bias.to(F32) is a host conversion (a DeviceError for a cuda bias of another
-  // dtype, although cuda ops take device tensors): upload as is, widen to f32 on the device.
+  // bias.to(F32) would be a host conversion (a cuda bias of another dtype cannot take it):
+  // upload as is, widen to f32 on the device.
   DeviceTensor dbias0;
   DeviceBuffer dbias;
   if (bias.defined()) {

@@ -1,5 +1,5 @@
 // The tensor-core main loop shared by the dense GEMM (gemm.cu) and the fused TopK encoder
-// (topk_encode.cu): one CTA of 256 threads computes a BM x 128 tile of  A · Bᵀ  with
+// (sae_encode.cu): one CTA of 256 threads computes a BM x 128 tile of  A · Bᵀ  with
 //   A [rows_a, Kp] and B [rows_b, Kp], both 16-bit (bf16 or f16), K contiguous (the nn.Linear
 //   layout: x @ Wᵀ), Kp a multiple of 32 (callers zero-pad K), f32 accumulation.
 // Pipeline: STAGES-deep cp.async (16-byte, zero-filled past the last row) global->shared copies
@@ -9,7 +9,7 @@
 // bank-conflict free (8 rows x 16 B land in 8 distinct 16-byte bank groups).
 // Warps: 2 (M) x 4 (N); warp tile (BM/2) x 32 = MFRAG x 4 mma tiles of 16 x 8.
 //
-// CPU reference: gemm_reference in native/src/ref (double accumulation); the difference is the
+// CPU reference: gemm_reference in native/ref (double accumulation); the difference is the
 // rounding of the inputs to bf16/f16 (done by the caller) and f32 accumulation order.
 #pragma once
 #include <cuda_bf16.h>

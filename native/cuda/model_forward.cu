@@ -1,5 +1,5 @@
 // The GPU transformer forward (see model_forward.h). The structure of resident_forward is a copy
-// of model::forward (native/src/model/forward.cpp) with host loops replaced by kernels on one
+// of model::forward (native/cpu/model_forward.cpp) with host loops replaced by kernels on one
 // stream: same module order, same capture points (a stream-ordered device copy where the CPU
 // forward memcpys), same splice points (a stream-ordered overwrite), same early stop after the
 // deepest needed block. Keep the two in step when either changes.
@@ -7,12 +7,12 @@
 #include <cmath>
 #include <cstring>
 
-#include "common.cuh"
-#include "convert.cuh"
-#include "cuda_context.h"
-#include "device_ops.h"
-#include "model/layers.h"
-#include "model_forward.h"
+#include "cuda/common.cuh"
+#include "cuda/convert.cuh"
+#include "cuda/cuda_context.h"
+#include "cuda/device_ops.h"
+#include "cpu/layers.h"
+#include "cuda/model_forward.h"
 
 namespace sparsify {
 namespace cuda {
@@ -260,9 +260,9 @@ std::shared_ptr<ResidentModel> make_resident_model(std::shared_ptr<const Model> 
     ses.sync();  // bounds the temporary file-dtype copies to one layer's worth
   }
   ses.sync();
-  // Review fix: the temporary file-dtype copies came from the stream-ordered pool, which keeps
-  // freed blocks (release threshold = max, cuda_context.cu): without a trim the largest one (the
-  // embedding-sized lm_head, GBs for an f32 checkpoint) stayed reserved for the process' life,
+  // The temporary file-dtype copies came from the stream-ordered pool, which keeps freed blocks
+  // (release threshold = max, cuda_context.cu): without a trim the largest one (the
+  // embedding-sized lm_head, GBs for an f32 checkpoint) would stay reserved for the process' life,
   // unavailable to cudaMalloc and to other processes. Every temporary is freed by now (synced).
   cudaMemPool_t pool;
   if (cudaDeviceGetDefaultMemPool(&pool, 0) == cudaSuccess) cudaMemPoolTrimTo(pool, 0);

@@ -1,7 +1,7 @@
 // The transformer forward on the GPU: a device-resident copy of a built model::Model (the same
 // Spec, Weights and module list as the CPU forward, so validation and hookpoint names are shared)
 // and a forward that keeps every activation on the device and returns captured hookpoints as
-// device tensors. Math and module order mirror native/src/model/forward.cpp line by line; the
+// device tensors. Math and module order mirror native/cpu/model_forward.cpp line by line; the
 // difference is the GEMMs: weights and activations are rounded to bf16 (f32 accumulation).
 //
 // Device layout of the weights (uploaded once by make_resident_model):
@@ -14,7 +14,7 @@
 #include <cstdint>
 #include <memory>
 
-#include "model/model.h"
+#include "core/model.h"
 
 namespace sparsify {
 namespace cuda {

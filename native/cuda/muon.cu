@@ -1,5 +1,5 @@
-// Muon's update of one 2-D parameter on the device (sparsify-reference §5; the CPU reference is
-// optimizer_update's Muon branch + newton_schulz in native/src/kernels/optim_step.cpp):
+// Muon's update of one 2-D parameter on the device (sparsify/muon.py; the CPU reference is
+// optimizer_update's Muon branch + newton_schulz in native/cpu/optim.cpp):
 //   p *= 1 − lr·wd                                  decoupled weight decay (wd > 0)
 //   buf = lerp(buf, g, 1 − μ);  g = nesterov ? lerp(g, buf, μ) : buf      (μ > 0)
 //   O = NewtonSchulz5(g)                            on the smaller side (X = g or gᵀ, X is [r, c], r <= c)
@@ -12,10 +12,10 @@
 // match the CPU to bf16 rounding of the GEMM operands, not bit for bit. Never run on a GPU.
 #include <cmath>
 
-#include "common.cuh"
-#include "convert.cuh"
-#include "cuda_context.h"
-#include "device_ops.h"
+#include "cuda/common.cuh"
+#include "cuda/convert.cuh"
+#include "cuda/cuda_context.h"
+#include "cuda/device_ops.h"
 
 namespace sparsify {
 namespace cuda {

@@ -1,4 +1,4 @@
-// Decoder maintenance and optimizer updates (sparsify-reference §2.1, §2.5, §5.2, §5.3):
+// Decoder maintenance and optimizer updates (sparsify/sparse_coder.py, torch.optim.Adam, sparsify/sign_sgd.py + schedulefree):
 //   normalize_rows: W[m] /= (‖W[m]‖₂ + eps)            set_decoder_norm_to_unit_norm, eps = f32 eps
 //   project_grad:   g[m] -= <g[m], w[m]> · w[m]         remove_gradient_parallel_to_decoder_directions
 //   adam_step:      torch.optim.Adam (no weight decay, not amsgrad), in torch's operation order:
@@ -7,16 +7,16 @@
 //   signum_step:    schedule-free SignSGD step on (y, z) with weight c and momentum β:
 //                   x = lerp(y, z, 1-1/β); z -= lr·sign(g); x = lerp(x, z, c); y = lerp(x, z, 1-β)
 // Row reductions are one CTA per row with a fixed tree (deterministic). All math in f32.
-// The element-wise updates follow the CPU kernels (native/src/kernels/optim_step.cpp) operation
+// The element-wise updates follow the CPU kernels (native/cpu/optim.cpp) operation
 // for operation: scalar weights computed in double on the host (as torch's Python floats), and
 // __fadd_rn/__fmul_rn so that nvcc does not contract them into FMAs; with IEEE sqrt and
 // division (nvcc's defaults) each element should then equal the CPU result bit for bit.
 #include <cmath>
 
-#include "common.cuh"
-#include "cuda_context.h"
-#include "kernels.h"
-#include "device_ops.h"
+#include "cuda/common.cuh"
+#include "cuda/cuda_context.h"
+#include "cuda/cuda_ops.h"
+#include "cuda/device_ops.h"
 
 namespace sparsify {
 namespace cuda {
@@ -45,9 +45,9 @@ __global__ void project_grad_kernel(float* __restrict__ G, const float* __restri
   for (int64_t d = threadIdx.x; d < D; d += blockDim.x) g[d] = g[d] - dot * w[d];
 }
 
-// Review fix: the weights 1-β1 and 1-β2 were computed in f32 on the device (1.f - float(β2) =
-// 9.99987e-4 for β2 = 0.999, 1.3e-5 relative off torch's float(1 - 0.999) = 1.0e-3); they are
-// now the host's double values rounded once, and v's update is v·β2 + w2·(g·g) as the CPU.
+// The weights 1-β1 and 1-β2 are the host's double values rounded once (an f32 1.f - float(β2) is
+// 9.99987e-4 for β2 = 0.999, 1.3e-5 relative off torch's float(1 - 0.999)), and v's update is
+// v·β2 + w2·(g·g), as the CPU.
 __global__ void adam_kernel(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ m,
                             float* __restrict__ v, int64_t n, float w1, bool w1_small, float b2, float w2, float eps,
                             float step_size, float bc2_sqrt) {
@@ -63,9 +63,9 @@ __global__ void adam_kernel(float* __restrict__ p, const float* __restrict__ g, 
   }
 }
 
-// Review fix: now the CPU's signum_loop exactly. Before, the weights were f32 expressions on the
-// device (1.f - 1.f/β differs from float(1 - 1/β)), the y->x lerp took torch's large-weight
-// branch for β <= 2/3, and schedulefree's add/sub swap of x and z (which rounds) was skipped.
+// The CPU's signum_loop exactly: the weights are the host's doubles rounded once (1.f - 1.f/β
+// differs from float(1 - 1/β)), the y->x lerp takes torch's branch for the weight, and
+// schedulefree's add/sub swap of x and z (which rounds) is kept.
 __global__ void signum_kernel(float* __restrict__ y, float* __restrict__ z, const float* __restrict__ g, int64_t n,
                               float lr, float c, bool c_small, float w_yx, float w_y) {
   const float one_minus_c = 1.f - c;

@@ -11,8 +11,8 @@
 #pragma once
 #include <cfloat>
 
-#include "common.cuh"
-#include "cuda_check.h"
+#include "cuda/common.cuh"
+#include "cuda/cuda_check.h"
 
 namespace sparsify {
 namespace cuda {
@@ -31,7 +31,7 @@ struct RowTopkParams {
 
 __device__ __forceinline__ uint32_t order_key(float v) {
   uint32_t u = __float_as_uint(v);
-  if (u == 0x80000000u) u = 0u;  // -0 == +0 as floats: one key, so a tie (review fix)
+  if (u == 0x80000000u) u = 0u;  // -0 == +0 as floats: one key, so a tie
   return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
 }
 
@@ -177,8 +177,8 @@ constexpr int ROW_TOPK_MAX_K = 8192;
 
 inline void row_topk(const RowTopkParams& p, int64_t rows, cudaStream_t s) {
   if (rows == 0 || p.k == 0) return;
-  // Review fix: a clear error instead of a failed launch (shared memory) or sentinel (-1) indices
-  // that a decoder would use as a row of W.
+  // A clear error instead of a failed launch (shared memory) or sentinel (-1) indices that a
+  // decoder would use as a row of W.
   if (p.k > ROW_TOPK_MAX_K || p.k > p.L)
     fail(ErrorKind::Value, "row_topk: k=" + std::to_string(p.k) + " must be <= min(" + std::to_string(ROW_TOPK_MAX_K) +
                                ", candidates=" + std::to_string(p.L) + ")");

@@ -1,7 +1,7 @@
 // Hopper (sm_90a) tensor-core main loop with wgmma, the counterpart of mma_tile.cuh: one CTA of
 // 2 warpgroups (256 threads) computes a BM x 128 tile of A · Bᵀ, A [rows_a, Kp] and B [rows_b, Kp]
 // K-major 16-bit (B is the nn.Linear weight layout), f32 accumulate. Used by the dense GEMM
-// (gemm.cu, BM = 128) and the fused TopK encoder (topk_encode.cu, BM = 64).
+// (gemm.cu, BM = 128) and the fused TopK encoder (sae_encode.cu, BM = 64).
 //   BM = 128: warpgroup g computes rows [64g, 64g+64) x 128 columns (wgmma.m64n128k16, 64 regs)
 //   BM = 64:  warpgroup g computes 64 rows x columns [64g, 64g+64) (wgmma.m64n64k16, 32 regs)
 // K slices of 64 go through a STAGES-deep cp.async pipeline (16-byte copies, zero-filled past
@@ -25,7 +25,7 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "mma_tile.cuh"
+#include "cuda/mma_tile.cuh"
 
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define SPX_HAVE_WGMMA 1

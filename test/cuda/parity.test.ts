@@ -258,7 +258,7 @@ test('decoder renormalisation, gradient projection, Adam and signum match the fo
   checkClose('adam param', p, rp, 1e-6, 1e-7);
   checkClose('adam m', m, rm, 1e-5, 1e-8);
 
-  // Schedule-free signum (§5.3): host bookkeeping of lr_max / weight_sum gives c.
+  // Schedule-free signum: host bookkeeping of lr_max / weight_sum gives c.
   const beta = 0.95, lr2 = 5e-3;
   let y: Float32Array = randn(n, r), z: Float32Array = Float32Array.from(y);
   const ry = Float64Array.from(y), rz = Float64Array.from(y);

@@ -1,5 +1,5 @@
 /**
- * Plain float64 references of the CUDA kernels, written from sparsify-reference.md (§2, §5, §7)
+ * Plain float64 references of the CUDA kernels, written from EleutherAI sparsify's sparse_coder.py, trainer.py and optimizers
  * and the torch definitions they mirror. Inputs that the GPU rounds to bf16/f16 are rounded the
  * same way here first (through Tensor's own conversion), so the references differ from the
  * kernels only by f32 accumulation order.
@@ -63,7 +63,7 @@ export function topkRows(vals: Float64Array, N: number, M: number, k: number, al
   return { v, idx };
 }
 
-/** GroupMax (§2.2): groups of G = M/k consecutive latents, max per group, ties -> lower index. */
+/** GroupMax: groups of G = M/k consecutive latents, max per group, ties -> lower index. */
 export function groupMaxRows(vals: Float64Array, N: number, M: number, k: number) {
   const G = M / k, v = new Float64Array(N * k), idx = new Int32Array(N * k);
   for (let n = 0; n < N; n++)

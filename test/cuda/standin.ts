@@ -1,7 +1,7 @@
 /**
  * A CPU STAND-IN of the CUDA build's resident-state bindings (cudaSae*, cudaEncoder*,
  * cudaTotalVariance, cudaGatherRows, cudaModel*), built from the CPU kernels (saeStep, saeEncode, optimStep, optimLerp, ...)
- * with the argument conventions of native/cuda/cuda_bindings.cpp. Installing it makes the loaded
+ * with the argument conventions of native/bindings/cuda/*.cpp. Installing it makes the loaded
  * CPU addon claim to be a CUDA build with one device, so the TypeScript `device: 'cuda'` paths
  * (SparseCoder, optimizers, Trainer, CLI) run on this machine against CPU arithmetic.
  *
@@ -13,7 +13,7 @@ import { native, Tensor } from '@sparsify/core';
 type H = Tensor['handle'];
 type Key = 'encW' | 'encB' | 'W_dec' | 'b_dec' | 'W_skip';
 interface State {
-  /** W_skip only with skip_connection (a fifth parameter slot, as in sae_train.cu). */
+  /** W_skip only with skip_connection (a fifth parameter slot, as in sae_state.cu). */
   w: Partial<Record<Key, Tensor>> & Record<'encW' | 'encB' | 'W_dec' | 'b_dec', Tensor>;
   g: Partial<Record<Key, Tensor>> & Record<'encW' | 'encB' | 'W_dec' | 'b_dec', Tensor>;
   m?: Tensor[];

@@ -1,4 +1,4 @@
-// Optimizer steps against float64 references (native/src/ref/optim_reference.cpp): Adam (torch
+// Optimizer steps against float64 references (native/ref/optim_reference.cpp): Adam (torch
 // semantics, bias correction), schedule-free signum (z, k, lr_max, weight_sum, eval/train) and
 // Muon (Newton-Schulz in f32) with Adam for 1-D parameters; decoder-grad projection; state dicts.
 import { test } from 'node:test';

@@ -1,7 +1,7 @@
 // Review aid (no GPU needed): muon.cu's Newton–Schulz as sequential code — the same operand
 // layouts (X·Xᵀ with both operands X [r, pad32(c)], A·A with the right operand Aᵀ, B·X with the
 // right operand Xᵀ [c, pad32(r)], i.e. gemm.cu's C = A·Bᵀ contract), bf16 (round-to-nearest-even)
-// operands, f32 element-wise steps — against the CPU kernel's f32 iteration (optim_step.cpp
+// operands, f32 element-wise steps — against the CPU kernel's f32 iteration (cpu/optim.cpp
 // newton_schulz), on random gradients of the shapes the GPU tests use. It prints how far the bf16
 // result is from the f32 one (the tolerance of test/cuda/coder.test.ts "cuda muon" comes from
 // here) and requires (1) the padded-operand products to equal unpadded ones, (2) the bf16 gap to
@@ -61,7 +61,7 @@ function newtonSchulz(G, rows, cols, steps, rnd) {
   for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) O[i * cols + j] = X[tr ? j * c + i : i * cols + j];
   return O;
 }
-// The CPU kernel (optim_step.cpp newton_schulz): f32, its own layouts (A = X·Xᵀ, AA = A·A,
+// The CPU kernel (cpu/optim.cpp newton_schulz): f32, its own layouts (A = X·Xᵀ, AA = A·A,
 // T = A·X as plain row-major loops), no padding, no transposed operands.
 function newtonSchulzCpu(G, rows, cols, steps) {
   const tr = rows > cols, r = tr ? cols : rows, c = tr ? rows : cols;

@@ -1,6 +1,6 @@
 // Review aid (no GPU needed): sequential re-implementation of row_topk.cuh (radix select, the
 // lower-index tie-break, slot assignment, bitonic sort) and of the fused encoder epilogue
-// (topk_encode.cu: per-split candidate lists with a running minimum, then the merge by row_topk),
+// (sae_encode.cu: per-split candidate lists with a running minimum, then the merge by row_topk),
 // checked against the CPU reference's rule — the k largest values, ties to the lower latent —
 // on random rows full of ties (zeros and a few repeated values).
 // Usage: node native/cuda/sim/topk-selection.mjs [trials]

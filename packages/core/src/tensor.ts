@@ -11,7 +11,7 @@ export type Device = 'cpu' | 'cuda';
 export const DTYPES: readonly DType[] = ['float32', 'bfloat16', 'float16', 'int32'];
 export const DTYPE_BYTES: Record<DType, number> = { float32: 4, bfloat16: 2, float16: 2, int32: 4 };
 
-/** The native handle's surface (see native/src/napi_util.h). */
+/** The native handle's surface (see native/core/napi_util.h). */
 export interface NativeTensor {
   readonly shape: number[];
   readonly dtype: DType;

@@ -1,6 +1,6 @@
 /**
  * The CUDA CoderState: the CUDA build's resident training state (`cudaSae*`,
- * native/cuda/sae_train.cu) holds parameters, gradient accumulators and optimizer moments on
+ * native/cuda/sae_state.cu) holds parameters, gradient accumulators and optimizer moments on
  * the device; encoder-only coders hold a resident encoder (`cudaEncoderCreate`, inference only).
  * The host f32 tensors stay the source of truth for saving; `stale` says the device copy is
  * newer (after a training step) and must be read back before the host tensors are used.

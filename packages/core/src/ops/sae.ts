@@ -1,5 +1,5 @@
 /**
- * Thin typed wrappers over the native sparse-coder kernels (native/src/bindings/sae_ops.cpp).
+ * Thin typed wrappers over the native sparse-coder kernels (native/bindings/cpu/sae.cpp).
  * SparseCoder and the optimizers use these; tests use the float64 reference.
  */
 import { native } from '../native.js';

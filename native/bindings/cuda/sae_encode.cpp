@@ -1,0 +1,146 @@
+// N-API bindings (CUDA build only): The fused TopK / GroupMax / AuxK encoder on the device (CPU twin: saeEncode in
+// native/bindings/cpu/sae.cpp): cudaTopkEncode and the resident encoder cudaEncoder*.
+// GPU failures reject with DeviceError (codes: ERR_SPARSIFY_CUDA_OOM, _STICKY, _UNAVAILABLE, ERR_SPARSIFY_DEVICE).
+#include <cuda_runtime_api.h>
+
+#include <cmath>
+#include <functional>
+#include <memory>
+
+#include "bindings/cuda/cuda_binding_util.h"
+#include "cuda/cuda_check.h"
+#include "cuda/cuda_context.h"
+#include "cuda/cuda_ops.h"
+#include "core/napi_util.h"
+
+namespace sparsify {
+namespace {
+using namespace cuda_binding;
+
+// Encode options shared by cudaTopkEncode and cudaEncoderEncode, validated for M latents and N rows.
+cuda::EncodeOptions read_encode_options(Napi::Object opts, int64_t N, int64_t M) {
+  cuda::EncodeOptions o;
+  o.k = opt_int(opts, "k", 0);
+  std::string act = opt_string(opts, "activation", "topk");
+  if (act != "topk" && act != "groupmax")
+    fail(ErrorKind::Value, "activation must be 'topk' or 'groupmax', got '" + act + "'");
+  o.groupmax = act == "groupmax";
+  o.dead_mask = opt_tensor(opts, "deadMask");
+  o.k_aux = opt_int(opts, "kAux", 0);
+  o.force_unfused = opt_bool(opts, "forceUnfused", false);
+  if (M >= (int64_t(1) << 31) || N * std::max<int64_t>(o.k, 1) >= (int64_t(1) << 31))
+    fail(ErrorKind::Value, "CUDA encode: num_latents and N*k must be < 2^31");
+  if (o.k < 1 || o.k > M) fail(ErrorKind::Value, "k must be in [1, num_latents=" + std::to_string(M) + "], got " + std::to_string(o.k));
+  if (o.k > 8192) fail(ErrorKind::Value, "CUDA encode supports k <= 8192, got " + std::to_string(o.k));
+  if (o.groupmax && M % o.k != 0)
+    fail(ErrorKind::Value, "groupmax needs num_latents (" + std::to_string(M) + ") divisible by k (" + std::to_string(o.k) + ")");
+  if (o.dead_mask.defined()) {
+    expect_dtype(o.dead_mask, DType::I32, "deadMask");
+    expect_shape(o.dead_mask, {M}, "deadMask");
+    if (o.k_aux < 0 || o.k_aux > 8192) fail(ErrorKind::Value, "kAux must be in [0, 8192]");
+  }
+  return o;
+}
+
+Napi::Value wrap_encode_result(Napi::Env env, const cuda::EncodeResult& r) {
+  Napi::Value v = wrap_all(env, {{"acts", r.acts}, {"indices", r.indices}, {"auxActs", r.aux_acts}, {"auxIndices", r.aux_indices}});
+  v.As<Napi::Object>().Set("fused", r.fused);
+  return v;
+}
+
+// cudaTopkEncode(x [N,D], wEnc [M,D], bEnc [M], {k, activation:'topk'|'groupmax', bDec?, deadMask?,
+//   kAux?, computeDtype?, forceUnfused?}) -> Promise<{acts, indices, auxActs?, auxIndices?, fused}>
+Napi::Value cuda_topk_encode(const Napi::CallbackInfo& info) {
+  Tensor x = arg_tensor(info, 0, "x");
+  Tensor w = arg_tensor(info, 1, "wEnc");
+  Tensor b = arg_tensor(info, 2, "bEnc");
+  Napi::Object opts = opts_at(info, 3);
+  expect_float(x, "x");
+  expect_ndim(x, 2, "x");
+  expect_float(w, "wEnc");
+  expect_ndim(w, 2, "wEnc");
+  const int64_t N = x.dim(0), D = x.dim(1), M = w.dim(0);
+  if (w.dim(1) != D) fail(ErrorKind::Shape, "wEnc is " + shape_str(w.shape) + " but x is " + shape_str(x.shape));
+  expect_vec(b, M, "bEnc");
+  cuda::EncodeOptions o = read_encode_options(opts, N, M);
+  o.b_dec = opt_tensor(opts, "bDec");
+  o.compute = compute_dtype(opts);
+  if (o.b_dec.defined()) expect_vec(o.b_dec, D, "bDec");
+  auto res = std::make_shared<cuda::EncodeResult>();
+  return run_async(
+      info.Env(), [=] { *res = cuda::topk_encode(x, w, b, o); },
+      [res](Napi::Env env) -> Napi::Value { return wrap_encode_result(env, *res); });
+}
+
+// ---- resident encoder: cudaEncoderCreate(wEnc, bEnc, bDec?, {computeDtype?}) -> Promise<encoder>,
+// cudaEncoderEncode(encoder, x, {k, activation?, deadMask?, kAux?}) -> Promise<like cudaTopkEncode>,
+// cudaEncoderDispose(encoder) frees the device memory now (GC frees it otherwise).
+using EncoderHolder = std::shared_ptr<cuda::ResidentEncoder>;
+
+EncoderHolder& encoder_arg(const Napi::CallbackInfo& info, size_t i) {
+  Napi::Value v = info[i];
+  if (!v.IsObject()) fail(ErrorKind::Value, "argument 'encoder' must be an object from cudaEncoderCreate");
+  Napi::Value ext = v.As<Napi::Object>().Get("_native");
+  if (!ext.IsExternal()) fail(ErrorKind::Value, "argument 'encoder' must be an object from cudaEncoderCreate");
+  EncoderHolder* h = ext.As<Napi::External<EncoderHolder>>().Data();
+  if (!*h) fail(ErrorKind::Disposed, "the CUDA encoder was disposed");
+  return *h;
+}
+
+Napi::Value cuda_encoder_create(const Napi::CallbackInfo& info) {
+  Tensor w = arg_tensor(info, 0, "wEnc");
+  Tensor b = arg_tensor(info, 1, "bEnc");
+  Tensor bd = arg_optional_tensor(info, 2, "bDec");
+  DType compute = compute_dtype(opts_at(info, 3));
+  expect_float(w, "wEnc");
+  expect_ndim(w, 2, "wEnc");
+  expect_vec(b, w.dim(0), "bEnc");
+  if (bd.defined()) expect_vec(bd, w.dim(1), "bDec");
+  auto res = std::make_shared<EncoderHolder>();
+  return run_async(
+      info.Env(), [=] { *res = cuda::make_resident_encoder(w, b, bd, compute); },
+      [res](Napi::Env env) -> Napi::Value {
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("_native", Napi::External<EncoderHolder>::New(env, new EncoderHolder(*res),
+                                                             [](Napi::Env, EncoderHolder* h) { delete h; }));
+        o.Set("numLatents", double((*res)->M));
+        o.Set("dIn", double((*res)->D));
+        o.Set("computeDtype", (*res)->compute == DType::F16 ? "float16" : "bfloat16");
+        o.Set("hasBDec", (*res)->b_dec != nullptr);
+        return o;
+      });
+}
+
+Napi::Value cuda_encoder_encode(const Napi::CallbackInfo& info) {
+  EncoderHolder enc = encoder_arg(info, 0);
+  Tensor x = arg_tensor(info, 1, "x");
+  expect_float(x, "x");
+  expect_ndim(x, 2, "x");
+  if (x.dim(1) != enc->D)
+    fail(ErrorKind::Shape, "x is " + shape_str(x.shape) + " but the encoder expects " + std::to_string(enc->D) + " inputs");
+  cuda::EncodeOptions o = read_encode_options(opts_at(info, 2), x.dim(0), enc->M);
+  auto res = std::make_shared<cuda::EncodeResult>();
+  return run_async(
+      info.Env(), [=] { *res = cuda::resident_encode(*enc, x, o); },
+      [res](Napi::Env env) -> Napi::Value { return wrap_encode_result(env, *res); });
+}
+
+Napi::Value cuda_encoder_dispose(const Napi::CallbackInfo& info) {
+  Napi::Value v = info[0];
+  if (v.IsObject()) {
+    Napi::Value ext = v.As<Napi::Object>().Get("_native");
+    if (ext.IsExternal()) ext.As<Napi::External<EncoderHolder>>().Data()->reset();  // pending jobs keep their copy
+  }
+  return info.Env().Undefined();
+}
+
+void init(Napi::Env env, Napi::Object exports) {
+  export_fn(env, exports, "cudaTopkEncode", cuda_topk_encode);
+  export_fn(env, exports, "cudaEncoderCreate", cuda_encoder_create);
+  export_fn(env, exports, "cudaEncoderEncode", cuda_encoder_encode);
+  export_fn(env, exports, "cudaEncoderDispose", cuda_encoder_dispose);
+}
+
+}  // namespace
+SPX_REGISTER(cuda_sae_encode, init);
+}  // namespace sparsify

@@ -1,0 +1,396 @@
+// N-API bindings (CUDA build only): The resident training state of one coder on the device (native/cuda/sae_state.cu): cudaSae*,
+// cudaTotalVariance.
+// GPU failures reject with DeviceError (codes: ERR_SPARSIFY_CUDA_OOM, _STICKY, _UNAVAILABLE, ERR_SPARSIFY_DEVICE).
+#include <cuda_runtime_api.h>
+
+#include <cmath>
+#include <functional>
+#include <memory>
+
+#include "bindings/cuda/cuda_binding_util.h"
+#include "cuda/cuda_check.h"
+#include "cuda/cuda_context.h"
+#include "cuda/cuda_ops.h"
+#include "core/napi_util.h"
+
+namespace sparsify {
+namespace {
+using namespace cuda_binding;
+
+// ---- resident training state (sae_train.cu) ----
+// cudaSaeCreate({wEnc, bEnc, wDec, bDec, wSkip?}, {k, activation?, transcode?, normalizeDecoder?, computeDtype?}) -> Promise<sae>
+//   (wSkip [d_in, d_in]: skip_connection, a fifth parameter)
+// cudaSaeForwardBackward(sae, x, {y?, deadMask?, auxkAlpha?, lossScale?, auxkIncludesBDec?, k?, activation?,
+//   normalizeDecoder?, totalVariance?, backward? = true, outputs? = false, multiTopk? = false, didFire?, rowBegin?, rowEnd?})
+//   -> Promise<{fvu, auxkLoss, multiTopkFvu, kAux, numDead, totalVariance, indices, acts?, saeOut?}>
+//   (gradients accumulate on the device; with multiTopk indices / acts / saeOut are the 4k selection's)
+// cudaSaeEncode(sae, x, {k?, activation?}) -> Promise<{acts, indices}>;  cudaSaeDecode(sae, acts, indices) -> Promise<[N,D]>
+// cudaSaeApply(sae, {optimizer: 'adam'|'signum'|'muon', lr, beta1?, beta2?, eps?, step?, c?, beta?, project?,
+//   muon: vectorLr (the Adam half's lr), momentum?, nesterov?, weightDecay?, nsSteps?}) -> Promise<undefined>
+// cudaSaeRead(sae, {evalBeta?, grads?}) -> Promise<{wEnc, bEnc, wDec, bDec, wSkip?, gradWEnc?, ...}>;  cudaSaeDispose(sae)
+// cudaSaeReadState(sae) -> Promise<{m?, v?, z?}> (arrays of 4 in wEnc, bEnc, wDec, bDec order; 5 with wSkip)
+// cudaSaeLoadState(sae, {params?: {wEnc?, ..., wSkip?}, m?, v?, z?, resetOptimizer?, zeroGrads?}) -> Promise<undefined>
+//   (slot arrays of 4, or 5 for a state with wSkip)
+// cudaSaeLerp(sae, weight) -> Promise<undefined>  (schedule-free eval/train: p = lerp(p, z, weight))
+using SaeHolder = std::shared_ptr<cuda::ResidentSae>;
+
+SaeHolder& sae_arg(const Napi::CallbackInfo& info, size_t i) {
+  Napi::Value v = info[i];
+  Napi::Value ext = v.IsObject() ? v.As<Napi::Object>().Get("_native") : v;
+  if (!ext.IsExternal()) fail(ErrorKind::Value, "argument 'sae' must be an object from cudaSaeCreate");
+  SaeHolder* h = ext.As<Napi::External<SaeHolder>>().Data();
+  if (!*h) fail(ErrorKind::Disposed, "the CUDA sparse coder state was disposed");
+  return *h;
+}
+
+Napi::Value cuda_sae_create(const Napi::CallbackInfo& info) {
+  Napi::Object params = arg_object(info, 0, "params");
+  Tensor we = opt_tensor(params, "wEnc"), be = opt_tensor(params, "bEnc"), wd = opt_tensor(params, "wDec"),
+         bd = opt_tensor(params, "bDec");
+  Napi::Object o = opts_at(info, 1);
+  for (auto [t, n] : {std::pair<Tensor*, const char*>{&we, "wEnc"}, {&be, "bEnc"}, {&wd, "wDec"}, {&bd, "bDec"}}) {
+    if (!t->defined()) fail(ErrorKind::Value, std::string("params.") + n + " is required");
+    expect_float(*t, n);
+  }
+  expect_ndim(we, 2, "wEnc");
+  const int64_t M = we.dim(0), D = we.dim(1);
+  expect_vec(be, M, "bEnc");
+  expect_shape(wd, {M, D}, "wDec");
+  expect_vec(bd, D, "bDec");
+  Tensor ws = opt_tensor(params, "wSkip");
+  if (ws.defined()) {
+    expect_float(ws, "wSkip");
+    expect_shape(ws, {D, D}, "wSkip");
+  }
+  cuda::SaeConfig cfg;
+  cfg.k = opt_int(o, "k", 0);
+  std::string act = opt_string(o, "activation", "topk");
+  if (act != "topk" && act != "groupmax") fail(ErrorKind::Value, "activation must be 'topk' or 'groupmax', got '" + act + "'");
+  cfg.groupmax = act == "groupmax";
+  cfg.transcode = opt_bool(o, "transcode", false);
+  cfg.normalize_decoder = opt_bool(o, "normalizeDecoder", true);
+  cfg.compute = compute_dtype(o);
+  if (cfg.k < 1 || cfg.k > M || cfg.k > 8192) fail(ErrorKind::Value, "k must be in [1, min(num_latents, 8192)], got " + std::to_string(cfg.k));
+  if (cfg.groupmax && M % cfg.k) fail(ErrorKind::Value, "groupmax needs num_latents divisible by k");
+  if (M >= (int64_t(1) << 31)) fail(ErrorKind::Value, "num_latents must be < 2^31");
+  auto res = std::make_shared<SaeHolder>();
+  return run_async(
+      info.Env(), [=] { *res = cuda::make_resident_sae(we, be, wd, bd, ws, cfg); },
+      [res](Napi::Env env) -> Napi::Value {
+        Napi::Object obj = Napi::Object::New(env);
+        obj.Set("_native", Napi::External<SaeHolder>::New(env, new SaeHolder(*res), [](Napi::Env, SaeHolder* h) { delete h; }));
+        obj.Set("numLatents", double(cuda::sae_num_latents(**res)));
+        obj.Set("dIn", double(cuda::sae_d_in(**res)));
+        return obj;
+      });
+}
+
+// k / activation / normalizeDecoder of this call (default: the values given to cudaSaeCreate).
+cuda::SaeCall read_sae_call(Napi::Object o, const cuda::ResidentSae& sae) {
+  const cuda::SaeConfig& cfg = cuda::sae_config(sae);
+  const int64_t M = cuda::sae_num_latents(sae);
+  cuda::SaeCall c;
+  c.k = opt_int(o, "k", cfg.k);
+  std::string act = opt_string(o, "activation", cfg.groupmax ? "groupmax" : "topk");
+  if (act != "topk" && act != "groupmax") fail(ErrorKind::Value, "activation must be 'topk' or 'groupmax', got '" + act + "'");
+  c.groupmax = act == "groupmax";
+  c.normalize_decoder = opt_bool(o, "normalizeDecoder", cfg.normalize_decoder);
+  if (c.k < 1 || c.k > M || c.k > 8192)
+    fail(ErrorKind::Value, "k must be in [1, min(num_latents=" + std::to_string(M) + ", 8192)] on the CUDA backend, got " + std::to_string(c.k));
+  if (c.groupmax && M % c.k)
+    fail(ErrorKind::Value, "groupmax needs num_latents (" + std::to_string(M) + ") divisible by k (" + std::to_string(c.k) + ")");
+  return c;
+}
+
+void check_sae_input(const Tensor& x, int64_t D, const char* name) {
+  expect_float(x, name);
+  expect_ndim(x, 2, name);
+  if (x.dim(1) != D) fail(ErrorKind::Shape, std::string(name) + " is " + shape_str(x.shape) + " but the sparse coder has d_in " + std::to_string(D));
+  if (x.dim(0) < 1) fail(ErrorKind::Shape, std::string(name) + " has no rows");
+  if (x.dim(0) * std::max<int64_t>(D, 1) >= (int64_t(1) << 40)) fail(ErrorKind::Value, std::string(name) + " is too large");
+}
+
+Napi::Value cuda_sae_forward_backward(const Napi::CallbackInfo& info) {
+  SaeHolder sae = sae_arg(info, 0);
+  Tensor x = arg_tensor(info, 1, "x");
+  Napi::Object o = opts_at(info, 2);
+  Tensor y = opt_tensor(o, "y"), dm = opt_tensor(o, "deadMask"), fired = opt_tensor(o, "didFire");
+  cuda::SaeCall call = read_sae_call(o, *sae);
+  call.auxk_alpha = opt_number(o, "auxkAlpha", 1.0 / 32);
+  call.loss_scale = opt_number(o, "lossScale", 1.0);
+  call.auxk_includes_b_dec = opt_bool(o, "auxkIncludesBDec", false);  // fixed AuxK (#134), as the CPU saeStep
+  call.total_variance = opt_number(o, "totalVariance", -1);
+  call.backward = opt_bool(o, "backward", true);
+  call.outputs = opt_bool(o, "outputs", false);
+  call.multi_topk = opt_bool(o, "multiTopk", false);
+  const int64_t M = cuda::sae_num_latents(*sae), D = cuda::sae_d_in(*sae);
+  if (call.multi_topk && (4 * call.k > M || 4 * call.k > 8192))
+    fail(ErrorKind::Value, "multi_topk needs 4*k (" + std::to_string(4 * call.k) + ") <= min(num_latents=" + std::to_string(M) +
+                               ", 8192) on the CUDA backend");
+  if (y.defined()) {
+    expect_float(y, "y");
+    expect_shape(y, x.shape, "y");
+  }
+  // Micro-batches: rows [rowBegin, rowEnd) of x (and y) as views, so no slice crosses into JS.
+  if (o.Has("rowBegin") || o.Has("rowEnd")) {
+    expect_ndim(x, 2, "x");
+    const int64_t b = opt_int(o, "rowBegin", 0), e = opt_int(o, "rowEnd", x.dim(0));
+    if (b < 0 || e <= b || e > x.dim(0))
+      fail(ErrorKind::Value, "rows [" + std::to_string(b) + ", " + std::to_string(e) + ") are outside x " + shape_str(x.shape));
+    x = x.rows(b, e);
+    if (y.defined()) y = y.rows(b, e);
+  }
+  check_sae_input(x, D, "x");
+  int64_t num_dead = 0;
+  if (dm.defined()) {
+    expect_dtype(dm, DType::I32, "deadMask");
+    expect_shape(dm, {M}, "deadMask");
+    const Tensor host = host_copy(dm);  // a device mask is copied back to be counted
+    const int32_t* p = host.data<int32_t>();
+    for (int64_t m = 0; m < M; ++m) num_dead += p[m] != 0;
+  }
+  // Review fix: the CSR slots, row_topk rows and iota are int32, so N·k and N·k_aux must stay
+  // below 2^31; and AuxK's row_topk keeps k_aux = min(d/2, num_dead) in shared memory (<= 8192).
+  // AuxK runs whenever some latent is dead (sae_train.cu), as the CPU saeStep.
+  const int64_t k_aux = std::min<int64_t>(D / 2, num_dead);
+  if (x.dim(0) * std::max(call.multi_topk ? 4 * call.k : call.k, k_aux) >= (int64_t(1) << 31))
+    fail(ErrorKind::Value, "x has " + std::to_string(x.dim(0)) + " rows: N*k (N*4k with multi_topk) and N*k_aux must be < 2^31 on CUDA");
+  if (k_aux > 8192)
+    fail(ErrorKind::Value, "AuxK would select k_aux = min(d_in/2, num_dead) = " + std::to_string(k_aux) +
+                               " latents per row; the CUDA kernels support at most 8192");
+  if (fired.defined()) {
+    expect_dtype(fired, DType::I32, "didFire");
+    expect_shape(fired, {M}, "didFire");
+    // Written on the host after the step (the dead-latent counters live on the host).
+    if (fired.device() != Device::CPU) fail(ErrorKind::Device, "didFire must be a host (cpu) tensor");
+  }
+  if (!(call.auxk_alpha >= 0) || !std::isfinite(call.auxk_alpha)) fail(ErrorKind::Value, "auxkAlpha must be a finite number >= 0");
+  if (!(call.loss_scale > 0) || !std::isfinite(call.loss_scale)) fail(ErrorKind::Value, "lossScale must be a finite number > 0");
+  if (!std::isfinite(call.total_variance)) fail(ErrorKind::Value, "totalVariance must be finite (or <= 0 for this batch's)");
+  auto res = std::make_shared<cuda::SaeStepResult>();
+  return run_async(
+      info.Env(), [=] { *res = cuda::sae_forward_backward(*sae, x, y, dm, call, fired); },
+      [res](Napi::Env env) -> Napi::Value {
+        Napi::Object obj = Napi::Object::New(env);
+        obj.Set("fvu", res->fvu);
+        obj.Set("auxkLoss", res->auxk_loss);
+        obj.Set("multiTopkFvu", res->multi_topk_fvu);
+        obj.Set("kAux", double(res->k_aux));
+        obj.Set("numDead", double(res->num_dead));
+        obj.Set("totalVariance", res->total_variance);
+        obj.Set("indices", TensorHandle::Wrap(env, res->indices));
+        if (res->acts.defined()) obj.Set("acts", TensorHandle::Wrap(env, res->acts));
+        if (res->sae_out.defined()) obj.Set("saeOut", TensorHandle::Wrap(env, res->sae_out));
+        return obj;
+      });
+}
+
+Napi::Value cuda_sae_encode(const Napi::CallbackInfo& info) {
+  SaeHolder sae = sae_arg(info, 0);
+  Tensor x = arg_tensor(info, 1, "x");
+  cuda::SaeCall call = read_sae_call(opts_at(info, 2), *sae);
+  check_sae_input(x, cuda::sae_d_in(*sae), "x");
+  if (int64_t(x.dim(0)) * call.k >= (int64_t(1) << 31)) fail(ErrorKind::Value, "x rows * k must be < 2^31");
+  auto res = std::make_shared<cuda::SaeCodes>();
+  return run_async(
+      info.Env(), [=] { *res = cuda::sae_encode(*sae, x, call.k, call.groupmax); },
+      [res](Napi::Env env) -> Napi::Value { return wrap_all(env, {{"acts", res->acts}, {"indices", res->indices}}); });
+}
+
+Napi::Value cuda_sae_decode(const Napi::CallbackInfo& info) {
+  SaeHolder sae = sae_arg(info, 0);
+  Tensor a = arg_tensor(info, 1, "acts");
+  Tensor i = arg_tensor(info, 2, "indices");
+  check_sparse_pair(a, i, "acts", "indices");
+  expect_indices(i, cuda::sae_num_latents(*sae), "indices");
+  auto out = std::make_shared<Tensor>();
+  return run_async(
+      info.Env(), [=] { *out = cuda::sae_decode(*sae, a, i); },
+      [out](Napi::Env env) -> Napi::Value { return TensorHandle::Wrap(env, *out); });
+}
+
+Napi::Value cuda_sae_apply(const Napi::CallbackInfo& info) {
+  // The options are checked before the state argument, so bad options are typed errors even on a
+  // machine without a device (where no state can exist).
+  Napi::Object o = opts_at(info, 1);
+  cuda::SaeOptim so;
+  std::string kind = opt_string(o, "optimizer", "");
+  if (kind != "adam" && kind != "signum" && kind != "muon")
+    fail(ErrorKind::Value, "optimizer must be 'adam', 'signum' or 'muon', got '" + kind + "'");
+  so.signum = kind == "signum";
+  so.muon = kind == "muon";
+  so.lr = opt_number(o, "lr", -1);
+  so.beta1 = opt_number(o, "beta1", 0.9);
+  so.beta2 = opt_number(o, "beta2", 0.999);
+  so.eps = opt_number(o, "eps", 1e-8);
+  so.step = opt_int(o, "step", 1);
+  so.c = opt_number(o, "c", -1);
+  so.beta = opt_number(o, "beta", 0.95);
+  if (o.Has("project") && !o.Get("project").IsUndefined()) so.project = opt_bool(o, "project", false) ? 1 : 0;
+  if (so.signum) {
+    if (!(so.lr > 0)) fail(ErrorKind::Value, "signum: lr must be > 0");
+    if (!(so.c >= 0 && so.c <= 1)) fail(ErrorKind::Value, "signum: c (weight / weight_sum) must be in [0, 1]");
+    if (!(so.beta > 0 && so.beta < 1)) fail(ErrorKind::Value, "signum: beta must be in (0, 1)");
+  } else {
+    if (so.muon) {
+      so.lr_vector = opt_number(o, "vectorLr", -1);
+      so.momentum = opt_number(o, "momentum", 0.95);
+      so.nesterov = opt_bool(o, "nesterov", true);
+      so.weight_decay = opt_number(o, "weightDecay", 0.1);
+      const int64_t ns = opt_int(o, "nsSteps", 5);
+      if (!(so.lr >= 0 && std::isfinite(so.lr))) fail(ErrorKind::Value, "muon: lr must be a finite number >= 0");
+      if (!(so.lr_vector >= 0 && std::isfinite(so.lr_vector))) fail(ErrorKind::Value, "muon: vectorLr (the Adam half's lr) must be a finite number >= 0");
+      if (!(so.momentum >= 0 && so.momentum < 1)) fail(ErrorKind::Value, "muon: momentum must be in [0, 1)");
+      if (!(so.weight_decay >= 0 && std::isfinite(so.weight_decay))) fail(ErrorKind::Value, "muon: weightDecay must be a finite number >= 0");
+      if (ns < 0 || ns > 100) fail(ErrorKind::Value, "muon: nsSteps must be in [0, 100]");
+      so.ns_steps = int(ns);
+    }
+    if (!(so.lr >= 0)) fail(ErrorKind::Value, kind + ": lr must be >= 0");
+    if (so.step < 1) fail(ErrorKind::Value, kind + ": step must be >= 1");
+    if (!(so.beta1 >= 0 && so.beta1 < 1 && so.beta2 >= 0 && so.beta2 < 1)) fail(ErrorKind::Value, kind + ": betas must be in [0, 1)");
+  }
+  SaeHolder sae = sae_arg(info, 0);
+  return run_async(
+      info.Env(), [=] { cuda::sae_apply(*sae, so); },
+      [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
+}
+
+Napi::Value cuda_sae_read(const Napi::CallbackInfo& info) {
+  SaeHolder sae = sae_arg(info, 0);
+  Napi::Object o = opts_at(info, 1);
+  double eval_beta = opt_number(o, "evalBeta", 0);
+  bool with_grads = opt_bool(o, "grads", false);
+  if (eval_beta < 0 || eval_beta >= 1) fail(ErrorKind::Value, "evalBeta must be in [0, 1)");
+  auto res = std::make_shared<cuda::SaeParams>();
+  return run_async(
+      info.Env(), [=] { *res = cuda::sae_read(*sae, eval_beta, with_grads); },
+      [res](Napi::Env env) -> Napi::Value {
+        return wrap_all(env, {{"wEnc", res->w_enc}, {"bEnc", res->b_enc}, {"wDec", res->w_dec}, {"bDec", res->b_dec},
+                              {"wSkip", res->w_skip}, {"gradWEnc", res->g_w_enc}, {"gradBEnc", res->g_b_enc},
+                              {"gradWDec", res->g_w_dec}, {"gradBDec", res->g_b_dec}, {"gradWSkip", res->g_w_skip}});
+      });
+}
+
+const char* const kSaeParamNames[cuda::kSaeMaxParams] = {"wEnc", "bEnc", "wDec", "bDec", "wSkip"};
+
+Napi::Value cuda_sae_read_state(const Napi::CallbackInfo& info) {
+  SaeHolder sae = sae_arg(info, 0);
+  auto res = std::make_shared<cuda::SaeOptState>();
+  const uint32_t np = uint32_t(cuda::sae_num_params(*sae));
+  return run_async(
+      info.Env(), [=] { *res = cuda::sae_read_state(*sae); },
+      [res, np](Napi::Env env) -> Napi::Value {
+        Napi::Object o = Napi::Object::New(env);
+        auto slot = [&](const char* key, const Tensor (&t)[cuda::kSaeMaxParams]) {
+          bool any = false;
+          for (uint32_t i = 0; i < np; ++i) any |= t[i].defined();
+          if (!any) return;
+          Napi::Array a = Napi::Array::New(env, np);
+          for (uint32_t i = 0; i < np; ++i) a.Set(i, t[i].defined() ? TensorHandle::Wrap(env, t[i]) : env.Undefined());
+          o.Set(key, a);
+        };
+        slot("m", res->m);
+        slot("v", res->v);
+        slot("z", res->z);
+        return o;
+      });
+}
+
+Napi::Value cuda_sae_load_state(const Napi::CallbackInfo& info) {
+  SaeHolder sae = sae_arg(info, 0);
+  Napi::Object o = arg_object(info, 1, "state");
+  const int64_t M = cuda::sae_num_latents(*sae), D = cuda::sae_d_in(*sae);
+  const int np = cuda::sae_num_params(*sae);
+  const std::vector<int64_t> shapes[cuda::kSaeMaxParams] = {{M, D}, {M}, {M, D}, {D}, {D, D}};
+  Tensor params[cuda::kSaeMaxParams];
+  cuda::SaeOptState st;
+  Napi::Value pv = o.Get("params");
+  if (!pv.IsUndefined() && !pv.IsNull()) {
+    if (!pv.IsObject()) fail(ErrorKind::Value, "state.params must be an object {wEnc?, bEnc?, wDec?, bDec?, wSkip?}");
+    for (int i = 0; i < cuda::kSaeMaxParams; ++i) {
+      params[i] = opt_tensor(pv.As<Napi::Object>(), kSaeParamNames[i]);
+      if (!params[i].defined()) continue;
+      if (i >= np) fail(ErrorKind::Value, "state.params.wSkip given but this CUDA sparse coder has no skip connection");
+      expect_float(params[i], kSaeParamNames[i]);
+      expect_shape(params[i], shapes[i], kSaeParamNames[i]);
+    }
+  }
+  auto slot = [&](const char* key, Tensor (&t)[cuda::kSaeMaxParams]) {
+    Napi::Value v = o.Get(key);
+    if (v.IsUndefined() || v.IsNull()) return;
+    const uint32_t len = v.IsArray() ? v.As<Napi::Array>().Length() : 0;
+    if (!v.IsArray() || (len != 4 && len != uint32_t(np)))
+      fail(ErrorKind::Value, std::string("state.") + key + " must be an array of " + (np == 5 ? "4 or 5" : "4") +
+                                 " tensors (wEnc, bEnc, wDec, bDec" + (np == 5 ? ", wSkip)" : ")"));
+    Napi::Array a = v.As<Napi::Array>();
+    for (uint32_t i = 0; i < len; ++i) {
+      Napi::Value e = a.Get(i);
+      if (e.IsUndefined() || e.IsNull()) continue;
+      const std::string name = std::string(key) + "." + kSaeParamNames[i];
+      t[i] = value_to_tensor(e, name.c_str());
+      expect_dtype(t[i], DType::F32, name.c_str());
+      expect_shape(t[i], shapes[i], name.c_str());
+    }
+  };
+  slot("m", st.m);
+  slot("v", st.v);
+  slot("z", st.z);
+  for (int i = 0; i < np; ++i)
+    if (st.m[i].defined() != st.v[i].defined())
+      fail(ErrorKind::Value, std::string("state.m and state.v must both give ") + kSaeParamNames[i] + " or both leave it out (Adam)");
+  const bool reset = opt_bool(o, "resetOptimizer", false), zero_grads = opt_bool(o, "zeroGrads", false);
+  return run_async(
+      info.Env(),
+      [=] {
+        Tensor p[cuda::kSaeMaxParams] = {params[0], params[1], params[2], params[3], params[4]};
+        cuda::sae_load_state(*sae, p, st, reset, zero_grads);
+      },
+      [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
+}
+
+Napi::Value cuda_sae_lerp(const Napi::CallbackInfo& info) {
+  SaeHolder sae = sae_arg(info, 0);
+  double w = arg_number(info, 1, "weight");
+  if (!std::isfinite(w)) fail(ErrorKind::Value, "weight must be finite");
+  return run_async(
+      info.Env(), [=] { cuda::sae_lerp_z(*sae, w); }, [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
+}
+
+// cudaTotalVariance(y [N,D]) -> Promise<number>: Σ (y − column mean)² (f32 on the device).
+Napi::Value cuda_total_variance(const Napi::CallbackInfo& info) {
+  Tensor y = arg_tensor(info, 0, "y");
+  expect_float(y, "y");
+  expect_ndim(y, 2, "y");
+  if (y.dim(0) * std::max<int64_t>(y.dim(1), 1) >= (int64_t(1) << 40)) fail(ErrorKind::Value, "y is too large");
+  auto res = std::make_shared<double>(0.0);
+  return run_async(
+      info.Env(), [=] { *res = cuda::total_variance(y); },
+      [res](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, *res); });
+}
+
+Napi::Value cuda_sae_dispose(const Napi::CallbackInfo& info) {
+  Napi::Value v = info[0];
+  if (v.IsObject()) {
+    Napi::Value ext = v.As<Napi::Object>().Get("_native");
+    if (ext.IsExternal()) ext.As<Napi::External<SaeHolder>>().Data()->reset();
+  }
+  return info.Env().Undefined();
+}
+
+void init(Napi::Env env, Napi::Object exports) {
+  export_fn(env, exports, "cudaSaeCreate", cuda_sae_create);
+  export_fn(env, exports, "cudaSaeForwardBackward", cuda_sae_forward_backward);
+  export_fn(env, exports, "cudaSaeApply", cuda_sae_apply);
+  export_fn(env, exports, "cudaSaeRead", cuda_sae_read);
+  export_fn(env, exports, "cudaSaeDispose", cuda_sae_dispose);
+  export_fn(env, exports, "cudaSaeEncode", cuda_sae_encode);
+  export_fn(env, exports, "cudaSaeDecode", cuda_sae_decode);
+  export_fn(env, exports, "cudaSaeReadState", cuda_sae_read_state);
+  export_fn(env, exports, "cudaSaeLoadState", cuda_sae_load_state);
+  export_fn(env, exports, "cudaSaeLerp", cuda_sae_lerp);
+  export_fn(env, exports, "cudaTotalVariance", cuda_total_variance);
+}
+
+}  // namespace
+SPX_REGISTER(cuda_sae_state, init);
+}  // namespace sparsify

@@ -1,0 +1,56 @@
+// Dense matrix multiply used by the SAE encoder and the transformer forward.
+//
+//   C[M,N] = A[M,K] · op(B)  (+ C if accumulate) (+ bias[N])
+//
+// Row-major throughout. A is f32. B may be f32, bf16 or f16 (model weights stay in their file
+// dtype; they are widened while packing) and is either stored [N,K] (b_trans = true: the
+// torch nn.Linear weight layout, "x @ W^T") or [K,N] (b_trans = false: GPT-2 Conv1D layout).
+// Accumulation is f32. Multithreaded over the shared pool.
+#pragma once
+#include <cstdint>
+#include <memory>
+
+#include "core/dtype.h"
+
+namespace sparsify {
+
+struct GemmB {
+  const void* data;
+  DType dtype;   // F32, BF16 or F16
+  int64_t ld;    // leading dimension (row stride in elements) of B as stored
+  bool trans;    // true: B stored [N,K]; false: B stored [K,N]
+};
+
+void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const GemmB& B, float* C, int64_t ldc,
+          bool accumulate = false, const float* bias = nullptr);
+
+// op(B) packed once (widened to f32, in the micro-kernel's panel layout) for many products with
+// the same B, e.g. W_enc across the token tiles of one step: gemm() repacks B on every call,
+// which costs ~10% at 64-row tiles. N*K floats (N rounded up to 16). Immutable after packing,
+// so one GemmPackedB may be shared by concurrent calls.
+struct GemmPackedB {
+  int64_t N = 0, K = 0;
+  int64_t kstep = 0;            // depth of each packed K block (layout detail)
+  std::shared_ptr<float> data;  // 64-byte aligned
+};
+
+// Packs op(B) ([N,K] view of B as in gemm()). Multithreaded.
+GemmPackedB gemm_pack_b(int64_t N, int64_t K, const GemmB& B);
+
+// C[M, n1-n0] = A[M,K] · op(B)[:, n0:n1]  (+ C if accumulate) (+ bias[n1-n0], indexed like C's
+// columns). n0 must be a multiple of 16 (panel boundary; checked), 0 <= n0 <= n1 <= packed.N.
+// Threads like gemm(); runs inline when called from inside a parallel region.
+void gemm_prepacked(int64_t M, int64_t n0, int64_t n1, const float* A, int64_t lda, const GemmPackedB& B, float* C,
+                    int64_t ldc, bool accumulate = false, const float* bias = nullptr);
+
+// Name of the kernel set gemm() uses on this CPU: "avx2" (AVX2+FMA+F16C) or "portable".
+const char* gemm_kernel_name();
+// true: use the portable kernels even where AVX2 is available (tests of the fallback path);
+// false: back to the automatic choice. Process-wide.
+void gemm_force_portable(bool on);
+
+// Plain triple loop with double accumulation: the reference the tests compare against.
+void gemm_reference(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const GemmB& B, float* C,
+                    int64_t ldc, bool accumulate = false, const float* bias = nullptr);
+
+}  // namespace sparsify
