@@ -207,8 +207,8 @@ Napi::Value TensorHandle::Reshape(const Napi::CallbackInfo& info) {
 // ---------------------------------------------------------------- argument readers
 static std::string arg_name(const char* name) { return std::string("argument '") + name + "'"; }
 
-// True while a function exported under a `cuda*` name runs: only those accept device tensors,
-// every other (CPU) function reads its tensors' memory on the host.
+// True while a function exported with Accepts::AnyDeviceTensors runs: only those accept device
+// tensors, every other (CPU) function reads its tensors' memory on the host.
 static thread_local bool t_device_tensors_ok = false;
 
 namespace {
@@ -397,12 +397,11 @@ static std::vector<std::pair<const char*, InitFn>>& registry() {
 
 Registrar::Registrar(const char* name, InitFn fn) { registry().emplace_back(name, fn); }
 
-void export_fn(Napi::Env env, Napi::Object exports, const char* name, Napi::Value (*fn)(const Napi::CallbackInfo&)) {
-  // The CUDA backend's functions (cuda*) take host or device tensors; the rest host tensors only.
-  const bool device_ok = std::strncmp(name, "cuda", 4) == 0;
+void export_fn(Napi::Env env, Napi::Object exports, const char* name, Napi::Value (*fn)(const Napi::CallbackInfo&),
+               Accepts accepts, Audience audience) {
   auto host_only = [](const Napi::CallbackInfo& info) -> Napi::Value {
     auto f = reinterpret_cast<Napi::Value (*)(const Napi::CallbackInfo&)>(info.Data());
-    // Clear the flag rather than leave it: a cuda* function that reads an options object can run
+    // Clear the flag rather than leave it: a device function that reads an options object can run
     // JS (a getter) that calls a CPU function on the same thread; the outer call's flag would let
     // that CPU function accept, and then read, a device pointer.
     DeviceTensorsAllowed deny(false);
@@ -413,8 +412,14 @@ void export_fn(Napi::Env env, Napi::Object exports, const char* name, Napi::Valu
     DeviceTensorsAllowed allow;
     return guarded(info, f);
   };
-  if (device_ok) exports.Set(name, Napi::Function::New(env, any_device, name, reinterpret_cast<void*>(fn)));
-  else exports.Set(name, Napi::Function::New(env, host_only, name, reinterpret_cast<void*>(fn)));
+  Napi::Object target = exports;
+  if (audience == Audience::Tests) {
+    if (!exports.Has("testing")) exports.Set("testing", Napi::Object::New(env));
+    target = exports.Get("testing").As<Napi::Object>();
+  }
+  void* data = reinterpret_cast<void*>(fn);
+  if (accepts == Accepts::AnyDeviceTensors) target.Set(name, Napi::Function::New(env, any_device, name, data));
+  else target.Set(name, Napi::Function::New(env, host_only, name, data));
 }
 
 void init_all(Napi::Env env, Napi::Object exports) {

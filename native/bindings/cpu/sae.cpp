@@ -596,12 +596,12 @@ void init(Napi::Env env, Napi::Object exports) {
   export_fn(env, exports, "saeDecode", sae_decode_js);
   export_fn(env, exports, "saeStep", sae_step_js);
   export_fn(env, exports, "saeInitBiases", sae_init_biases_js);
-  export_fn(env, exports, "saeNormalizeDecoder", sae_normalize_decoder_js);
-  export_fn(env, exports, "saeProjectDecoderGrad", sae_project_decoder_grad_js);
-  export_fn(env, exports, "saeReference", sae_reference_js);
+  export_fn(env, exports, "saeNormalizeDecoder", sae_normalize_decoder_js, Accepts::HostTensors, Audience::Tests);
+  export_fn(env, exports, "saeProjectDecoderGrad", sae_project_decoder_grad_js, Accepts::HostTensors, Audience::Tests);
+  export_fn(env, exports, "saeReference", sae_reference_js, Accepts::HostTensors, Audience::Tests);
   export_fn(env, exports, "optimStep", optim_step_js);
   export_fn(env, exports, "optimLerp", optim_lerp_js);
-  export_fn(env, exports, "optimReference", optim_reference_js);
+  export_fn(env, exports, "optimReference", optim_reference_js, Accepts::HostTensors, Audience::Tests);
 }
 
 }  // namespace

@@ -135,10 +135,10 @@ Napi::Value cuda_encoder_dispose(const Napi::CallbackInfo& info) {
 }
 
 void init(Napi::Env env, Napi::Object exports) {
-  export_fn(env, exports, "cudaTopkEncode", cuda_topk_encode);
-  export_fn(env, exports, "cudaEncoderCreate", cuda_encoder_create);
-  export_fn(env, exports, "cudaEncoderEncode", cuda_encoder_encode);
-  export_fn(env, exports, "cudaEncoderDispose", cuda_encoder_dispose);
+  export_fn(env, exports, "cudaTopkEncode", cuda_topk_encode, Accepts::AnyDeviceTensors, Audience::Tests);
+  export_fn(env, exports, "cudaEncoderCreate", cuda_encoder_create, Accepts::AnyDeviceTensors);
+  export_fn(env, exports, "cudaEncoderEncode", cuda_encoder_encode, Accepts::AnyDeviceTensors);
+  export_fn(env, exports, "cudaEncoderDispose", cuda_encoder_dispose, Accepts::AnyDeviceTensors);
 }
 
 }  // namespace

@@ -378,17 +378,17 @@ Napi::Value cuda_sae_dispose(const Napi::CallbackInfo& info) {
 }
 
 void init(Napi::Env env, Napi::Object exports) {
-  export_fn(env, exports, "cudaSaeCreate", cuda_sae_create);
-  export_fn(env, exports, "cudaSaeForwardBackward", cuda_sae_forward_backward);
-  export_fn(env, exports, "cudaSaeApply", cuda_sae_apply);
-  export_fn(env, exports, "cudaSaeRead", cuda_sae_read);
-  export_fn(env, exports, "cudaSaeDispose", cuda_sae_dispose);
-  export_fn(env, exports, "cudaSaeEncode", cuda_sae_encode);
-  export_fn(env, exports, "cudaSaeDecode", cuda_sae_decode);
-  export_fn(env, exports, "cudaSaeReadState", cuda_sae_read_state);
-  export_fn(env, exports, "cudaSaeLoadState", cuda_sae_load_state);
-  export_fn(env, exports, "cudaSaeLerp", cuda_sae_lerp);
-  export_fn(env, exports, "cudaTotalVariance", cuda_total_variance);
+  export_fn(env, exports, "cudaSaeCreate", cuda_sae_create, Accepts::AnyDeviceTensors);
+  export_fn(env, exports, "cudaSaeForwardBackward", cuda_sae_forward_backward, Accepts::AnyDeviceTensors);
+  export_fn(env, exports, "cudaSaeApply", cuda_sae_apply, Accepts::AnyDeviceTensors);
+  export_fn(env, exports, "cudaSaeRead", cuda_sae_read, Accepts::AnyDeviceTensors);
+  export_fn(env, exports, "cudaSaeDispose", cuda_sae_dispose, Accepts::AnyDeviceTensors);
+  export_fn(env, exports, "cudaSaeEncode", cuda_sae_encode, Accepts::AnyDeviceTensors);
+  export_fn(env, exports, "cudaSaeDecode", cuda_sae_decode, Accepts::AnyDeviceTensors);
+  export_fn(env, exports, "cudaSaeReadState", cuda_sae_read_state, Accepts::AnyDeviceTensors);
+  export_fn(env, exports, "cudaSaeLoadState", cuda_sae_load_state, Accepts::AnyDeviceTensors);
+  export_fn(env, exports, "cudaSaeLerp", cuda_sae_lerp, Accepts::AnyDeviceTensors);
+  export_fn(env, exports, "cudaTotalVariance", cuda_total_variance, Accepts::AnyDeviceTensors);
 }
 
 }  // namespace

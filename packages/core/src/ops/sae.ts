@@ -1,6 +1,6 @@
 /**
  * Thin typed wrappers over the native sparse-coder kernels (native/bindings/cpu/sae.cpp).
- * SparseCoder and the optimizers use these; tests use the float64 reference.
+ * The CPU CoderState uses these; tests compare them with the float64 reference (testing.ts).
  */
 import { native } from '../native.js';
 import { Tensor } from '../tensor.js';
@@ -26,7 +26,8 @@ export function weightHandles(w: CoderWeights): Record<string, unknown> {
   return { encW: w.encW.handle, encB: w.encB.handle, W_dec: w.W_dec?.handle, b_dec: w.b_dec.handle, W_skip: w.W_skip?.handle };
 }
 
-function deadArg(dead: Tensor | Uint8Array | undefined): unknown {
+/** @internal */
+export function deadArg(dead: Tensor | Uint8Array | undefined): unknown {
   if (dead === undefined) return undefined;
   return dead instanceof Tensor ? dead.handle : dead;
 }
@@ -107,38 +108,4 @@ export async function saeStep(
 
 export async function saeInitBiases(w: CoderWeights, x: Tensor, y: Tensor | undefined, transcode: boolean): Promise<void> {
   await native().saeInitBiases(weightHandles(w), x.handle, y?.handle, transcode);
-}
-
-export interface SaeReferenceResult {
-  fvu: number;
-  auxkLoss: number;
-  multiTopkFvu: number;
-  loss: number;
-  saeOut: Float64Array;
-  preActs: Float64Array;
-  acts: Float64Array;
-  indices: Int32Array;
-  grads?: Record<string, Float64Array>;
-}
-
-/**
- * Float64 reference (dense, slow; for tests). `frozen` supplies the parameters of the detached
- * paths (AuxK residual, AuxK / Multi-TopK latent selection), so finite differences of `loss`
- * in `w` reproduce sparsify's gradients.
- */
-export function saeReference(
-  w: CoderWeights,
-  frozen: CoderWeights | undefined,
-  x: Tensor,
-  y: Tensor | undefined,
-  spec: CoderSpec,
-  opts: { deadMask?: Tensor | Uint8Array; auxkAlpha?: number; totalVariance?: number; grads?: boolean } = {},
-): SaeReferenceResult {
-  return native().saeReference(weightHandles(w), frozen ? weightHandles(frozen) : undefined, x.handle, y?.handle, {
-    ...spec,
-    deadMask: deadArg(opts.deadMask),
-    auxkAlpha: opts.auxkAlpha ?? 0,
-    totalVariance: opts.totalVariance ?? -1,
-    grads: opts.grads ?? false,
-  });
 }
