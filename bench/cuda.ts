@@ -139,7 +139,7 @@ results.trainStep = { N, D, M, k, ms: stepMs, tokensPerSecond: (N * 1000) / step
   const xs = Tensor.from(rnd(n * d, 2), [n, d], { device: 'cuda' });
   const dead = Tensor.from(new Int32Array(m).map((_, i) => (i % 10 === 0 ? 1 : 0)), [m]);
   const once = async (t: number) => {
-    await addon.cudaSaeForwardBackward(sae, xs.handle, { deadMask: dead.handle });
+    await addon.cudaSaeForwardBackward(sae, xs.handle, { deadMask: dead.handle, auxkAlpha: 1 / 32 });
     await addon.cudaSaeApply(sae, { optimizer: 'adam', lr: 1e-4, step: t });
   };
   await once(1);

@@ -16,7 +16,7 @@ namespace sparsify {
 
 // ---- errors ----
 // Creates an instance of the JS error class registered for `kind` (see setErrorClasses).
-// `code` overrides the kind's default code (error_code(kind)) when not empty.
+// `code` overrides the kind's code (the registered class's, else error_code(kind)) when not empty.
 Napi::Error make_error(Napi::Env env, ErrorKind kind, const std::string& msg, const std::string& code = "");
 inline Napi::Error make_error(Napi::Env env, const NativeError& e) { return make_error(env, e.kind, e.what(), e.code); }
 [[noreturn]] void throw_js(Napi::Env env, ErrorKind kind, const std::string& msg);

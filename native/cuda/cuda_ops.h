@@ -117,7 +117,7 @@ struct SaeCall {
   int64_t k = 0;
   bool groupmax = false;
   bool normalize_decoder = true;  // renormalise W_dec rows first (SAE only; backward calls only)
-  double auxk_alpha = 1.0 / 32, loss_scale = 1;
+  double auxk_alpha = 0, loss_scale = 1;
   bool auxk_includes_b_dec = false;
   double total_variance = -1;  // > 0: normaliser of FVU / AuxK instead of this batch's (PR #138)
   bool backward = true;        // false: forward only (sparsify's SparseCoder.forward, no gradients)

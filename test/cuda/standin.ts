@@ -79,7 +79,7 @@ export function installCudaStandIn(): Map<string, number> {
       transcode: s.cfg.transcode,
       multiTopk: !!o.multiTopk,
       deadMask: o.deadMask,
-      auxkAlpha: o.auxkAlpha ?? 1 / 32,
+      auxkAlpha: o.auxkAlpha ?? 0,
       lossScale: o.lossScale ?? 1,
       totalVariance: o.totalVariance ?? -1,
       didFire: o.didFire,

@@ -11,10 +11,15 @@
 #include "cuda/cuda_check.h"
 #include "cuda/cuda_context.h"
 #include "cuda/cuda_ops.h"
+#include "core/coder_spec.h"
 #include "core/napi_util.h"
 
 namespace sparsify {
 namespace {
+
+// The resident state's kernels select at most 8192 latents per row.
+constexpr int64_t kMaxK = 8192;
+constexpr const char* kOnCuda = " on the CUDA backend";
 using namespace cuda_binding;
 
 // ---- resident training state (sae_train.cu) ----
@@ -70,8 +75,7 @@ Napi::Value cuda_sae_create(const Napi::CallbackInfo& info) {
   cfg.transcode = opt_bool(o, "transcode", false);
   cfg.normalize_decoder = opt_bool(o, "normalizeDecoder", true);
   cfg.compute = compute_dtype(o);
-  if (cfg.k < 1 || cfg.k > M || cfg.k > 8192) fail(ErrorKind::Value, "k must be in [1, min(num_latents, 8192)], got " + std::to_string(cfg.k));
-  if (cfg.groupmax && M % cfg.k) fail(ErrorKind::Value, "groupmax needs num_latents divisible by k");
+  check_coder_spec(M, cfg.k, cfg.groupmax, false, kMaxK, kOnCuda);
   if (M >= (int64_t(1) << 31)) fail(ErrorKind::Value, "num_latents must be < 2^31");
   auto res = std::make_shared<SaeHolder>();
   return run_async(
@@ -95,10 +99,7 @@ cuda::SaeCall read_sae_call(Napi::Object o, const cuda::ResidentSae& sae) {
   if (act != "topk" && act != "groupmax") fail(ErrorKind::Value, "activation must be 'topk' or 'groupmax', got '" + act + "'");
   c.groupmax = act == "groupmax";
   c.normalize_decoder = opt_bool(o, "normalizeDecoder", cfg.normalize_decoder);
-  if (c.k < 1 || c.k > M || c.k > 8192)
-    fail(ErrorKind::Value, "k must be in [1, min(num_latents=" + std::to_string(M) + ", 8192)] on the CUDA backend, got " + std::to_string(c.k));
-  if (c.groupmax && M % c.k)
-    fail(ErrorKind::Value, "groupmax needs num_latents (" + std::to_string(M) + ") divisible by k (" + std::to_string(c.k) + ")");
+  check_coder_spec(M, c.k, c.groupmax, false, kMaxK, kOnCuda);
   return c;
 }
 
@@ -116,7 +117,7 @@ Napi::Value cuda_sae_forward_backward(const Napi::CallbackInfo& info) {
   Napi::Object o = opts_at(info, 2);
   Tensor y = opt_tensor(o, "y"), dm = opt_tensor(o, "deadMask"), fired = opt_tensor(o, "didFire");
   cuda::SaeCall call = read_sae_call(o, *sae);
-  call.auxk_alpha = opt_number(o, "auxkAlpha", 1.0 / 32);
+  call.auxk_alpha = opt_number(o, "auxkAlpha", 0.0);  // as the CPU saeStep: AuxK only when asked
   call.loss_scale = opt_number(o, "lossScale", 1.0);
   call.auxk_includes_b_dec = opt_bool(o, "auxkIncludesBDec", false);  // fixed AuxK (#134), as the CPU saeStep
   call.total_variance = opt_number(o, "totalVariance", -1);
@@ -124,9 +125,7 @@ Napi::Value cuda_sae_forward_backward(const Napi::CallbackInfo& info) {
   call.outputs = opt_bool(o, "outputs", false);
   call.multi_topk = opt_bool(o, "multiTopk", false);
   const int64_t M = cuda::sae_num_latents(*sae), D = cuda::sae_d_in(*sae);
-  if (call.multi_topk && (4 * call.k > M || 4 * call.k > 8192))
-    fail(ErrorKind::Value, "multi_topk needs 4*k (" + std::to_string(4 * call.k) + ") <= min(num_latents=" + std::to_string(M) +
-                               ", 8192) on the CUDA backend");
+  check_coder_spec(M, call.k, call.groupmax, call.multi_topk, kMaxK, kOnCuda);
   if (y.defined()) {
     expect_float(y, "y");
     expect_shape(y, x.shape, "y");

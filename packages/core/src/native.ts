@@ -82,15 +82,7 @@ export function native(): NativeAddon {
           continue;
         }
       }
-      addon.setErrorClasses({
-        ShapeError: errors.ShapeError,
-        DTypeError: errors.DTypeError,
-        ValueError: errors.ValueError,
-        FileFormatError: errors.FileFormatError,
-        DeviceError: errors.DeviceError,
-        DisposedError: errors.DisposedError,
-        InternalError: errors.InternalError,
-      });
+      addon.setErrorClasses(errors); // native code raises each of its error kinds as the class of that name
       cached = { addon, path };
       return addon;
     } catch (e) {
