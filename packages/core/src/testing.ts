@@ -2,21 +2,12 @@
  * Pieces of the training step exposed for tests only (the step itself runs them inside one
  * native call): `import { testing } from '@sparsify/core'`. Not part of the supported API.
  */
+import type { SaeReferenceRaw } from './addon-types.js';
 import { native } from './native.js';
 import { deadArg, weightHandles, type CoderSpec, type CoderWeights } from './ops/sae.js';
 import type { Tensor } from './tensor.js';
 
-export interface SaeReferenceResult {
-  fvu: number;
-  auxkLoss: number;
-  multiTopkFvu: number;
-  loss: number;
-  saeOut: Float64Array;
-  preActs: Float64Array;
-  acts: Float64Array;
-  indices: Int32Array;
-  grads?: Record<string, Float64Array>;
-}
+export type SaeReferenceResult = SaeReferenceRaw;
 
 /**
  * Float64 reference (dense, slow; for tests). `frozen` supplies the parameters of the detached

@@ -11,6 +11,7 @@
 import { CODER_PARAM_NAMES, NATIVE_PARAM_KEYS, type CoderParamName } from '../coder-params.js';
 import type { SparseCoderConfig } from '../config.js';
 import { DeviceError, DisposedError, ShapeError, ValueError } from '../errors.js';
+import type { NativeObject, StateGradKey } from '../addon-types.js';
 import { native } from '../native.js';
 import { saeInitBiases } from '../ops/sae.js';
 import { Tensor } from '../tensor.js';
@@ -29,7 +30,7 @@ import {
 } from './coder-state.js';
 import { requireCuda } from './cuda-device.js';
 
-type Handle = unknown;
+type Handle = NativeObject;
 type Slots = Record<MomentSlot, (Tensor | undefined)[]>;
 
 export class CudaCoderState implements CoderState {
@@ -50,9 +51,9 @@ export class CudaCoderState implements CoderState {
     private params: Map<CoderParamName, Tensor>,
     private readonly cfg: SparseCoderConfig,
     /** cudaSaeCreate state (coders with a decoder). */
-    private sae: Handle,
+    private sae: Handle | undefined,
     /** cudaEncoderCreate state (encoder-only coders). */
-    private encoder: Handle,
+    private encoder: Handle | undefined,
   ) {
     this.paramShapes = new Map([...params].map(([n, t]) => [n, [...t.shape]]));
     this.hasDecoder = sae !== undefined;
@@ -86,7 +87,7 @@ export class CudaCoderState implements CoderState {
     const r = await native().cudaSaeRead(this.sae, {});
     for (const name of this.paramShapes.keys()) {
       this.params.get(name)?.dispose();
-      this.params.set(name, new Tensor(r[NATIVE_PARAM_KEYS[name]]));
+      this.params.set(name, new Tensor(r[NATIVE_PARAM_KEYS[name]]!));
     }
     this.stale = false;
   }
@@ -101,8 +102,8 @@ export class CudaCoderState implements CoderState {
     const out = new Map<CoderParamName, Tensor>();
     for (const name of this.paramShapes.keys()) {
       const key = NATIVE_PARAM_KEYS[name];
-      new Tensor(r[key]).dispose(); // the parameters come along; only the gradients are wanted
-      out.set(name, new Tensor(r[`grad${key[0].toUpperCase()}${key.slice(1)}`]));
+      new Tensor(r[key]!).dispose(); // the parameters come along; only the gradients are wanted
+      out.set(name, new Tensor(r[`grad${key[0].toUpperCase()}${key.slice(1)}` as StateGradKey]!));
     }
     return out;
   }
@@ -115,13 +116,13 @@ export class CudaCoderState implements CoderState {
     this.alive();
     if (returnPreActs) throw new ValueError('encode: returnPreActs is not implemented on the CUDA backend');
     const c = { k: call.k, activation: call.activation };
-    const r = this.sae ? await native().cudaSaeEncode(this.sae, x.handle, c) : await native().cudaEncoderEncode(this.encoder, x.handle, c);
+    const r = this.sae ? await native().cudaSaeEncode(this.sae, x.handle, c) : await native().cudaEncoderEncode(this.encoder!, x.handle, c);
     return { topActs: new Tensor(r.acts), topIndices: new Tensor(r.indices) };
   }
 
   async decode(topActs: Tensor, topIndices: Tensor): Promise<Tensor> {
     this.alive();
-    return new Tensor(await native().cudaSaeDecode(this.sae, topActs.handle, topIndices.handle));
+    return new Tensor(await native().cudaSaeDecode(await this.ready('decode'), topActs.handle, topIndices.handle));
   }
 
   async forward(x: Tensor, call: CoderCall & { y?: Tensor; deadMask?: Tensor | Uint8Array; totalVariance?: number }): Promise<ForwardResult> {
@@ -234,7 +235,7 @@ export class CudaCoderState implements CoderState {
     const pend = this.pendingMoments;
     if (pend) {
       this.pendingMoments = undefined;
-      const arrays: Partial<Record<MomentSlot, unknown[]>> = {};
+      const arrays: Partial<Record<MomentSlot, (Tensor["handle"] | undefined)[]>> = {};
       for (const slot of ['m', 'v', 'z'] as const) {
         if (pend[slot].size === 0) continue;
         arrays[slot] = CODER_PARAM_NAMES.slice(0, 4).map((name) => pend[slot].get(name)?.handle);

@@ -191,7 +191,7 @@ export class LanguageModel implements Disposable {
     const wantLogits = opts.logits ?? hookpoints.length === 0;
     // Embeddings take token/position ids: they have no activation input and are left out.
     const inputs = opts.captureInputs ? hookpoints.filter((n) => this.#module(n).inWidth > 0) : [];
-    const splice: [string, unknown][] = [];
+    const splice: [string, Tensor["handle"]][] = [];
     if (opts.splice !== undefined) {
       if (!(opts.splice instanceof Map)) throw new ValueError('forward: splice must be a Map<hookpoint, Tensor>');
       const [B, T] = tokens.shape;

@@ -2,6 +2,7 @@
  * Thin typed wrappers over the native sparse-coder kernels (native/bindings/cpu/sae.cpp).
  * The CPU CoderState uses these; tests compare them with the float64 reference (testing.ts).
  */
+import type { WeightHandles } from '../addon-types.js';
 import { native } from '../native.js';
 import { Tensor } from '../tensor.js';
 
@@ -22,7 +23,7 @@ export interface CoderSpec {
 }
 
 /** @internal */
-export function weightHandles(w: CoderWeights): Record<string, unknown> {
+export function weightHandles(w: CoderWeights): WeightHandles {
   return { encW: w.encW.handle, encB: w.encB.handle, W_dec: w.W_dec?.handle, b_dec: w.b_dec.handle, W_skip: w.W_skip?.handle };
 }
 
@@ -100,8 +101,8 @@ export async function saeStep(
   };
   if (r.saeOut) {
     out.saeOut = new Tensor(r.saeOut);
-    out.latentActs = new Tensor(r.latentActs);
-    out.latentIndices = new Tensor(r.latentIndices);
+    out.latentActs = new Tensor(r.latentActs!);
+    out.latentIndices = new Tensor(r.latentIndices!);
   }
   return out;
 }
