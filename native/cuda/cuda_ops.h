@@ -123,12 +123,13 @@ struct SaeCall {
   bool backward = true;        // false: forward only (sparsify's SparseCoder.forward, no gradients)
   bool outputs = false;        // also return sae_out [N,D] and the latent acts [N,k]
   bool multi_topk = false;     // Multi-TopK: also the 4k selection, its FVU and (loss/8) its W_dec/b_dec gradient
+  bool track_fired = false;    // record the selected latents in the state (sae_take_fired)
 };
 struct SaeStepResult {
   double fvu = 0, auxk_loss = 0, total_variance = 0, multi_topk_fvu = 0;
   int64_t num_dead = 0;
   // With multi_topk these are the 4k selection's (as the CPU saeStep returns and marks): [N, 4k].
-  Tensor indices;  // [N, k] int32 (for the dead-latent counters)
+  Tensor indices;  // [N, k] int32, only with outputs or did_fire (otherwise they stay on the device)
   Tensor acts, sae_out;  // with outputs: [N, k] f32, [N, D] f32
   int64_t k_aux = 0;
 };
@@ -137,6 +138,8 @@ struct SaeStepResult {
 // [M]; entries of the selected latents are set to 1.
 SaeStepResult sae_forward_backward(ResidentSae& sae, const Tensor& x, const Tensor& y, const Tensor& dead_mask,
                                    const SaeCall& call, const Tensor& did_fire);
+// The latents selected by track_fired steps since the last call (host int32 [M], 0/1); clears them.
+Tensor sae_take_fired(ResidentSae& sae);
 // Inference with the resident parameters: TopK/GroupMax codes of x (host outputs), decode of codes.
 struct SaeCodes {
   Tensor acts, indices;  // [N, k] f32, int32

@@ -22,12 +22,13 @@ constexpr int64_t kMaxK = 8192;
 constexpr const char* kOnCuda = " on the CUDA backend";
 using namespace cuda_binding;
 
-// ---- resident training state (sae_train.cu) ----
+// ---- resident training state (sae_state.cu) ----
 // cudaSaeCreate({wEnc, bEnc, wDec, bDec, wSkip?}, {k, activation?, transcode?, normalizeDecoder?, computeDtype?}) -> Promise<sae>
 //   (wSkip [d_in, d_in]: skip_connection, a fifth parameter)
 // cudaSaeForwardBackward(sae, x, {y?, deadMask?, auxkAlpha?, lossScale?, auxkIncludesBDec?, k?, activation?,
-//   normalizeDecoder?, totalVariance?, backward? = true, outputs? = false, multiTopk? = false, didFire?, rowBegin?, rowEnd?})
-//   -> Promise<{fvu, auxkLoss, multiTopkFvu, kAux, numDead, totalVariance, indices, acts?, saeOut?}>
+//   normalizeDecoder?, totalVariance?, backward? = true, outputs? = false, multiTopk? = false, didFire?, trackFired?,
+//   rowBegin?, rowEnd?}) -> Promise<{fvu, auxkLoss, multiTopkFvu, kAux, numDead, totalVariance, indices?, acts?, saeOut?}>
+//   (indices only with outputs or didFire; trackFired records the selection on the device, cudaSaeTakeFired reads it)
 //   (gradients accumulate on the device; with multiTopk indices / acts / saeOut are the 4k selection's)
 // cudaSaeEncode(sae, x, {k?, activation?}) -> Promise<{acts, indices}>;  cudaSaeDecode(sae, acts, indices) -> Promise<[N,D]>
 // cudaSaeApply(sae, {optimizer: 'adam'|'signum'|'muon', lr, beta1?, beta2?, eps?, step?, c?, beta?, project?,
@@ -124,6 +125,7 @@ Napi::Value cuda_sae_forward_backward(const Napi::CallbackInfo& info) {
   call.backward = opt_bool(o, "backward", true);
   call.outputs = opt_bool(o, "outputs", false);
   call.multi_topk = opt_bool(o, "multiTopk", false);
+  call.track_fired = opt_bool(o, "trackFired", false);
   const int64_t M = cuda::sae_num_latents(*sae), D = cuda::sae_d_in(*sae);
   check_coder_spec(M, call.k, call.groupmax, call.multi_topk, kMaxK, kOnCuda);
   if (y.defined()) {
@@ -148,7 +150,7 @@ Napi::Value cuda_sae_forward_backward(const Napi::CallbackInfo& info) {
     const int32_t* p = host.data<int32_t>();
     for (int64_t m = 0; m < M; ++m) num_dead += p[m] != 0;
   }
-  // Review fix: the CSR slots, row_topk rows and iota are int32, so N·k and N·k_aux must stay
+  // The CSR slots, row_topk rows and iota are int32, so N·k and N·k_aux must stay
   // below 2^31; and AuxK's row_topk keeps k_aux = min(d/2, num_dead) in shared memory (<= 8192).
   // AuxK runs whenever some latent is dead (sae_train.cu), as the CPU saeStep.
   const int64_t k_aux = std::min<int64_t>(D / 2, num_dead);
@@ -177,11 +179,21 @@ Napi::Value cuda_sae_forward_backward(const Napi::CallbackInfo& info) {
         obj.Set("kAux", double(res->k_aux));
         obj.Set("numDead", double(res->num_dead));
         obj.Set("totalVariance", res->total_variance);
-        obj.Set("indices", TensorHandle::Wrap(env, res->indices));
+        if (res->indices.defined()) obj.Set("indices", TensorHandle::Wrap(env, res->indices));
         if (res->acts.defined()) obj.Set("acts", TensorHandle::Wrap(env, res->acts));
         if (res->sae_out.defined()) obj.Set("saeOut", TensorHandle::Wrap(env, res->sae_out));
         return obj;
       });
+}
+
+// cudaSaeTakeFired(sae) -> Promise<host int32 [M]>: the latents selected by trackFired steps since
+// the last call (0/1), cleared on the device.
+Napi::Value cuda_sae_take_fired(const Napi::CallbackInfo& info) {
+  SaeHolder sae = sae_arg(info, 0);
+  auto out = std::make_shared<Tensor>();
+  return run_async(
+      info.Env(), [=] { *out = cuda::sae_take_fired(*sae); },
+      [out](Napi::Env env) -> Napi::Value { return TensorHandle::Wrap(env, *out); });
 }
 
 Napi::Value cuda_sae_encode(const Napi::CallbackInfo& info) {
@@ -387,6 +399,7 @@ void init(Napi::Env env, Napi::Object exports) {
   export_fn(env, exports, "cudaSaeReadState", cuda_sae_read_state, Accepts::AnyDeviceTensors);
   export_fn(env, exports, "cudaSaeLoadState", cuda_sae_load_state, Accepts::AnyDeviceTensors);
   export_fn(env, exports, "cudaSaeLerp", cuda_sae_lerp, Accepts::AnyDeviceTensors);
+  export_fn(env, exports, "cudaSaeTakeFired", cuda_sae_take_fired, Accepts::AnyDeviceTensors);
   export_fn(env, exports, "cudaTotalVariance", cuda_total_variance, Accepts::AnyDeviceTensors);
 }
 

@@ -64,7 +64,8 @@ export interface CudaStepResult {
   kAux: number;
   numDead: number;
   totalVariance: number;
-  indices: H;
+  /** Only with outputs or didFire. */
+  indices?: H;
   acts?: H;
   saeOut?: H;
 }
@@ -164,6 +165,7 @@ export interface Addon {
   cudaSaeReadState(sae: NativeObject): Promise<StateSlots>;
   cudaSaeLoadState(sae: NativeObject, opts: StateSlots & { params?: Partial<Record<StateParamKey, H>>; resetOptimizer?: boolean; zeroGrads?: boolean }): Promise<void>;
   cudaSaeLerp(sae: NativeObject, weight: number): Promise<void>;
+  cudaSaeTakeFired(sae: NativeObject): Promise<H>;
   cudaSaeDispose(sae: NativeObject): void;
   cudaTotalVariance(y: H): Promise<number>;
 

@@ -46,6 +46,11 @@ export interface ForwardBackwardOptions {
   totalVariance?: number;
   /** int32 [M]: entries of the latents selected in this batch are set to 1 (a host tensor also on cuda). */
   didFire?: Tensor;
+  /**
+   * Record the selected latents in the coder's own state instead (on its device); read and clear
+   * them with takeFiredLatents(). Not together with didFire.
+   */
+  trackFired?: boolean;
   /** Train on rows [begin, end) of x (and y) only: micro-batches as views, also of device tensors. */
   rows?: [number, number];
 }
@@ -243,9 +248,16 @@ export class SparseCoder implements Disposable {
       lossScale: opts.lossScale ?? 1,
       totalVariance: opts.totalVariance,
       didFire: opts.didFire,
+      trackFired: opts.trackFired,
       normalizeDecoder: this.cfg.normalizeDecoder && !this.cfg.transcode,
       rows: opts.rows,
     });
+  }
+
+  /** The latents selected by `trackFired` forwardBackward calls since the last call (0/1 per latent); clears them. */
+  async takeFiredLatents(): Promise<Int32Array> {
+    this.alive();
+    return this.state.takeFired();
   }
 
   /** Clears the accumulated gradients (on a device: done by its next call). */

@@ -113,7 +113,6 @@ interface CoderEntry {
   seed: number;
   coder: SparseCoder;
   counter: DeadLatentCounter;
-  didFire?: Tensor;
 }
 
 /** One batch of token rows: the ids, and (with exclude_tokens) the positions kept. */
@@ -404,8 +403,8 @@ export class Trainer extends EventEmitter {
     await this.init();
     const started = performance.now();
     const totals = new StepTotals(this.coders.map((e) => e.name));
-    // didFire stays a host tensor on both devices (cuda coders set it from the step's [N,k] indices).
-    for (const e of this.coders) e.didFire = Tensor.zeros([e.coder.numLatents], { dtype: 'int32' });
+    // The coders record the latents their steps select (on their device); start from none.
+    for (const e of this.coders) await e.coder.takeFiredLatents();
     let stopped = false;
     for (let b = this.globalStep; b < this.totalBatches; b++) {
       const k = this.kAt(this.globalStep);
@@ -424,7 +423,7 @@ export class Trainer extends EventEmitter {
       this.globalStep++;
       if (this.globalStep % this.cfg.gradAccSteps === 0) {
         const mults = await this.optimizerSteps();
-        const metrics = this.bookkeeping(totals);
+        const metrics = await this.bookkeeping(totals);
         this.report(k, mults, metrics, totals, started);
         if (this.opts.save !== false && this.optStep % this.cfg.saveEvery === 0 && this.globalStep < this.totalBatches) await this.saveAll();
       }
@@ -504,7 +503,7 @@ export class Trainer extends EventEmitter {
             auxkAlpha: cfg.auxkAlpha,
             lossScale: 1 / (cfg.gradAccSteps * cfg.microAccSteps),
             totalVariance: tv === undefined ? undefined : (tv * (r1 - r0)) / N,
-            didFire: e.didFire,
+            trackFired: true,
           });
           totals.add(e.name, res);
         }
@@ -523,14 +522,11 @@ export class Trainer extends EventEmitter {
   }
 
   /** Dead-latent counters and this step's averaged metrics per coder (the step totals restart). */
-  private bookkeeping(totals: StepTotals): Record<string, CoderMetrics> {
+  private async bookkeeping(totals: StepTotals): Promise<Record<string, CoderMetrics>> {
     this.tokensSeen += totals.tokens;
     const metrics: Record<string, CoderMetrics> = {};
     for (const e of this.coders) {
-      const fired = e.didFire!.toInt32Array();
-      e.counter.update(totals.tokens, fired);
-      e.didFire!.dispose();
-      e.didFire = Tensor.zeros([e.coder.numLatents], { dtype: 'int32' });
+      e.counter.update(totals.tokens, await e.coder.takeFiredLatents());
       const s = totals.perCoder.get(e.name)!;
       const n = Math.max(1, s.n);
       metrics[e.name] = { fvu: s.fvu / n, auxk: s.auxk / n, multiTopkFvu: s.mt / n, deadPct: e.counter.deadFraction(), numDead: e.counter.numDead() };
@@ -582,11 +578,7 @@ export class Trainer extends EventEmitter {
     // As sparsify: gradients of a final incomplete accumulation window are dropped. A stop in
     // the middle of a window rewinds to the window's start so that resume re-processes it.
     if (stopped && this.globalStep % cfg.gradAccSteps !== 0) this.globalStep = this.optStep * cfg.gradAccSteps;
-    for (const e of this.coders) {
-      e.coder.zeroGrad();
-      e.didFire?.dispose();
-      e.didFire = undefined;
-    }
+    for (const e of this.coders) e.coder.zeroGrad();
     if (this.opts.save !== false) await this.saveAll();
     const result: FitResult = {
       steps: this.optStep,

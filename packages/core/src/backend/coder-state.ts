@@ -53,6 +53,8 @@ export interface StepCall extends CoderCall {
   totalVariance?: number;
   /** int32 [M]: entries of the latents selected in this step are set to 1. */
   didFire?: Tensor;
+  /** Record the selected latents in the state itself (read with takeFired): the bookkeeping stays on the device. */
+  trackFired?: boolean;
   /** Renormalise the decoder rows before the forward (SAEs with normalize_decoder). */
   normalizeDecoder: boolean;
   /** Train on rows [begin, end) of x (and y) only: the one micro-batch API. */
@@ -108,6 +110,8 @@ export interface CoderState {
   forward(x: Tensor, call: CoderCall & { y?: Tensor; deadMask?: Tensor | Uint8Array; totalVariance?: number }): Promise<ForwardResult>;
   /** Forward, losses and backward ADDED into the gradient accumulators: one native call. */
   forwardBackward(x: Tensor, call: StepCall): Promise<StepLosses>;
+  /** The latents selected by trackFired steps since the last call, 0/1 per latent; clears them. */
+  takeFired(): Promise<Int32Array>;
   /** b_dec = mean_0(y ?? x); transcoders also encoder.bias = -(mean_0(x) W_enc^T). */
   initBiases(x: Tensor, y: Tensor | undefined, transcode: boolean): Promise<void>;
 

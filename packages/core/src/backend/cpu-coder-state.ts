@@ -34,6 +34,8 @@ export class CpuCoderState implements CoderState {
   readonly paramShapes: ReadonlyMap<CoderParamName, readonly number[]>;
   readonly hasDecoder: boolean;
   private grads: Map<CoderParamName, Tensor> | undefined;
+  /** int32 [M]: the latents selected by trackFired steps since the last takeFired. */
+  private fired: Tensor | undefined;
   private moments = emptyMoments();
   private disposed = false;
 
@@ -97,15 +99,26 @@ export class CpuCoderState implements CoderState {
     if (!this.hasDecoder) throw new ValueError('forwardBackward: this coder has no decoder (loaded with decoder: false)');
     // A micro-batch is a view of rows [begin, end): no copy.
     const rows = (t: Tensor) => (call.rows ? new Tensor(native().trainRowSlice(t.handle, call.rows[0], call.rows[1])) : t);
+    if (call.trackFired && call.didFire) throw new ValueError('forwardBackward: pass didFire or trackFired, not both');
+    if (call.trackFired) this.fired ??= Tensor.zeros([this.paramShapes.get('encoder.bias')![0]], { dtype: 'int32' });
     const r = await saeStep(coderWeights(p), coderWeights(this.liveGrads()), rows(x), call.y && rows(call.y), spec(call, this.transcode), {
       deadMask: call.deadMask,
       auxkAlpha: call.auxkAlpha,
       lossScale: call.lossScale,
       totalVariance: call.totalVariance,
-      didFire: call.didFire,
+      didFire: call.trackFired ? this.fired : call.didFire,
       normalizeDecoder: call.normalizeDecoder,
     });
     return { loss: r.loss, fvu: r.fvu, auxkLoss: r.auxkLoss, multiTopkFvu: r.multiTopkFvu };
+  }
+
+  async takeFired(): Promise<Int32Array> {
+    this.alive();
+    const M = this.paramShapes.get('encoder.bias')![0];
+    if (!this.fired) return new Int32Array(M);
+    const out = this.fired.toInt32Array();
+    native().zeroTensors([this.fired.handle]);
+    return out;
   }
 
   async initBiases(x: Tensor, y: Tensor | undefined, transcode: boolean): Promise<void> {
@@ -167,6 +180,7 @@ export class CpuCoderState implements CoderState {
     this.disposed = true;
     for (const t of this.params.values()) t.dispose();
     for (const t of this.grads?.values() ?? []) t.dispose();
+    this.fired?.dispose();
     disposeMoments(this.moments);
   }
 

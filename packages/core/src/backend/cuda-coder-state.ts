@@ -2,6 +2,8 @@
  * The CUDA CoderState: the CUDA build's resident training state (`cudaSae*`,
  * native/cuda/sae_state.cu) holds parameters, gradient accumulators and optimizer moments on
  * the device; encoder-only coders hold a resident encoder (`cudaEncoderCreate`, inference only).
+ * The selected latents of training steps are recorded on the device (trackFired) and read once
+ * per optimizer step (takeFired); the [N,k] indices never leave the device then.
  * The host f32 tensors stay the source of truth for saving; `stale` says the device copy is
  * newer (after a training step) and must be read back before the host tensors are used.
  * Calls that JS makes synchronously (zeroGrads, loadMoments) are carried out by the next device call.
@@ -140,13 +142,23 @@ export class CudaCoderState implements CoderState {
       auxkAlpha: call.auxkAlpha,
       lossScale: call.lossScale,
       didFire: f?.handle,
+      trackFired: call.trackFired ?? false,
       normalizeDecoder: call.normalizeDecoder,
       ...(call.rows ? { rowBegin: call.rows[0], rowEnd: call.rows[1] } : {}),
     });
     this.stale = true; // the decoder rows were renormalised on the device
-    new Tensor(r.indices).dispose();
+    if (r.indices) new Tensor(r.indices).dispose(); // only there when didFire asked for them
     // loss as the CPU saeStep: fvu + auxk_alpha·auxk + multi_topk_fvu/8 (0 without multi_topk)
     return { loss: r.fvu + call.auxkAlpha * r.auxkLoss + r.multiTopkFvu / 8, fvu: r.fvu, auxkLoss: r.auxkLoss, multiTopkFvu: r.multiTopkFvu };
+  }
+
+  async takeFired(): Promise<Int32Array> {
+    const t = new Tensor(await native().cudaSaeTakeFired(await this.ready('takeFiredLatents')));
+    try {
+      return t.toInt32Array();
+    } finally {
+      t.dispose();
+    }
   }
 
   async initBiases(x: Tensor, y: Tensor | undefined, transcode: boolean): Promise<void> {
