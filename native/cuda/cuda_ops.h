@@ -124,6 +124,10 @@ struct SaeCall {
   bool outputs = false;        // also return sae_out [N,D] and the latent acts [N,k]
   bool multi_topk = false;     // Multi-TopK: also the 4k selection, its FVU and (loss/8) its W_dec/b_dec gradient
   bool track_fired = false;    // record the selected latents in the state (sae_take_fired)
+  // Micro-batches: when defined (and total_variance <= 0), the normaliser is this whole batch's
+  // variance times variance_fraction (rows / batch rows), computed on the device.
+  Tensor variance_of;
+  double variance_fraction = 1;
 };
 struct SaeStepResult {
   double fvu = 0, auxk_loss = 0, total_variance = 0, multi_topk_fvu = 0;

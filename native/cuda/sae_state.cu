@@ -258,6 +258,7 @@ EncoderInputs encoder_inputs(ResidentSae& sae, const Tensor& x, int64_t N, cudaS
 }
 
 __global__ void set_scalar_kernel(float* out, float v) { *out = v; }
+__global__ void scale_scalar_kernel(float* p, float f) { *p *= f; }
 
 // fired[idx[i]] = 1 (CPU twin: saeStep's didFire in native/cpu/sae_backward.cpp); an index
 // outside [0, M) sets the flag fired[M] instead of writing out of bounds.
@@ -276,6 +277,20 @@ __global__ void head_cols_kernel(const float* __restrict__ v, const int* __restr
     vo[t] = v[n * kin + j];
     io[t] = i[n * kin + j];
   }
+}
+
+// *out = Σ (y − mean_n y)² of y [N, D] (host or device, any float dtype), on stream s.
+void total_variance_on_device(const Tensor& y, float* out, cudaStream_t s) {
+  const int64_t N = y.dim(0), D = y.dim(1), ND = N * D;
+  DeviceTensor dy = upload(y, s);
+  DeviceBuffer yf(size_t(std::max<int64_t>(ND, 1)) * 4, s), mean(size_t(std::max<int64_t>(D, 1)) * 4, s);
+  DeviceBuffer partial(RED_BLOCKS * 4, s);
+  rows_minus_kernel<<<grid_for(ND), 256, 0, s>>>(dy.data(), y.dtype, nullptr, N, D, yf.as<float>());
+  CUDA_CHECK_LAUNCH();
+  column_sum(yf.as<float>(), N, D, N ? 1.f / float(N) : 0.f, mean.as<float>(), false, s);
+  sum_squares(yf.as<float>(), mean.as<float>(), ND, D, partial.as<float>(), out, s);
+  // A host y's staging copy must outlive the async upload: wait for this stream's work on it.
+  if (y.device() == Device::CPU) CUDA_CHECK(cudaStreamSynchronize(s));
 }
 
 // did_fire[idx] = 1 for the selected latents (host; indices are checked: a kernel bug must not
@@ -375,6 +390,10 @@ SaeStepResult sae_forward_backward(ResidentSae& sae, const Tensor& x, const Tens
   CUDA_CHECK_LAUNCH();
   if (call.total_variance > 0) {
     set_scalar_kernel<<<1, 1, 0, s>>>(sc + 0, float(call.total_variance));
+    CUDA_CHECK_LAUNCH();
+  } else if (call.variance_of.defined()) {
+    total_variance_on_device(call.variance_of, sc + 0, s);
+    scale_scalar_kernel<<<1, 1, 0, s>>>(sc + 0, float(call.variance_fraction));
     CUDA_CHECK_LAUNCH();
   } else {
     column_sum(yf, N, D, N ? 1.f / float(N) : 0.f, mean.as<float>(), false, s);
@@ -646,16 +665,10 @@ void sae_lerp_z(ResidentSae& sae, double weight) {
 const SaeConfig& sae_config(const ResidentSae& sae) { return sae.cfg; }
 
 double total_variance(const Tensor& y) {
-  const int64_t N = y.dim(0), D = y.dim(1), ND = N * D;
   Session ses;
   cudaStream_t s = ses.stream();
-  DeviceTensor dy = upload(y, s);
-  DeviceBuffer yf(size_t(std::max<int64_t>(ND, 1)) * 4, s), mean(size_t(std::max<int64_t>(D, 1)) * 4, s);
-  DeviceBuffer partial(RED_BLOCKS * 4, s), out(4, s);
-  rows_minus_kernel<<<grid_for(ND), 256, 0, s>>>(dy.data(), y.dtype, nullptr, N, D, yf.as<float>());
-  CUDA_CHECK_LAUNCH();
-  column_sum(yf.as<float>(), N, D, N ? 1.f / float(N) : 0.f, mean.as<float>(), false, s);
-  sum_squares(yf.as<float>(), mean.as<float>(), ND, D, partial.as<float>(), out.as<float>(), s);
+  DeviceBuffer out(4, s);
+  total_variance_on_device(y, out.as<float>(), s);
   float h = 0;
   CUDA_CHECK(cudaMemcpyAsync(&h, out.get(), 4, cudaMemcpyDeviceToHost, s));
   ses.sync();

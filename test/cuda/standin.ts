@@ -70,6 +70,11 @@ export function installCudaStandIn(): Map<string, number> {
     const s = st(sae);
     let x = new Tensor(xh);
     let y = o.y ? new Tensor(o.y) : undefined;
+    let tv = o.totalVariance ?? -1;
+    if (o.batchVariance && !(tv > 0)) {
+      const all = y ?? x;
+      tv = ((await n.trainTotalVariance(all.handle)) * ((o.rowEnd ?? all.shape[0]) - (o.rowBegin ?? 0))) / all.shape[0];
+    }
     if (o.rowBegin !== undefined || o.rowEnd !== undefined) {
       x = new Tensor(n.trainRowSlice(x.handle, o.rowBegin ?? 0, o.rowEnd ?? x.shape[0]));
       if (y) y = new Tensor(n.trainRowSlice(y.handle, o.rowBegin ?? 0, o.rowEnd ?? y.shape[0]));
@@ -83,7 +88,7 @@ export function installCudaStandIn(): Map<string, number> {
       deadMask: o.deadMask,
       auxkAlpha: o.auxkAlpha ?? 0,
       lossScale: o.lossScale ?? 1,
-      totalVariance: o.totalVariance ?? -1,
+      totalVariance: tv,
       didFire: o.trackFired ? (s.fired ??= Tensor.zeros([s.w.encW.shape[0]], { dtype: 'int32' })).handle : o.didFire,
       normalizeDecoder: backward && !s.cfg.transcode && (o.normalizeDecoder ?? s.cfg.normalizeDecoder),
       outputs: true,

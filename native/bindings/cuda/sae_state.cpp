@@ -27,7 +27,7 @@ using namespace cuda_binding;
 //   (wSkip [d_in, d_in]: skip_connection, a fifth parameter)
 // cudaSaeForwardBackward(sae, x, {y?, deadMask?, auxkAlpha?, lossScale?, auxkIncludesBDec?, k?, activation?,
 //   normalizeDecoder?, totalVariance?, backward? = true, outputs? = false, multiTopk? = false, didFire?, trackFired?,
-//   rowBegin?, rowEnd?}) -> Promise<{fvu, auxkLoss, multiTopkFvu, kAux, numDead, totalVariance, indices?, acts?, saeOut?}>
+//   rowBegin?, rowEnd?, batchVariance?}) -> Promise<{fvu, auxkLoss, multiTopkFvu, kAux, numDead, totalVariance, indices?, acts?, saeOut?}>
 //   (indices only with outputs or didFire; trackFired records the selection on the device, cudaSaeTakeFired reads it)
 //   (gradients accumulate on the device; with multiTopk indices / acts / saeOut are the 4k selection's)
 // cudaSaeEncode(sae, x, {k?, activation?}) -> Promise<{acts, indices}>;  cudaSaeDecode(sae, acts, indices) -> Promise<[N,D]>
@@ -138,6 +138,12 @@ Napi::Value cuda_sae_forward_backward(const Napi::CallbackInfo& info) {
     const int64_t b = opt_int(o, "rowBegin", 0), e = opt_int(o, "rowEnd", x.dim(0));
     if (b < 0 || e <= b || e > x.dim(0))
       fail(ErrorKind::Value, "rows [" + std::to_string(b) + ", " + std::to_string(e) + ") are outside x " + shape_str(x.shape));
+    // batchVariance: normalise by the whole batch's variance scaled to these rows (PR #138),
+    // computed on the device in the same job.
+    if (opt_bool(o, "batchVariance", false)) {
+      call.variance_of = y.defined() ? y : x;
+      call.variance_fraction = double(e - b) / double(x.dim(0));
+    }
     x = x.rows(b, e);
     if (y.defined()) y = y.rows(b, e);
   }

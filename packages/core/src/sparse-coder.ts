@@ -53,6 +53,11 @@ export interface ForwardBackwardOptions {
   trackFired?: boolean;
   /** Train on rows [begin, end) of x (and y) only: micro-batches as views, also of device tensors. */
   rows?: [number, number];
+  /**
+   * With rows (and no totalVariance): normalise by the variance of the whole batch (y, else x)
+   * times the rows' share of it, computed on the coder's device (PR #138's micro-batches).
+   */
+  batchVariance?: boolean;
 }
 
 export class SparseCoder implements Disposable {
@@ -251,6 +256,7 @@ export class SparseCoder implements Disposable {
       trackFired: opts.trackFired,
       normalizeDecoder: this.cfg.normalizeDecoder && !this.cfg.transcode,
       rows: opts.rows,
+      batchVariance: opts.batchVariance,
     });
   }
 

@@ -9,11 +9,6 @@ export async function gatherRows(x: Tensor, idx: Tensor): Promise<Tensor> {
   return new Tensor(await native().trainGatherRows(x.handle, idx.handle));
 }
 
-/** sum over rows and columns of (y - column mean)^2, accumulated in float64 (on y's device). */
-export async function totalVariance(y: Tensor): Promise<number> {
-  if (y.device === 'cuda') return native().cudaTotalVariance(y.handle);
-  return native().trainTotalVariance(y.handle);
-}
 
 /**
  * The lr multipliers of the next optimizer step after `step` steps (HF LambdaLR uses lambda(step)

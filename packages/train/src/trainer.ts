@@ -36,7 +36,7 @@ import { loadInt64Safetensors, saveInt64Safetensors } from './int64-safetensors.
 import { recoverRunFolder, replaceRunFolder, STATE_FILE } from './run-folder.js';
 import { coderLr, currentK, initialK } from './schedules.js';
 import { assertSupportedLossFn, trainConfigJson, validateTrainConfig, type RunConfig, type TrainConfig } from './train-config.js';
-import { gatherRows, lrMultipliers, totalVariance } from './train-ops.js';
+import { gatherRows, lrMultipliers } from './train-ops.js';
 
 /** What the trainer reads from a dataset (InMemoryTokenDataset, TokenDataset, ...). */
 export interface TokenDatasetLike {
@@ -490,7 +490,6 @@ export class Trainer extends EventEmitter {
       if (firstBatch) for (const e of entries) await e.coder.initBiasesFromBatch(x, transcode ? y : undefined);
       const N = y.shape[0];
       const chunks = Math.min(cfg.microAccSteps, N);
-      const tv = chunks > 1 ? await totalVariance(y) : undefined;
       for (const e of entries) {
         const deadMask = cfg.auxkAlpha > 0 ? e.counter.deadMask() : undefined;
         for (let c = 0; c < chunks; c++) {
@@ -498,11 +497,11 @@ export class Trainer extends EventEmitter {
           const r1 = Math.floor(((c + 1) * N) / chunks);
           const res = await e.coder.forwardBackward(x, {
             y: transcode ? y : undefined,
-            ...(chunks > 1 ? { rows: [r0, r1] as [number, number] } : {}),
+            // Micro-batches: row ranges, each normalised by the whole batch's variance (its share).
+            ...(chunks > 1 ? { rows: [r0, r1] as [number, number], batchVariance: true } : {}),
             deadMask,
             auxkAlpha: cfg.auxkAlpha,
             lossScale: 1 / (cfg.gradAccSteps * cfg.microAccSteps),
-            totalVariance: tv === undefined ? undefined : (tv * (r1 - r0)) / N,
             trackFired: true,
           });
           totals.add(e.name, res);

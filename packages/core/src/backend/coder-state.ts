@@ -59,6 +59,11 @@ export interface StepCall extends CoderCall {
   normalizeDecoder: boolean;
   /** Train on rows [begin, end) of x (and y) only: the one micro-batch API. */
   rows?: [number, number];
+  /**
+   * With rows: normalise by the variance of the whole batch (y, else x) times the rows' share of
+   * it, computed on the state's device (sparsify PR #138's micro-batch normaliser).
+   */
+  batchVariance?: boolean;
 }
 
 /** One optimizer update of every parameter of a coder (its hyperparameters at this step). */

@@ -36,6 +36,8 @@ export class CpuCoderState implements CoderState {
   private grads: Map<CoderParamName, Tensor> | undefined;
   /** int32 [M]: the latents selected by trackFired steps since the last takeFired. */
   private fired: Tensor | undefined;
+  /** The last batch variance computed (one per batch, reused by its micro-batches). */
+  private variance: { of: Tensor['handle']; value: number } | undefined;
   private moments = emptyMoments();
   private disposed = false;
 
@@ -105,11 +107,17 @@ export class CpuCoderState implements CoderState {
       deadMask: call.deadMask,
       auxkAlpha: call.auxkAlpha,
       lossScale: call.lossScale,
-      totalVariance: call.totalVariance,
+      totalVariance: call.totalVariance ?? (call.batchVariance && call.rows ? await this.rowsVariance(call.y ?? x, call.rows) : undefined),
       didFire: call.trackFired ? this.fired : call.didFire,
       normalizeDecoder: call.normalizeDecoder,
     });
     return { loss: r.loss, fvu: r.fvu, auxkLoss: r.auxkLoss, multiTopkFvu: r.multiTopkFvu };
+  }
+
+  /** The whole batch's variance times the share of `rows` in it. */
+  private async rowsVariance(batch: Tensor, [r0, r1]: [number, number]): Promise<number> {
+    if (this.variance?.of !== batch.handle) this.variance = { of: batch.handle, value: await native().trainTotalVariance(batch.handle) };
+    return (this.variance.value * (r1 - r0)) / batch.shape[0];
   }
 
   async takeFired(): Promise<Int32Array> {

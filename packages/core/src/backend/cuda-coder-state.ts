@@ -144,7 +144,7 @@ export class CudaCoderState implements CoderState {
       didFire: f?.handle,
       trackFired: call.trackFired ?? false,
       normalizeDecoder: call.normalizeDecoder,
-      ...(call.rows ? { rowBegin: call.rows[0], rowEnd: call.rows[1] } : {}),
+      ...(call.rows ? { rowBegin: call.rows[0], rowEnd: call.rows[1], batchVariance: call.batchVariance ?? false } : {}),
     });
     this.stale = true; // the decoder rows were renormalised on the device
     if (r.indices) new Tensor(r.indices).dispose(); // only there when didFire asked for them
