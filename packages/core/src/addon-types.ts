@@ -4,6 +4,7 @@
  * in the CUDA build and accept tensors on any device (registered so in their bindings); every
  * other function reads host tensors only. Test-only kernels live in `testing`.
  */
+import type { CudaProbe } from './native.js';
 import type { DType, Device, NativeTensor } from './tensor.js';
 
 type H = NativeTensor;
@@ -96,16 +97,6 @@ export interface BuildInfo {
   [key: string]: unknown;
 }
 
-export interface CudaProbeRaw {
-  devices: number;
-  runtimeVersion: number;
-  driverVersion?: number;
-  name?: string;
-  computeCapability?: string;
-  multiprocessors?: number;
-  totalMemory?: number;
-  error?: string;
-}
 
 type ErrorClass = new (message: string) => Error;
 type Opts = Record<string, unknown>;
@@ -153,7 +144,7 @@ export interface Addon {
   trainTotalVariance(y: H): Promise<number>;
 
   // ---- CUDA build only: native/bindings/cuda/device.cpp
-  cudaProbe?(): CudaProbeRaw;
+  cudaProbe?(): CudaProbe;
 
   // ---- native/bindings/cuda/sae_state.cpp (the resident training state)
   cudaSaeCreate(params: Partial<Record<StateParamKey, H>>, opts: Opts): Promise<NativeObject>;

@@ -2,7 +2,7 @@
  * Thin typed wrappers over the native sparse-coder kernels (native/bindings/cpu/sae.cpp).
  * The CPU CoderState uses these; tests compare them with the float64 reference (testing.ts).
  */
-import type { WeightHandles } from '../addon-types.js';
+import type { SaeStepResultRaw, WeightHandles } from '../addon-types.js';
 import { native } from '../native.js';
 import { Tensor } from '../tensor.js';
 
@@ -59,17 +59,12 @@ export interface SaeStepOptions {
   forceSparseAux?: boolean;
 }
 
-export interface SaeStepResult {
-  fvu: number;
-  auxkLoss: number;
-  multiTopkFvu: number;
-  loss: number;
-  totalVariance: number;
-  numDead: number;
+/** saeStep's result with its tensors wrapped. */
+export type SaeStepResult = Omit<SaeStepResultRaw, 'saeOut' | 'latentActs' | 'latentIndices'> & {
   saeOut?: Tensor;
   latentActs?: Tensor;
   latentIndices?: Tensor;
-}
+};
 
 /** Forward + losses, and the backward added into `grads` when given: one native call. */
 export async function saeStep(
