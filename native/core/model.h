@@ -92,6 +92,11 @@ struct ForwardRequest {
   std::vector<char> want_in;     // per module id
   std::vector<Tensor> splice;    // per module id; undefined: none. F32 [B*T, width]
   bool logits = false;
+  // Resume at decoder block `resume_layer` from `resume_hidden` (F32 [B*T, hidden]: the residual
+  // stream entering that block, as captured from its input): the embeddings and the blocks below
+  // are not run, so spliced variants of one batch share the prefix. -1: run from the embeddings.
+  int resume_layer = -1;
+  Tensor resume_hidden;
 };
 
 struct ForwardResult {

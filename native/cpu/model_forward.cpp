@@ -137,6 +137,21 @@ void validate_request(const Model& m, const ForwardRequest& req) {
       fail(ErrorKind::Shape, "splice for '" + mod.name + "' has shape " + shape_str(sp.shape) + ", expected [" +
                                  std::to_string(B * T) + ", " + std::to_string(mod.width) + "]");
   }
+  if (req.resume_layer >= 0) {
+    const int R = req.resume_layer;
+    if (R >= s.layers)
+      fail(ErrorKind::Value, "resume layer " + std::to_string(R) + " is outside the model's " + std::to_string(s.layers) + " layers");
+    const Tensor& h = req.resume_hidden;
+    expect_dtype(h, DType::F32, "resume hidden state");
+    if (h.numel() != B * T * s.hidden || h.dim(-1) != s.hidden)
+      fail(ErrorKind::Shape, "resume hidden state has shape " + shape_str(h.shape) + ", expected [" + std::to_string(B * T) + ", " +
+                                 std::to_string(s.hidden) + "]");
+    // Modules that run before the resumed block cannot be captured or spliced.
+    for (size_t i = 0; i < n; ++i)
+      if ((req.want_out[i] || req.want_in[i] || req.splice[i].defined()) && m.modules[i].layer < R &&
+          m.modules[i].role != Role::FinalNorm)
+        fail(ErrorKind::Value, "module '" + m.modules[i].name + "' runs before the resumed layer " + std::to_string(R));
+  }
   if (req.logits && !m.w.lm_head.defined())
     fail(ErrorKind::Value, "this checkpoint has no language-model head (lm_head), so logits cannot be computed");
 }
@@ -159,23 +174,28 @@ ForwardResult forward(const Model& m, const ForwardRequest& req) {
   for (size_t i = 0; i < m.modules.size(); ++i) any = any || req.want_out[i] || req.want_in[i];
   if (!any) return res;
 
-  // ---- embeddings
+  // ---- embeddings (or the resumed residual stream)
   Tensor xt = buffer(BT, H);
   float* x = xt.data<float>();
-  embed_rows(W.embed, ids, BT, H, s.embed_scale, x);
-  hk.out(id(-1, Role::Embed), x);
-  if (s.family == Family::GPT2) {
-    Tensor pt = buffer(BT, H);
-    float* pe = pt.data<float>();
-    std::vector<int32_t> pos(static_cast<size_t>(BT));
-    for (int64_t r = 0; r < BT; ++r) pos[size_t(r)] = int32_t(r % T);
-    embed_rows(W.pos_embed, pos.data(), BT, H, 0.f, pe);
-    hk.out(id(-1, Role::PosEmbed), pe);
-    add_into(x, pe, BT * H);
-  }
-  if (s.family == Family::GPT2 || s.family == Family::NeoX) {
-    hk.in(id(-1, Role::EmbedDropout), x);
-    hk.out(id(-1, Role::EmbedDropout), x);
+  const int first_layer = std::max(req.resume_layer, 0);
+  if (req.resume_layer >= 0) {
+    std::memcpy(x, req.resume_hidden.raw(), size_t(BT * H) * 4);
+  } else {
+    embed_rows(W.embed, ids, BT, H, s.embed_scale, x);
+    hk.out(id(-1, Role::Embed), x);
+    if (s.family == Family::GPT2) {
+      Tensor pt = buffer(BT, H);
+      float* pe = pt.data<float>();
+      std::vector<int32_t> pos(static_cast<size_t>(BT));
+      for (int64_t r = 0; r < BT; ++r) pos[size_t(r)] = int32_t(r % T);
+      embed_rows(W.pos_embed, pos.data(), BT, H, 0.f, pe);
+      hk.out(id(-1, Role::PosEmbed), pe);
+      add_into(x, pe, BT * H);
+    }
+    if (s.family == Family::GPT2 || s.family == Family::NeoX) {
+      hk.in(id(-1, Role::EmbedDropout), x);
+      hk.out(id(-1, Role::EmbedDropout), x);
+    }
   }
 
   // ---- scratch
@@ -305,8 +325,8 @@ ForwardResult forward(const Model& m, const ForwardRequest& req) {
     hk.out(mod_id, out);
   };
 
-  res.layers_run = deepest + 1;
-  for (int l = 0; l <= deepest; ++l) {
+  res.layers_run = deepest + 1 - first_layer;
+  for (int l = first_layer; l <= deepest; ++l) {
     const LayerWeights& L = W.layers[size_t(l)];
     hk.in(id(l, Role::Block), x);
     norm(id(l, Role::Norm1), x, h1, L.ln1_w, L.ln1_b);

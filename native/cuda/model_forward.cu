@@ -293,27 +293,32 @@ ForwardResult resident_forward(const ResidentModel& rm, const ForwardRequest& re
   auto buffer = [&](int64_t width) { return DeviceBuffer(size_t(BT * width) * 4, st); };
   auto launch_n = [](int64_t n) { return grid_for(n); };
 
-  // ---- embeddings
+  // ---- embeddings (or the resumed residual stream, host or device)
   DeviceBuffer ids(size_t(BT) * 4, st);
   CUDA_CHECK(cudaMemcpyAsync(ids.get(), req.tokens.raw(), size_t(BT) * 4, cudaMemcpyHostToDevice, st));
   DeviceBuffer xt = buffer(H);
   float* x = xt.as<float>();
-  embed_kernel<<<launch_n(BT * H), 256, 0, st>>>(W.embed.get(), W.embed_dtype, ids.as<int>(), BT, T, H, s.embed_scale, x);
-  CUDA_CHECK_LAUNCH();
-  hk.out(id(-1, Role::Embed), x);
-  DeviceBuffer pt;
-  if (s.family == Family::GPT2) {
-    pt = buffer(H);
-    float* pe = pt.as<float>();
-    embed_kernel<<<launch_n(BT * H), 256, 0, st>>>(W.pos_embed.get(), W.pos_dtype, nullptr, BT, T, H, 0.f, pe);
+  const int first_layer = std::max(req.resume_layer, 0);
+  if (req.resume_layer >= 0) {
+    CUDA_CHECK(cudaMemcpyAsync(x, req.resume_hidden.raw(), size_t(BT * H) * 4, cudaMemcpyDefault, st));
+  } else {
+    embed_kernel<<<launch_n(BT * H), 256, 0, st>>>(W.embed.get(), W.embed_dtype, ids.as<int>(), BT, T, H, s.embed_scale, x);
     CUDA_CHECK_LAUNCH();
-    hk.out(id(-1, Role::PosEmbed), pe);
-    add_kernel<<<launch_n(BT * H), 256, 0, st>>>(x, pe, BT * H);
-    CUDA_CHECK_LAUNCH();
-  }
-  if (s.family == Family::GPT2 || s.family == Family::NeoX) {
-    hk.in(id(-1, Role::EmbedDropout), x);
-    hk.out(id(-1, Role::EmbedDropout), x);
+    hk.out(id(-1, Role::Embed), x);
+    DeviceBuffer pt;
+    if (s.family == Family::GPT2) {
+      pt = buffer(H);
+      float* pe = pt.as<float>();
+      embed_kernel<<<launch_n(BT * H), 256, 0, st>>>(W.pos_embed.get(), W.pos_dtype, nullptr, BT, T, H, 0.f, pe);
+      CUDA_CHECK_LAUNCH();
+      hk.out(id(-1, Role::PosEmbed), pe);
+      add_kernel<<<launch_n(BT * H), 256, 0, st>>>(x, pe, BT * H);
+      CUDA_CHECK_LAUNCH();
+    }
+    if (s.family == Family::GPT2 || s.family == Family::NeoX) {
+      hk.in(id(-1, Role::EmbedDropout), x);
+      hk.out(id(-1, Role::EmbedDropout), x);
+    }
   }
 
   // ---- scratch
@@ -459,8 +464,8 @@ ForwardResult resident_forward(const ResidentModel& rm, const ForwardRequest& re
   };
   const DevMem none;
 
-  res.layers_run = deepest + 1;
-  for (int l = 0; l <= deepest; ++l) {
+  res.layers_run = deepest + 1 - first_layer;
+  for (int l = first_layer; l <= deepest; ++l) {
     const LayerDev& L = W.layers[size_t(l)];
     hk.in(id(l, Role::Block), x);
     norm(id(l, Role::Norm1), x, h1, L.ln1_w, L.ln1_b);

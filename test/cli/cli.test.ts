@@ -74,7 +74,7 @@ test('progress bar on a TTY; interrupt saves a checkpoint and exits 130', async 
   assert.ok(st.step >= 1 && st.step < 10);
 });
 
-test('sparsify hookpoints lists names and widths; bad model path exits 1', async () => {
+test('sparsify hookpoints lists names and widths; bad model path exits 1, a hookpoint pattern matching nothing 2', async () => {
   const c = capture();
   assert.equal(await main(['hookpoints', DEFAULT_ASSETS_DIR], c.io), 0);
   assert.match(c.o.out, /^h\.0\s+128$/m);
@@ -86,8 +86,8 @@ test('sparsify hookpoints lists names and widths; bad model path exits 1', async
   assert.equal(await main(['train', '/nonexistent/model', '/nonexistent/data', '--save_dir', mkdtempSync(join(tmpdir(), 'x'))], t.io), 1);
   assert.match(t.o.err, /nonexistent/);
   const u = capture();
-  assert.equal(await main(['train', '--hookpoints', 'nomatch.*', '--max_examples', '8', '--save_dir', mkdtempSync(join(tmpdir(), 'x'))], u.io), 1);
-  assert.match(u.o.err, /nomatch/);
+  assert.equal(await main(['train', '--hookpoints', 'nomatch.*', '--max_examples', '8', '--save_dir', mkdtempSync(join(tmpdir(), 'x'))], u.io), 2, 'a pattern that matches nothing is a usage error');
+  assert.match(u.o.err, /nomatch.*closest: /);
 });
 
 test('sparsify train <model> <dataset>: a local JSON-lines text dataset, tokenized and cached', async () => {
@@ -104,7 +104,8 @@ test('sparsify train <model> <dataset>: a local JSON-lines text dataset, tokeniz
     const cfg = JSON.parse(readFileSync(join(dir, 'text', 'config.json'), 'utf-8'));
     assert.equal(cfg.optimizer, 'signum');
     assert.deepEqual(cfg.hookpoints, ['h.1']);
-    assert.ok(existsSync(join(dir, 'text', 'train_iterate', 'h.1', 'sae.safetensors')));
+    assert.ok(existsSync(join(dir, 'text', 'h.1', 'train_iterate', 'sae.safetensors')), 'the training iterate lives inside the coder folder');
+    assert.ok(!existsSync(join(dir, 'text', 'train_iterate')), 'only coder folders at the top level (Python load_many)');
     const bad = capture();
     assert.equal(await main(['train', DEFAULT_ASSETS_DIR, join(DEFAULT_ASSETS_DIR, 'corpus.jsonl'), '--text_column', 'nope', '--save_dir', dir], bad.io), 1);
     assert.match(bad.o.err, /no column 'nope'/);

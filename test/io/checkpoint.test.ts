@@ -106,7 +106,7 @@ test('readCoderDir errors: missing folder, cfg.json, sae.safetensors, tensor; wr
     mkdirSync(d);
     assert.throws(() => readCoderDir(d), /no cfg\.json/);
     mkdirSync(join(d, 'cfg.json'));
-    assert.throws(() => readCoderDir(d), (e: Error) => e instanceof FileFormatError && /cfg\.json: cannot read/.test(e.message));
+    assert.throws(() => readCoderDir(d), (e: Error) => e instanceof FileFormatError && /cfg\.json: a coder config must be a regular file, but this is a folder/.test(e.message));
     rmSync(join(d, 'cfg.json'), { recursive: true });
     writeFileSync(join(d, 'cfg.json'), '{"k": 8, "d_in": 64');
     assert.throws(() => readCoderDir(d), (e: Error) => e instanceof ConfigError && /invalid JSON/.test(e.message));

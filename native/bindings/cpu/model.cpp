@@ -295,6 +295,14 @@ ForwardRequest read_forward_request(const Model& m, Napi::Value tokens, Napi::Va
   for (auto& s : string_list(opts, "outputs")) req.want_out[size_t(lookup(m, s))] = 1;
   for (auto& s : string_list(opts, "inputs")) req.want_in[size_t(lookup(m, s))] = 1;
   req.logits = opt_bool(opts, "logits", false);
+  Napi::Value rv = opts.Get("resume");
+  if (rv.IsObject()) {
+    Napi::Object r = rv.As<Napi::Object>();
+    if (!r.Get("layer").IsNumber()) fail(ErrorKind::Value, "option 'resume' needs a numeric 'layer'");
+    req.resume_layer = r.Get("layer").As<Napi::Number>().Int32Value();
+    if (req.resume_layer < 0) fail(ErrorKind::Value, "resume layer must be >= 0, got " + std::to_string(req.resume_layer));
+    req.resume_hidden = read_splice(r.Get("hidden"), any_device_splice);
+  }
   Napi::Value sv = opts.Get("splice");
   if (sv.IsArray()) {
     Napi::Array a = sv.As<Napi::Array>();

@@ -37,7 +37,7 @@ Napi::Value cuda_matmul(const Napi::CallbackInfo& info) {
     expect_float(bias, "bias");
     expect_shape(bias, {N}, "bias");
   }
-  // Review fix: grid limits of gemm.cu (gridDim.y = ceil(M/128), transpose grid.y = ceil(K/32),
+  // The grid limits of gemm.cu (gridDim.y = ceil(M/128), transpose grid.y = ceil(K/32),
   // both <= 65535) checked here instead of failing the launch.
   if ((a.dim(0) + 127) / 128 > 65535 || (K + 31) / 32 > 65535)
     fail(ErrorKind::Value, "cudaMatmul: a has " + std::to_string(a.dim(0)) + " rows and K = " + std::to_string(K) +
@@ -59,7 +59,7 @@ Napi::Value cuda_bench(const Napi::CallbackInfo& info) {
   if (kind != "gemm" && kind != "copy" && kind != "encode")
     fail(ErrorKind::Value, "cudaBench: kind must be 'gemm', 'copy' or 'encode', got '" + kind + "'");
   if (m < 0 || n < 0 || k < 0 || d < 0 || bytes < 0 || iters < 1) fail(ErrorKind::Value, "cudaBench: sizes must be >= 0");
-  // Review fix: empty sizes gave an empty launch grid (a device error), k > m an invalid top-k.
+  // Empty sizes would launch an empty grid (a device error), k > m an invalid top-k.
   if (kind == "gemm" && (m < 1 || n < 1 || k < 1 || (m + 127) / 128 > 65535))
     fail(ErrorKind::Value, "cudaBench gemm: m, n, k must be >= 1 (m <= 8388480)");
   if (kind == "encode" && (n < 1 || d < 1 || m < 1 || k < 1 || k > m || k > 8192 || m >= (int64_t(1) << 31) ||

@@ -158,7 +158,7 @@ Napi::Value cuda_sae_forward_backward(const Napi::CallbackInfo& info) {
   }
   // The CSR slots, row_topk rows and iota are int32, so N·k and N·k_aux must stay
   // below 2^31; and AuxK's row_topk keeps k_aux = min(d/2, num_dead) in shared memory (<= 8192).
-  // AuxK runs whenever some latent is dead (sae_train.cu), as the CPU saeStep.
+  // AuxK runs whenever some latent is dead (sae_state.cu), as the CPU saeStep.
   const int64_t k_aux = std::min<int64_t>(D / 2, num_dead);
   if (x.dim(0) * std::max(call.multi_topk ? 4 * call.k : call.k, k_aux) >= (int64_t(1) << 31))
     fail(ErrorKind::Value, "x has " + std::to_string(x.dim(0)) + " rows: N*k (N*4k with multi_topk) and N*k_aux must be < 2^31 on CUDA");

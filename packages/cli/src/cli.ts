@@ -3,14 +3,16 @@
  *   sparsify train [model] [dataset] [--flags]   train sparse coders (see `sparsify train --help`)
  *   sparsify hookpoints <model>                  list a model's hookpoint names and widths
  *   sparsify info <checkpoint dir>               list the sparse coders in a folder
+ *   sparsify eval <coders> <model> [dataset]     evaluate coders spliced into the model (commands/eval.ts)
  * Exit codes: 0 ok, 1 runtime error, 2 usage error, 130 interrupted (checkpoint saved).
  */
 import * as core from '@sparsify/core';
 import { ConfigError, SparsifyError, readCoderConfig, readSafetensorsHeader, numLatentsOf } from '@sparsify/core';
 import * as train from '@sparsify/train';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
+import { evalCommand, trainingEvaluation } from './commands/eval.js';
 import { resolveDevice, type DeviceFlag } from './device.js';
 import { parseTrainArgs, trainHelp, UsageError } from './flags.js';
 import { Progress, formatDuration, type Output } from './progress.js';
@@ -39,6 +41,7 @@ commands:
   train [model] [dataset] [--flags]   train sparse autoencoders / transcoders (sparsify train --help)
   hookpoints <model> [--device d]     list the hookpoint names and widths of a model (d: auto, cpu, cuda)
   info <dir>                          list the sparse coders in a checkpoint folder
+  eval <coders> <model> [dataset]     CE/KL and reconstruction with the coders spliced in (sparsify eval --help)
 `;
 
 export async function main(argv: readonly string[], io: CliIO = defaultIO()): Promise<number> {
@@ -50,7 +53,9 @@ export async function main(argv: readonly string[], io: CliIO = defaultIO()): Pr
       case 'hookpoints':
         return await hookpointsCommand(rest, io);
       case 'info':
-        return infoCommand(rest, io);
+        return await infoCommand(rest, io);
+      case 'eval':
+        return await evalCommand(rest, io);
       case undefined:
       case '-h':
       case '--help':
@@ -72,6 +77,15 @@ export async function main(argv: readonly string[], io: CliIO = defaultIO()): Pr
     }
     if (e instanceof SparsifyError) {
       io.stderr.write(`sparsify: error: ${e.message}\n`);
+      return 1;
+    }
+    if (e instanceof RangeError && /array length|allocation failed|out of memory/i.test(e.message)) {
+      io.stderr.write(`sparsify: error: out of memory (${e.message}); use smaller --batch_size, --ctx_len or coders\n`);
+      return 1;
+    }
+    const sys = describeSystemError(e);
+    if (sys) {
+      io.stderr.write(`sparsify: error: ${sys}\n`);
       return 1;
     }
     io.stderr.write(`sparsify: unexpected error: ${(e as Error)?.stack ?? String(e)}\n`);
@@ -137,7 +151,7 @@ function listAllDirs(dir: string): string[] {
   }
 }
 
-function infoCommand(argv: readonly string[], io: CliIO): number {
+async function infoCommand(argv: readonly string[], io: CliIO): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
     io.stdout.write('usage: sparsify info <checkpoint dir>\n');
     return 0;
@@ -150,8 +164,17 @@ function infoCommand(argv: readonly string[], io: CliIO): number {
   const names = single ? ['.'] : findCoders(root);
   if (names.length === 0) throw new core.FileFormatError(`${root}: no sparse coders found (no */cfg.json)`);
   const rows: string[][] = [['name', 'kind', 'd_in', 'latents', 'k', 'activation', 'dtype', 'size']];
+  const invalid: string[] = [];
   for (const n of names) {
     const dir = join(root, n);
+    // Exactly the checks of loading: a folder listed here loads.
+    try {
+      (await core.SparseCoder.loadFromDisk(dir)).dispose();
+    } catch (e) {
+      if (!(e instanceof SparsifyError)) throw e;
+      invalid.push(`${n}: INVALID: ${e.message}`);
+      continue;
+    }
     const { cfg, dIn } = readCoderConfig(dir);
     const file = join(dir, 'sae.safetensors');
     let dtype = '-';
@@ -165,17 +188,19 @@ function infoCommand(argv: readonly string[], io: CliIO): number {
     rows.push([n, kind, String(dIn), String(numLatentsOf(cfg, dIn)), String(cfg.k), cfg.activation, dtype, size]);
   }
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
-  for (const r of rows) io.stdout.write(r.map((x, c) => x.padEnd(widths[c])).join('  ').trimEnd() + '\n');
+  if (rows.length > 1) for (const r of rows) io.stdout.write(r.map((x, c) => x.padEnd(widths[c])).join('  ').trimEnd() + '\n');
+  for (const line of invalid) io.stdout.write(line + '\n');
   const statePath = join(root, train.STATE_FILE);
   if (existsSync(statePath)) {
     try {
-      const s = JSON.parse(readFileSync(statePath, 'utf-8'));
+      const s = train.readJsonFile(statePath, 'the trainer state') as Record<string, unknown>;
       io.stdout.write(`\ntraining state: ${s.step} optimizer steps, ${s.global_step} batches, ${s.tokens} tokens, optimizer ${s.optimizer}\n`);
     } catch {
       io.stdout.write(`\ntraining state: ${statePath} is unreadable\n`);
     }
   }
-  return 0;
+  if (invalid.length) io.stderr.write(`sparsify: error: ${invalid.length} of ${names.length} sparse coder(s) in ${root} do not load\n`);
+  return invalid.length ? 1 : 0;
 }
 
 async function trainCommand(argv: readonly string[], io: CliIO): Promise<number> {
@@ -197,6 +222,14 @@ async function trainCommand(argv: readonly string[], io: CliIO): Promise<number>
   }
   const cfg = train.runConfig(init);
   train.assertSupportedLossFn(cfg, '--loss_fn');
+  checkSaveDir(cfg.saveDir);
+  if (!cfg.resume && !args.given.has('run_name')) {
+    // The one-command default never fails and never overwrites: a used name gets a fresh suffix.
+    const base = cfg.runName ?? 'unnamed';
+    const fresh = args.overwrite ? base : train.freshRunName(cfg.saveDir, base);
+    if (fresh !== base) io.stderr.write(`sparsify: ${join(cfg.saveDir, base)} holds an earlier run; this run goes to ${join(cfg.saveDir, fresh)}\n`);
+    cfg.runName = fresh;
+  }
   const device = resolveDevice(args.device, (s) => io.stderr.write(s));
 
   io.stderr.write(embedded ? `sparsify: training on the embedded tiny model and corpus (${train.DEFAULT_ASSETS_DIR})\n` : '');
@@ -207,10 +240,14 @@ async function trainCommand(argv: readonly string[], io: CliIO): Promise<number>
   } else {
     dataset = await openDataset(cfg, model);
   }
+  const held = trainingEvaluation(args, cfg, dataset);
+  dataset = held.dataset;
   const progress = new Progress(io.stderr);
   let lastStep: train.StepInfo | undefined;
   const trainer = new train.Trainer(cfg, dataset, model, {
     device,
+    overwrite: args.overwrite,
+    evaluation: held.evaluation,
     onStep: (s) => {
       lastStep = s;
       progress.step(s);
@@ -266,6 +303,38 @@ async function openDataset(cfg: train.RunConfig, model: core.LanguageModel): Pro
     numProc: cfg.dataPreprocessingNumProc,
     hub: cfg.hfToken ? { token: cfg.hfToken } : undefined,
   });
+}
+
+/** --save_dir must be a folder (or not exist yet). */
+function checkSaveDir(dir: string): void {
+  let st;
+  try {
+    st = statSync(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+    if ((e as NodeJS.ErrnoException).code === 'ENOTDIR') throw new ConfigError(`--save_dir ${dir}: a part of this path is a file, not a folder`);
+    throw e;
+  }
+  if (!st.isDirectory()) throw new ConfigError(`--save_dir ${dir}: is a file, not a folder`);
+}
+
+/** A system error (ENOENT, EACCES, ENOSPC, ...) as one line naming the operation and path; undefined for anything else. */
+function describeSystemError(e: unknown): string | undefined {
+  const err = e as NodeJS.ErrnoException;
+  if (!(err instanceof Error) || typeof err.code !== 'string' || !/^E[A-Z]+$/.test(err.code)) return undefined;
+  const what: Record<string, string> = {
+    ENOENT: 'no such file or folder',
+    ENOTDIR: 'a part of the path is not a folder',
+    EISDIR: 'is a folder, not a file',
+    EACCES: 'permission denied',
+    EPERM: 'operation not permitted',
+    ENOSPC: 'no space left on the device',
+    EROFS: 'read-only file system',
+    EEXIST: 'already exists',
+    ENOTEMPTY: 'folder not empty',
+    EMFILE: 'too many open files',
+  };
+  return `${err.path ?? err.syscall ?? 'file system'}: ${what[err.code] ?? err.code} (${err.syscall ?? 'i/o'} ${err.code})`;
 }
 
 function summary(r: train.FitResult, t: train.Trainer): string {

@@ -8,20 +8,24 @@ import { SparsifyError } from '@sparsify/core';
 import {
   CODER_FIELDS,
   DEFAULT_RUN_FIELDS,
+  DEFAULT_EVAL_TRAIN_FLAGS,
   DEFAULT_TRAIN_CONFIG,
+  EVAL_TRAIN_FIELDS,
   RUN_FIELDS,
+  type EvalTrainFlags,
   TRAIN_FIELDS,
   type FieldSpec,
   type RunConfigInit,
 } from '@sparsify/train';
 import { DEFAULT_SPARSE_CODER_CONFIG } from '@sparsify/core';
+import { existsSync } from 'node:fs';
 
 export class UsageError extends SparsifyError {
   override code = 'ERR_SPARSIFY_USAGE';
 }
 
 export interface CliFlag extends FieldSpec {
-  group: 'sae' | 'train' | 'run' | 'cli';
+  group: 'sae' | 'train' | 'run' | 'cli' | 'eval';
   default: unknown;
 }
 
@@ -35,6 +39,14 @@ const CLI_ONLY: CliFlag[] = [
     group: 'cli',
     default: 'auto',
   },
+  {
+    field: 'overwrite',
+    key: 'overwrite',
+    kind: 'bool',
+    help: 'a fresh run may replace an existing run folder of the same --run_name (otherwise refused)',
+    group: 'cli',
+    default: false,
+  },
 ];
 
 export const FLAGS: readonly CliFlag[] = [
@@ -45,6 +57,7 @@ export const FLAGS: readonly CliFlag[] = [
   })),
   ...TRAIN_FIELDS.map((f) => ({ ...f, group: 'train' as const, default: (DEFAULT_TRAIN_CONFIG as Record<string, unknown>)[f.field] })),
   ...CODER_FIELDS.map((f) => ({ ...f, group: 'sae' as const, default: (DEFAULT_SPARSE_CODER_CONFIG as Record<string, unknown>)[f.field] })),
+  ...EVAL_TRAIN_FIELDS.map((f) => ({ ...f, group: 'eval' as const, default: (DEFAULT_EVAL_TRAIN_FLAGS as Record<string, unknown>)[f.field] })),
   ...CLI_ONLY,
 ];
 
@@ -56,6 +69,10 @@ export interface ParsedTrainArgs {
   /** Only the flags given on the command line, as RunConfig fields. */
   init: RunConfigInit;
   device: 'auto' | 'cpu' | 'cuda';
+  /** --overwrite: a fresh run may replace an existing run folder. */
+  overwrite: boolean;
+  /** --eval_every / --eval_examples / --best_metric as given. */
+  evaluation: Partial<EvalTrainFlags>;
   /** snake_case keys given explicitly (so callers can tell defaults from choices). */
   given: Set<string>;
   help: boolean;
@@ -167,6 +184,10 @@ function lookup(raw: string): { flag: CliFlag; name: string; negated: boolean } 
 
 export function parseTrainArgs(argv: readonly string[]): ParsedTrainArgs {
   const positionals: string[] = [];
+  /** Positionals that came right after a boolean flag (a mistyped boolean value, probably). */
+  const afterBool = new Map<string, string>();
+  /** List values that name existing files or folders (misplaced positionals, probably). */
+  const listPaths: { flag: string; value: string }[] = [];
   const values = new Map<string, unknown>();
   const given = new Set<string>();
   let help = false;
@@ -182,6 +203,15 @@ export function parseTrainArgs(argv: readonly string[]): ParsedTrainArgs {
     }
     if (!isFlagToken(tok)) {
       positionals.push(tok);
+      const prev = argv[i - 1];
+      if (prev !== undefined && isFlagToken(prev) && !prev.includes('=')) {
+        try {
+          const { flag, name } = lookup(prev.replace(/^--?/, ''));
+          if (flag.kind === 'bool') afterBool.set(tok, name);
+        } catch {
+          /* reported when parsed */
+        }
+      }
       continue;
     }
     let raw: string;
@@ -208,6 +238,7 @@ export function parseTrainArgs(argv: readonly string[]): ParsedTrainArgs {
         // An int list ends at the first non-integer, so positionals may follow it.
         if (flag.kind === 'int[]' && vals.length > 0 && !/^[+-]?[\d_]+$/.test(argv[i + 1])) break;
         vals.push(argv[++i]);
+        if (flag.kind === 'str[]' && existsSync(argv[i])) listPaths.push({ flag: name, value: argv[i] });
         if (!isList) break;
       }
     }
@@ -221,22 +252,39 @@ export function parseTrainArgs(argv: readonly string[]): ParsedTrainArgs {
     }
     given.add(flag.key);
   }
-  if (positionals.length > 2)
-    throw new UsageError(`too many positional arguments: ${positionals.slice(2).map((p) => JSON.stringify(p)).join(' ')} (expected [model] [dataset])`);
+  // A list flag swallows every following word: existing paths among its values were meant as
+  // the model and dataset.
+  if (listPaths.length && positionals.length < 2) {
+    const p = listPaths[0];
+    throw new UsageError(
+      `--${p.flag}: ${JSON.stringify(p.value)} is an existing file or folder, probably the model or dataset misplaced after a list flag; ` +
+        `put [model] [dataset] before --${p.flag}, or end its list with --`,
+    );
+  }
+  if (positionals.length > 2) {
+    // A word after a boolean flag that is not true/false became a positional: say so.
+    const mistyped = positionals.find((p) => afterBool.has(p));
+    const hint = mistyped === undefined ? '' : `; --${afterBool.get(mistyped)} takes true or false, not ${JSON.stringify(mistyped)}`;
+    throw new UsageError(`too many positional arguments: ${positionals.slice(2).map((p) => JSON.stringify(p)).join(' ')} (expected [model] [dataset])${hint}`);
+  }
 
   const init: RunConfigInit = {};
   const sae: Record<string, unknown> = {};
   let device: 'auto' | 'cpu' | 'cuda' = 'auto';
+  let overwrite = false;
+  const evaluation: Record<string, unknown> = {};
   for (const [key, v] of values) {
     const f = BY_KEY.get(key)!;
     if (f.group === 'sae') sae[f.field] = v;
+    else if (f.group === 'eval') evaluation[f.field] = v;
+    else if (f.key === 'overwrite') overwrite = v as boolean;
     else if (f.group === 'cli') device = v as 'auto' | 'cpu' | 'cuda';
     else (init as Record<string, unknown>)[f.field] = v;
   }
   if (Object.keys(sae).length) init.sae = sae;
   if (positionals[0] !== undefined) init.model = positionals[0];
   if (positionals[1] !== undefined) init.dataset = positionals[1];
-  return { model: positionals[0], dataset: positionals[1], init, device, given, help };
+  return { model: positionals[0], dataset: positionals[1], init, device, overwrite, evaluation, given, help };
 }
 
 function fmtDefault(f: CliFlag): string {
@@ -284,6 +332,7 @@ export function trainHelp(): string {
     ['sae', 'sparse coder options'],
     ['train', 'training options'],
     ['run', 'data and model options'],
+    ['eval', 'evaluation options (coders spliced into the model; see sparsify eval)'],
     ['cli', 'command-line options'],
   ];
   for (const [g, title] of groups) {

@@ -5,6 +5,8 @@
  * Reading accepts F32/BF16/F16 and validates names and shapes against cfg.json; writing is F32-
  * or whatever dtype the tensors have, atomic per file.
  */
+import { assertRegularFile } from './regular-file.js';
+import { jsonErrorSummary } from './json-error.js';
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -37,6 +39,7 @@ export function readCoderConfig(dir: string): { cfg: SparseCoderConfig; dIn: num
   if (!existsSync(dir)) throw new FileFormatError(`${dir}: no such folder`);
   if (!existsSync(path)) throw new FileFormatError(`${dir}: no cfg.json (not a sparse coder folder)`);
   let text: string;
+  assertRegularFile(path, 'a coder config');
   try {
     text = readFileSync(path, 'utf-8');
   } catch (e) {
@@ -46,7 +49,7 @@ export function readCoderConfig(dir: string): { cfg: SparseCoderConfig; dIn: num
   try {
     obj = JSON.parse(text);
   } catch (e) {
-    throw new ConfigError(`${path}: invalid JSON (${(e as Error).message})`);
+    throw new ConfigError(`${path}: ${jsonErrorSummary(e)}`);
   }
   return coderConfigFromJson(obj, path);
 }

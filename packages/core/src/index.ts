@@ -27,3 +27,6 @@ export { parseModelConfig, SUPPORTED_ARCHITECTURES } from './model/config.js';
 export type { ModelFamily, ParsedModelConfig } from './model/config.js';
 export { backend, cudaProbe } from './native.js';
 export type { CudaProbe } from './native.js';
+export { checkCoderSize, coderParamBytes, formatBytes, MAX_TENSOR_ELEMENTS } from './size-limits.js';
+export { jsonErrorSummary } from './json-error.js';
+export { assertRegularFile } from './regular-file.js';

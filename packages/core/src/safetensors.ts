@@ -22,6 +22,7 @@
  * U8, BOOL) then by name, compact JSON with `__metadata__` first only when given, header padded
  * with spaces to 8 bytes. Files are written atomically (temp file, fsync, rename, fsync dir).
  */
+import { assertRegularFile } from './regular-file.js';
 import { closeSync, fstatSync, fsyncSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -120,6 +121,7 @@ function parseTensorEntry(path: string, name: string, v: JsonValue): { dtype: Sa
 
 /** Reads and validates the header (see the module comment for what is checked). */
 export function readSafetensorsHeader(path: string): SafetensorsHeader {
+  assertRegularFile(path, 'a safetensors file');
   let fd: number;
   try {
     fd = openSync(path, 'r');

@@ -15,6 +15,7 @@ import { join } from 'node:path';
 
 import type { CoderState, ForwardResult, StepLosses } from './backend/coder-state.js';
 import { checkDevice, createCoderState } from './backend/create-coder-state.js';
+import { checkTensorArg, checkTotalVariance } from './coder-args.js';
 import { listCoderDirs, readCoderDir, writeCoderDir } from './checkpoint.js';
 import { CODER_PARAM_NAMES, coderParamShapes, type CoderParamName } from './coder-params.js';
 import { coderSpecProblem, numLatentsOf, sparseCoderConfig, type SparseCoderConfig } from './config.js';
@@ -23,6 +24,7 @@ import { snapshotDownload } from './hub.js';
 import { initEncoderWeight, normalizeRows } from './init.js';
 import { naturalSort } from './natsort.js';
 import type { CoderWeights } from './ops/sae.js';
+import { allocating, checkCoderSize, coderParamBytes } from './size-limits.js';
 import { Tensor, type Device } from './tensor.js';
 
 export { CODER_PARAM_NAMES, type CoderParamName } from './coder-params.js';
@@ -104,7 +106,9 @@ export class SparseCoder implements Disposable {
     const full = sparseCoderConfig(cfg);
     const device = checkDevice(opts.device, 'SparseCoder');
     const M = numLatentsOf(full, dIn);
-    const enc = initEncoderWeight(M, dIn, opts.seed ?? 0);
+    const size = { numLatents: M, dIn, skipConnection: full.skipConnection };
+    checkCoderSize(size, 'SparseCoder.create');
+    const enc = allocating(coderParamBytes(size), 'SparseCoder.create', () => initEncoderWeight(M, dIn, opts.seed ?? 0));
     const t = new Map<CoderParamName, Tensor>();
     for (const [name, shape] of coderParamShapes(full, dIn, M, { decoder: opts.decoder })) {
       if (name === 'encoder.weight') t.set(name, Tensor.from(enc, shape));
@@ -212,12 +216,15 @@ export class SparseCoder implements Disposable {
 
   async encode(x: Tensor, opts: { returnPreActs?: boolean } = {}): Promise<{ topActs: Tensor; topIndices: Tensor; preActs?: Tensor }> {
     this.alive();
+    checkTensorArg(x, 'encode: x');
     return this.state.encode(x, this.call(), opts.returnPreActs ?? false);
   }
 
   /** Σ_j topActs[n,j] W_dec[topIndices[n,j]] + b_dec. */
   async decode(topActs: Tensor, topIndices: Tensor): Promise<Tensor> {
     this.alive();
+    checkTensorArg(topActs, 'decode: topActs');
+    checkTensorArg(topIndices, 'decode: topIndices');
     if (!this.state.paramShapes.has('W_dec')) throw new ValueError('decode: this coder has no decoder (loaded with decoder: false)');
     if (topIndices.dtype !== 'int32') throw new ShapeError(`decode: topIndices must be int32, got ${topIndices.dtype}`);
     return this.state.decode(topActs, topIndices);
@@ -226,6 +233,9 @@ export class SparseCoder implements Disposable {
   /** sparsify's SparseCoder.forward (no gradients). */
   async forward(x: Tensor, opts: { y?: Tensor; deadMask?: Tensor | Uint8Array; totalVariance?: number } = {}): Promise<ForwardResult> {
     this.alive();
+    checkTensorArg(x, 'forward: x');
+    if (opts.y !== undefined) checkTensorArg(opts.y, 'forward: y');
+    checkTotalVariance(opts.totalVariance, 'forward');
     return this.state.forward(x, { ...this.call(), y: opts.y, deadMask: opts.deadMask, totalVariance: opts.totalVariance });
   }
 
@@ -243,6 +253,9 @@ export class SparseCoder implements Disposable {
    */
   async forwardBackward(x: Tensor, opts: ForwardBackwardOptions): Promise<StepLosses> {
     this.alive();
+    checkTensorArg(x, 'forwardBackward: x');
+    if (opts?.y !== undefined) checkTensorArg(opts.y, 'forwardBackward: y');
+    checkTotalVariance(opts?.totalVariance, 'forwardBackward');
     if (typeof opts?.auxkAlpha !== 'number' || !(opts.auxkAlpha >= 0))
       throw new ValueError(`forwardBackward: auxkAlpha must be a number >= 0, got ${opts?.auxkAlpha}`);
     return this.state.forwardBackward(x, {

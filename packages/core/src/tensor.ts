@@ -2,7 +2,7 @@
  * Tensor: a contiguous, row-major array in native memory. Data crosses into JS only when asked
  * (toFloat32Array / toInt32Array). Dispose explicitly (or with `using`); GC is only a safety net.
  */
-import { DTypeError, DeviceError, ShapeError, ValueError } from './errors.js';
+import { DTypeError, DeviceError, DisposedError, ShapeError, ValueError } from './errors.js';
 import { native } from './native.js';
 
 export type DType = 'float32' | 'bfloat16' | 'float16' | 'int32';
@@ -109,9 +109,11 @@ export class Tensor implements Disposable {
   }
 
   get shape(): number[] {
+    if (this.handle.disposed) throw new DisposedError('tensor has been disposed (its shape is gone with its memory)');
     return this.handle.shape;
   }
   get dtype(): DType {
+    if (this.handle.disposed) throw new DisposedError('tensor has been disposed');
     return this.handle.dtype;
   }
   get device(): Device {

@@ -3,6 +3,8 @@
  * `@huggingface/tokenizers` (pure JS). Special tokens (EOS/BOS) and `model_max_length` come from
  * tokenizer_config.json the way transformers reads them.
  */
+import { assertRegularFile } from './regular-file.js';
+import { jsonErrorSummary } from './json-error.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -52,6 +54,7 @@ function tokenContent(v: TokenValue): string | undefined {
 
 function readJson(path: string): Record<string, unknown> {
   let text: string;
+  assertRegularFile(path, 'a tokenizer file');
   try {
     text = readFileSync(path, 'utf-8');
   } catch (e) {
@@ -62,7 +65,7 @@ function readJson(path: string): Record<string, unknown> {
     if (!v || typeof v !== 'object' || Array.isArray(v)) throw new Error('not a JSON object');
     return v as Record<string, unknown>;
   } catch (e) {
-    throw new FileFormatError(`${path} is not valid JSON: ${(e as Error).message}`);
+    throw new FileFormatError(`${path} is not valid JSON (${jsonErrorSummary(e)})`);
   }
 }
 

@@ -7,6 +7,8 @@
 import { ConfigError, coderConfigToDict, PyFloat, pyJson, sparseCoderConfig, validateCoderConfig, type OptimizerKind, type SparseCoderConfig } from '@sparsify/core';
 import { cpus } from 'node:os';
 
+import { checkRunName } from './run-claim.js';
+
 export type LossFn = 'fvu' | 'ce' | 'kl';
 export type OptimizerName = OptimizerKind;
 
@@ -251,6 +253,8 @@ export function validateTrainConfig(cfg: TrainConfig, opts: { resolved?: boolean
   min(cfg.saveEvery, 'save_every', 1);
   min(cfg.wandbLogFrequency, 'wandb_log_frequency', 1);
   if (cfg.lr !== null && cfg.lr < 0) throw new ConfigError(`${where}: lr must be >= 0 (0 or null = default), got ${cfg.lr}`);
+  for (const t of cfg.excludeTokens) if (t < 0) throw new ConfigError(`${where}: exclude_tokens must be token ids (>= 0), got ${t}`);
+  if (cfg.runName !== null) checkRunName(cfg.runName);
   for (const l of cfg.layers) if (l < 0) throw new ConfigError(`${where}: layers must be >= 0, got ${l}`);
   // sparsify __post_init__
   if (cfg.layers.length > 0 && cfg.layerStride !== 1) throw new ConfigError(`${where}: cannot specify both layers and layer_stride`);

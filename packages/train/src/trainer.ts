@@ -13,9 +13,9 @@ import {
   ConfigError,
   createOptimizer,
   FileFormatError,
-  loadOptimizerState,
   numLatentsOf,
   pyJson,
+  readOptimizerStateFile,
   resolveHookpoints,
   resolveLocalOrHub,
   saveOptimizerState,
@@ -28,12 +28,20 @@ import {
   type Optimizer,
 } from '@sparsify/core';
 import { EventEmitter } from 'node:events';
-import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { DeadLatentCounter } from './dead-latents.js';
+import { TrainingEvaluator, type TrainingEvalOptions } from './eval/training-eval.js';
+import type { EvalModel } from './eval/evaluate.js';
 import { loadInt64Safetensors, saveInt64Safetensors } from './int64-safetensors.js';
+import { METRICS_FILE, truncateMetrics } from './metrics-log.js';
+import { checkCounters, checkOptimizerState, checkResumeConfig, readTrainerState, STATE_FORMAT } from './resume-check.js';
+import { claimRunFolder } from './run-claim.js';
 import { recoverRunFolder, replaceRunFolder, STATE_FILE } from './run-folder.js';
+import type { RunLock } from './run-lock.js';
+import { TRAIN_ITERATE, dropLegacyTrainIterate, trainIterateDir } from './train-iterate.js';
+import { checkBatchSize, checkDatasetShape, checkExcludeTokens, checkSizes, withHookpointContext } from './trainer-checks.js';
 import { coderLr, currentK, initialK } from './schedules.js';
 import { assertSupportedLossFn, trainConfigJson, validateTrainConfig, type RunConfig, type TrainConfig } from './train-config.js';
 import { gatherRows, lrMultipliers } from './train-ops.js';
@@ -105,6 +113,10 @@ export interface TrainerOptions {
    * finetune, the first-batch bias init still runs (for reproducing a run from its init).
    */
   initFrom?: string;
+  /** A fresh run may replace an existing run folder (the CLI's --overwrite); otherwise that is a ConfigError. */
+  overwrite?: boolean;
+  /** Held-out evaluation with the coders spliced into the model (see eval/training-eval.ts). */
+  evaluation?: TrainingEvalOptions;
 }
 
 interface CoderEntry {
@@ -152,8 +164,6 @@ class StepTotals {
   }
 }
 
-const STATE_FORMAT = 'sparsify-node-trainer/1';
-
 function runDirOf(cfg: TrainConfig): string {
   return join(cfg.saveDir, cfg.runName || 'unnamed');
 }
@@ -176,24 +186,26 @@ export class Trainer extends EventEmitter {
   bestLoss = new Map<string, number>();
   private initialized = false;
   private resumed = false;
+  private resuming = false;
+  private lock?: RunLock;
   private stopRequested = false;
   private readonly opts: TrainerOptions;
   private initialK = 0;
   private lastStepMetrics: Record<string, CoderMetrics> = {};
+  private readonly evaluator: TrainingEvaluator | undefined;
 
   constructor(cfg: TrainConfig | RunConfig, dataset: TokenDatasetLike, model: LanguageModel, opts: TrainerOptions = {}) {
     super();
     validateTrainConfig(cfg);
     assertSupportedLossFn(cfg);
-    if (!dataset || typeof dataset.length !== 'number' || typeof dataset.rows !== 'function')
-      throw new ValueError('Trainer: dataset must have a length and rows(indices)');
-    if (dataset.length < 1) throw new ValueError('Trainer: the dataset is empty');
+    checkDatasetShape(dataset);
     this.cfg = structuredClone(cfg);
     this.dataset = dataset;
     this.model = model;
     this.device = opts.device ?? 'cpu';
     this.opts = opts;
     this.runDir = runDirOf(this.cfg);
+    this.evaluator = opts.evaluation ? new TrainingEvaluator(opts.evaluation, model as unknown as EvalModel) : undefined;
   }
 
   /** Batches per epoch used for the LR schedule (floor, like sparsify's num_batches). */
@@ -218,8 +230,30 @@ export class Trainer extends EventEmitter {
   /** Resolves hookpoints and widths and creates the coders (and loads finetune weights). */
   async init(): Promise<void> {
     if (this.initialized) return;
+    if (this.opts.save !== false) this.lock ??= claimRunFolder(this.runDir, { resume: this.resuming, overwrite: this.opts.overwrite });
+    try {
+      await this.initCoders();
+    } catch (e) {
+      this.releaseLock();
+      throw e;
+    }
+    this.initialized = true;
+  }
+
+  private releaseLock(): void {
+    this.lock?.release();
+    this.lock = undefined;
+  }
+
+  private async initCoders(): Promise<void> {
     const cfg = this.cfg;
-    this.hookpoints = resolveHookpoints(this.model, { hookpoints: cfg.hookpoints, layers: cfg.layers, layerStride: cfg.layerStride });
+    checkExcludeTokens(cfg.excludeTokens, this.model.vocabSize);
+    try {
+      this.hookpoints = resolveHookpoints(this.model, { hookpoints: cfg.hookpoints, layers: cfg.layers, layerStride: cfg.layerStride });
+    } catch (e) {
+      if (e instanceof ValueError) throw new ConfigError(`${cfg.hookpoints.length ? '--hookpoints' : '--layers'}: ${e.message}`);
+      throw e;
+    }
     if (this.hookpoints.length === 0)
       throw new ConfigError(`no hookpoint of the model matches ${JSON.stringify(cfg.hookpoints.length ? cfg.hookpoints : cfg.layers)}`);
     const all = new Map(this.model.hookpoints().map((h) => [h.name, h.width]));
@@ -239,6 +273,8 @@ export class Trainer extends EventEmitter {
     let finetuneDir: string | undefined;
     if (cfg.finetune) finetuneDir = await resolveLocalOrHub(cfg.finetune);
     const multi = cfg.initSeeds.length > 1;
+    for (const hook of this.hookpoints) checkSizes(cfg.sae, hook, this.widths.get(hook)!);
+    checkBatchSize(Math.min(cfg.batchSize, this.dataset.length), this.dataset.ctxLen, this.hookpoints.map((h) => this.widths.get(h)! * (cfg.sae.transcode ? 2 : 1)));
     for (const hook of this.hookpoints) {
       for (const seed of cfg.initSeeds) {
         const name = multi ? `${hook}/seed${seed}` : hook;
@@ -264,7 +300,6 @@ export class Trainer extends EventEmitter {
     const first = this.coders[0];
     this.initialK = initialK(first.coder.numLatents, this.widths.get(first.hook)!);
     this.createOptimizers();
-    this.initialized = true;
   }
 
   private checkCompatible(coder: SparseCoder, width: number, what: string): void {
@@ -286,39 +321,51 @@ export class Trainer extends EventEmitter {
     );
   }
 
-/** Restores a checkpoint written by save() (weights, optimizer state, counters, step). */
+  /** Restores a checkpoint written by save() (weights, optimizer state, counters, step); checks it first (resume-check.ts). */
   async loadState(dir: string = this.runDir): Promise<void> {
+    this.resuming = true;
     await this.init();
-    if (!recoverRunFolder(dir)) throw new FileFormatError(`${dir}: no complete checkpoint to resume from (missing ${STATE_FILE})`);
-    let state: Record<string, any>;
     try {
-      state = JSON.parse(readFileSync(join(dir, STATE_FILE), 'utf-8'));
+      await this.restore(dir);
     } catch (e) {
-      throw new FileFormatError(`${join(dir, STATE_FILE)}: invalid JSON (${(e as Error).message})`);
+      this.releaseLock();
+      throw e;
     }
-    if (state.format !== STATE_FORMAT) throw new FileFormatError(`${join(dir, STATE_FILE)}: unknown format ${JSON.stringify(state.format)}`);
+  }
+
+  private async restore(dir: string): Promise<void> {
+    if (!recoverRunFolder(dir)) throw new FileFormatError(`${dir}: no complete checkpoint to resume from (missing ${STATE_FILE})`);
     const names = this.coders.map((e) => e.name);
-    if (JSON.stringify(state.coders) !== JSON.stringify(names))
-      throw new ConfigError(`${dir}: checkpoint has coders ${JSON.stringify(state.coders)}, this run has ${JSON.stringify(names)}`);
-    const counters = loadInt64Safetensors(join(dir, 'dead_counters.safetensors'));
+    checkResumeConfig(dir, this.cfg);
+    const state = readTrainerState(dir, { coders: names, totalBatches: this.totalBatches, gradAccSteps: this.cfg.gradAccSteps, optimizer: this.cfg.optimizer });
+    const countersFile = join(dir, 'dead_counters.safetensors');
+    const counters = loadInt64Safetensors(countersFile);
     for (const e of this.coders) {
       // Schedule-free runs keep the training iterate (y) apart from the saved average (x).
-      const yDir = join(dir, 'train_iterate', e.name);
-      const src = existsSync(join(yDir, 'sae.safetensors')) ? yDir : join(dir, e.name);
+      const src = trainIterateDir(dir, e.name) ?? join(dir, e.name);
       const coder = await SparseCoder.loadFromDisk(src, { device: this.device });
       this.checkCompatible(coder, this.widths.get(e.hook)!, src);
       e.coder.dispose();
       e.coder = coder;
-      const c = counters.get(e.name);
-      if (!c) throw new FileFormatError(`${dir}/dead_counters.safetensors: no counters for '${e.name}'`);
-      e.counter = new DeadLatentCounter(coder.numLatents, this.cfg.deadFeatureThreshold, c);
+      e.counter = new DeadLatentCounter(coder.numLatents, this.cfg.deadFeatureThreshold, checkCounters(countersFile, e.name, counters.get(e.name), coder.numLatents));
     }
     this.createOptimizers();
-    for (let i = 0; i < this.optimizers.length; i++) this.optimizers[i].loadStateDict(loadOptimizerState(join(dir, `optimizer_${i}`)));
+    for (let i = 0; i < this.optimizers.length; i++) {
+      const base = join(dir, `optimizer_${i}`);
+      const sd = readOptimizerStateFile(base);
+      checkOptimizerState(`${base}.json`, sd, this.cfg.optimizer);
+      try {
+        this.optimizers[i].loadStateDict(sd as never);
+      } catch (e) {
+        if (e instanceof ValueError) throw new FileFormatError(`${base}.safetensors: ${e.message}`);
+        throw e;
+      }
+    }
     this.globalStep = state.global_step;
     this.optStep = state.step;
-    this.tokensSeen = state.tokens ?? 0;
-    for (const [k, v] of Object.entries(state.best_loss ?? {})) this.bestLoss.set(k, v === null ? Infinity : (v as number));
+    this.tokensSeen = state.tokens;
+    for (const [k, v] of Object.entries(state.best_loss)) this.bestLoss.set(k, v === null ? Infinity : v);
+    if (this.opts.save !== false && dir === this.runDir) truncateMetrics(dir, state.step);
     this.resumed = true;
   }
 
@@ -334,7 +381,7 @@ export class Trainer extends EventEmitter {
           await opt.eval();
           await e.coder.saveToDisk(join(tmp, e.name));
           await opt.train();
-          await e.coder.saveToDisk(join(tmp, 'train_iterate', e.name));
+          await e.coder.saveToDisk(join(tmp, e.name, TRAIN_ITERATE));
         } else {
           await e.coder.saveToDisk(join(tmp, e.name));
         }
@@ -364,6 +411,7 @@ export class Trainer extends EventEmitter {
       };
       writeFileAtomic(join(tmp, STATE_FILE), [pyJson(state)]);
     });
+    if (isSignum) dropLegacyTrainIterate(dir);
     this.opts.onSave?.(dir, this.optStep);
     this.emit('save', dir, this.optStep);
   }
@@ -372,8 +420,9 @@ export class Trainer extends EventEmitter {
     for (const e of this.coders) {
       const m = this.lastStepMetrics[e.name];
       if (!m) continue;
-      if (m.fvu < this.bestLoss.get(e.name)!) {
-        this.bestLoss.set(e.name, m.fvu);
+      const v = this.evaluator ? this.evaluator.bestValue(e.name, m.fvu) : m.fvu;
+      if (v !== undefined && v < this.bestLoss.get(e.name)!) {
+        this.bestLoss.set(e.name, v);
         // sparsify layout: best/{name}/ holds the state files, best/{name}/{name}/ the coder.
         await this.save(join(this.runDir, 'best', e.name), [e]);
       }
@@ -391,7 +440,7 @@ export class Trainer extends EventEmitter {
   private writeMetrics(record: Record<string, unknown>): void {
     if (this.opts.save === false) return;
     mkdirSync(this.runDir, { recursive: true });
-    appendFileSync(join(this.runDir, 'metrics.jsonl'), JSON.stringify(record) + '\n');
+    appendFileSync(join(this.runDir, METRICS_FILE), JSON.stringify(record) + '\n');
   }
 
   /**
@@ -401,6 +450,14 @@ export class Trainer extends EventEmitter {
    */
   async fit(): Promise<FitResult> {
     await this.init();
+    try {
+      return await this.fitLoop();
+    } finally {
+      this.releaseLock();
+    }
+  }
+
+  private async fitLoop(): Promise<FitResult> {
     const started = performance.now();
     const totals = new StepTotals(this.coders.map((e) => e.name));
     // The coders record the latents their steps select (on their device); start from none.
@@ -424,7 +481,7 @@ export class Trainer extends EventEmitter {
       if (this.globalStep % this.cfg.gradAccSteps === 0) {
         const mults = await this.optimizerSteps();
         const metrics = await this.bookkeeping(totals);
-        this.report(k, mults, metrics, totals, started);
+        await this.report(k, mults, metrics, totals, started);
         if (this.opts.save !== false && this.optStep % this.cfg.saveEvery === 0 && this.globalStep < this.totalBatches) await this.saveAll();
       }
       if (this.stopRequested) {
@@ -487,7 +544,7 @@ export class Trainer extends EventEmitter {
         } else x = y;
       }
       const entries = this.coders.filter((e) => e.hook === hook);
-      if (firstBatch) for (const e of entries) await e.coder.initBiasesFromBatch(x, transcode ? y : undefined);
+      if (firstBatch) for (const e of entries) await withHookpointContext(e.name, () => e.coder.initBiasesFromBatch(x, transcode ? y : undefined), this.model.path);
       const N = y.shape[0];
       const chunks = Math.min(cfg.microAccSteps, N);
       for (const e of entries) {
@@ -495,7 +552,7 @@ export class Trainer extends EventEmitter {
         for (let c = 0; c < chunks; c++) {
           const r0 = Math.floor((c * N) / chunks);
           const r1 = Math.floor(((c + 1) * N) / chunks);
-          const res = await e.coder.forwardBackward(x, {
+          const res = await withHookpointContext(e.name, () => e.coder.forwardBackward(x, {
             y: transcode ? y : undefined,
             // Micro-batches: row ranges, each normalised by the whole batch's variance (its share).
             ...(chunks > 1 ? { rows: [r0, r1] as [number, number], batchVariance: true } : {}),
@@ -503,7 +560,7 @@ export class Trainer extends EventEmitter {
             auxkAlpha: cfg.auxkAlpha,
             lossScale: 1 / (cfg.gradAccSteps * cfg.microAccSteps),
             trackFired: true,
-          });
+          }), this.model.path);
           totals.add(e.name, res);
         }
       }
@@ -536,7 +593,7 @@ export class Trainer extends EventEmitter {
   }
 
   /** metrics.jsonl, the step event, and the log event at the end of each log window. */
-  private report(k: number, mults: number[], metrics: Record<string, CoderMetrics>, totals: StepTotals, started: number): void {
+  private async report(k: number, mults: number[], metrics: Record<string, CoderMetrics>, totals: StepTotals, started: number): Promise<void> {
     const info: StepInfo = {
       step: this.optStep,
       totalSteps: this.totalSteps,
@@ -549,6 +606,7 @@ export class Trainer extends EventEmitter {
       elapsedSec: (performance.now() - started) / 1000,
     };
     this.writeMetrics({ step: info.step, batches: info.batches, tokens: info.tokens, k, lr: info.lr[0], elapsed_s: +info.elapsedSec.toFixed(3), ...flatMetrics(metrics) });
+    if (this.evaluator?.due(this.optStep)) this.writeMetrics(await this.evaluator.stepRecord(this.optStep, this.coders));
     this.opts.onStep?.(info);
     this.emit('step', info);
     // Log window: averages over exactly the steps since the last log.
@@ -578,7 +636,10 @@ export class Trainer extends EventEmitter {
     // the middle of a window rewinds to the window's start so that resume re-processes it.
     if (stopped && this.globalStep % cfg.gradAccSteps !== 0) this.globalStep = this.optStep * cfg.gradAccSteps;
     for (const e of this.coders) e.coder.zeroGrad();
-    if (this.opts.save !== false) await this.saveAll();
+    if (this.opts.save !== false) {
+      await this.saveAll();
+      if (this.evaluator) await this.evaluator.writeFinal(this.runDir, this.coders);
+    }
     const result: FitResult = {
       steps: this.optStep,
       batches: this.globalStep,

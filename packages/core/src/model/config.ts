@@ -91,6 +91,13 @@ function int(config: Json, keys: string[], what: string, dflt?: number): number 
   throw new ConfigError(`config.json: missing ${what} (${keys.join(' or ')})`);
 }
 
+/** As int(), and at least 1 (a size, a head count): 0 would divide by zero further on. */
+function positiveInt(config: Json, keys: string[], what: string): number {
+  const v = int(config, keys, what);
+  if (v < 1) throw new ConfigError(`config.json: '${keys.find((k) => config[k] !== undefined && config[k] !== null)}' (${what}) must be >= 1, got ${v}`);
+  return v;
+}
+
 function float(config: Json, keys: string[], dflt: number): number {
   for (const k of keys) {
     const v = config[k];
@@ -158,8 +165,8 @@ export function parseModelConfig(config: Json): ParsedModelConfig {
   let spec: NativeSpec;
   let tieDefault: boolean;
   if (family === 'gpt2') {
-    const hidden = int(config, ['n_embd', 'hidden_size'], 'hidden size');
-    const heads = int(config, ['n_head', 'num_attention_heads'], 'number of heads');
+    const hidden = positiveInt(config, ['n_embd', 'hidden_size'], 'hidden size');
+    const heads = positiveInt(config, ['n_head', 'num_attention_heads'], 'number of heads');
     if (hidden % heads) throw new ConfigError(`config.json: n_embd ${hidden} is not divisible by n_head ${heads}`);
     const headDim = hidden / heads;
     spec = {
@@ -188,9 +195,9 @@ export function parseModelConfig(config: Json): ParsedModelConfig {
     };
     tieDefault = true;
   } else {
-    const hidden = int(config, ['hidden_size'], 'hidden size');
-    const heads = int(config, ['num_attention_heads'], 'number of heads');
-    const layers = int(config, ['num_hidden_layers'], 'number of layers');
+    const hidden = positiveInt(config, ['hidden_size'], 'hidden size');
+    const heads = positiveInt(config, ['num_attention_heads'], 'number of heads');
+    const layers = positiveInt(config, ['num_hidden_layers'], 'number of layers');
     const headDim = family === 'neox' ? hidden / heads : int(config, ['head_dim'], 'head_dim', Math.floor(hidden / heads));
     if (!Number.isInteger(headDim)) throw new ConfigError(`config.json: hidden_size ${hidden} is not divisible by ${heads} heads`);
     const rope = readRopeParams(config);

@@ -27,10 +27,16 @@ export function resolveHookpoints(model: HookpointSource, sel: HookpointSelectio
   if (!Number.isInteger(stride) || stride < 1) throw new ValueError(`layerStride must be a positive integer, got ${stride}`);
   let names: string[];
   if (sel.hookpoints && sel.hookpoints.length) {
+    if (!Array.isArray(sel.hookpoints) || !sel.hookpoints.every((p) => typeof p === 'string'))
+      throw new ValueError(`hookpoints must be a list of pattern strings, got ${JSON.stringify(sel.hookpoints)}`);
     const all = model.hookpoints().map((h) => h.name);
+    // Every pattern must match something: a typo, or a misplaced positional, is an error rather than ignored.
+    for (const p of sel.hookpoints)
+      if (!all.some((n) => fnmatch(n, p))) {
+        const near = closestNames(p, all);
+        throw new ValueError(`hookpoint pattern ${JSON.stringify(p)} matches no module of the model${near.length ? ` (closest: ${near.join(', ')})` : ''}; see model.hookpoints()`);
+      }
     names = naturalSort(all.filter((n) => sel.hookpoints!.some((p) => fnmatch(n, p))));
-    if (!names.length)
-      throw new ValueError(`no module matches the hookpoint patterns ${JSON.stringify(sel.hookpoints)} (see model.hookpoints())`);
   } else {
     const blocks = model.layerNames();
     const layers = sel.layers && sel.layers.length ? [...sel.layers] : blocks.map((_, i) => i);
@@ -40,4 +46,22 @@ export function resolveHookpoints(model: HookpointSource, sel: HookpointSelectio
     names = layers.map((i) => blocks[i]);
   }
   return names.filter((_, i) => i % stride === 0);
+}
+
+/** Up to three module names nearest to `pattern` by edit distance. */
+function closestNames(pattern: string, names: readonly string[]): string[] {
+  const d = (a: string, b: string) => {
+    let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+    for (let i = 1; i <= a.length; i++) {
+      const cur = [i];
+      for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = cur;
+    }
+    return prev[b.length];
+  };
+  return names
+    .map((n) => ({ n, dist: d(pattern, n) }))
+    .sort((x, y) => x.dist - y.dist)
+    .slice(0, 3)
+    .map((x) => x.n);
 }

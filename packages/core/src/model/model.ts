@@ -4,6 +4,10 @@
  * capture and splicing. Module names are transformers' names relative to the base model, which
  * is how sparsify names hookpoints (`h.0.mlp`, `layers.3`, `embed_tokens`, ...).
  */
+import { joinRows, scratchBytesPerToken, sequencesPerCall } from './forward-chunks.js';
+import { MappedFiles } from './mapped-files.js';
+import { assertRegularFile } from '../regular-file.js';
+import { jsonErrorSummary } from '../json-error.js';
 import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -12,7 +16,7 @@ import { resolveLocalOrHub } from '../hub.js';
 import { cudaProbe, native, nativePath } from '../native.js';
 import { Tensor, type DType, type Device } from '../tensor.js';
 import { parseModelConfig, type ModelFamily, type NativeSpec } from './config.js';
-import { loadWeights } from './weights.js';
+import { checkpointIndex, loadWeights } from './weights.js';
 
 /** Files fetched from the hub for a model (config, weights, tokenizer). */
 export const MODEL_FILE_PATTERNS: readonly string[] = [
@@ -66,6 +70,13 @@ export interface ForwardOptions {
   logits?: boolean;
   /** Replace a module's output by this tensor [B*T, width] for everything downstream. */
   splice?: Map<string, Tensor>;
+  /**
+   * Start at decoder block `layer` from `hidden` [B*T, hidden_size], the residual stream entering
+   * it (that block's captured input, e.g. `capturedInputs.get('layers.3')`): the embeddings and
+   * the blocks below are skipped, so several spliced variants of one batch share that prefix.
+   * Modules below `layer` can then be neither captured nor spliced.
+   */
+  resume?: { layer: number; hidden: Tensor };
 }
 
 export interface ForwardOutput {
@@ -110,6 +121,7 @@ export class LanguageModel implements Disposable {
   /** The GPU copy (cudaModelCreate) when device is 'cuda'. */
   #cuda: object | undefined;
   #tensors: Tensor[];
+  #mapped: MappedFiles | undefined;
   #modules: NativeModule[];
   #byName: Map<string, NativeModule>;
 
@@ -124,7 +136,9 @@ export class LanguageModel implements Disposable {
     handle: { forward: Function; modules: () => NativeModule[]; dispose: () => void };
     tensors: Tensor[];
     cuda?: object;
+    mapped?: MappedFiles;
   }) {
+    this.#mapped = args.mapped;
     this.config = args.config;
     this.architecture = args.architecture;
     this.family = args.family;
@@ -186,6 +200,9 @@ export class LanguageModel implements Disposable {
     if (!(tokens instanceof Tensor)) throw new DTypeError('forward: tokens must be an int32 Tensor [batch, seq]');
     if (tokens.dtype !== 'int32') throw new DTypeError(`forward: tokens must be int32, got ${tokens.dtype}`);
     if (tokens.shape.length !== 2) throw new ShapeError(`forward: tokens must be [batch, seq], got [${tokens.shape.join(', ')}]`);
+    if (!this.#cuda) this.#mapped?.check();
+    if (opts.hookpoints !== undefined && !Array.isArray(opts.hookpoints))
+      throw new ValueError(`forward: hookpoints must be an array of module names, got ${JSON.stringify(opts.hookpoints)}${typeof opts.hookpoints === 'string' ? ` (use [${JSON.stringify(opts.hookpoints)}])` : ''}`);
     const hookpoints = [...(opts.hookpoints ?? [])];
     for (const name of hookpoints) this.#module(name);
     const wantLogits = opts.logits ?? hookpoints.length === 0;
@@ -204,7 +221,24 @@ export class LanguageModel implements Disposable {
         splice.push([name, t.handle]);
       }
     }
-    const request = { outputs: hookpoints, inputs, splice, logits: wantLogits };
+    let resume: { layer: number; hidden: unknown } | undefined;
+    if (opts.resume !== undefined) {
+      const { layer, hidden } = opts.resume;
+      if (!Number.isInteger(layer) || layer < 0 || layer >= this.numLayers)
+        throw new ValueError(`forward: resume.layer must be a decoder block index in [0, ${this.numLayers}), got ${layer}`);
+      if (!(hidden instanceof Tensor)) throw new ValueError('forward: resume.hidden is not a Tensor');
+      if (hidden.dtype !== 'float32') throw new DTypeError(`forward: resume.hidden must be float32, got ${hidden.dtype}`);
+      const [B, T] = tokens.shape;
+      if (hidden.numel !== B * T * this.hiddenSize || hidden.shape[hidden.shape.length - 1] !== this.hiddenSize)
+        throw new ShapeError(`forward: resume.hidden has shape [${hidden.shape.join(', ')}], expected [${B * T}, ${this.hiddenSize}]`);
+      resume = { layer, hidden: hidden.handle };
+    }
+    if (!this.#cuda && splice.length === 0 && opts.resume === undefined) {
+      const [B, T] = tokens.shape;
+      const n = sequencesPerCall(scratchBytesPerToken(this.spec), T);
+      if (B > n) return this.#forwardInChunks(tokens, opts, n);
+    }
+    const request = { outputs: hookpoints, inputs, splice, logits: wantLogits, ...(resume ? { resume } : {}) };
     let r;
     if (this.#cuda) {
       // Token ids are validated on the host (range checks) before the GPU job starts.
@@ -225,6 +259,32 @@ export class LanguageModel implements Disposable {
     return out;
   }
 
+  /** A batch too large for the scratch budget: whole sequences, `n` per native call (forward-chunks.ts). */
+  async #forwardInChunks(tokens: Tensor, opts: ForwardOptions, n: number): Promise<ForwardOutput> {
+    const [B, T] = tokens.shape;
+    const ids = tokens.toInt32Array();
+    const parts: ForwardOutput[] = [];
+    try {
+      for (let b = 0; b < B; b += n) {
+        const chunk = Tensor.from(ids.subarray(b * T, Math.min(B, b + n) * T), [Math.min(B, b + n) - b, T]);
+        try {
+          parts.push(await this.forward(chunk, opts));
+        } finally {
+          chunk.dispose();
+        }
+      }
+    } catch (e) {
+      for (const p of parts) for (const t of [...p.captured.values(), ...(p.capturedInputs?.values() ?? []), ...(p.logits ? [p.logits] : [])]) t.dispose();
+      throw e;
+    }
+    const join = (pick: (p: ForwardOutput) => Map<string, Tensor>) =>
+      new Map([...pick(parts[0]).keys()].map((k) => [k, joinRows(parts.map((p) => pick(p).get(k)!))]));
+    const out: ForwardOutput = { captured: join((p) => p.captured), layersRun: parts[parts.length - 1].layersRun };
+    if (opts.captureInputs) out.capturedInputs = join((p) => p.capturedInputs!);
+    if (parts[0].logits) out.logits = joinRows(parts.map((p) => p.logits!));
+    return out;
+  }
+
   /** Frees the weights now (a running forward keeps what it uses until it ends). */
   dispose(): void {
     if (!this.#native) return;
@@ -232,6 +292,8 @@ export class LanguageModel implements Disposable {
     this.#cuda = undefined;
     this.#native.dispose();
     this.#native = undefined;
+    this.#mapped?.close();
+    this.#mapped = undefined;
     for (const t of this.#tensors) t.dispose();
     this.#tensors = [];
   }
@@ -293,10 +355,11 @@ export async function loadModel(pathOrRepo: string, opts: LoadModelOptions = {})
   const cfgPath = join(dir, 'config.json');
   if (!existsSync(cfgPath)) throw new FileFormatError(`${dir}: has no config.json`);
   let config: Record<string, unknown>;
+  assertRegularFile(cfgPath, 'a model config');
   try {
     config = JSON.parse(readFileSync(cfgPath, 'utf-8'));
   } catch (e) {
-    throw new ConfigError(`${cfgPath}: not valid JSON (${(e as Error).message})`);
+    throw new ConfigError(`${cfgPath}: ${jsonErrorSummary(e)}`);
   }
   const parsed = parseModelConfig(config);
   const { weights, tensors, dtype } = await loadWeights(dir, parsed, opts.dtype);
@@ -331,7 +394,8 @@ export async function loadModel(pathOrRepo: string, opts: LoadModelOptions = {})
       throw e;
     }
   }
-  return new LanguageModel({ config, architecture: parsed.architecture, family: parsed.family, spec, path: dir, dtype, handle, tensors, cuda });
+  const mapped = new MappedFiles(checkpointIndex(dir).values());
+  return new LanguageModel({ config, architecture: parsed.architecture, family: parsed.family, spec, path: dir, dtype, handle, tensors, cuda, mapped });
 }
 
 /** 'auto' -> 'cuda' when the loaded addon is the CUDA build and sees a device; checks 'cuda' up front. */

@@ -4,6 +4,7 @@
  * Only the tensors the forward uses are mapped (zero-copy views of the files); buffers such as
  * GPT-2's `attn.bias` masks are never read.
  */
+import { jsonErrorSummary } from '../json-error.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, normalize, isAbsolute } from 'node:path';
 
@@ -26,7 +27,7 @@ export function checkpointIndex(dir: string): Map<string, string> {
     try {
       index = JSON.parse(readFileSync(indexPath, 'utf-8'));
     } catch (e) {
-      throw new FileFormatError(`${indexPath}: not valid JSON (${(e as Error).message})`);
+      throw new FileFormatError(`${indexPath}: ${jsonErrorSummary(e)}`);
     }
     const map = index?.weight_map;
     if (!map || typeof map !== 'object') throw new FileFormatError(`${indexPath}: has no 'weight_map' object`);

@@ -24,4 +24,4 @@ export function createOptimizer(kind: OptimizerKind, coders: SparseCoder[], opts
       throw new ValueError(`unknown optimizer '${kind as string}' (expected adam, signum or muon)`);
   }
 }
-export { saveOptimizerState, loadOptimizerState } from './state-file.js';
+export { saveOptimizerState, loadOptimizerState, readOptimizerStateFile } from './state-file.js';

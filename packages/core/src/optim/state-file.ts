@@ -8,6 +8,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 
 import { FileFormatError } from '../errors.js';
+import { jsonErrorSummary } from '../json-error.js';
 import { pyJson } from '../py-json.js';
 import { loadSafetensors, saveSafetensors, writeFileAtomic } from '../safetensors.js';
 import { Tensor } from '../tensor.js';
@@ -75,20 +76,26 @@ export function saveOptimizerState(base: string, state: OptimizerState): void {
   writeFileAtomic(`${base}.json`, [pyJson(structure)]);
 }
 
-/** Reads what saveOptimizerState wrote (tensors are private copies, ready for loadStateDict). */
-export function loadOptimizerState(base: string): OptimizerState {
+/** What saveOptimizerState wrote, decoded but not checked (callers with their own checks; tensors are private copies). */
+export function readOptimizerStateFile(base: string): unknown {
   const jsonPath = `${base}.json`;
   if (!existsSync(jsonPath)) throw new FileFormatError(`${jsonPath}: missing (optimizer state)`);
   let structure: Json;
   try {
     structure = JSON.parse(readFileSync(jsonPath, 'utf-8')) as Json;
   } catch (e) {
-    throw new FileFormatError(`${jsonPath}: invalid JSON (${(e as Error).message})`);
+    throw new FileFormatError(`${jsonPath}: ${jsonErrorSummary(e)}`);
   }
   const tensors = existsSync(`${base}.safetensors`) ? loadSafetensors(`${base}.safetensors`) : new Map<string, Tensor>();
-  const state = decode(structure, tensors, `${base}.safetensors`) as Partial<OptimizerState> | null;
+  const state = decode(structure, tensors, `${base}.safetensors`);
   for (const t of tensors.values()) t.dispose();
+  return state;
+}
+
+/** Reads what saveOptimizerState wrote (tensors are private copies, ready for loadStateDict). */
+export function loadOptimizerState(base: string): OptimizerState {
+  const state = readOptimizerStateFile(base) as Partial<OptimizerState> | null;
   if (!state || typeof state.kind !== 'string' || !(state.tensors instanceof Map) || typeof state.scalars !== 'object' || !Array.isArray(state.scalars?.groups))
-    throw new FileFormatError(`${jsonPath}: not an optimizer state (needs kind, tensors and scalars.groups)`);
+    throw new FileFormatError(`${base}.json: not an optimizer state (needs kind, tensors and scalars.groups)`);
   return state as OptimizerState;
 }

@@ -10,6 +10,8 @@
  *   `default_rng(seed).permutation(n)` (HF `Dataset.shuffle(seed)`), and `maxExamples` keeps the
  *   first N after shuffling.
  */
+import { removeStaleTemps } from '../stale-temps.js';
+import { assertRegularFile } from '@sparsify/core';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { availableParallelism, homedir } from 'node:os';
@@ -110,6 +112,7 @@ export async function openTokenDataset(spec: string, opts: OpenTokenDatasetOptio
 
   if (spec.endsWith('.bin')) {
     if (!existsSync(spec)) throw new DatasetError(`token file ${spec} does not exist`);
+    assertRegularFile(spec, 'a token file', DatasetError);
     checkPositions(opts.ctxLen, opts.maxPositions, spec);
     const ds = new TokenFileDataset(spec, { ctxLen: opts.ctxLen, dtype: 'uint16', limit: opts.maxExamples, vocabSize: opts.vocabSize ?? opts.tokenizer?.vocabSize });
     if (ds.length === 0) throw new DatasetError(`${spec} is empty`);
@@ -154,6 +157,7 @@ export async function openTokenDataset(spec: string, opts: OpenTokenDatasetOptio
     .slice(0, 32);
   const cacheDir = opts.cacheDir ?? defaultTokenCacheDir();
   mkdirSync(cacheDir, { recursive: true });
+  removeStaleTemps(cacheDir);
   const tokensPath = join(cacheDir, `${key}.tokens`);
   const metaPath = join(cacheDir, `${key}.json`);
 
@@ -182,6 +186,8 @@ function readMeta(metaPath: string, tokensPath: string): CacheMeta | undefined {
   if (!existsSync(metaPath) || !existsSync(tokensPath)) return undefined;
   try {
     const m = JSON.parse(readFileSync(metaPath, 'utf-8')) as CacheMeta;
+    const whole = (v: unknown, min: number) => typeof v === 'number' && Number.isSafeInteger(v) && v >= min;
+    if (m === null || typeof m !== 'object' || !whole(m.rows, 1) || !whole(m.ctxLen, 1) || !whole(m.maxId, 0) || !(m.dtype in TOKEN_BYTES)) return undefined;
     if (m.version !== 1 || typeof m.maxId !== 'number' || statSync(tokensPath).size !== m.rows * m.ctxLen * TOKEN_BYTES[m.dtype]) return undefined;
     return m;
   } catch {

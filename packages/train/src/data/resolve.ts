@@ -5,6 +5,8 @@
  * `train/...`), an HF `save_to_disk` folder (Dataset or DatasetDict), or a hub dataset id whose
  * files are fetched into the HF cache first.
  */
+import { assertRegularFile } from '@sparsify/core';
+import { jsonErrorSummary } from '@sparsify/core';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 
@@ -53,7 +55,7 @@ function readJson(path: string): Record<string, unknown> {
   try {
     return JSON.parse(readFileSync(path, 'utf-8')) as Record<string, unknown>;
   } catch (e) {
-    throw new DatasetError(`${path} is not valid JSON: ${(e as Error).message}`);
+    throw new DatasetError(`${path} is not valid JSON (${jsonErrorSummary(e)})`);
   }
 }
 
@@ -131,6 +133,12 @@ export interface ResolveOptions {
 }
 
 export async function resolveDataFiles(spec: string, opts: ResolveOptions): Promise<ResolvedFiles> {
+  const r = await resolveDataFilesUnchecked(spec, opts);
+  for (const f of r.files) assertRegularFile(f, 'a dataset file', DatasetError);
+  return r;
+}
+
+async function resolveDataFilesUnchecked(spec: string, opts: ResolveOptions): Promise<ResolvedFiles> {
   if (existsSync(spec)) {
     if (statSync(spec).isDirectory()) return folderFiles(spec, opts.split, `folder ${spec}`, opts.dataArgs);
     const format = formatOf(spec);

@@ -4,12 +4,13 @@
  * JSON, Parquet (hyparquet, every codec through hyparquet-compressors), and Arrow IPC streams
  * (what HF `save_to_disk` writes as data-0000N-of-0000M.arrow, read with apache-arrow).
  */
+import { jsonErrorSummary } from '@sparsify/core';
 import { closeSync, createReadStream, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { Readable } from 'node:stream';
 import { createGunzip, gunzipSync } from 'node:zlib';
 
-import { DatasetError } from '@sparsify/core';
+import { DatasetError, SparsifyError } from '@sparsify/core';
 
 import type { DataArgValue } from './data_args.js';
 
@@ -29,6 +30,22 @@ export function formatOf(path: string): FileFormat | undefined {
 
 /** Column names of a data file (the first record for JSON). */
 export async function columnsOf(path: string, format: FileFormat, args: Record<string, DataArgValue> = {}): Promise<string[]> {
+  try {
+    return await columnsOfFile(path, format, args);
+  } catch (e) {
+    throw unreadable(e, path, format);
+  }
+}
+
+/** A reader library's own failure (a corrupt file) as a DatasetError naming the file; typed errors pass. */
+function unreadable(e: unknown, path: string, format: FileFormat): unknown {
+  if (e instanceof SparsifyError) return e;
+  const code = (e as NodeJS.ErrnoException)?.code;
+  const name = { parquet: 'Parquet', arrow: 'Arrow', json: 'JSON', text: 'text' }[format];
+  return new DatasetError(`${path} is not a readable ${name} file (${typeof code === 'string' ? code : 'corrupt or truncated'})`);
+}
+
+async function columnsOfFile(path: string, format: FileFormat, args: Record<string, DataArgValue>): Promise<string[]> {
   switch (format) {
     case 'text':
       return ['text'];
@@ -38,9 +55,7 @@ export async function columnsOf(path: string, format: FileFormat, args: Record<s
     }
     case 'parquet': {
       const { parquetMetadataAsync, parquetSchema, asyncBufferFromFile } = await import('hyparquet');
-      const meta = await parquetMetadataAsync(await asyncBufferFromFile(path)).catch((e: Error) => {
-        throw new DatasetError(`${path} is not a readable Parquet file: ${e.message}`);
-      });
+      const meta = await parquetMetadataAsync(await asyncBufferFromFile(path));
       return parquetSchema(meta).children.map((c) => c.element.name);
     }
     case 'arrow': {
@@ -54,6 +69,14 @@ export async function columnsOf(path: string, format: FileFormat, args: Record<s
 
 /** Values of one column, in file order. */
 export async function* columnValues(path: string, format: FileFormat, column: string, args: Record<string, DataArgValue> = {}): AsyncGenerator<unknown> {
+  try {
+    yield* columnValuesOfFile(path, format, column, args);
+  } catch (e) {
+    throw unreadable(e, path, format);
+  }
+}
+
+async function* columnValuesOfFile(path: string, format: FileFormat, column: string, args: Record<string, DataArgValue>): AsyncGenerator<unknown> {
   switch (format) {
     case 'text':
       yield* textExamples(path, String(args.sample_by ?? 'line'), args.keep_linebreaks === true);
@@ -143,7 +166,7 @@ async function* jsonRecords(path: string, args: Record<string, DataArgValue>): A
     try {
       v = JSON.parse(readWhole(path));
     } catch (e) {
-      throw new DatasetError(`${path} is not valid JSON: ${(e as Error).message}`);
+      throw new DatasetError(`${path} is not valid JSON (${jsonErrorSummary(e)})`);
     }
     if (args.field !== undefined) v = (v as Record<string, unknown>)[String(args.field)];
     if (!Array.isArray(v)) throw new DatasetError(`${path}: expected a JSON array of records${args.field !== undefined ? ` under field '${String(args.field)}'` : ''}`);
@@ -158,7 +181,7 @@ async function* jsonRecords(path: string, args: Record<string, DataArgValue>): A
     try {
       rec = JSON.parse(line);
     } catch (e) {
-      throw new DatasetError(`${path}:${n}: invalid JSON: ${(e as Error).message}`);
+      throw new DatasetError(`${path}:${n}: ${jsonErrorSummary(e)}`);
     }
     yield checkRecord(rec, path, n);
   }

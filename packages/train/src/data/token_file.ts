@@ -3,6 +3,7 @@
  * reference's `.bin` memmap format when uint16), read row by row with positioned reads, and the
  * streaming writer that builds one atomically (temp file, fsync, rename).
  */
+import { tempTag } from '../stale-temps.js';
 import { closeSync, fstatSync, fsyncSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -134,7 +135,8 @@ export class TokenFileWriter {
     readonly ctxLen: number,
     readonly dtype: TokenDType,
   ) {
-    this.tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+    // The writer's pid and start time in the name let removeStaleTemps tell a killed writer's file.
+    this.tmp = join(dirname(path), `.${basename(path)}.${tempTag()}.${randomBytes(6).toString('hex')}.tmp`);
     this.fd = openSync(this.tmp, 'w');
     const tokens = Math.max(ctxLen, 1 << 18);
     this.view = dtype === 'uint16' ? new Uint16Array(tokens) : new Uint32Array(tokens);
