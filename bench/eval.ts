@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { SparseCoder, loadModel, setNumThreads } from '@sparsify/core';
 import { DEFAULT_ASSETS_DIR, evaluate } from '@sparsify/train';
 import { makeGpt2Checkpoint } from './lib/gpt2-checkpoint.js';
-import { benchThreads, loadLine, machineLine } from './lib/machine.js';
+import { benchThreads, kernelsLine, loadLine, machineLine } from './lib/machine.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
@@ -68,6 +68,8 @@ const lines = [
   `## evaluate() (${small ? 'GPT-2-small shape, random weights' : 'embedded tiny GPT-2'}, ${hooks.length} SAEs at ${hooks.join(', ')}, ${ROWS} x ${CTX} tokens, batch ${BATCH}, ${THREADS} threads)`,
   '',
   `Machine: ${machineLine()}; load average ${loadLine()} (shared with other jobs: timings are indicative only).`,
+  '',
+  `${kernelsLine()}.`,
   '',
   '| implementation | seconds | tokens/s |',
   '|---|---|---|',

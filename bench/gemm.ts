@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
-import { Tensor, matmul, numThreads, setNumThreads, gemmKernelName } from '@sparsify/core';
+import { Tensor, matmul, numThreads, setNumThreads, gemmAvailableKernels, gemmForceKernels, gemmInfo, gemmKernelName, gemmSummary } from '@sparsify/core';
 
 import { benchThreads, loadLine, median } from './lib/machine.js';
 
@@ -108,6 +108,19 @@ class Reference {
   }
 }
 
+// On an AVX-512 machine the AVX2 kernels run too, so Zen 3 (AVX2) figures stay reproducible from the same run.
+const alsoAvx2 = gemmKernelName() !== 'avx2' && gemmAvailableKernels().includes('avx2');
+
+async function timeAvx2(A: Tensor, B: Tensor, bTrans: boolean): Promise<number> {
+  const chosen = gemmKernelName();
+  gemmForceKernels('avx2');
+  try {
+    return await timeOnce(A, B, bTrans);
+  } finally {
+    gemmForceKernels(chosen as 'avx512' | 'avx2' | 'portable');
+  }
+}
+
 async function timeOnce(A: Tensor, B: Tensor, bTrans: boolean): Promise<number> {
   const t0 = process.hrtime.bigint();
   const C = await matmul(A, B, { bTrans });
@@ -159,10 +172,12 @@ async function main(): Promise<void> {
     // see the same machine load over the measurement.
     const f32: number[] = [];
     const bf16: number[] = [];
+    const avx2: number[] = [];
     let refS: number[] | undefined = ref ? [] : undefined;
     for (let w = 0; w < warmup; w++) {
       await timeOnce(A, Bf32, shape.bTrans);
       await timeOnce(A, Bbf16, shape.bTrans);
+      if (alsoAvx2) await timeAvx2(A, Bf32, shape.bTrans);
     }
     try {
       if (ref) await ref.time(shape, 0, warmup);
@@ -184,6 +199,7 @@ async function main(): Promise<void> {
         }
       }
       bf16.push(await timeOnce(A, Bbf16, shape.bTrans));
+      if (alsoAvx2) avx2.push(await timeAvx2(A, Bf32, shape.bTrans));
     }
     A.dispose();
     Bf32.dispose();
@@ -198,6 +214,8 @@ async function main(): Promise<void> {
       ref_s: refS,
       ours_f32_gflops: ours32,
       ours_bf16_gflops: ours16,
+      ours_avx2_s: alsoAvx2 ? avx2 : undefined,
+      ours_avx2_gflops: alsoAvx2 ? gflops(shape, median(avx2)) : undefined,
       ref_gflops: refG,
       ratio_f32: refG ? ours32 / refG : undefined,
       ratio_bf16: refG ? ours16 / refG : undefined,
@@ -211,23 +229,25 @@ async function main(): Promise<void> {
   lines.push('## GEMM (dense CPU matmul)', '');
   const vs = refLibrary
     ? `vs ${refLibrary} CPU f32 (\`F.linear\` / \`matmul\`, ${threads} threads) measured in the same run, ` +
-      'run by run (ours f32, reference, ours bf16, repeated)'
+      `run by run (ours f32, reference, ours bf16${alsoAvx2 ? ', ours f32 with the AVX2 kernels' : ''}, repeated)`
     : '(no reference found)';
   lines.push(
-    `Our \`matmul\` (kernels: \`${gemmKernelName()}\`, ${threads} threads) ${vs}. ` +
+    `Our \`matmul\` (kernels: ${gemmSummary()}, ${threads} threads) ${vs}. ` +
       `GFLOP/s = 2·M·N·K / median time of ${reps} runs after ${warmup} warm-up` +
       (refLibrary ? '; the last column compares the fastest run of each side. ' : '. ') +
       `Load average at start: ${startLoad}.`,
   );
   if (refNote) lines.push('', `Reference: ${refNote}.`);
   lines.push('');
-  lines.push('| shape | M | K | N | ours f32 GFLOP/s | ours bf16-B GFLOP/s | reference GFLOP/s | ours f32 / ref | ours bf16 / ref | f32 best / best |');
-  lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  const avx2Head = alsoAvx2 ? ' ours f32 AVX2 GFLOP/s | AVX2 / ref |' : '';
+  lines.push(`| shape | M | K | N | ours f32 GFLOP/s | ours bf16-B GFLOP/s | reference GFLOP/s | ours f32 / ref | ours bf16 / ref | f32 best / best |${avx2Head}`);
+  lines.push(`|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|${alsoAvx2 ? '---:|---:|' : ''}`);
   for (const r of rows) {
     const x = r as Shape & Record<string, number | undefined>;
     lines.push(
       `| ${x.name} | ${x.M} | ${x.K} | ${x.N} | ${fmt(x.ours_f32_gflops)} | ${fmt(x.ours_bf16_gflops)} | ${fmt(x.ref_gflops)} | ` +
-        `${pct(x.ratio_f32)} | ${pct(x.ratio_bf16)} | ${pct(x.ratio_f32_best)} |`,
+        `${pct(x.ratio_f32)} | ${pct(x.ratio_bf16)} | ${pct(x.ratio_f32_best)} |` +
+        (alsoAvx2 ? ` ${fmt(x.ours_avx2_gflops)} | ${pct(x.ref_gflops && x.ours_avx2_gflops ? x.ours_avx2_gflops / x.ref_gflops : undefined)} |` : ''),
     );
   }
   lines.push('');
@@ -238,7 +258,7 @@ async function main(): Promise<void> {
   writeFileSync(join(outDir, 'gemm.md'), md + '\n');
   writeFileSync(
     join(outDir, 'gemm.json'),
-    JSON.stringify({ threads, reps, warmup, kernels: gemmKernelName(), reference: refLibrary ?? null, refNote, startLoad, rows }, null, 2) + '\n',
+    JSON.stringify({ threads, reps, warmup, kernels: gemmKernelName(), gemm: gemmInfo(), reference: refLibrary ?? null, refNote, startLoad, rows }, null, 2) + '\n',
   );
 }
 

@@ -14,6 +14,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { Tensor, loadModel, setNumThreads } from '@sparsify/core';
+import { kernelsLine } from './lib/machine.js';
 import { GPT2_SMALL as CFG, makeGpt2Checkpoint as makeCheckpoint } from './lib/gpt2-checkpoint.js';
 
 const args = process.argv.slice(2);
@@ -104,6 +105,8 @@ async function main() {
     '## Model forward (CPU)',
     '',
     `GPT-2-small-shaped model (random float32 weights), batch ${BATCH}x${SEQ}, capturing all ${hookpointCount} decoder blocks, ${THREADS} threads, median of ${REPS} after 1 warm-up.`,
+    '',
+    `${kernelsLine()}.`,
     '',
     '| implementation | tokens/s | median s | vs transformers |',
     '|---|---:|---:|---:|',

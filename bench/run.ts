@@ -13,7 +13,7 @@ import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { benchThreads, loadLine, machineLine } from './lib/machine.js';
+import { benchThreads, kernelsLine, loadLine, machineLine } from './lib/machine.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
@@ -63,7 +63,7 @@ for (const area of areas) {
   sections.push(section);
 }
 
-const envVars = ['SPARSIFY_BENCH_THREADS', 'SPARSIFY_BENCH_REPS', 'SPARSIFY_BENCH_PYTHON']
+const envVars = ['SPARSIFY_BENCH_THREADS', 'SPARSIFY_BENCH_REPS', 'SPARSIFY_BENCH_PYTHON', 'SPARSIFY_GEMM']
   .filter((v) => process.env[v] !== undefined)
   .map((v) => `${v}=${process.env[v]} `)
   .join('');
@@ -74,6 +74,7 @@ const header = [
   `- Date: ${started.toISOString().replace(/\.\d+Z$/, 'Z')}`,
   `- Machine: ${machineLine()}; load average at start (1/5/15 min): ${loadAtStart}`,
   `- Native threads: ${threads} (SPARSIFY_BENCH_THREADS)`,
+  `- ${kernelsLine()}`,
   `- Node: ${process.version} (${process.platform}-${process.arch})`,
   `- Command: \`${cmd}\``,
   '',

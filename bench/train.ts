@@ -9,6 +9,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { loadModel, numThreads, Rng, saveSafetensors, setNumThreads, Tensor } from '@sparsify/core';
+import { kernelsLine } from './lib/machine.js';
 import { DEFAULT_ASSETS_DIR, InMemoryTokenDataset, Trainer, embeddedDataset, trainConfig, type StepInfo, type TrainConfigInit } from '@sparsify/train';
 
 const args = process.argv.slice(2);
@@ -120,6 +121,8 @@ if (!args.includes('--skip-gpt2')) {
 
 const lines = [
   `## Training throughput (end to end: LM forward + coder step + optimizer), ${numThreads()} threads`,
+  '',
+  `${kernelsLine()}.`,
   '',
   '| model | setup | tokens/s | s/step | sparsify tokens/s | speed-up |',
   '|---|---|---:|---:|---:|---:|',

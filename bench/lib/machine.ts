@@ -2,6 +2,8 @@
 import { readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 
+import { gemmSummary } from '@sparsify/core';
+
 /** Native thread count the benchmarks use: $SPARSIFY_BENCH_THREADS, default 2 (the issue's setting). */
 export function benchThreads(): number {
   const v = Number(process.env.SPARSIFY_BENCH_THREADS ?? '2');
@@ -23,7 +25,7 @@ export function cpuFeatures(): string[] {
   try {
     const m = /^flags\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'));
     const flags = new Set(m ? m[1].split(/\s+/) : []);
-    return ['avx2', 'fma', 'f16c', 'avx512f'].filter((f) => flags.has(f));
+    return ['avx2', 'fma', 'f16c', 'avx512f', 'avx512_bf16', 'avx512_fp16'].filter((f) => flags.has(f));
   } catch {
     return [];
   }
@@ -32,6 +34,11 @@ export function cpuFeatures(): string[] {
 export function machineLine(): string {
   const feats = cpuFeatures();
   return `${cpuModel()}, ${cpus().length} logical cores${feats.length ? ` (${feats.join(', ')})` : ''}`;
+}
+
+/** The CPU GEMM kernel set in use (SPARSIFY_GEMM picks one) with its tile and blocking, for every bench header. */
+export function kernelsLine(): string {
+  return `CPU GEMM kernels: ${gemmSummary()}`;
 }
 
 export function loadLine(): string {

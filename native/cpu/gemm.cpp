@@ -3,8 +3,11 @@
 //   for jc over N by NC:            B block (KC x NC, packed, widened to f32) lives in L3
 //     for pc over K by KC:          pack B block
 //       for ic over M by MC:        A block (MC x KC, packed) lives in L2
-//         for jr over NC by NR:     B micro-panel (KC x NR) lives in L1
+//         for jr over NC by NR:     B tile (KC x NR) streams from L2 / stays in L1
 //           for ir over MC by MR:   micro-kernel: C[MR,NR] (+)= Ap · Bp
+//
+// MR x NR is the kernel set's register tile (6x16 AVX2 and portable, 12x32 AVX-512); MC, KC, NC
+// come from the cache sizes (cache_info.h) at run time, see blocking_for().
 //
 // Threads take rectangular chunks of C from a shared counter (dynamic, since the machine is
 // often shared); each chunk runs the loops above with per-thread packing buffers. Chunks split N
@@ -19,22 +22,34 @@
 
 #include "core/errors.h"
 #include "core/parallel.h"
+#include "cpu/cache_info.h"
 #include "cpu/gemm_internal.h"
+#include "cpu/isa.h"
 
 namespace sparsify {
 namespace gemm_detail {
 namespace {
 
-struct Blocking {
-  int64_t mc, kc, nc;
-};
-// Tuned on Zen 3 (32 KiB L1d, 512 KiB L2 per core, 32 MiB L3), see docs/gemm.md. KC = 768 covers
-// the SAE width d_in = 768 in one K pass, so C is written once (C traffic dominated with KC = 256);
-// MC*KC*4 = 432 KiB of packed A stays in L2; the 48 KiB B micro-panel streams from L2; NC*KC*4
-// = 12 MiB at most of packed B per thread in L3.
-Blocking g_blocking{144, 768, 4096};
+// ---- blocking ----
 
-std::atomic<bool> g_force_portable{false};
+std::atomic<bool> g_blocking_forced{false};
+Blocking g_blocking_override{0, 0, 0};
+
+Blocking derive_blocking(const Kernels& kr) {
+  const CacheSizes& cs = cache_sizes();
+  int64_t l2 = cs.l2, l3 = cs.l3 > 0 ? cs.l3 : 4 * cs.l2;
+  // KC = 768 covers the SAE width d_in = 768 in one K pass, so C is written once; only a small
+  // L2 lowers it (a B tile of KC x nr floats stays under 1/8 of L2).
+  int64_t kc = std::max<int64_t>(64, std::min<int64_t>(768, l2 / (8 * kr.nr * 4)) / 8 * 8);
+  // The packed A block (MC x KC floats) takes 27/32 of L2; the rest holds the B tile streaming
+  // through and the C rows.
+  int64_t mc = std::max<int64_t>(kr.mr, (l2 * 27 / 32) / (kc * 4) / kr.mr * kr.mr);
+  // The packed B block (KC x NC floats) takes at most 3/8 of L3.
+  int64_t nc = std::clamp<int64_t>((l3 * 3 / 8) / (kc * 4), 256, 8192) / kr.nr * kr.nr;
+  return Blocking{mc, kc, nc};
+}
+
+// ---- kernel choice ----
 
 bool cpu_has_avx2() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -45,9 +60,97 @@ bool cpu_has_avx2() {
 #endif
 }
 
+// AVX-512F for the kernels themselves; the B packers they share are the AVX2 ones. (libgcc's
+// check includes the OS saving the zmm state.)
+bool cpu_has_avx512() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  return cpu_has_avx2() && __builtin_cpu_supports("avx512f");
+#else
+  return false;
+#endif
+}
+
+std::vector<std::string> available_names() {
+  std::vector<std::string> out;
+  if (avx512_kernels() && cpu_has_avx512()) out.push_back("avx512");
+  if (avx2_kernels() && cpu_has_avx2()) out.push_back("avx2");
+  out.push_back("portable");
+  return out;
+}
+
+std::string available_list() {
+  std::string s;
+  for (const std::string& n : available_names()) s += (s.empty() ? "" : ", ") + n;
+  return s;
+}
+
+// The kernel set called `name`, or nullptr with the reason in *why.
+const Kernels* kernels_named(const std::string& name, std::string* why) {
+  if (name == "portable") return &portable_kernels();
+  if (name == "avx2") {
+    if (!avx2_kernels()) *why = "this build has no AVX2 kernels (not an x86-64 build)";
+    else if (!cpu_has_avx2()) *why = "this CPU lacks AVX2, FMA or F16C";
+    else return avx2_kernels();
+    return nullptr;
+  }
+  if (name == "avx512") {
+    if (!avx512_kernels()) *why = "this build has no AVX-512 kernels (not an x86-64 build)";
+    else if (!cpu_has_avx512()) *why = "this CPU lacks AVX-512F (or AVX2, FMA, F16C)";
+    else return avx512_kernels();
+    return nullptr;
+  }
+  *why = "unknown kernel set (expected auto, avx512, avx2 or portable)";
+  return nullptr;
+}
+
+const Kernels& best_kernels() {
+  if (avx512_kernels() && cpu_has_avx512()) return *avx512_kernels();
+  if (avx2_kernels() && cpu_has_avx2()) return *avx2_kernels();
+  return portable_kernels();
+}
+
+// The process-wide choice: $SPARSIFY_GEMM (auto, avx512, avx2, portable) read once, or an
+// error message when it names a set this CPU cannot run.
+struct EnvChoice {
+  const Kernels* kernels = nullptr;
+  std::string error;
+};
+
+const EnvChoice& env_choice() {
+  static const EnvChoice c = [] {
+    EnvChoice out;
+    const char* env = std::getenv("SPARSIFY_GEMM");
+    std::string name = env ? env : "";
+    if (name.empty() || name == "auto") {
+      out.kernels = &best_kernels();
+      return out;
+    }
+    std::string why;
+    out.kernels = kernels_named(name, &why);
+    if (!out.kernels) out.error = "SPARSIFY_GEMM=" + name + ": " + why + " (this CPU can run: " + available_list() + ")";
+    return out;
+  }();
+  return c;
+}
+
+std::atomic<const Kernels*> g_forced{nullptr};
+
 const Kernels& kernels() {
-  static const Kernels* best = avx2_kernels() && cpu_has_avx2() ? avx2_kernels() : &portable_kernels();
-  return g_force_portable.load(std::memory_order_relaxed) ? portable_kernels() : *best;
+  if (const Kernels* f = g_forced.load(std::memory_order_relaxed)) return *f;
+  const EnvChoice& c = env_choice();
+  if (!c.kernels) fail(ErrorKind::Value, c.error);
+  return *c.kernels;
+}
+
+Blocking blocking(const Kernels& kr) {
+  if (g_blocking_forced.load(std::memory_order_relaxed)) {
+    Blocking b = g_blocking_override;
+    b.mc = std::max<int64_t>(kr.mr, b.mc / kr.mr * kr.mr);
+    b.nc = std::max<int64_t>(kr.nr, b.nc / kr.nr * kr.nr);
+    return b;
+  }
+  return blocking_for(kr);
 }
 
 // A 64-byte aligned scratch buffer that only grows; one per thread and role, so nested calls
@@ -93,25 +196,33 @@ int64_t k_step(int64_t K, const Blocking& bl) {
   return std::min(K, round_up(ceil_div(K, kblocks), 8));
 }
 
+// Columns per K block of a GemmPackedB: whole panels plus zero panels, so that the widest tile
+// starting on the last real panel stays inside its K block.
+int64_t packed_cols(int64_t N) { return round_up(N, PANEL) + (MAX_NR - PANEL); }
+
 // Computes C[m0:m1, n0:n1] with the blocked loops. With `pre`, B comes already packed (its
 // columns [pre_n0, ...) map to C's columns [0, ...)) instead of being packed per block.
 void run_chunk(const Kernels& kr, const Problem& p, const Blocking& bl, int64_t m0, int64_t m1, int64_t n0, int64_t n1,
                const GemmPackedB* pre = nullptr, int64_t pre_n0 = 0) {
+  const int64_t MR = kr.mr, NR = kr.nr;
   int64_t kstep = pre ? pre->kstep : k_step(p.K, bl);
-  int64_t pre_npad = pre ? round_up(pre->N, NR) : 0;
-  alignas(32) float edge[MR * NR];
+  int64_t pre_cols = pre ? packed_cols(pre->N) : 0;
+  alignas(64) float edge[MAX_MR * MAX_NR];
   for (int64_t jc = n0; jc < n1; jc += bl.nc) {
     int64_t nc = std::min(bl.nc, n1 - jc);
-    int64_t npanels = ceil_div(nc, NR);
+    int64_t ntiles = ceil_div(nc, NR);
     for (int64_t pc = 0; pc < p.K; pc += kstep) {
       int64_t kc = std::min(kstep, p.K - pc);
+      // Tile t's B is the kc x NR block at Bp + t * kc * NR (NR / PANEL panels back to back).
       const float* Bp;
-      if (pre) {  // layout of gemm_pack_b: K blocks of kstep, each holding every NR panel
-        Bp = pre->data.get() + pc * pre_npad + (pre_n0 + jc) * kc;
-      } else {
-        float* buf = tl_pack_b.get(size_t(npanels * kc * NR));
+      if (pre) {  // layout of gemm_pack_b: K blocks of kstep, each holding every panel
+        Bp = pre->data.get() + pc * pre_cols + (pre_n0 + jc) * kc;
+      } else {  // panels past nc are packed as zeros (cols = 0)
+        int64_t npanels = ntiles * (NR / PANEL);
+        float* buf = tl_pack_b.get(size_t(npanels * kc * PANEL));
         for (int64_t jp = 0; jp < npanels; ++jp)
-          kr.pack_b(p.B, jc + jp * NR, std::min<int64_t>(NR, nc - jp * NR), pc, kc, buf + jp * kc * NR);
+          kr.pack_b(p.B, jc + jp * PANEL, std::clamp<int64_t>(nc - jp * PANEL, 0, PANEL), pc, kc,
+                    buf + jp * kc * PANEL);
         Bp = buf;
       }
       bool add = pc > 0 || p.accumulate;
@@ -123,10 +234,10 @@ void run_chunk(const Kernels& kr, const Problem& p, const Blocking& bl, int64_t 
         for (int64_t ip = 0; ip < mpanels; ++ip)
           kr.pack_a(p.A + (ic + ip * MR) * p.lda + pc, p.lda, std::min<int64_t>(MR, mc - ip * MR), kc,
                     Ap + ip * kc * MR);
-        for (int64_t jp = 0; jp < npanels; ++jp) {
-          int64_t col = jc + jp * NR;
+        for (int64_t jt = 0; jt < ntiles; ++jt) {
+          int64_t col = jc + jt * NR;
           int64_t cols = std::min<int64_t>(NR, n1 - col);
-          const float* bpanel = Bp + jp * kc * NR;
+          const float* btile = Bp + jt * kc * NR;
           const float* bias = last && p.bias ? p.bias + col : nullptr;
           for (int64_t ip = 0; ip < mpanels; ++ip) {
             int64_t row = ic + ip * MR;
@@ -134,9 +245,9 @@ void run_chunk(const Kernels& kr, const Problem& p, const Blocking& bl, int64_t 
             const float* apanel = Ap + ip * kc * MR;
             float* c = p.C + row * p.ldc + col;
             if (rows == MR && cols == NR) {
-              kr.micro(kc, apanel, bpanel, c, p.ldc, add, bias);
+              kr.micro(kc, apanel, btile, c, p.ldc, add, bias);
             } else {  // edge tile: compute the full tile aside, merge the valid part
-              kr.micro(kc, apanel, bpanel, edge, NR, false, nullptr);
+              kr.micro(kc, apanel, btile, edge, NR, false, nullptr);
               for (int64_t i = 0; i < rows; ++i)
                 for (int64_t j = 0; j < cols; ++j) {
                   float v = edge[i * NR + j] + (bias ? bias[j] : 0.f);
@@ -152,7 +263,7 @@ void run_chunk(const Kernels& kr, const Problem& p, const Blocking& bl, int64_t 
 }
 
 void run_packed(const Kernels& kr, const Problem& p, const GemmPackedB* pre = nullptr, int64_t pre_n0 = 0) {
-  Blocking bl = g_blocking;
+  Blocking bl = blocking(kr);
   std::atomic<int64_t> next{0};
   parallel_threads([&](int, int nt) {
     // The chunk grid depends only on nt, so every thread derives the same one. Chunks are at
@@ -166,7 +277,7 @@ void run_packed(const Kernels& kr, const Problem& p, const GemmPackedB* pre = nu
       // A chunk count that is a multiple of nt keeps the last round even (3x3 -> 3x4 for 2 threads).
       while ((cn * cm) % nt != 0 && cm < cm_max) ++cm;
     }
-    int64_t wn = round_up(ceil_div(p.N, cn), NR), wm = round_up(ceil_div(p.M, cm), MR);
+    int64_t wn = round_up(ceil_div(p.N, cn), kr.nr), wm = round_up(ceil_div(p.M, cm), kr.mr);
     cn = ceil_div(p.N, wn), cm = ceil_div(p.M, wm);
     for (;;) {
       int64_t c = next.fetch_add(1);
@@ -215,9 +326,9 @@ void run_small_n(const Kernels& kr, const Problem& p) {
 GemmPackedB pack_b_all(const Kernels& kr, int64_t N, int64_t K, const GemmB& B) {
   GemmPackedB out;
   out.N = N, out.K = K;
-  out.kstep = k_step(K, g_blocking);
-  int64_t npanels = ceil_div(N, NR);
-  size_t n = size_t(std::max<int64_t>(1, npanels * NR * K));
+  out.kstep = k_step(K, blocking(kr));
+  int64_t cols = packed_cols(N), npanels = cols / PANEL;
+  size_t n = size_t(std::max<int64_t>(1, cols * K));
   float* raw = static_cast<float*>(std::aligned_alloc(64, (n * sizeof(float) + 63) & ~size_t(63)));
   if (!raw) fail(ErrorKind::Value, "gemm_pack_b: out of memory packing B [" + std::to_string(N) + "," + std::to_string(K) + "]");
   out.data = std::shared_ptr<float>(raw, [](float* q) { std::free(q); });
@@ -227,16 +338,22 @@ GemmPackedB pack_b_all(const Kernels& kr, int64_t N, int64_t K, const GemmB& B) 
     for (int64_t t = t0; t < t1; ++t) {
       int64_t kb = t / npanels, jp = t % npanels;
       int64_t pc = kb * kstep, kc = std::min(kstep, K - pc);
-      kr.pack_b(B, jp * NR, std::min<int64_t>(NR, N - jp * NR), pc, kc, raw + pc * npanels * NR + jp * kc * NR);
+      kr.pack_b(B, jp * PANEL, std::clamp<int64_t>(N - jp * PANEL, 0, PANEL), pc, kc,
+                raw + pc * cols + jp * kc * PANEL);
     }
   });
   return out;
 }
 
+Blocking blocking_for(const Kernels& kr) { return derive_blocking(kr); }
+
 void set_blocking(int64_t mc, int64_t kc, int64_t nc) {
-  g_blocking.mc = std::max<int64_t>(MR, mc / MR * MR);
-  g_blocking.kc = std::max<int64_t>(8, kc / 8 * 8);
-  g_blocking.nc = std::max<int64_t>(NR, nc / NR * NR);
+  if (mc <= 0) {
+    g_blocking_forced.store(false);
+    return;
+  }
+  g_blocking_override = Blocking{mc, std::max<int64_t>(8, kc / 8 * 8), nc};
+  g_blocking_forced.store(true);
 }
 
 }  // namespace gemm_detail
@@ -245,7 +362,34 @@ using namespace gemm_detail;
 
 const char* gemm_kernel_name() { return kernels().name; }
 
-void gemm_force_portable(bool on) { g_force_portable.store(on); }
+Isa active_isa() {
+  const Kernels* k = &kernels();
+  if (k == avx512_kernels()) return Isa::Avx512;
+  if (k == avx2_kernels()) return Isa::Avx2;
+  return Isa::Portable;
+}
+
+void gemm_force_portable(bool on) { g_forced.store(on ? &portable_kernels() : nullptr); }
+
+void gemm_force_kernels(const std::string& name) {
+  if (name.empty() || name == "auto") {
+    g_forced.store(nullptr);
+    return;
+  }
+  std::string why;
+  const Kernels* k = kernels_named(name, &why);
+  if (!k) fail(ErrorKind::Value, "gemm kernels '" + name + "': " + why + " (this CPU can run: " + available_list() + ")");
+  g_forced.store(k);
+}
+
+std::vector<std::string> gemm_available_kernels() { return available_names(); }
+
+GemmInfo gemm_info() {
+  const Kernels& kr = kernels();
+  Blocking b = blocking(kr);
+  const CacheSizes& cs = cache_sizes();
+  return GemmInfo{kr.name, kr.mr, kr.nr, b.mc, b.kc, b.nc, cs.l1d, cs.l2, cs.l3, cs.source};
+}
 
 GemmPackedB gemm_pack_b(int64_t N, int64_t K, const GemmB& B) {
   SPX_CHECK(N >= 0 && K >= 0, Shape, "gemm_pack_b: negative size N=" + std::to_string(N) + " K=" + std::to_string(K));
@@ -257,7 +401,7 @@ void gemm_prepacked(int64_t M, int64_t n0, int64_t n1, const float* A, int64_t l
   SPX_CHECK(0 <= n0 && n0 <= n1 && n1 <= B.N, Shape,
             "gemm_prepacked: column range [" + std::to_string(n0) + ", " + std::to_string(n1) +
                 ") is outside the packed B's " + std::to_string(B.N) + " columns");
-  SPX_CHECK(n0 % NR == 0, Value, "gemm_prepacked: n0 = " + std::to_string(n0) + " is not a multiple of 16");
+  SPX_CHECK(n0 % PANEL == 0, Value, "gemm_prepacked: n0 = " + std::to_string(n0) + " is not a multiple of 16");
   int64_t N = n1 - n0;
   if (M <= 0 || N <= 0) return;
   if (B.K <= 0) {

@@ -9,6 +9,8 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "core/dtype.h"
 
@@ -26,8 +28,9 @@ void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const Ge
 
 // op(B) packed once (widened to f32, in the micro-kernel's panel layout) for many products with
 // the same B, e.g. W_enc across the token tiles of one step: gemm() repacks B on every call,
-// which costs ~10% at 64-row tiles. N*K floats (N rounded up to 16). Immutable after packing,
-// so one GemmPackedB may be shared by concurrent calls.
+// which costs ~10% at 64-row tiles. About N*K floats (N rounded up to 16, plus one zero panel).
+// The layout serves every kernel set. Immutable after packing, so one GemmPackedB may be shared
+// by concurrent calls.
 struct GemmPackedB {
   int64_t N = 0, K = 0;
   int64_t kstep = 0;            // depth of each packed K block (layout detail)
@@ -43,11 +46,29 @@ GemmPackedB gemm_pack_b(int64_t N, int64_t K, const GemmB& B);
 void gemm_prepacked(int64_t M, int64_t n0, int64_t n1, const float* A, int64_t lda, const GemmPackedB& B, float* C,
                     int64_t ldc, bool accumulate = false, const float* bias = nullptr);
 
-// Name of the kernel set gemm() uses on this CPU: "avx2" (AVX2+FMA+F16C) or "portable".
+// Name of the kernel set gemm() uses: "avx512" (AVX-512F), "avx2" (AVX2+FMA+F16C) or "portable".
+// The best the CPU runs, unless $SPARSIFY_GEMM (auto|avx512|avx2|portable) names one; when it
+// names a set this CPU cannot run, this and every gemm call throw a Value error saying so.
 const char* gemm_kernel_name();
 // true: use the portable kernels even where AVX2 is available (tests of the fallback path);
 // false: back to the automatic choice. Process-wide.
 void gemm_force_portable(bool on);
+// Pins the kernel set by name ("auto": back to the $SPARSIFY_GEMM / automatic choice); a Value
+// error when this CPU or build cannot run it. Process-wide; for tests and benchmarks.
+void gemm_force_kernels(const std::string& name);
+// The kernel sets this CPU and build can run, best first (always ends with "portable").
+std::vector<std::string> gemm_available_kernels();
+
+// What gemm() runs with now: the kernel set, its register tile, the cache blocking and the cache
+// sizes it was derived from (see docs/gemm.md).
+struct GemmInfo {
+  const char* kernels;
+  int mr, nr;
+  int64_t mc, kc, nc;
+  int64_t l1d, l2, l3;
+  const char* cache_source;  // "sysfs", "cpuid" or "default"
+};
+GemmInfo gemm_info();
 
 // Plain triple loop with double accumulation: the reference the tests compare against.
 void gemm_reference(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const GemmB& B, float* C,

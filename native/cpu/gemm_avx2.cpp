@@ -14,6 +14,10 @@ namespace sparsify {
 namespace gemm_detail {
 namespace {
 
+// Register tile: 6 rows by 16 columns (one B panel).
+constexpr int MR = 6;
+constexpr int NR = 16;
+
 // 8 consecutive elements of a float buffer of dtype T, widened to f32.
 template <DType T>
 SPX_AVX2_INLINE __m256 load8(const void* p, int64_t i) {
@@ -358,7 +362,7 @@ SPX_AVX2 void axpy_rows(int64_t rows, int64_t K, const float* A, int64_t lda, co
 }  // namespace
 
 const Kernels* avx2_kernels() {
-  static const Kernels k{"avx2", micro, pack_a, pack_b, dot_rows, axpy_rows};
+  static const Kernels k{"avx2", MR, NR, micro, pack_a, pack_b, dot_rows, axpy_rows};
   return &k;
 }
 

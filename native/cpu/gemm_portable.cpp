@@ -9,6 +9,10 @@ namespace sparsify {
 namespace gemm_detail {
 namespace {
 
+// Register tile: 6 rows by 16 columns (one B panel), as in the AVX2 kernels.
+constexpr int MR = 6;
+constexpr int NR = 16;
+
 // 4-lane vectors through the GCC/Clang vector extension: SSE on baseline x86-64, NEON on arm64.
 typedef float v4 __attribute__((vector_size(16)));
 
@@ -101,7 +105,7 @@ void axpy_rows(int64_t rows, int64_t K, const float* A, int64_t lda, const GemmB
 }  // namespace
 
 const Kernels& portable_kernels() {
-  static const Kernels k{"portable", micro, pack_a, pack_b, dot_rows, axpy_rows};
+  static const Kernels k{"portable", MR, NR, micro, pack_a, pack_b, dot_rows, axpy_rows};
   return k;
 }
 

@@ -16,6 +16,7 @@
 #include "core/errors.h"
 #include "core/parallel.h"
 #include "cpu/gemm.h"
+#include "cpu/isa.h"
 #include "cpu/sae.h"
 
 namespace sparsify {
@@ -70,8 +71,8 @@ void column_sums(int64_t N, int64_t D, const float* a, double* out) {
     for (int64_t d = 0; d < D; ++d) out[d] += part[size_t(b * D + d)];
 }
 
-// The per-latent backward pass (see sae_forward_backward); compiled twice, for AVX2+FMA and
-// for the baseline ISA, and picked at run time.
+// The per-latent backward pass (see sae_forward_backward); compiled for AVX-512, AVX2+FMA and
+// the baseline ISA, and picked at run time.
 struct LatentPass {
   int64_t D = 0, k = 0, k4 = 0, ka = 0;
   ByLatent bl, bl4, bla;
@@ -133,13 +134,18 @@ struct LatentPass {
   }
 #if defined(__x86_64__)
   __attribute__((target("avx2,fma"))) void body_avx2(int64_t m0, int64_t m1, float* part) const { body(m0, m1, part); }
+  __attribute__((target("avx512f,avx2,fma"))) void body_avx512(int64_t m0, int64_t m1, float* part) const {
+    body(m0, m1, part);
+  }
 #endif
   void body_generic(int64_t m0, int64_t m1, float* part) const { body(m0, m1, part); }
-  void run(int64_t m0, int64_t m1, float* part) const {
+  // isa: the GEMM's (cpu/isa.h), so SPARSIFY_GEMM pins this pass too.
+  void run(Isa isa, int64_t m0, int64_t m1, float* part) const {
 #if defined(__x86_64__)
-    static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    if (avx2) return body_avx2(m0, m1, part);
+    if (isa == Isa::Avx512) return body_avx512(m0, m1, part);
+    if (isa == Isa::Avx2) return body_avx2(m0, m1, part);
 #endif
+    (void)isa;
     body_generic(m0, m1, part);
   }
 };
@@ -471,9 +477,10 @@ SaeLosses sae_forward_backward(const SaeWeights& w, const SaeSpec& s, const SaeS
   const int64_t CH = 256;
   const int64_t nch = (M + CH - 1) / CH;
   std::vector<float> part(s.transcode ? 0 : static_cast<size_t>(nch * D), 0.f);
+  const Isa isa = active_isa();
   parallel_for(nch, 1, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c)
-      lp.run(c * CH, std::min(M, (c + 1) * CH), s.transcode ? nullptr : part.data() + c * D);
+      lp.run(isa, c * CH, std::min(M, (c + 1) * CH), s.transcode ? nullptr : part.data() + c * D);
   });
   if (!s.transcode)
     for (int64_t c = 0; c < nch; ++c)

@@ -4,6 +4,7 @@
 
 #include "core/errors.h"
 #include "core/parallel.h"
+#include "cpu/isa.h"
 #include "cpu/sae.h"
 
 namespace sparsify {
@@ -39,15 +40,19 @@ struct DecodeRows {
       }
     }
   }
+  // The same loop compiled per instruction set (the FMA variants give identical results: each
+  // output element is the same chain of fused multiply-adds in j order).
 #if defined(__x86_64__)
   __attribute__((target("avx2,fma"))) void body_avx2(int64_t r0, int64_t r1) const { body(r0, r1); }
+  __attribute__((target("avx512f,avx2,fma"))) void body_avx512(int64_t r0, int64_t r1) const { body(r0, r1); }
 #endif
   void body_generic(int64_t r0, int64_t r1) const { body(r0, r1); }
-  void run(int64_t r0, int64_t r1) const {
+  void run(Isa isa, int64_t r0, int64_t r1) const {
 #if defined(__x86_64__)
-    static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    if (avx2) return body_avx2(r0, r1);
+    if (isa == Isa::Avx512) return body_avx512(r0, r1);
+    if (isa == Isa::Avx2) return body_avx2(r0, r1);
 #endif
+    (void)isa;
     body_generic(r0, r1);
   }
 };
@@ -57,7 +62,8 @@ void sae_decode(int64_t N, int64_t k, int64_t D, int64_t M, const float* acts, c
                 const float* b_dec, float* out) {
   check_indices(N * k, idx, M, "top_indices");
   const DecodeRows dr{k, D, acts, W_dec, b_dec, idx, out};
-  parallel_for(N, 16, [&](int64_t r0, int64_t r1) { dr.run(r0, r1); });
+  const Isa isa = active_isa();
+  parallel_for(N, 16, [&](int64_t r0, int64_t r1) { dr.run(isa, r0, r1); });
 }
 
 }  // namespace sparsify

@@ -8,7 +8,9 @@
 #include <string>
 #include <vector>
 
-#if defined(__SSE2__)
+#if defined(__x86_64__)
+#include <immintrin.h>
+#elif defined(__SSE2__)
 #include <emmintrin.h>
 #endif
 
@@ -16,6 +18,7 @@
 #include "core/parallel.h"
 #include "cpu/gemm.h"
 #include "core/coder_spec.h"
+#include "cpu/isa.h"
 #include "cpu/sae.h"
 
 namespace sparsify {
@@ -100,6 +103,56 @@ void scan_topk(TopHeap h, const float* c, int64_t tn, int64_t m0) {
   }
 }
 
+#if defined(__x86_64__)
+// scan_topk with one AVX-512 compare per 16 values: the lanes above the threshold come out of a
+// mask and are visited in index order, so the heap sees the same candidates in the same order
+// (the threshold only rises, so a lane at or below it at the compare can never enter later).
+__attribute__((target("avx512f"))) void scan_topk_avx512(TopHeap h, const float* c, int64_t tn, int64_t m0) {
+  float th = h.threshold();
+  int64_t t = 0;
+  for (; t + 16 <= tn; t += 16) {
+    if (th < 0.f) {  // heap not full yet: every relu value enters, as in scan_topk
+      for (int64_t u = t; u < t + 16; ++u) {
+        const float v = relu(c[u]);
+        if (v > th) {
+          h.replace_root(v, int32_t(m0 + u));
+          th = h.threshold();
+        }
+      }
+      continue;
+    }
+    // Ordered compare: NaN lanes stay clear (relu(NaN) = 0 <= th).
+    unsigned mask = _mm512_cmp_ps_mask(_mm512_loadu_ps(c + t), _mm512_set1_ps(th), _CMP_GT_OQ);
+    while (mask) {
+      const int64_t u = t + __builtin_ctz(mask);
+      mask &= mask - 1;
+      const float v = c[u];  // > the threshold at the compare >= 0, so relu(v) = v
+      if (v > th) {
+        h.replace_root(v, int32_t(m0 + u));
+        th = h.threshold();
+      }
+    }
+  }
+  for (; t < tn; ++t) {
+    const float v = relu(c[t]);
+    if (v > th) {
+      h.replace_root(v, int32_t(m0 + t));
+      th = h.threshold();
+    }
+  }
+}
+#endif
+
+using ScanFn = void (*)(TopHeap, const float*, int64_t, int64_t);
+
+ScanFn scan_for(Isa isa) {
+#if defined(__x86_64__)
+  if (isa == Isa::Avx512) return scan_topk_avx512;
+#endif
+  (void)isa;
+  return scan_topk;
+}
+
 }  // namespace
 
 const float* sae_encoder_input(const SaeWeights& w, const SaeSpec& s, int64_t N, const float* x, std::vector<float>& buf) {
@@ -121,6 +174,8 @@ void sae_encode(const SaeWeights& w, const SaeSpec& s, int64_t N, const float* x
   const bool heap_main = !s.groupmax && out.k4 == 0;  // with k4 the main top-k is the head of the 4k selection
   const int64_t k4 = out.k4;
   const int64_t ka = out.dead ? out.k_aux : 0;
+
+  const ScanFn scan = scan_for(active_isa());
 
   // Per-row selection state.
   std::vector<float> hv(size_t(N * (heap_main ? k : 0)));
@@ -177,8 +232,8 @@ void sae_encode(const SaeWeights& w, const SaeSpec& s, int64_t N, const float* x
             float* p = out.pre + n * M + m0;
             for (int64_t t = 0; t < tn; ++t) p[t] = relu(c[t]);
           }
-          if (heap_main) scan_topk(TopHeap{hv.data() + n * k, hi.data() + n * k, k}, c, tn, m0);
-          if (k4) scan_topk(TopHeap{h4v.data() + n * k4, h4i.data() + n * k4, k4}, c, tn, m0);
+          if (heap_main) scan(TopHeap{hv.data() + n * k, hi.data() + n * k, k}, c, tn, m0);
+          if (k4) scan(TopHeap{h4v.data() + n * k4, h4i.data() + n * k4, k4}, c, tn, m0);
           if (nd) {
             TopHeap h{hav.data() + n * ka, hai.data() + n * ka, ka};
             float th = h.threshold();

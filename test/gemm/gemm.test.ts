@@ -1,9 +1,10 @@
 // The fast CPU GEMM against the plain double-accumulating reference loop: many shapes (edge
-// sizes around the 6x16 register tile and the cache blocks), both B layouts, all B dtypes, bias
-// and accumulate, with both the AVX2 and the portable kernel sets.
+// sizes around the 6x16 and 12x32 register tiles and the cache blocks), both B layouts, all B
+// dtypes, bias and accumulate, with every kernel set this CPU runs (avx512, avx2, portable).
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 
 import {
   Tensor,
@@ -13,8 +14,12 @@ import {
   matmulReference,
   gemmKernelName,
   gemmForcePortable,
+  gemmForceKernels,
+  gemmAvailableKernels,
+  gemmInfo,
   matmulPacked,
   mulberry32,
+  ValueError,
 } from '@sparsify/core';
 
 type BDType = 'float32' | 'bfloat16' | 'float16';
@@ -73,15 +78,19 @@ async function check(c: Case, seed: number): Promise<void> {
   }
 }
 
-const EDGE = [1, 2, 5, 6, 7, 15, 16, 17, 63, 65];
+// Around the 6x16 (AVX2, portable) and 12x32 (AVX-512) register tiles.
+const EDGE = [1, 2, 5, 6, 7, 12, 13, 15, 16, 17, 31, 33, 63, 65];
+
+type KernelSet = 'avx512' | 'avx2' | 'portable';
+const KERNELS = gemmAvailableKernels() as KernelSet[];
 
 after(() => {
-  gemmForcePortable(false);
+  gemmForceKernels('auto');
 });
 
-for (const kernels of ['auto', 'portable'] as const) {
+for (const kernels of KERNELS) {
   test(`${kernels} kernels: edge sizes, both layouts, all B dtypes, bias and accumulate`, async () => {
-    assert.match(gemmForcePortable(kernels === 'portable'), kernels === 'portable' ? /^portable$/ : /^(avx2|portable)$/);
+    assert.equal(gemmForceKernels(kernels), kernels);
     let seed = 1;
     // M and N sweep the edge sizes (tiny-M / tiny-N paths, partial register tiles); K covers
     // 1, non-multiples of 8 and more than one K block.
@@ -95,11 +104,11 @@ for (const kernels of ['auto', 'portable'] as const) {
         await check({ M, N, K, dtype, bTrans, bias: i % 4 < 2, acc: i % 5 < 2 }, seed++);
         i++;
       }
-    gemmForcePortable(false);
+    gemmForceKernels('auto');
   });
 
   test(`${kernels} kernels: shapes that span several cache blocks and threads`, async () => {
-    gemmForcePortable(kernels === 'portable');
+    gemmForceKernels(kernels);
     const shapes: [number, number, number][] = [
       [257, 97, 65], // M > MC, partial tiles on both edges
       [30, 530, 600], // several K blocks (KC = 256), N > one thread chunk
@@ -113,15 +122,81 @@ for (const kernels of ['auto', 'portable'] as const) {
       for (const dtype of BDTYPES)
         for (const bTrans of [true, false])
           await check({ M, N, K, dtype, bTrans, bias: seed % 2 === 0, acc: seed % 3 === 0 }, seed++);
-    gemmForcePortable(false);
+    gemmForceKernels('auto');
   });
 }
 
-test('the AVX2 kernels are chosen on an AVX2 machine', () => {
-  gemmForcePortable(false);
+// What /proc/cpuinfo says this CPU runs, best first.
+function expectedKernels(): KernelSet[] {
   const flags = cpuFlags();
   const avx2 = process.arch === 'x64' && /\bavx2\b/.test(flags) && /\bfma\b/.test(flags) && /\bf16c\b/.test(flags);
-  assert.equal(gemmKernelName(), avx2 ? 'avx2' : 'portable');
+  const avx512 = avx2 && /\bavx512f\b/.test(flags);
+  return [...(avx512 ? ['avx512' as const] : []), ...(avx2 ? ['avx2' as const] : []), 'portable'];
+}
+
+test('the best kernel set the CPU runs is chosen; every one it runs is listed', () => {
+  gemmForceKernels('auto');
+  assert.deepEqual(KERNELS, expectedKernels());
+  if (!process.env.SPARSIFY_GEMM) assert.equal(gemmKernelName(), KERNELS[0]);
+  assert.equal(gemmForcePortable(true), 'portable');
+  assert.equal(gemmForcePortable(false), gemmKernelName());
+});
+
+test('gemmInfo: register tile and cache blocking derived from the cache sizes', () => {
+  for (const kernels of KERNELS) {
+    gemmForceKernels(kernels);
+    const g = gemmInfo();
+    assert.equal(g.kernels, kernels);
+    assert.deepEqual([g.mr, g.nr], kernels === 'avx512' ? [12, 32] : [6, 16]);
+    assert.ok(['sysfs', 'cpuid', 'default'].includes(g.cacheSource), g.cacheSource);
+    assert.ok(g.l1d > 0 && g.l2 > 0, JSON.stringify(g));
+    assert.ok(g.kc > 0 && g.kc % 8 === 0 && g.kc <= 768, JSON.stringify(g));
+    assert.ok(g.mc >= g.mr && g.mc % g.mr === 0, JSON.stringify(g));
+    assert.ok(g.nc >= g.nr && g.nc % g.nr === 0, JSON.stringify(g));
+    // The packed A block fits in L2.
+    assert.ok(g.mc * g.kc * 4 <= g.l2 || g.mc === g.mr, JSON.stringify(g));
+  }
+  gemmForceKernels('auto');
+});
+
+test('gemmForceKernels refuses a kernel set this CPU cannot run, and unknown names', () => {
+  for (const name of ['avx512', 'avx2'] as const)
+    if (!KERNELS.includes(name)) assert.throws(() => gemmForceKernels(name), (e: Error) => e instanceof ValueError && /lacks|no /.test(e.message));
+  // @ts-expect-error: not a kernel set
+  assert.throws(() => gemmForceKernels('sse9'), (e: Error) => e instanceof ValueError && /unknown kernel set/.test(e.message));
+  assert.equal(gemmKernelName(), gemmForceKernels('auto'));
+});
+
+// A child process with SPARSIFY_GEMM set: the name it reports, or its error.
+function childWithEnv(value: string): { kernels?: string; name?: string; message?: string } {
+  const code = `import { gemmKernelName, matmul, Tensor } from '@sparsify/core';
+    try {
+      const c = await matmul(Tensor.from(new Float32Array(64 * 64).fill(1), [64, 64]), Tensor.from(new Float32Array(64 * 64).fill(1), [64, 64]));
+      if (c.toFloat32Array()[0] !== 64) throw new Error('wrong product');
+      console.log(JSON.stringify({ kernels: gemmKernelName() }));
+    } catch (e) { console.log(JSON.stringify({ name: e.name, message: e.message })); }`;
+  const r = spawnSync(process.execPath, ['--conditions=sparsify-source', '--import', 'tsx', '--input-type=module', '-e', code], {
+    env: { ...process.env, SPARSIFY_GEMM: value },
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
+  assert.equal(r.status, 0, `child failed (${r.status}):\n${r.stdout}\n${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop()!);
+}
+
+test('SPARSIFY_GEMM forces a kernel set, or names the one the CPU lacks', () => {
+  for (const name of ['avx512', 'avx2', 'portable'] as const) {
+    const out = childWithEnv(name);
+    if (KERNELS.includes(name)) assert.deepEqual(out, { kernels: name });
+    else {
+      assert.equal(out.name, 'ValueError', JSON.stringify(out));
+      assert.match(out.message!, new RegExp(`SPARSIFY_GEMM=${name}: .*(lacks|no )`));
+    }
+  }
+  assert.deepEqual(childWithEnv('auto'), { kernels: KERNELS[0] });
+  const bad = childWithEnv('fastest');
+  assert.equal(bad.name, 'ValueError');
+  assert.match(bad.message!, /SPARSIFY_GEMM=fastest: unknown kernel set/);
 });
 
 function cpuFlags(): string {
@@ -133,8 +208,11 @@ function cpuFlags(): string {
 }
 
 test('prepacked B: column ranges, all dtypes, both layouts, bias and accumulate', async () => {
-  // [M, N, K, n0, n1]: K = 900 spans two packed K blocks; ranges start on 16-column panels.
+  // [M, N, K, n0, n1]: K = 900 spans two packed K blocks; ranges start on 16-column panels
+  // (also inside a 32-column AVX-512 tile: n0 = 16, 48).
   const cases: [number, number, number, number, number][] = [
+    [40, 100, 70, 48, 100],
+    [13, 32, 20, 16, 32],
     [37, 200, 900, 32, 181],
     [6, 50, 17, 16, 50],
     [2, 64, 33, 0, 64],
@@ -142,8 +220,8 @@ test('prepacked B: column ranges, all dtypes, both layouts, bias and accumulate'
     [3, 20, 0, 16, 20], // K = 0: bias (+ c) only
   ];
   let seed = 5000;
-  for (const kernels of [false, true]) {
-    gemmForcePortable(kernels);
+  for (const kernels of KERNELS) {
+    gemmForceKernels(kernels);
     for (const [M, N, K, n0, n1] of cases)
       for (const dtype of BDTYPES)
         for (const bTrans of [true, false]) {
@@ -180,7 +258,7 @@ test('prepacked B: column ranges, all dtypes, both layouts, bias and accumulate'
             }
         }
   }
-  gemmForcePortable(false);
+  gemmForceKernels('auto');
   const A = Tensor.from(rand(8, 1), [2, 4]);
   const B = Tensor.from(rand(128, 2), [32, 4]);
   await assert.rejects(matmulPacked(A, B, { bTrans: true, n0: 8 }), /multiple of 16/);

@@ -1,15 +1,24 @@
 // Parity with transformers (eager, float32) on the six tiny fixture models: every hooked module's
-// output and input in the golden manifest, every hidden state and the logits, to 1e-4 relative.
-import { test } from 'node:test';
+// output and input in the golden manifest, every hidden state and the logits, to 1e-4 relative;
+// once per CPU GEMM kernel set this machine runs (avx512, avx2, portable).
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { loadModel, loadSafetensors } from '@sparsify/core';
+import { gemmAvailableKernels, gemmForceKernels, loadModel, loadSafetensors } from '@sparsify/core';
 import { MODELS, assertClose, goldenPath, manifest, modelDir, tile } from './helpers.js';
 
 const TOL = 1e-4;
 
-for (const name of MODELS) {
-  test(`${name}: hooks, hidden states and logits match transformers`, async () => {
+after(() => {
+  gemmForceKernels('auto');
+});
+
+type KernelSet = 'avx512' | 'avx2' | 'portable';
+const RUNS = (gemmAvailableKernels() as KernelSet[]).flatMap((kernels) => MODELS.map((name) => [kernels, name] as const));
+
+for (const [kernels, name] of RUNS) {
+  test(`${name} (${kernels} GEMM): hooks, hidden states and logits match transformers`, async () => {
+    gemmForceKernels(kernels);
     const entry = manifest.models[name];
     const golden = loadSafetensors(goldenPath(name));
     const model = await loadModel(modelDir(name));

@@ -1,20 +1,29 @@
 // Parity with sparsify 1.3 (AuxK fixed, PR #134) on every golden variant: encode, pre-acts,
 // decode, forward (no dead / many dead / few dead), backward loss and every gradient, the
-// projected decoder gradient, and two schedule-free signum steps (+ eval weights).
-import { test } from 'node:test';
+// projected decoder gradient, and two schedule-free signum steps (+ eval weights); once per CPU
+// GEMM kernel set this machine runs (avx512, avx2, portable).
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { CODER_PARAM_NAMES, createOptimizer, SparseCoder, testing, type Tensor } from '@sparsify/core';
+import { CODER_PARAM_NAMES, createOptimizer, gemmAvailableKernels, gemmForceKernels, SparseCoder, testing, type Tensor } from '@sparsify/core';
 
 import { f32, FIXTURES, loadGolden, relErr, relErrToMax, scalar, sortRows, VARIANTS } from './helpers.js';
 
 const TOL = 2e-5; // f32 vs f32 with other summation orders, relative to the largest entry
 const AUXK_ALPHA = 1 / 32;
 
-for (const variant of VARIANTS) {
-  test(`parity ${variant}`, async (t) => {
+type KernelSet = 'avx512' | 'avx2' | 'portable';
+const RUNS = (gemmAvailableKernels() as KernelSet[]).flatMap((kernels) => VARIANTS.map((variant) => [kernels, variant] as const));
+
+after(() => {
+  gemmForceKernels('auto');
+});
+
+for (const [kernels, variant] of RUNS) {
+  test(`parity ${variant} (${kernels} GEMM)`, async (t) => {
+    gemmForceKernels(kernels);
     const g = loadGolden(variant);
     const coder = await SparseCoder.loadFromDisk(join(FIXTURES, variant, 'state'));
     const x = g.get('x')!;

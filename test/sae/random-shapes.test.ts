@@ -1,12 +1,13 @@
 // Kernels vs the float64 reference over odd shapes (d_in not a multiple of the SIMD width,
-// latent counts that do not fill a tile, k = M, 4k = M, few dead latents, single rows).
-import { test } from 'node:test';
+// latent counts that do not fill a tile, k = M, 4k = M, few dead latents, single rows), once per
+// CPU kernel set this machine runs (GEMM, TopK scan and sparse decode variants).
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { Rng, sparseCoderConfig, SparseCoder, Tensor, writeCoderDir, testing, type SparseCoderConfig } from '@sparsify/core';
+import { gemmAvailableKernels, gemmForceKernels, Rng, sparseCoderConfig, SparseCoder, Tensor, writeCoderDir, testing, type SparseCoderConfig } from '@sparsify/core';
 
 import { relErr, relErrToMax } from './helpers.js';
 
@@ -38,7 +39,11 @@ const SHAPES: [number, Partial<SparseCoderConfig>, number, number][] = [
   [64, { numLatents: 2560, k: 32, multiTopk: true }, 200, 700], // several latent tiles and row blocks
 ];
 
-test('kernels match the float64 reference on odd shapes', async () => {
+after(() => {
+  gemmForceKernels('auto');
+});
+
+async function checkOddShapes(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'sae-shapes-'));
   const rng = new Rng(2024);
   try {
@@ -73,4 +78,29 @@ test('kernels match the float64 reference on odd shapes', async () => {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+for (const kernels of gemmAvailableKernels() as ('avx512' | 'avx2' | 'portable')[]) {
+  test(`kernels match the float64 reference on odd shapes (${kernels} kernels)`, async () => {
+    gemmForceKernels(kernels);
+    await checkOddShapes();
+  });
+}
+
+test('sparse decode: the AVX-512 and AVX2 variants agree bit for bit (same FMA chain per element)', async (t) => {
+  const available = gemmAvailableKernels();
+  if (!available.includes('avx512')) return t.skip('this CPU has no AVX-512');
+  const rng = new Rng(7);
+  const [N, D, M, k] = [37, 77, 300, 9]; // D not a multiple of 16: vector tails too
+  const coder = await SparseCoder.create(D, { numLatents: M, k }, { seed: 3 });
+  const acts = Tensor.from(Float32Array.from({ length: N * k }, () => Math.abs(rng.normal())), [N, k]);
+  const idx = Tensor.from(Int32Array.from({ length: N * k }, () => Math.floor(rng.uniform() * M)), [N, k]);
+  const out: Float32Array[] = [];
+  for (const kernels of ['avx512', 'avx2'] as const) {
+    gemmForceKernels(kernels);
+    out.push((await coder.decode(acts, idx)).toFloat32Array());
+  }
+  gemmForceKernels('auto');
+  assert.deepEqual(out[0], out[1]);
+  coder.dispose();
 });

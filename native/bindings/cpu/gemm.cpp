@@ -1,8 +1,10 @@
 // matmul(a [M,K] f32, b, {bTrans, bias?, c?}) -> Promise<Tensor [M,N] f32>; matmulReference
 // likewise (plain double-accumulating loop). `c` [M,N] f32 is added to the product (gemm's
-// accumulate mode, on a copy: the input tensor is never written). Also gemmKernelName() and
-// gemmForcePortable(on) to see / pin the kernel set. Used by tests and bench/.
+// accumulate mode, on a copy: the input tensor is never written). Also gemmKernelName(),
+// gemmInfo(), gemmAvailableKernels(), gemmForceKernels(name) and gemmForcePortable(on) to see /
+// pin the kernel set. Used by tests, bench/ and `sparsify info --native`.
 #include <string>
+#include <vector>
 
 #include "cpu/gemm.h"
 #include "core/napi_util.h"
@@ -103,12 +105,44 @@ Napi::Value force_portable(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), gemm_kernel_name());
 }
 
+Napi::Value force_kernels(const Napi::CallbackInfo& info) {
+  gemm_force_kernels(arg_string(info, 0, "name"));
+  return Napi::String::New(info.Env(), gemm_kernel_name());
+}
+
+Napi::Value available_kernels(const Napi::CallbackInfo& info) {
+  std::vector<std::string> names = gemm_available_kernels();
+  Napi::Array out = Napi::Array::New(info.Env(), names.size());
+  for (size_t i = 0; i < names.size(); ++i) out.Set(uint32_t(i), names[i]);
+  return out;
+}
+
+Napi::Value info_object(const Napi::CallbackInfo& info) {
+  GemmInfo g = gemm_info();
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("kernels", g.kernels);
+  o.Set("mr", g.mr);
+  o.Set("nr", g.nr);
+  o.Set("mc", double(g.mc));
+  o.Set("kc", double(g.kc));
+  o.Set("nc", double(g.nc));
+  o.Set("l1d", double(g.l1d));
+  o.Set("l2", double(g.l2));
+  o.Set("l3", double(g.l3));
+  o.Set("cacheSource", g.cache_source);
+  return o;
+}
+
 void init(Napi::Env env, Napi::Object exports) {
   export_fn(env, exports, "matmul", matmul);
   export_fn(env, exports, "matmulReference", matmul_reference);
   export_fn(env, exports, "matmulPacked", matmul_packed);
   export_fn(env, exports, "gemmKernelName", kernel_name);
   export_fn(env, exports, "gemmForcePortable", force_portable);
+  export_fn(env, exports, "gemmForceKernels", force_kernels);
+  export_fn(env, exports, "gemmAvailableKernels", available_kernels);
+  export_fn(env, exports, "gemmInfo", info_object);
 }
 
 }  // namespace

@@ -3,7 +3,10 @@
  *   sparsify train [model] [dataset] [--flags]   train sparse coders (see `sparsify train --help`)
  *   sparsify hookpoints <model>                  list a model's hookpoint names and widths
  *   sparsify info <checkpoint dir>               list the sparse coders in a folder
+ *   sparsify info --native                       the native addon and the CPU kernels it runs
  *   sparsify eval <coders> <model> [dataset]     evaluate coders spliced into the model (commands/eval.ts)
+ *   sparsify features <run folder> [model] [dataset]   per-latent top contexts (commands/features.ts)
+ *   sparsify view [features dir]                 the local feature browser (commands/view.ts)
  * Exit codes: 0 ok, 1 runtime error, 2 usage error, 130 interrupted (checkpoint saved).
  */
 import * as core from '@sparsify/core';
@@ -14,8 +17,11 @@ import { join } from 'node:path';
 
 import { evalCommand, trainingEvaluation } from './commands/eval.js';
 import { resolveDevice, type DeviceFlag } from './device.js';
+import { checkGemmEnv, nativeInfoText } from './native-info.js';
 import { parseTrainArgs, trainHelp, UsageError } from './flags.js';
 import { Progress, formatDuration, type Output } from './progress.js';
+import { featuresCommand } from './commands/features.js';
+import { viewCommand } from './commands/view.js';
 
 export { parseTrainArgs, trainHelp, UsageError } from './flags.js';
 
@@ -41,7 +47,10 @@ commands:
   train [model] [dataset] [--flags]   train sparse autoencoders / transcoders (sparsify train --help)
   hookpoints <model> [--device d]     list the hookpoint names and widths of a model (d: auto, cpu, cuda)
   info <dir>                          list the sparse coders in a checkpoint folder
+  info --native                       the native addon, threads and CPU GEMM kernels in use
   eval <coders> <model> [dataset]     CE/KL and reconstruction with the coders spliced in (sparsify eval --help)
+  features <run> [model] [dataset]    top contexts, statistics and logit effects of every latent (sparsify features --help)
+  view [features dir] [--port 8080]   the feature browser on http://127.0.0.1 (sparsify view --help)
 `;
 
 export async function main(argv: readonly string[], io: CliIO = defaultIO()): Promise<number> {
@@ -49,13 +58,20 @@ export async function main(argv: readonly string[], io: CliIO = defaultIO()): Pr
   try {
     switch (cmd) {
       case 'train':
+        checkGemmEnv();
         return await trainCommand(rest, io);
       case 'hookpoints':
+        checkGemmEnv();
         return await hookpointsCommand(rest, io);
       case 'info':
         return await infoCommand(rest, io);
       case 'eval':
+        checkGemmEnv();
         return await evalCommand(rest, io);
+      case 'features':
+        return await featuresCommand(rest, io);
+      case 'view':
+        return await viewCommand(rest, io);
       case undefined:
       case '-h':
       case '--help':
@@ -68,7 +84,7 @@ export async function main(argv: readonly string[], io: CliIO = defaultIO()): Pr
   } catch (e) {
     if (e instanceof UsageError) {
       io.stderr.write(`sparsify: error: ${e.message}\n`);
-      if (cmd !== 'train') io.stderr.write(USAGE);
+      if (cmd !== 'train' && cmd !== 'features' && cmd !== 'view') io.stderr.write(USAGE);
       return 2;
     }
     if (e instanceof ConfigError) {
@@ -153,7 +169,12 @@ function listAllDirs(dir: string): string[] {
 
 async function infoCommand(argv: readonly string[], io: CliIO): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
-    io.stdout.write('usage: sparsify info <checkpoint dir>\n');
+    io.stdout.write('usage: sparsify info <checkpoint dir>\n       sparsify info --native\n');
+    return 0;
+  }
+  if (argv.includes('--native')) {
+    if (argv.length !== 1) throw new UsageError('info --native: takes no other arguments');
+    io.stdout.write(nativeInfoText());
     return 0;
   }
   const { positional } = simpleArgs(argv, 'info');

@@ -5,6 +5,7 @@
  * other function reads host tensors only. Test-only kernels live in `testing`.
  */
 import type { CudaProbe } from './native.js';
+import type { GemmInfo } from './ops/gemm.js';
 import type { DType, Device, NativeTensor } from './tensor.js';
 
 type H = NativeTensor;
@@ -125,6 +126,9 @@ export interface Addon {
   matmulPacked(a: H, b: H, opts: Opts): Promise<H>;
   gemmKernelName(): string;
   gemmForcePortable(on: boolean): string;
+  gemmAvailableKernels(): string[];
+  gemmForceKernels(name: 'auto' | 'avx512' | 'avx2' | 'portable'): string;
+  gemmInfo(): GemmInfo;
 
   // ---- native/bindings/cpu/model.cpp
   NativeModel: new (spec: unknown, weights: unknown) => NativeModelHandle;

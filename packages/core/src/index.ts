@@ -10,8 +10,16 @@ export * from './hub.js';
 export * from './natsort.js';
 export * from './checkpoint.js';
 export * from './tokenizer.js';
-export { gemmKernelName, gemmForcePortable, matmulPacked } from './ops/gemm.js';
-export type { MatmulOptions, MatmulPackedOptions } from './ops/gemm.js';
+export {
+  gemmKernelName,
+  gemmForcePortable,
+  gemmForceKernels,
+  gemmAvailableKernels,
+  gemmInfo,
+  gemmSummary,
+  matmulPacked,
+} from './ops/gemm.js';
+export type { GemmInfo, MatmulOptions, MatmulPackedOptions } from './ops/gemm.js';
 export * from './sparse-coder.js';
 export { cudaUsable, requireCuda } from './backend/cuda-device.js';
 export * from './optim/index.js';
@@ -30,3 +38,5 @@ export type { CudaProbe } from './native.js';
 export { checkCoderSize, coderParamBytes, formatBytes, MAX_TENSOR_ELEMENTS } from './size-limits.js';
 export { jsonErrorSummary } from './json-error.js';
 export { assertRegularFile } from './regular-file.js';
+export { readUnembedding } from './model/unembedding.js';
+export type { Unembedding } from './model/unembedding.js';

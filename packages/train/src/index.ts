@@ -13,3 +13,4 @@ export * from './default-assets.js';
 export * from './evaluate.js';
 export * from './data/index.js';
 export * from './eval/index.js';
+export * from './features/index.js';

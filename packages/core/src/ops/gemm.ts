@@ -25,9 +25,57 @@ export async function matmulReference(a: Tensor, b: Tensor, opts: MatmulOptions 
   return new Tensor(await native().matmulReference(a.handle, b.handle, nativeOpts(opts)));
 }
 
-/** Which CPU GEMM kernels are in use: 'avx2' (AVX2+FMA+F16C) or 'portable'. */
+/**
+ * Which CPU GEMM kernels are in use: 'avx512' (AVX-512F), 'avx2' (AVX2+FMA+F16C) or 'portable'. The best
+ * the CPU runs unless `SPARSIFY_GEMM=avx512|avx2|portable` names one; when that names a set the CPU cannot
+ * run, this (and every matmul) throws a ValueError saying so.
+ */
 export function gemmKernelName(): string {
   return native().gemmKernelName();
+}
+
+/** The GEMM kernel sets this CPU can run, best first (always ends with 'portable'). */
+export function gemmAvailableKernels(): string[] {
+  return native().gemmAvailableKernels();
+}
+
+/**
+ * Pins the GEMM kernel set for the whole process ('auto': back to `SPARSIFY_GEMM` / the automatic
+ * choice); returns the kernel name now in use. ValueError when the CPU cannot run it. For tests and benchmarks.
+ */
+export function gemmForceKernels(name: 'auto' | 'avx512' | 'avx2' | 'portable'): string {
+  return native().gemmForceKernels(name);
+}
+
+/** The kernel set in use, its register tile, the cache blocking and the cache sizes (bytes) it came from. */
+export interface GemmInfo {
+  kernels: string;
+  mr: number;
+  nr: number;
+  mc: number;
+  kc: number;
+  nc: number;
+  l1d: number;
+  l2: number;
+  l3: number;
+  /** Where the cache sizes were read: 'sysfs', 'cpuid', or 'default' (neither readable). */
+  cacheSource: string;
+}
+
+export function gemmInfo(): GemmInfo {
+  return native().gemmInfo();
+}
+
+const sizeText = (bytes: number) => (bytes >= 1 << 20 && bytes % (1 << 20) === 0 ? `${bytes >> 20} MiB` : `${Math.round(bytes / 1024)} KiB`);
+
+/** One line for logs and benchmark headers, e.g. `avx512 (tile 12x32; MC 288, KC 768, NC 4096; L1d 32 KiB, L2 1 MiB, L3 32 MiB from sysfs)`. */
+export function gemmSummary(): string {
+  const g = gemmInfo();
+  const l3 = g.l3 > 0 ? `, L3 ${sizeText(g.l3)}` : '';
+  return (
+    `${g.kernels} (tile ${g.mr}x${g.nr}; MC ${g.mc}, KC ${g.kc}, NC ${g.nc}; ` +
+    `L1d ${sizeText(g.l1d)}, L2 ${sizeText(g.l2)}${l3} from ${g.cacheSource})`
+  );
 }
 
 /** Pins the portable kernels (true) or returns to the automatic choice (false); returns the kernel name now in use. */
