@@ -2,6 +2,8 @@
 // Builds the native addon with cmake-js (Node-API mode: no header download).
 //   node scripts/build-native.mjs            CPU variant into native/build-cpu (incremental)
 //   node scripts/build-native.mjs --cuda     also the CUDA variant into native/build-cuda (needs nvcc)
+//   node scripts/build-native.mjs --cuda-emu also the CUDA sources on the emulated device into
+//                                            native/build-cuda-emu (host compiler only; a test build)
 //   env SPARSIFY_BUILD_DIR=dir               another output folder (parallel work trees)
 //   env SPARSIFY_SKIP_NATIVE=1               skip (e.g. when a prebuilt platform package is used)
 import { spawnSync } from 'node:child_process';
@@ -39,3 +41,4 @@ function build(variant, extra) {
 
 build('cpu', ['--CDSPARSIFY_CUDA=OFF']);
 if (args.has('--cuda')) build('cuda', ['--CDSPARSIFY_CUDA=ON']);
+if (args.has('--cuda-emu')) build('cuda-emu', ['--CDSPARSIFY_CUDA=EMU']);

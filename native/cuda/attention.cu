@@ -35,7 +35,7 @@ struct AttParams {
 };
 
 __global__ void __launch_bounds__(ATT_WARPS * 32) attention_kernel(AttParams p) {
-  extern __shared__ __align__(16) float sm[];
+  SPX_DYNAMIC_SHARED(float, sm, 16);
   const int64_t hd = p.hd;
   float* qs = sm;                          // [ATT_WARPS][hd]
   float* ks = qs + ATT_WARPS * hd;         // [ATT_KT][hd + 1]  (padded: lane t reads row t)
@@ -99,7 +99,7 @@ void launch_attention(const AttParams& p, int64_t B, cudaStream_t s) {
   size_t smem = size_t(ATT_WARPS * p.hd + ATT_KT * (p.hd + 1) + ATT_KT * p.hd) * 4;
   CUDA_CHECK(cudaFuncSetAttribute(attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
   dim3 grid(ceil_div(p.T, ATT_WARPS), unsigned(p.Hq), unsigned(B));
-  attention_kernel<<<grid, ATT_WARPS * 32, smem, s>>>(p);
+  SPX_LAUNCH(grid, ATT_WARPS * 32, smem, s, attention_kernel)(p);
   CUDA_CHECK_LAUNCH();
 }
 }  // namespace

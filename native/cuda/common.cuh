@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "core/dtype.h"
+#include "launch.cuh"
 
 namespace sparsify {
 namespace cuda {

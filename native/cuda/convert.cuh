@@ -31,7 +31,7 @@ inline void convert_pad(const void* src, DType sdt, int64_t rows, int64_t K, con
   int64_t total = rows * Kp;
   if (total == 0) return;
   unsigned blocks = unsigned(std::min<int64_t>((total + 255) / 256, 65535LL * 8));
-  convert_pad_kernel<T><<<blocks, 256, 0, s>>>(src, sdt, rows, K, sub, sub_dt, dst, Kp);
+  SPX_LAUNCH(blocks, 256, 0, s, convert_pad_kernel<T>)(src, sdt, rows, K, sub, sub_dt, dst, Kp);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -56,7 +56,7 @@ template <class T>
 inline void transpose_convert(const void* src, DType sdt, int64_t K, int64_t N, T* dst, int64_t Kp, cudaStream_t s) {
   if (K == 0 || N == 0) return;
   dim3 grid(ceil_div(N, 32), ceil_div(Kp, 32)), block(32, 8);
-  transpose_convert_kernel<T><<<grid, block, 0, s>>>(src, sdt, K, N, dst, Kp);
+  SPX_LAUNCH(grid, block, 0, s, transpose_convert_kernel<T>)(src, sdt, K, N, dst, Kp);
   CUDA_CHECK_LAUNCH();
 }
 

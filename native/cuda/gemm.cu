@@ -30,7 +30,7 @@ template <class T>
 __global__ void __launch_bounds__(MMA_THREADS) gemm_kernel(const T* __restrict__ A, const T* __restrict__ B,
                                                            const float* __restrict__ bias, float* __restrict__ C,
                                                            int64_t M, int64_t N, int64_t Kp) {
-  extern __shared__ __align__(128) char smem[];
+  SPX_DYNAMIC_SHARED(char, smem, 128);
   const int64_t m0 = int64_t(blockIdx.y) * GEMM_BM, n0 = int64_t(blockIdx.x) * TILE_N;
   float acc[GEMM_BM / 32][4][4];
   mma_tile<T, GEMM_BM, GEMM_STAGES>(A, B, M, N, Kp, m0, n0, smem, acc);
@@ -57,7 +57,7 @@ void launch_gemm_mma(const T* A, const T* B, const float* bias, float* C, int64_
   constexpr int smem = GEMM_STAGES * stage_bytes<GEMM_BM>();
   CUDA_CHECK(cudaFuncSetAttribute(gemm_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   dim3 grid(ceil_div(N, TILE_N), ceil_div(M, GEMM_BM));
-  gemm_kernel<T><<<grid, MMA_THREADS, smem, s>>>(A, B, bias, C, M, N, Kp);
+  SPX_LAUNCH(grid, MMA_THREADS, smem, s, gemm_kernel<T>)(A, B, bias, C, M, N, Kp);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -71,7 +71,7 @@ __global__ void __launch_bounds__(WG_THREADS, 1) wgmma_gemm_kernel(const T* __re
                                                                    const float* __restrict__ bias,
                                                                    float* __restrict__ C, int64_t M, int64_t N,
                                                                    int64_t Kp) {
-  extern __shared__ char wg_smem[];
+  SPX_DYNAMIC_SHARED(char, wg_smem, 16);
   const int64_t m0 = int64_t(blockIdx.y) * BM, n0 = int64_t(blockIdx.x) * WG_BN;
   float d[wg_regs<BM>()];
   wg_tile<T, BM, wg_stages<BM>()>(A, B, M, N, Kp, m0, n0, wg_align1024(wg_smem), d);
@@ -88,7 +88,7 @@ void launch_gemm_wgmma(const T* A, const T* B, const float* bias, float* C, int6
   constexpr int smem = wg_gemm_smem<BM>();
   CUDA_CHECK(cudaFuncSetAttribute(wgmma_gemm_kernel<T, BM>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   dim3 grid(ceil_div(N, WG_BN), ceil_div(M, BM));
-  wgmma_gemm_kernel<T, BM><<<grid, WG_THREADS, smem, s>>>(A, B, bias, C, M, N, Kp);
+  SPX_LAUNCH(grid, WG_THREADS, smem, s, wgmma_gemm_kernel<T, BM>)(A, B, bias, C, M, N, Kp);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -250,7 +250,7 @@ __global__ void fill_random_bf16(__nv_bfloat16* p, int64_t n, uint32_t seed) {
 }  // namespace
 
 void fill_random_device_bf16(void* p, int64_t n, uint32_t seed, cudaStream_t s) {
-  fill_random_bf16<<<1024, 256, 0, s>>>(static_cast<__nv_bfloat16*>(p), n, seed);
+  SPX_LAUNCH(1024, 256, 0, s, fill_random_bf16)(static_cast<__nv_bfloat16*>(p), n, seed);
   CUDA_CHECK_LAUNCH();
 }
 

@@ -121,7 +121,7 @@ Tensor layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, float eps) 
   if (b.defined()) db = upload(b, s);
   DeviceBuffer out(size_t(x.numel()) * 4, s);
   if (R > 0) {
-    layer_norm_kernel<<<unsigned(R), 256, 0, s>>>(dx.data(), x.dtype, w.defined() ? dw.data() : nullptr, w.dtype,
+    SPX_LAUNCH(unsigned(R), 256, 0, s, layer_norm_kernel)(dx.data(), x.dtype, w.defined() ? dw.data() : nullptr, w.dtype,
                                                   b.defined() ? db.data() : nullptr, b.dtype, D, eps, out.as<float>());
     CUDA_CHECK_LAUNCH();
   }
@@ -138,7 +138,7 @@ Tensor rms_norm(const Tensor& x, const Tensor& w, float eps, bool add_one) {
   if (w.defined()) dw = upload(w, s);
   DeviceBuffer out(size_t(x.numel()) * 4, s);
   if (R > 0) {
-    rms_norm_kernel<<<unsigned(R), 256, 0, s>>>(dx.data(), x.dtype, w.defined() ? dw.data() : nullptr, w.dtype, D,
+    SPX_LAUNCH(unsigned(R), 256, 0, s, rms_norm_kernel)(dx.data(), x.dtype, w.defined() ? dw.data() : nullptr, w.dtype, D,
                                                 eps, add_one, out.as<float>());
     CUDA_CHECK_LAUNCH();
   }
@@ -154,7 +154,7 @@ Tensor rope(const Tensor& x, const Tensor& positions, double theta, int64_t rota
   DeviceTensor dx = upload(x, s), dp = upload(positions, s);
   DeviceBuffer out(size_t(x.numel()) * 4, s);
   if (x.numel() > 0) {
-    rope_kernel<<<grid_for(x.numel()), 256, 0, s>>>(dx.data(), x.dtype, static_cast<const int*>(dp.data()), T, H, hd,
+    SPX_LAUNCH(grid_for(x.numel()), 256, 0, s, rope_kernel)(dx.data(), x.dtype, static_cast<const int*>(dp.data()), T, H, hd,
                                                     rotary_dim, theta, neox, out.as<float>());
     CUDA_CHECK_LAUNCH();
   }
@@ -169,7 +169,7 @@ Tensor activation(const Tensor& x, Act a) {
   DeviceTensor dx = upload(x, s);
   DeviceBuffer out(size_t(x.numel()) * 4, s);
   if (x.numel() > 0) {
-    activation_kernel<<<grid_for(x.numel()), 256, 0, s>>>(dx.data(), x.dtype, x.numel(), int(a), out.as<float>());
+    SPX_LAUNCH(grid_for(x.numel()), 256, 0, s, activation_kernel)(dx.data(), x.dtype, x.numel(), int(a), out.as<float>());
     CUDA_CHECK_LAUNCH();
   }
   Tensor r = download(out.get(), x.shape, DType::F32, s);
@@ -181,20 +181,20 @@ Tensor activation(const Tensor& x, Act a) {
 void layer_norm_dev(const float* x, const float* w, const float* b, int64_t rows, int64_t D, float eps, float* out,
                     cudaStream_t s) {
   if (rows <= 0 || D <= 0) return;
-  layer_norm_kernel<<<unsigned(rows), 256, 0, s>>>(x, DType::F32, w, DType::F32, b, DType::F32, D, eps, out);
+  SPX_LAUNCH(unsigned(rows), 256, 0, s, layer_norm_kernel)(x, DType::F32, w, DType::F32, b, DType::F32, D, eps, out);
   CUDA_CHECK_LAUNCH();
 }
 
 void rms_norm_dev(const float* x, const float* w, int64_t rows, int64_t D, float eps, bool add_one, float* out,
                   cudaStream_t s) {
   if (rows <= 0 || D <= 0) return;
-  rms_norm_kernel<<<unsigned(rows), 256, 0, s>>>(x, DType::F32, w, DType::F32, D, eps, add_one, out);
+  SPX_LAUNCH(unsigned(rows), 256, 0, s, rms_norm_kernel)(x, DType::F32, w, DType::F32, D, eps, add_one, out);
   CUDA_CHECK_LAUNCH();
 }
 
 void activation_dev(const float* x, int64_t n, Act a, float* out, cudaStream_t s) {
   if (n <= 0) return;
-  activation_kernel<<<grid_for(n), 256, 0, s>>>(x, DType::F32, n, int(a), out);
+  SPX_LAUNCH(grid_for(n), 256, 0, s, activation_kernel)(x, DType::F32, n, int(a), out);
   CUDA_CHECK_LAUNCH();
 }
 

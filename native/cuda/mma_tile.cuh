@@ -33,6 +33,21 @@ __device__ __forceinline__ uint32_t smem_u32(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
 
+#ifdef SPARSIFY_CUDA_EMU
+// The emulated device executes these instructions (native/cuda/emu/emu_ptx.cpp).
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool valid) {
+  ::spx_emu::cp_async16(dst, src, valid ? 16 : 0);
+}
+__device__ __forceinline__ void cp_async_commit() { ::spx_emu::cp_async_commit(); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { ::spx_emu::cp_async_wait(N); }
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) { ::spx_emu::ldmatrix_x4(r, addr); }
+template <class T>
+__device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  ::spx_emu::mma_m16n8k16(std::is_same<T, __nv_bfloat16>::value ? ::spx_emu::MmaType::BF16 : ::spx_emu::MmaType::F16, d,
+                          a, b0, b1);
+}
+#else
 __device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool valid) {
   int n = valid ? 16 : 0;  // src-size 0: fill the 16 bytes with zeros, read nothing
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(n));
@@ -63,6 +78,8 @@ __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], 
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
   }
 }
+
+#endif
 
 // Byte offset of 16-byte chunk `c` (0..3) of row `r` in a swizzled tile.
 __device__ __forceinline__ uint32_t swz(int r, int c) { return uint32_t(r * ROW_BYTES + ((c ^ ((r >> 1) & 3)) << 4)); }

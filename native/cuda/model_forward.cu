@@ -302,17 +302,17 @@ ForwardResult resident_forward(const ResidentModel& rm, const ForwardRequest& re
   if (req.resume_layer >= 0) {
     CUDA_CHECK(cudaMemcpyAsync(x, req.resume_hidden.raw(), size_t(BT * H) * 4, cudaMemcpyDefault, st));
   } else {
-    embed_kernel<<<launch_n(BT * H), 256, 0, st>>>(W.embed.get(), W.embed_dtype, ids.as<int>(), BT, T, H, s.embed_scale, x);
+    SPX_LAUNCH(launch_n(BT * H), 256, 0, st, embed_kernel)(W.embed.get(), W.embed_dtype, ids.as<int>(), BT, T, H, s.embed_scale, x);
     CUDA_CHECK_LAUNCH();
     hk.out(id(-1, Role::Embed), x);
     DeviceBuffer pt;
     if (s.family == Family::GPT2) {
       pt = buffer(H);
       float* pe = pt.as<float>();
-      embed_kernel<<<launch_n(BT * H), 256, 0, st>>>(W.pos_embed.get(), W.pos_dtype, nullptr, BT, T, H, 0.f, pe);
+      SPX_LAUNCH(launch_n(BT * H), 256, 0, st, embed_kernel)(W.pos_embed.get(), W.pos_dtype, nullptr, BT, T, H, 0.f, pe);
       CUDA_CHECK_LAUNCH();
       hk.out(id(-1, Role::PosEmbed), pe);
-      add_kernel<<<launch_n(BT * H), 256, 0, st>>>(x, pe, BT * H);
+      SPX_LAUNCH(launch_n(BT * H), 256, 0, st, add_kernel)(x, pe, BT * H);
       CUDA_CHECK_LAUNCH();
     }
     if (s.family == Family::GPT2 || s.family == Family::NeoX) {
@@ -351,7 +351,7 @@ ForwardResult resident_forward(const ResidentModel& rm, const ForwardRequest& re
   auto apply_rope = [&](float* buf, int64_t stride, int64_t offset, int64_t heads, int64_t head_stride) {
     if (rope.half == 0) return;
     int64_t n = BT * heads * rope.half;
-    rope_kernel<<<launch_n(n), 256, 0, st>>>(buf, rope_cos.as<float>(), rope_sin.as<float>(), BT, T, rope.half, stride,
+    SPX_LAUNCH(launch_n(n), 256, 0, st, rope_kernel)(buf, rope_cos.as<float>(), rope_sin.as<float>(), BT, T, rope.half, stride,
                                              offset, heads, head_stride);
     CUDA_CHECK_LAUNCH();
   };
@@ -362,7 +362,7 @@ ForwardResult resident_forward(const ResidentModel& rm, const ForwardRequest& re
   const cuda::Act act_kind = act_of(s.act);
   auto actf = [&](const float* in, float* y, int64_t n) { activation_dev(in, n, act_kind, y, st); };
   auto add_into = [&](float* dst, const float* a) {
-    add_kernel<<<launch_n(BT * H), 256, 0, st>>>(dst, a, BT * H);
+    SPX_LAUNCH(launch_n(BT * H), 256, 0, st, add_kernel)(dst, a, BT * H);
     CUDA_CHECK_LAUNCH();
   };
 
@@ -394,7 +394,7 @@ ForwardResult resident_forward(const ResidentModel& rm, const ForwardRequest& re
       hk.in(id(l, Role::Up), in);
       lin(in, L.up, up);
       hk.out(id(l, Role::Up), up);
-      mul_kernel<<<launch_n(BT * I), 256, 0, st>>>(up, act, BT * I);
+      SPX_LAUNCH(launch_n(BT * I), 256, 0, st, mul_kernel)(up, act, BT * I);
       CUDA_CHECK_LAUNCH();
       hk.in(id(l, Role::Down), up);
       lin(up, L.down, mo);
@@ -485,7 +485,7 @@ ForwardResult resident_forward(const ResidentModel& rm, const ForwardRequest& re
           mlp(l, L, h2);
           hk.in(id(l, Role::PostMlpDropout), mo);
           hk.out(id(l, Role::PostMlpDropout), mo);
-          add_parallel_kernel<<<launch_n(BT * H), 256, 0, st>>>(x, mo, att, BT * H);
+          SPX_LAUNCH(launch_n(BT * H), 256, 0, st, add_parallel_kernel)(x, mo, att, BT * H);
           CUDA_CHECK_LAUNCH();
         } else {
           add_into(x, att);
@@ -523,7 +523,7 @@ ForwardResult resident_forward(const ResidentModel& rm, const ForwardRequest& re
       float* lp = lg.data<float>();
       lin(h1, W.lm_head, lp);
       if (s.final_softcap > 0.f) {
-        softcap_kernel<<<launch_n(BT * V), 256, 0, st>>>(lp, BT * V, s.final_softcap);
+        SPX_LAUNCH(launch_n(BT * V), 256, 0, st, softcap_kernel)(lp, BT * V, s.final_softcap);
         CUDA_CHECK_LAUNCH();
       }
       res.logits = std::move(lg);

@@ -62,7 +62,7 @@ __global__ void transpose_f32_kernel(const float* __restrict__ src, int64_t R, i
 void transpose_f32(const float* src, int64_t R, int64_t C, float* dst, cudaStream_t s) {
   if (R == 0 || C == 0) return;
   dim3 grid(ceil_div(C, 32), unsigned(std::min<int64_t>(ceil_div(R, 32), 65535))), block(32, 8);
-  transpose_f32_kernel<<<grid, block, 0, s>>>(src, R, C, dst);
+  SPX_LAUNCH(grid, block, 0, s, transpose_f32_kernel)(src, R, C, dst);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -100,7 +100,7 @@ __global__ void axpby_kernel(const float* x, const float* y, int64_t n, float al
 unsigned grid_for(int64_t n) { return unsigned(std::max<int64_t>(1, std::min<int64_t>((n + 255) / 256, 65535LL * 4))); }
 
 void axpby(const float* x, const float* y, int64_t n, float alpha, float beta, float* out, cudaStream_t s) {
-  axpby_kernel<<<grid_for(n), 256, 0, s>>>(x, y, n, alpha, beta, out);
+  SPX_LAUNCH(grid_for(n), 256, 0, s, axpby_kernel)(x, y, n, alpha, beta, out);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -111,11 +111,11 @@ void newton_schulz_dev(float* X, int64_t r, int64_t c, int steps, cudaStream_t s
   const int64_t n = r * c, Kc = pad32(c), Kr = pad32(r);
   {
     DeviceBuffer partial(NORM_BLOCKS * sizeof(double), s), inv(4, s);
-    sumsq_f64_partial_kernel<<<NORM_BLOCKS, 256, 0, s>>>(X, n, partial.as<double>());
+    SPX_LAUNCH(NORM_BLOCKS, 256, 0, s, sumsq_f64_partial_kernel)(X, n, partial.as<double>());
     CUDA_CHECK_LAUNCH();
-    inv_norm_kernel<<<1, 256, 0, s>>>(partial.as<double>(), NORM_BLOCKS, inv.as<float>());
+    SPX_LAUNCH(1, 256, 0, s, inv_norm_kernel)(partial.as<double>(), NORM_BLOCKS, inv.as<float>());
     CUDA_CHECK_LAUNCH();
-    scale_kernel<<<grid_for(n), 256, 0, s>>>(X, n, inv.as<float>());
+    SPX_LAUNCH(grid_for(n), 256, 0, s, scale_kernel)(X, n, inv.as<float>());
     CUDA_CHECK_LAUNCH();
   }
   if (steps <= 0) return;
@@ -156,7 +156,7 @@ void muon_dev(float* p, float* g, float* buf, int64_t rows, int64_t cols, double
   const int64_t n = rows * cols;
   if (n == 0) return;
   // Scalars as the CPU computes them (double, rounded once to f32).
-  muon_pre_kernel<<<grid_for(n), 256, 0, s>>>(p, g, buf, n, weight_decay > 0, float(1.0 - lr * weight_decay),
+  SPX_LAUNCH(grid_for(n), 256, 0, s, muon_pre_kernel)(p, g, buf, n, weight_decay > 0, float(1.0 - lr * weight_decay),
                                               momentum > 0, float(1.0 - momentum), float(momentum), nesterov);
   CUDA_CHECK_LAUNCH();
   // Orthogonalise on the smaller side: X = g [rows, cols] when rows <= cols, else gᵀ.
@@ -176,7 +176,7 @@ void muon_dev(float* p, float* g, float* buf, int64_t rows, int64_t cols, double
     O = back.as<float>();
   }
   const float alpha = float(-lr * 0.2 * std::sqrt(double(std::max(rows, cols))));
-  muon_update_kernel<<<grid_for(n), 256, 0, s>>>(p, O, n, alpha);
+  SPX_LAUNCH(grid_for(n), 256, 0, s, muon_update_kernel)(p, O, n, alpha);
   CUDA_CHECK_LAUNCH();
 }
 

@@ -96,13 +96,13 @@ float* f32(DeviceTensor& t) { return static_cast<float*>(t.buf.get()); }
 
 void normalize_rows_dev(float* W, int64_t M, int64_t D, float eps, cudaStream_t s) {
   if (M == 0) return;
-  normalize_rows_kernel<<<unsigned(M), 256, 0, s>>>(W, D, eps);
+  SPX_LAUNCH(unsigned(M), 256, 0, s, normalize_rows_kernel)(W, D, eps);
   CUDA_CHECK_LAUNCH();
 }
 
 void project_grad_dev(float* G, const float* W, int64_t M, int64_t D, cudaStream_t s) {
   if (M == 0) return;
-  project_grad_kernel<<<unsigned(M), 256, 0, s>>>(G, W, D);
+  SPX_LAUNCH(unsigned(M), 256, 0, s, project_grad_kernel)(G, W, D);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -112,7 +112,7 @@ void adam_dev(float* p, const float* g, float* m, float* v, int64_t n, double lr
   // torch computes these scalars in double on the host (python floats), then uses them in f32.
   double bc1 = 1.0 - std::pow(beta1, double(step)), bc2 = 1.0 - std::pow(beta2, double(step));
   const float w1 = float(1.0 - beta1);
-  adam_kernel<<<grid_for(n), 256, 0, s>>>(p, g, m, v, n, w1, std::fabs(w1) < 0.5f, float(beta2), float(1.0 - beta2),
+  SPX_LAUNCH(grid_for(n), 256, 0, s, adam_kernel)(p, g, m, v, n, w1, std::fabs(w1) < 0.5f, float(beta2), float(1.0 - beta2),
                                           float(eps), float(lr / bc1), float(std::sqrt(bc2)));
   CUDA_CHECK_LAUNCH();
 }
@@ -120,7 +120,7 @@ void adam_dev(float* p, const float* g, float* m, float* v, int64_t n, double lr
 void signum_dev(float* y, float* z, const float* g, int64_t n, double lr, double c, double beta, cudaStream_t s) {
   if (n == 0) return;
   const float cf = float(c);
-  signum_kernel<<<grid_for(n), 256, 0, s>>>(y, z, g, n, float(lr), cf, std::fabs(cf) < 0.5f, float(1.0 - 1.0 / beta),
+  SPX_LAUNCH(grid_for(n), 256, 0, s, signum_kernel)(y, z, g, n, float(lr), cf, std::fabs(cf) < 0.5f, float(1.0 - 1.0 / beta),
                                             float(1.0 - beta));
   CUDA_CHECK_LAUNCH();
 }

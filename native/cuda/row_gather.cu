@@ -6,6 +6,7 @@
 
 #include "cuda/cuda_context.h"
 #include "cuda/cuda_ops.h"
+#include "cuda/launch.cuh"
 
 namespace sparsify {
 namespace cuda {
@@ -30,7 +31,7 @@ Tensor gather_rows(const Tensor& x, const Tensor& idx) {
   Tensor out = device_empty({n, D}, DType::F32, s);
   if (n * D > 0) {
     const unsigned blocks = unsigned(std::min<int64_t>((n * D + 255) / 256, 65535LL * 8));
-    gather_rows_kernel<<<blocks, 256, 0, s>>>(static_cast<const float*>(dx.data()), static_cast<const int*>(di.data()),
+    SPX_LAUNCH(blocks, 256, 0, s, gather_rows_kernel)(static_cast<const float*>(dx.data()), static_cast<const int*>(di.data()),
                                               n, D, out.data<float>());
     CUDA_CHECK_LAUNCH();
   }

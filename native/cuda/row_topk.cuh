@@ -41,7 +41,7 @@ __device__ __forceinline__ bool topk_before(float av, int ai, float bv, int bi) 
 }
 
 __global__ void row_topk_kernel(RowTopkParams p, int P /* next pow2 >= k */) {
-  extern __shared__ __align__(16) char sm[];
+  SPX_DYNAMIC_SHARED(char, sm, 16);
   float* sv = reinterpret_cast<float*>(sm);
   int* si = reinterpret_cast<int*>(sv + P);
   __shared__ unsigned hist[256];
@@ -185,7 +185,7 @@ inline void row_topk(const RowTopkParams& p, int64_t rows, cudaStream_t s) {
   int P = next_pow2(p.k);
   size_t smem = size_t(P) * 8;
   CUDA_CHECK(cudaFuncSetAttribute(row_topk_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-  row_topk_kernel<<<unsigned(rows), 256, smem, s>>>(p, P);
+  SPX_LAUNCH(unsigned(rows), 256, smem, s, row_topk_kernel)(p, P);
   CUDA_CHECK_LAUNCH();
 }
 

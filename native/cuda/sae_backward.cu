@@ -105,7 +105,7 @@ Csr build_csr(const int* idx, int64_t NK, int64_t M, cudaStream_t s) {
   c.slots = DeviceBuffer(size_t(std::max<int64_t>(NK, 1)) * 4, s);
   DeviceBuffer keys_out(size_t(std::max<int64_t>(NK, 1)) * 4, s), iota(size_t(std::max<int64_t>(NK, 1)) * 4, s);
   if (NK > 0) {
-    iota_kernel<<<grid_for(NK), 256, 0, s>>>(iota.as<int>(), NK);
+    SPX_LAUNCH(grid_for(NK), 256, 0, s, iota_kernel)(iota.as<int>(), NK);
     CUDA_CHECK_LAUNCH();
     int end_bit = 1;
     while ((int64_t(1) << end_bit) < M) ++end_bit;
@@ -116,7 +116,7 @@ Csr build_csr(const int* idx, int64_t NK, int64_t M, cudaStream_t s) {
     CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp.get(), temp_bytes, idx, keys_out.as<int>(), iota.as<int>(),
                                                c.slots.as<int>(), NK, 0, end_bit, s));
   }
-  csr_starts_kernel<<<grid_for(M + 1), 256, 0, s>>>(keys_out.as<int>(), NK, M, c.start.as<int64_t>());
+  SPX_LAUNCH(grid_for(M + 1), 256, 0, s, csr_starts_kernel)(keys_out.as<int>(), NK, M, c.start.as<int64_t>());
   CUDA_CHECK_LAUNCH();
   return c;
 }
@@ -124,7 +124,7 @@ Csr build_csr(const int* idx, int64_t NK, int64_t M, cudaStream_t s) {
 void csr_rows(const Csr& c, const float* w, int k, const float* R, int64_t M, int64_t D, float* out, float* out_sum,
               bool accumulate, cudaStream_t s) {
   if (M == 0) return;
-  csr_rows_kernel<<<unsigned(M), 128, 0, s>>>(c.start.as<int64_t>(), c.slots.as<int>(), w, k, R, D, out, out_sum,
+  SPX_LAUNCH(unsigned(M), 128, 0, s, csr_rows_kernel)(c.start.as<int64_t>(), c.slots.as<int>(), w, k, R, D, out, out_sum,
                                               accumulate);
   CUDA_CHECK_LAUNCH();
 }
@@ -132,13 +132,13 @@ void csr_rows(const Csr& c, const float* w, int k, const float* R, int64_t M, in
 void slot_dot(const float* G, const int* idx, int64_t NK, int k, const void* W, DType wdt, int64_t D, float* out,
               cudaStream_t s) {
   if (NK == 0) return;
-  slot_dot_kernel<<<unsigned((NK * 32 + 255) / 256), 256, 0, s>>>(G, idx, NK, k, W, wdt, D, out);
+  SPX_LAUNCH(unsigned((NK * 32 + 255) / 256), 256, 0, s, slot_dot_kernel)(G, idx, NK, k, W, wdt, D, out);
   CUDA_CHECK_LAUNCH();
 }
 
 void column_sum(const float* G, int64_t N, int64_t D, float scale, float* out, bool accumulate, cudaStream_t s) {
   if (D == 0) return;
-  column_sum_kernel<<<ceil_div(D, 32), dim3(32, 8), 0, s>>>(G, N, D, scale, accumulate, out);
+  SPX_LAUNCH(ceil_div(D, 32), dim3(32, 8), 0, s, column_sum_kernel)(G, N, D, scale, accumulate, out);
   CUDA_CHECK_LAUNCH();
 }
 

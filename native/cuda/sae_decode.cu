@@ -35,7 +35,7 @@ DeviceTensor upload_f32(const Tensor& t, cudaStream_t s) { return upload(t.dtype
 void embedding_bag(const float* acts, const int* idx, int64_t N, int k, const void* W, DType wdt, int64_t D,
                    const void* bias, DType bdt, float* out, cudaStream_t s) {
   if (N == 0 || D == 0) return;
-  embedding_bag_kernel<<<unsigned(N), 128, 0, s>>>(acts, idx, k, W, wdt, D, bias, bdt, out);
+  SPX_LAUNCH(unsigned(N), 128, 0, s, embedding_bag_kernel)(acts, idx, k, W, wdt, D, bias, bdt, out);
   CUDA_CHECK_LAUNCH();
 }
 

@@ -130,7 +130,7 @@ template <class T, bool WG>
 // Two CTAs per SM (<= 128 registers): without the hint ptxas chose 64 registers and spilled on sm_90a.
 __global__ void __launch_bounds__(MMA_THREADS, 2) encode_kernel(EncParams p, const T* __restrict__ X,
                                                              const T* __restrict__ W) {
-  extern __shared__ __align__(128) char smem_raw[];
+  SPX_DYNAMIC_SHARED(char, smem_raw, 128);
   char* smem = smem_raw;
   if constexpr (WG) smem += wg_align1024(smem_raw) - smem_u32(smem_raw);
   float* staged = reinterpret_cast<float*>(smem);
@@ -265,7 +265,7 @@ void launch_encode(const EncParams& p, const T* X, const T* W, cudaStream_t s) {
   auto kernel = wg ? encode_kernel<T, true> : encode_kernel<T, false>;
   CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
   dim3 grid(ceil_div(p.N, ENC_BM), unsigned(p.S));
-  kernel<<<grid, MMA_THREADS, smem, s>>>(p, X, W);
+  SPX_LAUNCH(grid, MMA_THREADS, smem, s, kernel)(p, X, W);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -378,7 +378,7 @@ DeviceEncodeOut encode_device(Session& ses, const T* X_, const T* Wt, const floa
     p.compact_ld = num_dead;
     launch_encode<T>(p, X_, Wt, s);
     if (N * k > 0) {
-      groupmax_finalize<<<unsigned(std::min<int64_t>((N * k + 255) / 256, 65535)), 256, 0, s>>>(
+      SPX_LAUNCH(unsigned(std::min<int64_t>((N * k + 255) / 256, 65535)), 256, 0, s, groupmax_finalize)(
           keys.as<unsigned long long>(), N * k, vals.as<float>(), idx.as<int>());
       CUDA_CHECK_LAUNCH();
     }

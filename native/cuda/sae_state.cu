@@ -106,9 +106,9 @@ unsigned grid_for(int64_t n) { return unsigned(std::max<int64_t>(1, std::min<int
 
 // *out = Σ (a − mean)²  (mean optional, per column of D)
 void sum_squares(const float* a, const float* mean, int64_t n, int64_t D, float* partial, float* out, cudaStream_t s) {
-  sumsq_partial_kernel<<<RED_BLOCKS, 256, 0, s>>>(a, mean, n, D, partial);
+  SPX_LAUNCH(RED_BLOCKS, 256, 0, s, sumsq_partial_kernel)(a, mean, n, D, partial);
   CUDA_CHECK_LAUNCH();
-  sum_partials_kernel<<<1, 256, 0, s>>>(partial, RED_BLOCKS, out);
+  SPX_LAUNCH(1, 256, 0, s, sum_partials_kernel)(partial, RED_BLOCKS, out);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -166,7 +166,7 @@ void gemm_f32_acc(const float* A, int64_t a_i, int64_t a_r, const float* B, int6
   if (I == 0 || J == 0 || R == 0) return;
   // i on grid x (up to 2^31 − 1 blocks: N rows), j on grid y (J = D <= 65535·32).
   const dim3 grid(unsigned((I + SG_T - 1) / SG_T), unsigned((J + SG_T - 1) / SG_T));
-  gemm_f32_acc_kernel<<<grid, dim3(SG_T, SG_ROWS), 0, s>>>(A, a_i, a_r, B, b_j, b_r, C, ldc, I, J, R);
+  SPX_LAUNCH(grid, dim3(SG_T, SG_ROWS), 0, s, gemm_f32_acc_kernel)(A, a_i, a_r, B, b_j, b_r, C, ldc, I, J, R);
   CUDA_CHECK_LAUNCH();
 }
 }  // namespace
@@ -235,12 +235,12 @@ EncoderInputs encoder_inputs(ResidentSae& sae, const Tensor& x, int64_t N, cudaS
   EncoderInputs in;
   DeviceTensor dx = upload(x, s);
   in.xf = DeviceBuffer(size_t(ND) * 4, s);
-  rows_minus_kernel<<<grid_for(ND), 256, 0, s>>>(dx.data(), x.dtype, nullptr, N, D, in.xf.as<float>());
+  SPX_LAUNCH(grid_for(ND), 256, 0, s, rows_minus_kernel)(dx.data(), x.dtype, nullptr, N, D, in.xf.as<float>());
   CUDA_CHECK_LAUNCH();
   in.xin = in.xf.as<float>();
   if (sae_mode) {
     in.xin_buf = DeviceBuffer(size_t(ND) * 4, s);
-    rows_minus_kernel<<<grid_for(ND), 256, 0, s>>>(in.xf.get(), DType::F32, sae.b_dec.p, N, D, in.xin_buf.as<float>());
+    SPX_LAUNCH(grid_for(ND), 256, 0, s, rows_minus_kernel)(in.xf.get(), DType::F32, sae.b_dec.p, N, D, in.xin_buf.as<float>());
     CUDA_CHECK_LAUNCH();
     in.xin = in.xin_buf.as<float>();
   }
@@ -285,7 +285,7 @@ void total_variance_on_device(const Tensor& y, float* out, cudaStream_t s) {
   DeviceTensor dy = upload(y, s);
   DeviceBuffer yf(size_t(std::max<int64_t>(ND, 1)) * 4, s), mean(size_t(std::max<int64_t>(D, 1)) * 4, s);
   DeviceBuffer partial(RED_BLOCKS * 4, s);
-  rows_minus_kernel<<<grid_for(ND), 256, 0, s>>>(dy.data(), y.dtype, nullptr, N, D, yf.as<float>());
+  SPX_LAUNCH(grid_for(ND), 256, 0, s, rows_minus_kernel)(dy.data(), y.dtype, nullptr, N, D, yf.as<float>());
   CUDA_CHECK_LAUNCH();
   column_sum(yf.as<float>(), N, D, N ? 1.f / float(N) : 0.f, mean.as<float>(), false, s);
   sum_squares(yf.as<float>(), mean.as<float>(), ND, D, partial.as<float>(), out, s);
@@ -328,7 +328,7 @@ SaeStepResult sae_forward_backward(ResidentSae& sae, const Tensor& x, const Tens
   if (y.defined()) {
     dy = upload(y, s);
     yf_buf = DeviceBuffer(size_t(ND) * 4, s);
-    rows_minus_kernel<<<grid_for(ND), 256, 0, s>>>(dy.data(), y.dtype, nullptr, N, D, yf_buf.as<float>());
+    SPX_LAUNCH(grid_for(ND), 256, 0, s, rows_minus_kernel)(dy.data(), y.dtype, nullptr, N, D, yf_buf.as<float>());
     CUDA_CHECK_LAUNCH();
     yf = yf_buf.as<float>();
   }
@@ -361,7 +361,7 @@ SaeStepResult sae_forward_backward(ResidentSae& sae, const Tensor& x, const Tens
     enc4 = encode_on_device(ses, sae.cfg.compute, in.Xc.get(), in.Wc.get(), sae.b_enc.p, N, D, M, o);
     enc.vals = DeviceBuffer(size_t(N * k) * 4, s);
     enc.idx = DeviceBuffer(size_t(N * k) * 4, s);
-    head_cols_kernel<<<grid_for(N * k), 256, 0, s>>>(enc4.vals.as<float>(), enc4.idx.as<int>(), N, k4, k,
+    SPX_LAUNCH(grid_for(N * k), 256, 0, s, head_cols_kernel)(enc4.vals.as<float>(), enc4.idx.as<int>(), N, k4, k,
                                                       enc.vals.as<float>(), enc.idx.as<int>());
     CUDA_CHECK_LAUNCH();
     enc.k_aux = enc4.k_aux;
@@ -386,14 +386,14 @@ SaeStepResult sae_forward_backward(ResidentSae& sae, const Tensor& x, const Tens
                 DType::F32, out.as<float>(), s);
   // W_skip: sae_out[n, d] += Σ_e x[n, e] W_skip[d, e]  (the raw input x, also for SAEs)
   if (sae.cfg.skip) gemm_f32_acc(in.xf.as<float>(), D, 1, sae.w_skip.p, D, 1, out.as<float>(), D, N, D, D, s);
-  sub_kernel<<<grid_for(ND), 256, 0, s>>>(yf, out.as<float>(), ND, e.as<float>());
+  SPX_LAUNCH(grid_for(ND), 256, 0, s, sub_kernel)(yf, out.as<float>(), ND, e.as<float>());
   CUDA_CHECK_LAUNCH();
   if (call.total_variance > 0) {
-    set_scalar_kernel<<<1, 1, 0, s>>>(sc + 0, float(call.total_variance));
+    SPX_LAUNCH(1, 1, 0, s, set_scalar_kernel)(sc + 0, float(call.total_variance));
     CUDA_CHECK_LAUNCH();
   } else if (call.variance_of.defined()) {
     total_variance_on_device(call.variance_of, sc + 0, s);
-    scale_scalar_kernel<<<1, 1, 0, s>>>(sc + 0, float(call.variance_fraction));
+    SPX_LAUNCH(1, 1, 0, s, scale_scalar_kernel)(sc + 0, float(call.variance_fraction));
     CUDA_CHECK_LAUNCH();
   } else {
     column_sum(yf, N, D, N ? 1.f / float(N) : 0.f, mean.as<float>(), false, s);
@@ -406,7 +406,7 @@ SaeStepResult sae_forward_backward(ResidentSae& sae, const Tensor& x, const Tens
     r4 = DeviceBuffer(size_t(ND) * 4, s);
     embedding_bag(enc4.vals.as<float>(), enc4.idx.as<int>(), N, int(k4), sae.w_dec.p, DType::F32, D, sae.b_dec.p,
                   DType::F32, out4.as<float>(), s);
-    sub_kernel<<<grid_for(ND), 256, 0, s>>>(out4.as<float>(), yf, ND, r4.as<float>());  // out4 − y
+    SPX_LAUNCH(grid_for(ND), 256, 0, s, sub_kernel)(out4.as<float>(), yf, ND, r4.as<float>());  // out4 − y
     CUDA_CHECK_LAUNCH();
     sum_squares(r4.as<float>(), nullptr, ND, D, partial.as<float>(), sc + 3, s);
   }
@@ -415,7 +415,7 @@ SaeStepResult sae_forward_backward(ResidentSae& sae, const Tensor& x, const Tens
   if (call.backward) {
     // d(loss·loss_scale)/d sae_out = −2·loss_scale·e / tv
     DeviceBuffer G(size_t(ND) * 4, s);
-    scale_by_kernel<<<grid_for(ND), 256, 0, s>>>(e.as<float>(), ND, float(-2.0 * loss_scale), sc + 0, G.as<float>());
+    SPX_LAUNCH(grid_for(ND), 256, 0, s, scale_by_kernel)(e.as<float>(), ND, float(-2.0 * loss_scale), sc + 0, G.as<float>());
     CUDA_CHECK_LAUNCH();
     DeviceBuffer grad_acts(size_t(std::max<int64_t>(NK, 1)) * 4, s);
     slot_dot(G.as<float>(), enc.idx.as<int>(), NK, int(k), sae.w_dec.p, DType::F32, D, grad_acts.as<float>(), s);
@@ -435,7 +435,7 @@ SaeStepResult sae_forward_backward(ResidentSae& sae, const Tensor& x, const Tens
     // Multi-TopK (loss/8): d/d out4 = 2·loss_scale·(out4 − y) / (8·tv), into W_dec and b_dec only.
     if (k4) {
       DeviceBuffer Gm(size_t(ND) * 4, s);
-      scale_by_kernel<<<grid_for(ND), 256, 0, s>>>(r4.as<float>(), ND, float(2.0 * loss_scale / 8.0), sc + 0,
+      SPX_LAUNCH(grid_for(ND), 256, 0, s, scale_by_kernel)(r4.as<float>(), ND, float(2.0 * loss_scale / 8.0), sc + 0,
                                                    Gm.as<float>());
       CUDA_CHECK_LAUNCH();
       Csr csr4 = build_csr(enc4.idx.as<int>(), N * k4, M, s);
@@ -452,12 +452,12 @@ SaeStepResult sae_forward_backward(ResidentSae& sae, const Tensor& x, const Tens
     DeviceBuffer ehat(size_t(ND) * 4, s), r(size_t(ND) * 4, s);
     embedding_bag(enc.aux_v.as<float>(), enc.aux_i.as<int>(), N, ka, sae.w_dec.p, DType::F32, D,
                   call.auxk_includes_b_dec ? sae.b_dec.p : nullptr, DType::F32, ehat.as<float>(), s);
-    sub_kernel<<<grid_for(ND), 256, 0, s>>>(ehat.as<float>(), e.as<float>(), ND, r.as<float>());
+    SPX_LAUNCH(grid_for(ND), 256, 0, s, sub_kernel)(ehat.as<float>(), e.as<float>(), ND, r.as<float>());
     CUDA_CHECK_LAUNCH();
     sum_squares(r.as<float>(), nullptr, ND, D, partial.as<float>(), sc + 2, s);
     if (call.backward && auxk_alpha > 0) {
       DeviceBuffer Ga(size_t(ND) * 4, s);
-      scale_by_kernel<<<grid_for(ND), 256, 0, s>>>(r.as<float>(), ND, float(2.0 * scale * auxk_alpha * loss_scale),
+      SPX_LAUNCH(grid_for(ND), 256, 0, s, scale_by_kernel)(r.as<float>(), ND, float(2.0 * scale * auxk_alpha * loss_scale),
                                                    sc + 0, Ga.as<float>());
       CUDA_CHECK_LAUNCH();
       Csr acsr = build_csr(enc.aux_i.as<int>(), N * ka, M, s);
@@ -473,7 +473,7 @@ SaeStepResult sae_forward_backward(ResidentSae& sae, const Tensor& x, const Tens
   const DeviceEncodeOut& ret = k4 ? enc4 : enc;
   const int64_t kr = k4 ? k4 : k;
   if (call.track_fired) {
-    mark_fired_kernel<<<grid_for(N * kr), 256, 0, s>>>(static_cast<const int*>(ret.idx.get()), N * kr, M, reinterpret_cast<int*>(sae.fired.p));
+    SPX_LAUNCH(grid_for(N * kr), 256, 0, s, mark_fired_kernel)(static_cast<const int*>(ret.idx.get()), N * kr, M, reinterpret_cast<int*>(sae.fired.p));
     CUDA_CHECK_LAUNCH();
   }
   // The indices leave the device only when the caller reads them.
@@ -656,7 +656,7 @@ void sae_lerp_z(ResidentSae& sae, double weight) {
   for (int i = 0; i < sae.num_params(); ++i) {
     DevArray& p = sae.param(i);
     if (!sae.z[i].p || p.n == 0) continue;
-    lerp_z_kernel<<<grid_for(p.n), 256, 0, s>>>(p.p, sae.z[i].p, p.n, float(weight));
+    SPX_LAUNCH(grid_for(p.n), 256, 0, s, lerp_z_kernel)(p.p, sae.z[i].p, p.n, float(weight));
     CUDA_CHECK_LAUNCH();
   }
   ses.sync();

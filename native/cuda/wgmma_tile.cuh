@@ -27,7 +27,7 @@
 
 #include "cuda/mma_tile.cuh"
 
-#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#if (defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)) || defined(SPARSIFY_CUDA_EMU)
 #define SPX_HAVE_WGMMA 1
 #endif
 
@@ -73,6 +73,26 @@ __device__ __forceinline__ uint64_t wg_desc(uint32_t saddr) {
 __device__ __forceinline__ uint32_t wg_align1024(const void* p) { return (smem_u32(p) + 1023u) & ~1023u; }
 
 #ifdef SPX_HAVE_WGMMA
+#ifdef SPARSIFY_CUDA_EMU
+// The emulated device executes these instructions (native/cuda/emu/emu_ptx.cpp); the arguments
+// after the descriptors are those of the PTX below: scale-d = 1, imm-scale-a/b = 1, trans-a/b = 0.
+__device__ __forceinline__ void wg_fence() { ::spx_emu::wgmma_fence(); }
+__device__ __forceinline__ void wg_commit() { ::spx_emu::wgmma_commit(); }
+__device__ __forceinline__ void wg_wait0() { ::spx_emu::wgmma_wait(0); }
+__device__ __forceinline__ void fence_proxy_async() { ::spx_emu::fence_proxy_async(); }
+template <int R>
+__device__ __forceinline__ void wg_pin(float (&)[R]) {}
+template <class T>
+__device__ __forceinline__ void wgmma_n128(float (&d)[64], uint64_t desc_a, uint64_t desc_b) {
+  ::spx_emu::wgmma_m64k16(std::is_same<T, __nv_bfloat16>::value ? ::spx_emu::MmaType::BF16 : ::spx_emu::MmaType::F16, 128,
+                          d, desc_a, desc_b, 1, 1, 1, 0, 0);
+}
+template <class T>
+__device__ __forceinline__ void wgmma_n64(float (&d)[32], uint64_t desc_a, uint64_t desc_b) {
+  ::spx_emu::wgmma_m64k16(std::is_same<T, __nv_bfloat16>::value ? ::spx_emu::MmaType::BF16 : ::spx_emu::MmaType::F16, 64,
+                          d, desc_a, desc_b, 1, 1, 1, 0, 0);
+}
+#else
 __device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wg_wait0() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
@@ -136,6 +156,7 @@ __device__ __forceinline__ void wgmma_n64(float (&d)[32], uint64_t desc_a, uint6
         : "l"(desc_a), "l"(desc_b), "r"(1));
   }
 }
+#endif  // SPARSIFY_CUDA_EMU
 #endif
 
 // Copies K slice kt of A rows [m0, m0+BM) and B rows [n0, n0+128) into the stage at `stage`.

@@ -3,7 +3,7 @@
  * fake) with one of these reasons when there is no build or no device.
  */
 import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
@@ -13,7 +13,11 @@ export type NativeAddon = ReturnType<typeof native>;
 
 export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
-export const cudaBuildPath = join(repoRoot, 'native', 'build-cuda', 'Release', 'sparsify.node');
+// $SPARSIFY_NATIVE (the core loader's override) names the build under test when set: the CUDA
+// tests then run against, e.g., the emulated device (native/build-cuda-emu).
+export const cudaBuildPath = process.env.SPARSIFY_NATIVE
+  ? resolve(process.env.SPARSIFY_NATIVE)
+  : join(repoRoot, 'native', 'build-cuda', 'Release', 'sparsify.node');
 export const cpuBuildPath = join(repoRoot, 'native', 'build-cpu', 'Release', 'sparsify.node');
 
 export type { CudaProbe } from '@sparsify/core';

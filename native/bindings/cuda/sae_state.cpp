@@ -352,9 +352,10 @@ Napi::Value cuda_sae_load_state(const Napi::CallbackInfo& info) {
   slot("m", st.m);
   slot("v", st.v);
   slot("z", st.z);
+  // Adam has both moments; muon's 2-D parameters have only the momentum buffer (m).
   for (int i = 0; i < np; ++i)
-    if (st.m[i].defined() != st.v[i].defined())
-      fail(ErrorKind::Value, std::string("state.m and state.v must both give ") + kSaeParamNames[i] + " or both leave it out (Adam)");
+    if (st.v[i].defined() && !st.m[i].defined())
+      fail(ErrorKind::Value, std::string("state.v gives ") + kSaeParamNames[i] + " but state.m does not (Adam needs both moments)");
   const bool reset = opt_bool(o, "resetOptimizer", false), zero_grads = opt_bool(o, "zeroGrads", false);
   return run_async(
       info.Env(),

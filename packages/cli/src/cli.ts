@@ -15,6 +15,10 @@ import * as train from '@sparsify/train';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
+import { convertCommand } from './commands/convert.js';
+import { writeTlHookpoints, type TlListing } from './commands/hookpoints-tl.js';
+import { pretokenizeCommand } from './commands/pretokenize.js';
+import { saeLensInfoRow } from './commands/info-saelens.js';
 import { evalCommand, trainingEvaluation } from './commands/eval.js';
 import { resolveDevice, type DeviceFlag } from './device.js';
 import { checkGemmEnv, nativeInfoText } from './native-info.js';
@@ -45,9 +49,11 @@ const USAGE = `usage: sparsify <command> [options]
 
 commands:
   train [model] [dataset] [--flags]   train sparse autoencoders / transcoders (sparsify train --help)
-  hookpoints <model> [--device d]     list the hookpoint names and widths of a model (d: auto, cpu, cuda)
+  hookpoints <model> [--device d] [--names hf|tl]   hookpoint names and widths (tl: TransformerLens aliases)
   info <dir>                          list the sparse coders in a checkpoint folder
   info --native                       the native addon, threads and CPU GEMM kernels in use
+  convert --to saelens|sparsify SRC DST   a coder (or run) folder in the other format
+  pretokenize DATASET --out DIR [--ctx_len T]   tokenize once into a folder train (and SAELens) reads
   eval <coders> <model> [dataset]     CE/KL and reconstruction with the coders spliced in (sparsify eval --help)
   features <run> [model] [dataset]    top contexts, statistics and logit effects of every latent (sparsify features --help)
   view [features dir] [--port 8080]   the feature browser on http://127.0.0.1 (sparsify view --help)
@@ -72,6 +78,10 @@ export async function main(argv: readonly string[], io: CliIO = defaultIO()): Pr
         return await featuresCommand(rest, io);
       case 'view':
         return await viewCommand(rest, io);
+      case 'convert':
+        return await convertCommand(rest, io);
+      case 'pretokenize':
+        return await pretokenizeCommand(rest, io);
       case undefined:
       case '-h':
       case '--help':
@@ -131,13 +141,21 @@ async function loadModelFrom(pathOrRepo: string, opts: { device: core.Device; re
 
 async function hookpointsCommand(argv: readonly string[], io: CliIO): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
-    io.stdout.write('usage: sparsify hookpoints <model> [--device auto|cpu|cuda]\n');
+    io.stdout.write('usage: sparsify hookpoints <model> [--device auto|cpu|cuda] [--names hf|tl]\n');
     return 0;
   }
+  const namesAt = argv.findIndex((a) => a === '--names' || a.startsWith('--names='));
+  const names = namesAt < 0 ? 'hf' : argv[namesAt].includes('=') ? argv[namesAt].split('=')[1] : argv[namesAt + 1];
+  if (names !== 'hf' && names !== 'tl') throw new UsageError(`hookpoints: --names must be hf or tl, got ${JSON.stringify(names)}`);
+  if (namesAt >= 0) argv = argv.filter((_, i) => i !== namesAt && (argv[namesAt].includes('=') || i !== namesAt + 1));
   const { positional, device } = simpleArgs(argv, 'hookpoints');
   if (positional.length !== 1) throw new UsageError('hookpoints: expected exactly one model (folder or hub id)');
   const dev = resolveDevice(device, () => {});
   const model = await loadModelFrom(positional[0], { device: dev });
+  if (names === 'tl') {
+    writeTlHookpoints(model as unknown as TlListing, io.stdout);
+    return 0;
+  }
   const hps = model.hookpoints();
   const w = Math.max(4, ...hps.map((h) => h.name.length));
   io.stdout.write(`${'name'.padEnd(w)}  width\n`);
@@ -190,6 +208,10 @@ async function infoCommand(argv: readonly string[], io: CliIO): Promise<number> 
     const dir = join(root, n);
     // Exactly the checks of loading: a folder listed here loads.
     try {
+      if (core.isSaeLensDir(dir)) {
+        rows.push(await saeLensInfoRow(n, dir));
+        continue;
+      }
       (await core.SparseCoder.loadFromDisk(dir)).dispose();
     } catch (e) {
       if (!(e instanceof SparsifyError)) throw e;

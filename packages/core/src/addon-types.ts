@@ -142,13 +142,20 @@ export interface Addon {
   optimStep(entries: Opts[]): Promise<void>;
   optimLerp(pairs: { param: H; z: H }[], weight: number): Promise<void>;
 
+  // ---- native/bindings/cpu/threshold_encode.cpp, threshold_step.cpp (JumpReLU / gated / BatchTopK kinds)
+  thresholdEncode(w: Record<string, unknown>, x: H, bDec?: H): Promise<{ acts: H; indices: H; counts: H }>;
+  thresholdEncodeReference(w: Record<string, unknown>, x: H, bDec?: H): Float64Array;
+  thresholdStep(w: Record<string, unknown>, grads: Record<string, unknown>, x: H, opts: object): Promise<{ mse: number; sparsity: number; loss: number }>;
+  batchTopKStep(w: Record<string, unknown>, grads: Record<string, unknown>, x: H, opts: object): Promise<{ mse: number; inner: number; loss: number; minKept: number; kept: number }>;
+
   // ---- native/bindings/cpu/train.cpp
   trainGatherRows(x: H, idx: H): Promise<H>;
   trainRowSlice(x: H, begin: number, end: number): H;
   trainTotalVariance(y: H): Promise<number>;
 
-  // ---- CUDA build only: native/bindings/cuda/device.cpp
+  // ---- CUDA build only: native/bindings/cuda/device.cpp, self_test.cpp
   cudaProbe?(): CudaProbe;
+  cudaSelfTest?(): { ok: boolean; kernel?: string; error?: string; ms: number };
 
   // ---- native/bindings/cuda/sae_state.cpp (the resident training state)
   cudaSaeCreate(params: Partial<Record<StateParamKey, H>>, opts: Opts): Promise<NativeObject>;

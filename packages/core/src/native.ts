@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 
 import type { Addon } from './addon-types.js';
 import * as errors from './errors.js';
+import { noBinaryMessage } from './platform.js';
 
 /** The addon's typed surface (addon-types.ts). */
 export type NativeAddon = Addon;
@@ -89,14 +90,7 @@ export function native(): NativeAddon {
       tried.push(`${path}: ${(e as Error).message}`);
     }
   }
-  throw new errors.NativeLoadError(
-    'Could not load the sparsify native addon. Tried:\n  ' +
-      tried.join('\n  ') +
-      '\nPossible solutions:\n' +
-      '  - in a checkout: `npm install` (builds native/build-cpu) or `npm run build:native`\n' +
-      '  - as a user: `npm install --include=optional @sparsify/core` so the platform package is installed\n' +
-      '  - set SPARSIFY_NATIVE=/path/to/sparsify.node',
-  );
+  throw new errors.NativeLoadError(noBinaryMessage(tried, repoRoot));
 }
 
 /** Path of the loaded addon (loads it if needed). */

@@ -25,6 +25,7 @@ import { initEncoderWeight, normalizeRows } from './init.js';
 import { naturalSort } from './natsort.js';
 import type { CoderWeights } from './ops/sae.js';
 import { allocating, checkCoderSize, coderParamBytes } from './size-limits.js';
+import { checkNoOtherFormat, isSaeLensDir, readSaeLensDir, saeLensToSparsify, writeSparsifyAsSaeLens, type SaeLensLoadOptions, type SaeLensSaveOptions } from './saelens/format.js';
 import { Tensor, type Device } from './tensor.js';
 
 export { CODER_PARAM_NAMES, type CoderParamName } from './coder-params.js';
@@ -118,9 +119,16 @@ export class SparseCoder implements Disposable {
     return SparseCoder.make(full, dIn, t, device);
   }
 
-  /** Loads `<dir>/cfg.json` + `<dir>/sae.safetensors` (F32/BF16/F16 files; computes in f32). */
-  static async loadFromDisk(dir: string, opts: CoderLoadOptions = {}): Promise<SparseCoder> {
+  /**
+   * Loads `<dir>/cfg.json` + `<dir>/sae.safetensors` (F32/BF16/F16 files; computes in f32), or a
+   * SAELens `topk` folder (`sae_weights.safetensors`, see saelens/format.ts).
+   */
+  static async loadFromDisk(dir: string, opts: CoderLoadOptions & SaeLensLoadOptions = {}): Promise<SparseCoder> {
     const device = checkDevice(opts.device, 'SparseCoder');
+    if (isSaeLensDir(dir)) {
+      const p = saeLensToSparsify(await readSaeLensDir(dir), opts, dir);
+      return SparseCoder.fromParams(p.cfg, p.dIn, p.tensors, device);
+    }
     const files = readCoderDir(dir, { decoder: opts.decoder ?? true });
     const t = new Map<CoderParamName, Tensor>();
     try {
@@ -135,6 +143,11 @@ export class SparseCoder implements Disposable {
       for (const src of files.tensors.values()) src.dispose();
     }
     return SparseCoder.make(files.cfg, files.dIn, t, device);
+  }
+
+  /** @internal A coder owning these f32 parameter tensors (sparsify names). */
+  static async fromParams(cfg: SparseCoderConfig, dIn: number, tensors: Map<string, Tensor>, device: Device = 'cpu'): Promise<SparseCoder> {
+    return SparseCoder.make(cfg, dIn, tensors as Map<CoderParamName, Tensor>, device);
   }
 
   /** sparsify's load_from_hub: `repo/<hookpoint>/` when a hookpoint is given, else the repo root. */
@@ -180,11 +193,18 @@ export class SparseCoder implements Disposable {
     return out;
   }
 
-  /** Writes cfg.json (byte-exact sparsify format) and sae.safetensors (F32, sparsify names). */
-  async saveToDisk(dir: string): Promise<void> {
+  /**
+   * Writes cfg.json (byte-exact sparsify format) and sae.safetensors (F32, sparsify names), or
+   * with `format: 'saelens'` a SAELens 6 folder (cfg.json + sae_weights.safetensors, TopK only).
+   */
+  async saveToDisk(dir: string, opts: { format?: 'sparsify' | 'saelens' } & SaeLensSaveOptions = {}): Promise<void> {
     this.alive();
     await this.state.syncToHost();
-    writeCoderDir(dir, this.cfg, this.dIn, new Map([...this.state.hostParams()]));
+    const params = new Map([...this.state.hostParams()]);
+    if (opts.format === 'saelens') return writeSparsifyAsSaeLens(dir, this.cfg, this.dIn, params, opts);
+    if (opts.format !== undefined && opts.format !== 'sparsify') throw new ValueError(`saveToDisk: format must be 'sparsify' or 'saelens', got ${JSON.stringify(opts.format)}`);
+    checkNoOtherFormat(dir, 'sparsify');
+    writeCoderDir(dir, this.cfg, this.dIn, params);
   }
 
   /**

@@ -258,7 +258,7 @@ export class Trainer extends EventEmitter {
       throw new ConfigError(`no hookpoint of the model matches ${JSON.stringify(cfg.hookpoints.length ? cfg.hookpoints : cfg.layers)}`);
     const all = new Map(this.model.hookpoints().map((h) => [h.name, h.width]));
     for (const h of this.hookpoints) {
-      const w = all.get(h);
+      const w = all.get(h) ?? this.model.width?.(h);
       if (w === undefined) throw new ConfigError(`hookpoint '${h}' is not a module of the model`);
       this.widths.set(h, w);
       if (cfg.sae.transcode) {

@@ -5,7 +5,8 @@
  * `sparsify train --eval_every/--eval_examples` uses.
  */
 import * as core from '@sparsify/core';
-import { FileFormatError, SparseCoder } from '@sparsify/core';
+import { FileFormatError, SparseCoder, type ThresholdCoder } from '@sparsify/core';
+import { loadLocalCoder } from './load-coder.js';
 import * as train from '@sparsify/train';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
@@ -94,12 +95,12 @@ function localCoderDirs(root: string): Map<string, string> {
   return out;
 }
 
-async function loadCoders(spec: string, patterns: readonly string[], device: core.Device): Promise<Map<string, SparseCoder>> {
+async function loadCoders(spec: string, patterns: readonly string[], device: core.Device): Promise<Map<string, SparseCoder | ThresholdCoder>> {
   const keep = (name: string) => patterns.length === 0 || patterns.some((p) => core.fnmatchToRegExp(p).test(name));
-  const out = new Map<string, SparseCoder>();
+  const out = new Map<string, SparseCoder | ThresholdCoder>();
   try {
     if (existsSync(spec) && statSync(spec).isDirectory()) {
-      for (const [name, dir] of localCoderDirs(spec)) if (keep(name)) out.set(name, await SparseCoder.loadFromDisk(dir, { device }));
+      for (const [name, dir] of localCoderDirs(spec)) if (keep(name)) out.set(name, await loadLocalCoder(dir, device));
     } else {
       for (const [name, c] of await SparseCoder.loadMany(spec, { device })) {
         if (keep(name)) out.set(name, c);

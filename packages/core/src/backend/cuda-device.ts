@@ -1,5 +1,6 @@
 /** Whether `device: 'cuda'` can work in this process, with the error that says why not. */
 import { DeviceError } from '../errors.js';
+import { requireSelfTest } from '../cuda-self-test.js';
 import { native, nativePath, type NativeAddon } from '../native.js';
 
 /** The loaded addon when it is the CUDA build and sees a device; a DeviceError naming `what` otherwise. */
@@ -19,10 +20,11 @@ export function requireCuda(what: string): NativeAddon {
     e.code = 'ERR_SPARSIFY_CUDA_UNAVAILABLE';
     throw e;
   }
+  requireSelfTest(n, what);
   return n;
 }
 
-/** True when `device: 'cuda'` would work in this process (CUDA build loaded and a device seen). */
+/** True when `device: 'cuda'` would work in this process (CUDA build loaded, a device seen, self-test passed). */
 export function cudaUsable(): boolean {
   try {
     requireCuda('cudaUsable');

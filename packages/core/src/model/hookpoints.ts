@@ -6,6 +6,7 @@
 import { ValueError } from '../errors.js';
 import { fnmatch } from '../hub.js';
 import { naturalSort } from '../natsort.js';
+import { looksLikeTlName } from './tl-names.js';
 
 export interface HookpointSelection {
   /** fnmatch patterns, e.g. ["h.*.mlp", "layers.1[02]"]. */
@@ -18,6 +19,10 @@ export interface HookpointSelection {
 
 export interface HookpointSource {
   hookpoints(): { name: string }[];
+  /** TransformerLens aliases (model/tl-names.ts); patterns shaped like TL names match these. */
+  tlHookpoints?(): { name: string }[];
+  /** Throws the reason when a TransformerLens name has no HF tensor on this model. */
+  moduleOf?(name: string): unknown;
   layerNames(): string[];
   readonly numLayers: number;
 }
@@ -30,13 +35,17 @@ export function resolveHookpoints(model: HookpointSource, sel: HookpointSelectio
     if (!Array.isArray(sel.hookpoints) || !sel.hookpoints.every((p) => typeof p === 'string'))
       throw new ValueError(`hookpoints must be a list of pattern strings, got ${JSON.stringify(sel.hookpoints)}`);
     const all = model.hookpoints().map((h) => h.name);
+    const tl = model.tlHookpoints?.().map((h) => h.name) ?? [];
+    // TransformerLens-shaped patterns also match the model's TL aliases (model/tl-names.ts).
+    const candidates = (p: string) => (looksLikeTlName(p) ? [...all, ...tl] : all);
     // Every pattern must match something: a typo, or a misplaced positional, is an error rather than ignored.
     for (const p of sel.hookpoints)
-      if (!all.some((n) => fnmatch(n, p))) {
-        const near = closestNames(p, all);
+      if (!candidates(p).some((n) => fnmatch(n, p))) {
+        if (looksLikeTlName(p) && !/[*?[]/.test(p)) model.moduleOf?.(p); // names the reason, when there is one
+        const near = closestNames(p, candidates(p));
         throw new ValueError(`hookpoint pattern ${JSON.stringify(p)} matches no module of the model${near.length ? ` (closest: ${near.join(', ')})` : ''}; see model.hookpoints()`);
       }
-    names = naturalSort(all.filter((n) => sel.hookpoints!.some((p) => fnmatch(n, p))));
+    names = naturalSort([...new Set(sel.hookpoints.flatMap((p) => candidates(p).filter((n) => fnmatch(n, p))))]);
   } else {
     const blocks = model.layerNames();
     const layers = sel.layers && sel.layers.length ? [...sel.layers] : blocks.map((_, i) => i);

@@ -16,6 +16,7 @@ import { resolveLocalOrHub } from '../hub.js';
 import { cudaProbe, native, nativePath } from '../native.js';
 import { Tensor, type DType, type Device } from '../tensor.js';
 import { parseModelConfig, type ModelFamily, type NativeSpec } from './config.js';
+import { looksLikeTlName, tlAliases, tlUnavailable, type TlAlias } from './tl-names.js';
 import { checkpointIndex, loadWeights } from './weights.js';
 
 /** Files fetched from the hub for a model (config, weights, tokenizer). */
@@ -162,14 +163,54 @@ export class LanguageModel implements Disposable {
     return this.#modules.map((m) => ({ name: m.name, width: m.width }));
   }
 
-  /** The input width of a hookpoint (0 for embeddings, whose input is token ids). */
-  inputWidth(name: string): number {
-    return this.#module(name).inWidth;
+  /**
+   * The TransformerLens hook names this model answers to (model/tl-names.ts), each an alias of an
+   * HF module's output or input, with its width; usable wherever a hookpoint name is.
+   */
+  tlHookpoints(): (TlAlias & { width: number })[] {
+    return this.#tlAliases().map((a) => {
+      const m = this.#module(a.module);
+      return { ...a, width: a.source === 'output' ? m.width : m.inWidth };
+    });
   }
 
-  /** Output width of a hookpoint. */
+  /** The input width of a hookpoint (0 for embeddings, whose input is token ids). */
+  inputWidth(name: string): number {
+    const a = this.#alias(name);
+    if (a?.source === 'input') throw new ValueError(`'${name}' is the input of '${a.module}': it has no input of its own to capture`);
+    return this.#module(a?.module ?? name).inWidth;
+  }
+
+  /** Output width of a hookpoint (of a TransformerLens name: the width of the tensor it names). */
   width(name: string): number {
-    return this.#module(name).width;
+    const a = this.#alias(name);
+    if (!a) return this.#module(name).width;
+    const m = this.#module(a.module);
+    return a.source === 'output' ? m.width : m.inWidth;
+  }
+
+  /** The HF module a hookpoint name stands for, and whether it is that module's output or input. */
+  moduleOf(name: string): { module: string; source: 'output' | 'input' } {
+    const a = this.#alias(name);
+    this.#module(a?.module ?? name);
+    return a ? { module: a.module, source: a.source } : { module: name, source: 'output' };
+  }
+
+  #tl: Map<string, TlAlias> | undefined;
+  #tlAliases(): TlAlias[] {
+    this.#tl ??= new Map(tlAliases(this.family, this.numLayers, this.spec.parallelResidual).map((a) => [a.name, a]));
+    return [...this.#tl.values()];
+  }
+
+  /** The alias behind a TransformerLens name (undefined for HF module names); refuses names with no HF tensor. */
+  #alias(name: string): TlAlias | undefined {
+    if (this.#byName.has(name) || !looksLikeTlName(name)) return undefined;
+    this.#tlAliases();
+    const a = this.#tl!.get(name);
+    if (a) return a;
+    const why = tlUnavailable(this.family, name, this.spec.parallelResidual);
+    if (why) throw new ValueError(`hookpoint ${why}`);
+    return undefined;
   }
 
   /** The decoder blocks: `h.0..` (GPT-2) or `layers.0..`; sparsify's default hookpoints. */
@@ -180,7 +221,7 @@ export class LanguageModel implements Disposable {
 
   /** The module that holds `name`'s layer index (-1 for embeddings and the final norm). */
   layerOf(name: string): number {
-    return this.#module(name).layer;
+    return this.#module(this.#alias(name)?.module ?? name).layer;
   }
 
   #module(name: string): NativeModule {
@@ -203,16 +244,29 @@ export class LanguageModel implements Disposable {
     if (!this.#cuda) this.#mapped?.check();
     if (opts.hookpoints !== undefined && !Array.isArray(opts.hookpoints))
       throw new ValueError(`forward: hookpoints must be an array of module names, got ${JSON.stringify(opts.hookpoints)}${typeof opts.hookpoints === 'string' ? ` (use [${JSON.stringify(opts.hookpoints)}])` : ''}`);
-    const hookpoints = [...(opts.hookpoints ?? [])];
-    for (const name of hookpoints) this.#module(name);
-    const wantLogits = opts.logits ?? hookpoints.length === 0;
+    const requested = [...(opts.hookpoints ?? [])];
+    // TransformerLens names become the HF module outputs / inputs they alias.
+    const target = new Map(requested.map((n) => [n, this.#alias(n) ?? { name: n, module: n, source: 'output' as const }]));
+    for (const t of target.values()) this.#module(t.module);
+    const hookpoints = [...new Set([...target.values()].filter((t) => t.source === 'output').map((t) => t.module))];
+    const wantLogits = opts.logits ?? requested.length === 0;
+    if (opts.captureInputs)
+      for (const [n, t] of target) if (t.source === 'input') throw new ValueError(`forward: captureInputs: '${n}' is itself the input of '${t.module}'`);
     // Embeddings take token/position ids: they have no activation input and are left out.
-    const inputs = opts.captureInputs ? hookpoints.filter((n) => this.#module(n).inWidth > 0) : [];
+    const inputs = [
+      ...new Set([
+        ...(opts.captureInputs ? hookpoints.filter((n) => this.#module(n).inWidth > 0) : []),
+        ...[...target.values()].filter((t) => t.source === 'input').map((t) => t.module),
+      ]),
+    ];
     const splice: [string, Tensor["handle"]][] = [];
     if (opts.splice !== undefined) {
       if (!(opts.splice instanceof Map)) throw new ValueError('forward: splice must be a Map<hookpoint, Tensor>');
       const [B, T] = tokens.shape;
-      for (const [name, t] of opts.splice) {
+      for (const [key, t] of opts.splice) {
+        const a = this.#alias(key);
+        if (a?.source === 'input') throw new ValueError(`forward: cannot splice '${key}': it is the input of '${a.module}', not a module output`);
+        const name = a?.module ?? key;
         const m = this.#module(name);
         if (!(t instanceof Tensor)) throw new ValueError(`forward: splice['${name}'] is not a Tensor`);
         if (t.dtype === 'int32') throw new DTypeError(`forward: splice['${name}'] must be a float tensor, got int32`);
@@ -251,10 +305,26 @@ export class LanguageModel implements Disposable {
     } else {
       r = await h.forward(tokens.handle, request);
     }
-    const wrap = (o: Record<string, unknown>, names: string[]) =>
-      new Map(names.filter((n) => o[n] !== undefined).map((n) => [n, new Tensor(o[n] as never)]));
-    const out: ForwardOutput = { captured: wrap(r.outputs, hookpoints), layersRun: r.layersRun };
-    if (opts.captureInputs) out.capturedInputs = wrap(r.inputs, inputs);
+    // Each requested name gets its own tensor (a clone when two names alias the same module).
+    const used = new Set<unknown>();
+    const own = (h: unknown) => {
+      const t = new Tensor(h as never);
+      if (!used.has(h)) {
+        used.add(h);
+        return t;
+      }
+      return t.clone();
+    };
+    const captured = new Map<string, Tensor>();
+    for (const [n, t] of target) {
+      const h = t.source === 'output' ? r.outputs[t.module] : r.inputs[t.module];
+      if (h !== undefined) captured.set(n, own(h));
+    }
+    const out: ForwardOutput = { captured, layersRun: r.layersRun };
+    if (opts.captureInputs) {
+      out.capturedInputs = new Map();
+      for (const [n, t] of target) if (r.inputs[t.module] !== undefined && this.#module(t.module).inWidth > 0) out.capturedInputs.set(n, own(r.inputs[t.module]));
+    }
     if (r.logits) out.logits = new Tensor(r.logits);
     return out;
   }

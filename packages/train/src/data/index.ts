@@ -11,3 +11,5 @@ export type { TokenDataset, TokenDType, TokenFileOptions } from './token_file.js
 export { resolveDataFiles } from './resolve.js';
 export { columnValues, columnsOf, formatOf } from './sources.js';
 export type { FileFormat } from './sources.js';
+export { pretokenize } from './pretokenize.js';
+export type { PretokenizeOptions, PretokenizeResult } from './pretokenize.js';

@@ -16,6 +16,7 @@ import { ConfigError, DatasetError, ShapeError, Tensor, ValueError } from '@spar
 
 import { addKeptRows, ceLossScore, CleanLogits, keepMask, klDivScore, Mean, ReconstructionStats, type ReconstructionMetrics } from './metrics.js';
 import { executionOrder, hookOfCoder } from './hook-order.js';
+import { spliceTarget } from './splice-target.js';
 
 /** The model side: a LanguageModel of @sparsify/core (structural, for tests). */
 export interface EvalModel {
@@ -26,6 +27,8 @@ export interface EvalModel {
   readonly device?: string;
   hookpoints(): { name: string; width: number }[];
   inputWidth(name: string): number;
+  /** Resolves aliases (TransformerLens names) to the HF module spliced. */
+  moduleOf?(name: string): { module: string; source: 'output' | 'input' };
   /** With layerNames: lets the spliced forwards resume above the shared prefix. */
   layerOf?(name: string): number;
   layerNames?(): string[];
@@ -156,7 +159,7 @@ function validate(model: EvalModel, coders: Map<string, EvalCoder>, dataset: Eva
   if (coders.size === 0) throw new ValueError('evaluate: no sparse coders given');
   const widths = new Map(model.hookpoints().map((h) => [h.name, h.width]));
   for (const [name, c] of coders) {
-    const hook = hookOfCoder(name);
+    const hook = spliceTarget(model, hookOfCoder(name));
     const width = widths.get(hook);
     if (width === undefined) throw new ValueError(`evaluate: coder '${name}': hookpoint '${hook}' is not a module of ${model.architecture} (see model.hookpoints())`);
     if (c.dIn !== width) throw new ShapeError(`evaluate: coder '${name}' has d_in ${c.dIn}, but module '${hook}' outputs ${width} features`);
@@ -198,7 +201,7 @@ export async function evaluate(
 
   const slots: CoderSlot[] = [...coderMap].map(([name, coder]) => ({
     name,
-    hook: hookOfCoder(name),
+    hook: spliceTarget(model, hookOfCoder(name)),
     coder,
     mean: new Float64Array(coder.dIn),
     recon: undefined as unknown as ReconstructionStats,

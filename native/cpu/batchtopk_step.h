@@ -1,0 +1,31 @@
+// Training step of BatchTopK coders (SAELens batchtopk / matryoshka_batchtopk) on CPU.
+//   x' = x - b_dec, h = x' W_enc^T + b_enc, n_m = ||W_dec[m]||, a = ReLU(h * n)
+//   keep the top floor(k * N) values of a over the whole batch (ties: lower flat index first),
+//   u = a / n on the kept set (= h there), out = u W_dec + b_dec, mse = mean_n sum_d (out - x)^2
+//   matryoshka: + sum over widths w < M of mean_n sum_d (u[:, :w] W_dec[:w] + b_dec - x)^2
+// The threshold update needs min(a) over the kept positive values, which is returned.
+// Float64 reference: packages/core/src/kinds/reference.ts. Gradients are ADDED (times loss_scale).
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "cpu/threshold_step.h"
+
+namespace sparsify {
+
+struct BatchTopKSpec {
+  double k = 0;                  // average latents per row (a float, as SAELens's)
+  std::vector<int64_t> widths;   // matryoshka prefix widths (< M); empty for plain BatchTopK
+  double loss_scale = 1.0;
+};
+
+struct BatchTopKLosses {
+  double mse = 0, inner = 0, loss = 0;
+  double min_kept = 0;   // smallest kept positive activation (0 when none is positive)
+  int64_t kept = 0;      // kept positive activations
+};
+
+BatchTopKLosses batchtopk_step(const ThresholdStepWeights& w, const BatchTopKSpec& s, int64_t N, const float* x,
+                               const ThresholdStepGrads& g);
+
+}  // namespace sparsify

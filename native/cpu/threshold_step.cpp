@@ -1,0 +1,199 @@
+// Threshold-coder training step, see threshold_step.h. Passes:
+//   1. encode (threshold_encode: the kept latents only, tile-wise GEMM), decode, residual;
+//   2. jumprelu only: the threshold gradient reaches every (row, latent) with |h - t| < eps/2,
+//      kept or not, so h and g_f = gOut W_dec^T are recomputed tile by tile (two GEMMs into a
+//      cache-sized buffer; never N x M), with per-block partial sums added in block order;
+//   3. the sparse backward of the kept latents: by-latent buckets (counting sort) for W_enc,
+//      b_enc and W_dec, per row for b_dec. Fixed block sizes: results do not depend on threads.
+#include "cpu/threshold_step.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "core/errors.h"
+#include "core/parallel.h"
+#include "cpu/gemm.h"
+#include "cpu/threshold_encode.h"
+
+namespace sparsify {
+
+ThresholdStepLosses threshold_step(const ThresholdStepWeights& w, const ThresholdStepSpec& s, int64_t N, const float* x,
+                                   const ThresholdStepGrads& g) {
+  const int64_t M = w.M, D = w.D;
+  SPX_CHECK(N >= 1, Value, "threshold_step needs at least one row");
+  SPX_CHECK(!s.jumprelu || s.bandwidth > 0, Value, "jumprelu bandwidth must be > 0, got " + std::to_string(s.bandwidth));
+  std::vector<float> xin(static_cast<size_t>(N * D));
+  for (int64_t i = 0; i < N * D; ++i) {
+    if (!std::isfinite(x[i])) fail(ErrorKind::Value, "x contains NaN or Inf (first at flat index " + std::to_string(i) + ")");
+    xin[size_t(i)] = x[i] - w.b_dec[i % D];
+  }
+  std::vector<float> theta(static_cast<size_t>(s.jumprelu ? M : 0)), norm(static_cast<size_t>(M));
+  for (int64_t m = 0; m < M; ++m) {
+    if (s.jumprelu) theta[size_t(m)] = std::exp(w.log_threshold[m]);
+    double q = 0;
+    for (int64_t d = 0; d < D; ++d) q += double(w.W_dec[m * D + d]) * w.W_dec[m * D + d];
+    norm[size_t(m)] = float(std::sqrt(q));
+  }
+  ThresholdWeights tw;
+  tw.D = D;
+  tw.M = M;
+  tw.W_enc = w.W_enc;
+  tw.gate_bias = w.b_enc;
+  tw.value_bias = w.b_enc;
+  tw.gate_threshold = s.jumprelu ? theta.data() : nullptr;
+  ThresholdCsr csr = threshold_encode(tw, N, xin.data());
+
+  // Decode and residual; gOut = 2 (out - x) / N.
+  std::vector<float> gout(static_cast<size_t>(N * D));
+  std::vector<double> row_se(static_cast<size_t>(N));
+  parallel_for(N, 16, [&](int64_t r0, int64_t r1) {
+    std::vector<float> o(static_cast<size_t>(D));
+    for (int64_t n = r0; n < r1; ++n) {
+      std::copy(w.b_dec, w.b_dec + D, o.begin());
+      for (int64_t j = csr.row_ptr[size_t(n)]; j < csr.row_ptr[size_t(n + 1)]; ++j) {
+        const float a = csr.vals[size_t(j)];
+        const float* wd = w.W_dec + int64_t(csr.idx[size_t(j)]) * D;
+        for (int64_t d = 0; d < D; ++d) o[size_t(d)] += a * wd[d];
+      }
+      double se = 0;
+      for (int64_t d = 0; d < D; ++d) {
+        const float e = o[size_t(d)] - x[n * D + d];
+        se += double(e) * e;
+        gout[size_t(n * D + d)] = float(2.0 * e / double(N));
+      }
+      row_se[size_t(n)] = se;
+    }
+  });
+  ThresholdStepLosses L;
+  for (double v : row_se) L.mse += v;
+  L.mse /= double(N);
+
+  // Gradient at each kept latent (g_h) and the sparsity term.
+  const double ls = s.loss_scale;
+  const double c = (s.jumprelu ? s.l0_coefficient : s.l1_coefficient) / double(N);
+  const int64_t nnz = csr.row_ptr[size_t(N)];
+  std::vector<float> gh(static_cast<size_t>(nnz));
+  std::vector<double> row_sparsity(static_cast<size_t>(N));
+  parallel_for(N, 16, [&](int64_t r0, int64_t r1) {
+    for (int64_t n = r0; n < r1; ++n) {
+      double sp = 0;
+      for (int64_t j = csr.row_ptr[size_t(n)]; j < csr.row_ptr[size_t(n + 1)]; ++j) {
+        const int64_t m = csr.idx[size_t(j)];
+        const float f = csr.vals[size_t(j)];
+        const float* wd = w.W_dec + m * D;
+        double gu = 0;
+        for (int64_t d = 0; d < D; ++d) gu += double(gout[size_t(n * D + d)]) * wd[d];
+        if (!s.jumprelu) {
+          sp += c * f * norm[size_t(m)];
+          gu += c * norm[size_t(m)];
+        } else if (s.tanh_l0) {
+          const double t = std::tanh(s.tanh_scale * f * norm[size_t(m)]);
+          sp += c * t;
+          gu += c * (1 - t * t) * s.tanh_scale * norm[size_t(m)];
+        } else {
+          sp += c;
+        }
+        gh[size_t(j)] = float(gu);
+      }
+      row_sparsity[size_t(n)] = sp;
+    }
+  });
+  for (double v : row_sparsity) L.sparsity += v;
+
+  // Threshold gradient (jumprelu): tile pass over every (row, latent) near the threshold.
+  if (s.jumprelu) {
+    const double eps = s.bandwidth;
+    const int64_t R = 64, T = std::min<int64_t>(M, 512);
+    const int64_t nblocks = (N + R - 1) / R;
+    std::vector<double> part(static_cast<size_t>(nblocks * M), 0.0);
+    parallel_for(nblocks, 1, [&](int64_t b0, int64_t b1) {
+      std::vector<float> H(static_cast<size_t>(R * T)), GU(static_cast<size_t>(R * T));
+      for (int64_t b = b0; b < b1; ++b) {
+        const int64_t r0 = b * R, rn = std::min(R, N - r0);
+        double* acc = part.data() + b * M;
+        for (int64_t m0 = 0; m0 < M; m0 += T) {
+          const int64_t tn = std::min(T, M - m0);
+          gemm(rn, tn, D, xin.data() + r0 * D, D, GemmB{w.W_enc + m0 * D, DType::F32, D, true}, H.data(), T, false, w.b_enc + m0);
+          gemm(rn, tn, D, gout.data() + r0 * D, D, GemmB{w.W_dec + m0 * D, DType::F32, D, true}, GU.data(), T, false, nullptr);
+          for (int64_t rr = 0; rr < rn; ++rr)
+            for (int64_t t = 0; t < tn; ++t) {
+              const int64_t m = m0 + t;
+              const double th = theta[size_t(m)], h = H[size_t(rr * T + t)];
+              const double z = (h - th) / eps;
+              if (!(z > -0.5 && z < 0.5)) continue;
+              const bool kept = h > th;
+              double gf = GU[size_t(rr * T + t)];
+              if (s.tanh_l0) {
+                const double tt = kept ? std::tanh(s.tanh_scale * h * norm[size_t(m)]) : 0.0;
+                gf += c * (1 - tt * tt) * s.tanh_scale * norm[size_t(m)];
+              } else {
+                acc[m] += -(1.0 / eps) * c;
+              }
+              acc[m] += -(th / eps) * gf;
+            }
+        }
+      }
+    });
+    for (int64_t m = 0; m < M; ++m) {
+      double t = 0;
+      for (int64_t b = 0; b < nblocks; ++b) t += part[size_t(b * M + m)];
+      g.log_threshold[m] += float(ls * t * theta[size_t(m)]);
+    }
+  }
+
+  // Sparse backward by latent: entries of each latent in row order (counting sort).
+  std::vector<int64_t> start(static_cast<size_t>(M + 1), 0);
+  for (int64_t j = 0; j < nnz; ++j) ++start[size_t(csr.idx[size_t(j)]) + 1];
+  for (int64_t m = 0; m < M; ++m) start[size_t(m + 1)] += start[size_t(m)];
+  std::vector<int64_t> fill(start.begin(), start.end() - 1), entry(static_cast<size_t>(nnz)), row_of(static_cast<size_t>(nnz));
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t j = csr.row_ptr[size_t(n)]; j < csr.row_ptr[size_t(n + 1)]; ++j) {
+      const int64_t p = fill[size_t(csr.idx[size_t(j)])]++;
+      entry[size_t(p)] = j;
+      row_of[size_t(p)] = n;
+    }
+  parallel_for(M, 8, [&](int64_t m0, int64_t m1) {
+    for (int64_t m = m0; m < m1; ++m) {
+      float* ge = g.W_enc + m * D;
+      float* gd = g.W_dec + m * D;
+      double gb = 0, gnorm = 0;
+      std::vector<double> ae(static_cast<size_t>(D), 0.0), ad(static_cast<size_t>(D), 0.0);
+      for (int64_t p = start[size_t(m)]; p < start[size_t(m + 1)]; ++p) {
+        const int64_t j = entry[size_t(p)], n = row_of[size_t(p)];
+        const double gv = gh[size_t(j)], f = csr.vals[size_t(j)];
+        gb += gv;
+        for (int64_t d = 0; d < D; ++d) {
+          ae[size_t(d)] += gv * xin[size_t(n * D + d)];
+          ad[size_t(d)] += f * gout[size_t(n * D + d)];
+        }
+        if (!s.jumprelu) gnorm += c * f;
+        else if (s.tanh_l0) {
+          const double t = std::tanh(s.tanh_scale * f * norm[size_t(m)]);
+          gnorm += c * (1 - t * t) * s.tanh_scale * f;
+        }
+      }
+      g.b_enc[m] += float(ls * gb);
+      const double nm = norm[size_t(m)];
+      for (int64_t d = 0; d < D; ++d) {
+        ge[d] += float(ls * ae[size_t(d)]);
+        gd[d] += float(ls * (ad[size_t(d)] + (nm > 0 ? gnorm * w.W_dec[m * D + d] / nm : 0.0)));
+      }
+    }
+  });
+  // b_dec: the decoder bias term minus the encoder-input path, summed over rows.
+  std::vector<double> gbd(static_cast<size_t>(D), 0.0);
+  for (int64_t n = 0; n < N; ++n) {
+    for (int64_t d = 0; d < D; ++d) gbd[size_t(d)] += gout[size_t(n * D + d)];
+    for (int64_t j = csr.row_ptr[size_t(n)]; j < csr.row_ptr[size_t(n + 1)]; ++j) {
+      const float* we = w.W_enc + int64_t(csr.idx[size_t(j)]) * D;
+      for (int64_t d = 0; d < D; ++d) gbd[size_t(d)] -= double(gh[size_t(j)]) * we[d];
+    }
+  }
+  for (int64_t d = 0; d < D; ++d) g.b_dec[d] += float(ls * gbd[size_t(d)]);
+  L.loss = L.mse + L.sparsity;
+  return L;
+}
+
+}  // namespace sparsify

@@ -1,0 +1,115 @@
+/**
+ * Typed wrappers over the threshold encoder (native/bindings/cpu/threshold_encode.cpp): ReLU,
+ * JumpReLU and gated latents, whose rows have a variable number of non-zeros.
+ */
+import { native } from '../native.js';
+import { Tensor } from '../tensor.js';
+
+/**
+ * Per-latent rule, g = x' W_enc[m]^T: latent m is kept when g + gateBias[m] > gateThreshold[m]
+ * (0 when absent) and v = g * valueScale[m] (1 when absent) + valueBias[m] > 0; its value is v.
+ */
+export interface ThresholdWeights {
+  encW: Tensor;
+  gateBias: Tensor;
+  gateThreshold?: Tensor;
+  valueScale?: Tensor;
+  valueBias: Tensor;
+}
+
+/**
+ * Latents with a variable number of non-zeros per row, padded to the widest row: slot j of row n
+ * is a kept latent when j < counts[n] (in latent order); the padding slots hold value 0 at index
+ * 0, so `decode(topActs, topIndices)` and everything that reads TopK latents accept it as is.
+ */
+export interface SparseLatents {
+  topActs: Tensor;
+  /** int32 */
+  topIndices: Tensor;
+  /** int32 [N]: non-zeros of each row. */
+  counts: Tensor;
+}
+
+function handles(w: ThresholdWeights): Record<string, unknown> {
+  return {
+    encW: w.encW.handle,
+    gateBias: w.gateBias.handle,
+    gateThreshold: w.gateThreshold?.handle,
+    valueScale: w.valueScale?.handle,
+    valueBias: w.valueBias.handle,
+  };
+}
+
+/** Fused encode (never materialises N x M); the input is x - bDec when bDec is given. */
+export async function thresholdEncode(w: ThresholdWeights, x: Tensor, bDec?: Tensor): Promise<SparseLatents> {
+  const r = await native().thresholdEncode(handles(w), x.handle, bDec?.handle);
+  return { topActs: new Tensor(r.acts), topIndices: new Tensor(r.indices), counts: new Tensor(r.counts) };
+}
+
+/** Float64 reference: the dense [N, M] activations (row-major). */
+export function thresholdEncodeReference(w: ThresholdWeights, x: Tensor, bDec?: Tensor): Float64Array {
+  return native().thresholdEncodeReference(handles(w), x.handle, bDec?.handle) as Float64Array;
+}
+
+/** Parameters (or gradient buffers) of a threshold coder in training (float32). */
+export interface ThresholdStepTensors {
+  encW: Tensor;
+  encB: Tensor;
+  /** jumprelu: log of the per-latent threshold. */
+  logThreshold?: Tensor;
+  W_dec: Tensor;
+  b_dec: Tensor;
+}
+
+export interface ThresholdStepOptions {
+  kind: 'relu' | 'jumprelu';
+  /** relu: L1 coefficient (the penalty is scaled by the decoder row norms). */
+  l1Coefficient?: number;
+  /** jumprelu: L0 coefficient. */
+  l0Coefficient?: number;
+  /** jumprelu: width of the rectangle kernel of the threshold gradient (SAELens jumprelu_bandwidth). */
+  bandwidth?: number;
+  sparsityLoss?: 'step' | 'tanh';
+  tanhScale?: number;
+  /** Gradients added are lossScale * d(loss). */
+  lossScale?: number;
+}
+
+const stepHandles = (t: ThresholdStepTensors) => ({ encW: t.encW.handle, encB: t.encB.handle, logThreshold: t.logThreshold?.handle, W_dec: t.W_dec.handle, b_dec: t.b_dec.handle });
+
+/**
+ * One training forward + backward of a ReLU + L1 or JumpReLU coder (native/cpu/threshold_step.cpp;
+ * float64 reference: kinds/reference.ts). Adds the gradients into `grads`.
+ */
+export async function thresholdStep(
+  w: ThresholdStepTensors,
+  grads: ThresholdStepTensors,
+  x: Tensor,
+  opts: ThresholdStepOptions,
+): Promise<{ mse: number; sparsity: number; loss: number }> {
+  return native().thresholdStep(stepHandles(w), stepHandles(grads), x.handle, opts);
+}
+
+export interface BatchTopKStepOptions {
+  /** Average latents per row: floor(k · rows) are kept over the whole batch. */
+  k: number;
+  /** Matryoshka prefix widths; a last width equal to num_latents is the full decode (dropped). */
+  widths?: readonly number[];
+  lossScale?: number;
+}
+
+/**
+ * One training forward + backward of a BatchTopK (or Matryoshka BatchTopK) coder
+ * (native/cpu/batchtopk_step.cpp; float64 reference: kinds/reference.ts). Adds the gradients into
+ * `grads`. `minKept` is what SAELens's threshold update reads: θ ← (1 − lr)θ + lr·minKept.
+ */
+export async function batchTopKStep(
+  w: ThresholdStepTensors,
+  grads: ThresholdStepTensors,
+  x: Tensor,
+  opts: BatchTopKStepOptions,
+): Promise<{ mse: number; inner: number; loss: number; minKept: number; kept: number }> {
+  const M = w.encB.shape[0];
+  const widths = (opts.widths ?? []).filter((v, i, a) => !(i === a.length - 1 && v === M));
+  return native().batchTopKStep(stepHandles(w), stepHandles(grads), x.handle, { k: opts.k, widths, lossScale: opts.lossScale });
+}

@@ -1,0 +1,73 @@
+// The float64 reference of the SAELens coder kinds' training step (kindStepReference) against
+// PyTorch autograd of SAELens's formulas (test/fixtures/kinds, scripts/make-kinds-fixtures.py):
+// latents, reconstruction, every loss term, every gradient (custom JumpReLU / step backward
+// included) and BatchTopK's threshold update. The kernels of these kinds are tested against it.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { kindStepReference, readSafetensorsHeader, readSafetensorsRaw, type KindSpec } from '@sparsify/core';
+
+const FIX = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'kinds');
+
+function load(name: string): { t: Map<string, Float64Array>; meta: Record<string, string>; shape: (k: string) => number[] } {
+  const path = join(FIX, `${name}.safetensors`);
+  const raw = readSafetensorsRaw(path);
+  const t = new Map<string, Float64Array>();
+  for (const [k, v] of raw.tensors) {
+    assert.equal(v.dtype, 'F64', k);
+    t.set(k, new Float64Array(v.data.buffer.slice(v.data.byteOffset, v.data.byteOffset + v.data.byteLength)));
+  }
+  const header = readSafetensorsHeader(path);
+  return { t, meta: raw.metadata ?? {}, shape: (k) => [...header.tensors.get(k)!.shape] };
+}
+
+function close(got: Float64Array | number[], want: Float64Array, what: string, tol = 1e-10): void {
+  assert.equal(got.length, want.length, `${what}: length`);
+  let scale = 1e-12;
+  for (const v of want) scale = Math.max(scale, Math.abs(v));
+  for (let i = 0; i < want.length; i++) assert.ok(Math.abs(got[i] - want[i]) <= tol * scale, `${what}[${i}]: ${got[i]} vs ${want[i]}`);
+}
+
+const SPECS: Record<string, (m: Record<string, string>) => KindSpec> = {
+  relu_l1: (m) => ({ kind: 'relu', l1Coefficient: Number(m.l1_coefficient) }),
+  jumprelu_step: (m) => ({ kind: 'jumprelu', bandwidth: Number(m.bandwidth), sparsityLoss: 'step', l0Coefficient: Number(m.l0_coefficient) }),
+  jumprelu_tanh: (m) => ({ kind: 'jumprelu', bandwidth: Number(m.bandwidth), sparsityLoss: 'tanh', l0Coefficient: Number(m.l0_coefficient), tanhScale: Number(m.tanh_scale) }),
+  batchtopk: (m) => ({ kind: 'batchtopk', k: Number(m.k), thresholdLr: Number(m.threshold_lr), threshold: Number(m.threshold_before) }),
+  matryoshka: (m) => ({ kind: 'matryoshka', k: Number(m.k), thresholdLr: Number(m.threshold_lr), threshold: Number(m.threshold_before), widths: JSON.parse(m.widths) }),
+};
+
+for (const [name, specOf] of Object.entries(SPECS)) {
+  test(`${name}: float64 reference step equals PyTorch autograd of SAELens's formulas`, () => {
+    const { t, meta, shape } = load(name);
+    const spec = specOf(meta);
+    assert.equal(spec.kind === 'matryoshka' ? 'matryoshka' : spec.kind, meta.kind);
+    const N = shape('x')[0];
+    const r = kindStepReference(
+      { encW: t.get('encoder.weight')!, encB: t.get('encoder.bias')!, W_dec: t.get('W_dec')!, b_dec: t.get('b_dec')!, logThreshold: t.get('log_threshold') },
+      t.get('x')!, N, spec,
+    );
+    close(r.latents, t.get('latents')!, 'latents');
+    let nz = 0;
+    for (const v of r.latents) nz += v > 0 ? 1 : 0;
+    assert.ok(nz > 0 && nz < r.latents.length, 'some latents fire, not all');
+    close(r.saeOut, t.get('sae_out')!, 'sae_out');
+    close([r.mse], t.get('mse')!, 'mse');
+    close([r.sparsity], t.get('sparsity')!, 'sparsity term');
+    close([r.loss], t.get('loss')!, 'loss');
+    close(r.grads.encW, t.get('grad.encoder.weight')!, 'grad encoder.weight');
+    close(r.grads.encB, t.get('grad.encoder.bias')!, 'grad encoder.bias');
+    close(r.grads.W_dec, t.get('grad.W_dec')!, 'grad W_dec');
+    close(r.grads.b_dec, t.get('grad.b_dec')!, 'grad b_dec');
+    if (spec.kind === 'jumprelu') {
+      const g = t.get('grad.log_threshold')!;
+      assert.ok(g.some((v) => v !== 0), 'the threshold gets a gradient');
+      close(r.grads.logThreshold!, g, 'grad log_threshold');
+    }
+    if (spec.kind === 'batchtopk' || spec.kind === 'matryoshka') {
+      close([r.thresholdAfter!], t.get('threshold_after')!, 'threshold after the update');
+      assert.equal(nz, Math.floor(spec.k * N), 'floor(k * N) latents over the batch');
+    }
+  });
+}
