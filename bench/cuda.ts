@@ -58,20 +58,20 @@ console.log(`device: ${probe.name} (cc ${probe.computeCapability}, driver ${prob
 
 // 1. Roofline.
 const copyBytes = 2 ** 30;
-const copyMs: number = await addon.cudaBench('copy', { bytes: copyBytes, iters: 20 });
+const copyMs: number = await addon.testing.cudaBench('copy', { bytes: copyBytes, iters: 20 });
 const bandwidth = (2 * copyBytes) / (copyMs * 1e-3) / 1e9;
 rows.push(['copy bandwidth (read+write)', `${bandwidth.toFixed(0)} GB/s`]);
 const S = quick ? 4096 : 8192;
-const gemmMs: number = await addon.cudaBench('gemm', { m: S, n: S, k: S, iters: 10 });
+const gemmMs: number = await addon.testing.cudaBench('gemm', { m: S, n: S, k: S, iters: 10 });
 const mmaRate = (2 * S ** 3) / (gemmMs * 1e-3) / 1e12;
 // The main loop the GEMM and the encoder use on this device (wgmma on sm_90 after its self-check).
-const gemmPath = addon.cudaGemmPath() as { wgmma: boolean; why: string };
+const gemmPath = addon.testing.cudaGemmPath() as { wgmma: boolean; why: string };
 rows.push([`bf16 GEMM ${S}^3 (own kernel: ${gemmPath.why})`, `${mmaRate.toFixed(0)} TFLOP/s (${gemmMs.toFixed(2)} ms)`]);
 results.roofline = { copyGBs: bandwidth, gemmTflops: mmaRate, gemmSize: S, gemmPath };
 
 // 2. Fused encoder.
 const enc = quick ? { n: 4096, d: 2048, m: 32768, k: 32 } : { n: 16384, d: 4096, m: 131072, k: 32 };
-const encMs: number = await addon.cudaBench('encode', { ...enc, iters: 3 });
+const encMs: number = await addon.testing.cudaBench('encode', { ...enc, iters: 3 });
 const encFlops = (2 * enc.n * enc.d * enc.m) / (encMs * 1e-3) / 1e12;
 rows.push([`fused TopK encode N=${enc.n} D=${enc.d} M=${enc.m} k=${enc.k}`,
   `${encMs.toFixed(1)} ms, ${encFlops.toFixed(0)} TFLOP/s = ${((100 * encFlops) / mmaRate).toFixed(0)}% of the GEMM ceiling`]);
@@ -98,23 +98,23 @@ const N = quick ? 1024 : 4096, D = 768, M = 24576, k = 32;
 const rnd = (n: number, s: number) => Float32Array.from({ length: n }, () => (Math.random() - 0.5) * s);
 const x = Tensor.from(rnd(N * D, 2), [N, D]);
 let W = Tensor.from(rnd(M * D, 2 / Math.sqrt(D)), [M, D]);
-let Wd = new Tensor(await addon.cudaNormalizeRows(W.handle));
+let Wd = new Tensor(await addon.testing.cudaNormalizeRows(W.handle));
 const b = Tensor.from(new Float32Array(M), [M]), bDec = Tensor.from(new Float32Array(D), [D]);
 let m1 = Tensor.zeros([M, D]), v1 = Tensor.zeros([M, D]), m2 = Tensor.zeros([M, D]), v2 = Tensor.zeros([M, D]);
 const step = async (t: number) => {
-  const e = await addon.cudaTopkEncode(x.handle, W.handle, b.handle, { k, bDec: bDec.handle });
-  const y = new Tensor(await addon.cudaDecode(e.acts, e.indices, Wd.handle, bDec.handle));
+  const e = await addon.testing.cudaTopkEncode(x.handle, W.handle, b.handle, { k, bDec: bDec.handle });
+  const y = new Tensor(await addon.testing.cudaDecode(e.acts, e.indices, Wd.handle, bDec.handle));
   const yv = y.toFloat32Array(), xv = x.toFloat32Array(), g = new Float32Array(yv.length);
   for (let i = 0; i < g.length; i++) g[i] = (2 * (yv[i] - xv[i])) / g.length;  // d(mse)/dy
   const G = Tensor.from(g, [N, D]);
-  const dg = await addon.cudaDecodeBackward(G.handle, e.acts, e.indices, Wd.handle);
-  const eg = await addon.cudaEncoderBackward(dg.gradActs, e.indices, x.handle, W.handle);
-  const pg = new Tensor(await addon.cudaProjectGrad(dg.gradWDec, Wd.handle));
-  const a = await addon.cudaAdamStep(W.handle, eg.gradWEnc, m1.handle, v1.handle, { lr: 1e-4, step: t });
+  const dg = await addon.testing.cudaDecodeBackward(G.handle, e.acts, e.indices, Wd.handle);
+  const eg = await addon.testing.cudaEncoderBackward(dg.gradActs, e.indices, x.handle, W.handle);
+  const pg = new Tensor(await addon.testing.cudaProjectGrad(dg.gradWDec, Wd.handle));
+  const a = await addon.testing.cudaAdamStep(W.handle, eg.gradWEnc, m1.handle, v1.handle, { lr: 1e-4, step: t });
   [W, m1, v1] = [new Tensor(a.param), new Tensor(a.m), new Tensor(a.v)];
-  const ad = await addon.cudaAdamStep(Wd.handle, pg.handle, m2.handle, v2.handle, { lr: 1e-4, step: t });
+  const ad = await addon.testing.cudaAdamStep(Wd.handle, pg.handle, m2.handle, v2.handle, { lr: 1e-4, step: t });
   [m2, v2] = [new Tensor(ad.m), new Tensor(ad.v)];
-  Wd = new Tensor(await addon.cudaNormalizeRows(ad.param));
+  Wd = new Tensor(await addon.testing.cudaNormalizeRows(ad.param));
 };
 await step(1);
 const t0 = performance.now();
@@ -139,7 +139,7 @@ results.trainStep = { N, D, M, k, ms: stepMs, tokensPerSecond: (N * 1000) / step
   const xs = Tensor.from(rnd(n * d, 2), [n, d], { device: 'cuda' });
   const dead = Tensor.from(new Int32Array(m).map((_, i) => (i % 10 === 0 ? 1 : 0)), [m]);
   const once = async (t: number) => {
-    await addon.cudaSaeForwardBackward(sae, xs.handle, { deadMask: dead.handle });
+    await addon.cudaSaeForwardBackward(sae, xs.handle, { deadMask: dead.handle, auxkAlpha: 1 / 32 });
     await addon.cudaSaeApply(sae, { optimizer: 'adam', lr: 1e-4, step: t });
   };
   await once(1);

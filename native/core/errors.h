@@ -16,18 +16,24 @@ struct NativeError : std::runtime_error {
       : std::runtime_error(msg), kind(k), code(std::move(c)) {}
 };
 
-inline const char* error_code(ErrorKind k) {
-  switch (k) {
-    case ErrorKind::Shape: return "ERR_SPARSIFY_SHAPE";
-    case ErrorKind::DType: return "ERR_SPARSIFY_DTYPE";
-    case ErrorKind::Value: return "ERR_SPARSIFY_VALUE";
-    case ErrorKind::File: return "ERR_SPARSIFY_FILE";
-    case ErrorKind::Device: return "ERR_SPARSIFY_DEVICE";
-    case ErrorKind::Disposed: return "ERR_SPARSIFY_DISPOSED";
-    case ErrorKind::Internal: return "ERR_SPARSIFY_INTERNAL";
-  }
-  return "ERR_SPARSIFY_INTERNAL";
-}
+// The native side's one table of error kinds, in ErrorKind order: the JS class each kind is
+// raised as (registered by @sparsify/core with setErrorClasses) and its code, which is the
+// class's own `code` (packages/core/src/errors.ts; test/core/errors.test.ts checks they agree).
+// The code is set here only for an addon used without registered classes.
+struct ErrorKindInfo {
+  const char* js_class;
+  const char* code;
+};
+inline constexpr ErrorKindInfo kErrorKinds[] = {
+    {"ShapeError", "ERR_SPARSIFY_SHAPE"},       {"DTypeError", "ERR_SPARSIFY_DTYPE"},
+    {"ValueError", "ERR_SPARSIFY_VALUE"},       {"FileFormatError", "ERR_SPARSIFY_FILE"},
+    {"DeviceError", "ERR_SPARSIFY_DEVICE"},     {"DisposedError", "ERR_SPARSIFY_DISPOSED"},
+    {"InternalError", "ERR_SPARSIFY_INTERNAL"},
+};
+inline constexpr int kNumErrorKinds = int(sizeof(kErrorKinds) / sizeof(kErrorKinds[0]));
+static_assert(kNumErrorKinds == int(ErrorKind::Internal) + 1, "kErrorKinds must list every ErrorKind in order");
+
+inline const char* error_code(ErrorKind k) { return kErrorKinds[int(k)].code; }
 
 [[noreturn]] inline void fail(ErrorKind k, const std::string& msg) { throw NativeError(k, msg); }
 

@@ -10,7 +10,7 @@ namespace sparsify {
 // ---------------------------------------------------------------- per-env state
 struct EnvData {
   Napi::FunctionReference tensor_ctor;
-  Napi::FunctionReference error_classes[7];
+  Napi::FunctionReference error_classes[kNumErrorKinds];
 };
 
 static EnvData& env_data(Napi::Env env) {
@@ -27,12 +27,13 @@ Napi::Error make_error(Napi::Env env, ErrorKind kind, const std::string& msg, co
   Napi::FunctionReference& ctor = d.error_classes[int(kind)];
   Napi::Object err;
   if (!ctor.IsEmpty()) {
-    err = ctor.New({Napi::String::New(env, msg)});
+    err = ctor.New({Napi::String::New(env, msg)});  // the class sets its own code
+    if (!code.empty()) err.Set("code", Napi::String::New(env, code));
   } else {
     bool type_like = kind == ErrorKind::Shape || kind == ErrorKind::DType;
     err = type_like ? Napi::TypeError::New(env, msg).Value() : Napi::Error::New(env, msg).Value();
+    err.Set("code", Napi::String::New(env, code.empty() ? error_code(kind) : code));
   }
-  err.Set("code", Napi::String::New(env, code.empty() ? error_code(kind) : code));
   return Napi::Error(env, err);
 }
 
@@ -54,11 +55,9 @@ Napi::Value guarded(const Napi::CallbackInfo& info, Napi::Value (*fn)(const Napi
 
 static Napi::Value set_error_classes(const Napi::CallbackInfo& info) {
   Napi::Object o = arg_object(info, 0, "classes");
-  static const char* names[7] = {"ShapeError", "DTypeError", "ValueError", "FileFormatError",
-                                 "DeviceError", "DisposedError", "InternalError"};
   EnvData& d = env_data(info.Env());
-  for (int i = 0; i < 7; ++i) {
-    Napi::Value v = o.Get(names[i]);
+  for (int i = 0; i < kNumErrorKinds; ++i) {
+    Napi::Value v = o.Get(kErrorKinds[i].js_class);
     if (v.IsFunction()) d.error_classes[i] = Napi::Persistent(v.As<Napi::Function>());
   }
   return info.Env().Undefined();
@@ -207,8 +206,8 @@ Napi::Value TensorHandle::Reshape(const Napi::CallbackInfo& info) {
 // ---------------------------------------------------------------- argument readers
 static std::string arg_name(const char* name) { return std::string("argument '") + name + "'"; }
 
-// True while a function exported under a `cuda*` name runs: only those accept device tensors,
-// every other (CPU) function reads its tensors' memory on the host.
+// True while a function exported with Accepts::AnyDeviceTensors runs: only those accept device
+// tensors, every other (CPU) function reads its tensors' memory on the host.
 static thread_local bool t_device_tensors_ok = false;
 
 namespace {
@@ -397,12 +396,11 @@ static std::vector<std::pair<const char*, InitFn>>& registry() {
 
 Registrar::Registrar(const char* name, InitFn fn) { registry().emplace_back(name, fn); }
 
-void export_fn(Napi::Env env, Napi::Object exports, const char* name, Napi::Value (*fn)(const Napi::CallbackInfo&)) {
-  // The CUDA backend's functions (cuda*) take host or device tensors; the rest host tensors only.
-  const bool device_ok = std::strncmp(name, "cuda", 4) == 0;
+void export_fn(Napi::Env env, Napi::Object exports, const char* name, Napi::Value (*fn)(const Napi::CallbackInfo&),
+               Accepts accepts, Audience audience) {
   auto host_only = [](const Napi::CallbackInfo& info) -> Napi::Value {
     auto f = reinterpret_cast<Napi::Value (*)(const Napi::CallbackInfo&)>(info.Data());
-    // Clear the flag rather than leave it: a cuda* function that reads an options object can run
+    // Clear the flag rather than leave it: a device function that reads an options object can run
     // JS (a getter) that calls a CPU function on the same thread; the outer call's flag would let
     // that CPU function accept, and then read, a device pointer.
     DeviceTensorsAllowed deny(false);
@@ -413,13 +411,32 @@ void export_fn(Napi::Env env, Napi::Object exports, const char* name, Napi::Valu
     DeviceTensorsAllowed allow;
     return guarded(info, f);
   };
-  if (device_ok) exports.Set(name, Napi::Function::New(env, any_device, name, reinterpret_cast<void*>(fn)));
-  else exports.Set(name, Napi::Function::New(env, host_only, name, reinterpret_cast<void*>(fn)));
+  Napi::Object target = exports;
+  if (audience == Audience::Tests) {
+    if (!exports.Has("testing")) exports.Set("testing", Napi::Object::New(env));
+    target = exports.Get("testing").As<Napi::Object>();
+  }
+  void* data = reinterpret_cast<void*>(fn);
+  if (accepts == Accepts::AnyDeviceTensors) target.Set(name, Napi::Function::New(env, any_device, name, data));
+  else target.Set(name, Napi::Function::New(env, host_only, name, data));
+}
+
+// [{jsClass, code}] in ErrorKind order (tests check it against the JS classes).
+static Napi::Value error_kinds(const Napi::CallbackInfo& info) {
+  Napi::Array out = Napi::Array::New(info.Env(), kNumErrorKinds);
+  for (int i = 0; i < kNumErrorKinds; ++i) {
+    Napi::Object e = Napi::Object::New(info.Env());
+    e.Set("jsClass", kErrorKinds[i].js_class);
+    e.Set("code", kErrorKinds[i].code);
+    out.Set(uint32_t(i), e);
+  }
+  return out;
 }
 
 void init_all(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeTensor", TensorHandle::Init(env));
   export_fn(env, exports, "setErrorClasses", set_error_classes);
+  export_fn(env, exports, "errorKinds", error_kinds, Accepts::HostTensors, Audience::Tests);
   for (auto& [name, fn] : registry()) fn(env, exports);
 }
 

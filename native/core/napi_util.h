@@ -16,7 +16,7 @@ namespace sparsify {
 
 // ---- errors ----
 // Creates an instance of the JS error class registered for `kind` (see setErrorClasses).
-// `code` overrides the kind's default code (error_code(kind)) when not empty.
+// `code` overrides the kind's code (the registered class's, else error_code(kind)) when not empty.
 Napi::Error make_error(Napi::Env env, ErrorKind kind, const std::string& msg, const std::string& code = "");
 inline Napi::Error make_error(Napi::Env env, const NativeError& e) { return make_error(env, e.kind, e.what(), e.code); }
 [[noreturn]] void throw_js(Napi::Env env, ErrorKind kind, const std::string& msg);
@@ -55,11 +55,11 @@ Tensor arg_tensor(const Napi::CallbackInfo& info, size_t i, const char* name);
 // undefined/null -> an undefined Tensor
 Tensor arg_optional_tensor(const Napi::CallbackInfo& info, size_t i, const char* name);
 // Tensors on the device ('cuda') are a DeviceError here, unless the running function was exported
-// under a `cuda*` name (see export_fn) or read with the *_any_device variants.
+// with Accepts::AnyDeviceTensors (see export_fn) or read with the *_any_device variants.
 Tensor value_to_tensor(Napi::Value v, const char* name);
 Tensor value_to_tensor_any_device(Napi::Value v, const char* name);
 // For native entry points that are not export_fn functions (class methods): while one lives,
-// tensor readers reject device tensors even inside a cuda* call (e.g. from an options getter).
+// tensor readers reject device tensors even inside a device call (e.g. from an options getter).
 class HostTensorsOnly {
  public:
   HostTensorsOnly();
@@ -98,7 +98,14 @@ struct Registrar {
 void init_all(Napi::Env env, Napi::Object exports);
 #define SPX_REGISTER(id, fn) static ::sparsify::Registrar spx_registrar_##id(#id, fn)
 
-// Adds exports[name] = a guarded function. Functions named `cuda*` accept device tensors.
-void export_fn(Napi::Env env, Napi::Object exports, const char* name, Napi::Value (*fn)(const Napi::CallbackInfo&));
+// What an exported function accepts: tensors in host memory only, or on any device.
+enum class Accepts { HostTensors, AnyDeviceTensors };
+// Who an exported function is for: the packages, or the tests and benchmarks only (those go
+// into the `testing` object of the exports, so the product surface stays what the packages use).
+enum class Audience { Product, Tests };
+
+// Adds exports[name] (or exports.testing[name]) = a guarded function with its device acceptance.
+void export_fn(Napi::Env env, Napi::Object exports, const char* name, Napi::Value (*fn)(const Napi::CallbackInfo&),
+               Accepts accepts = Accepts::HostTensors, Audience audience = Audience::Product);
 
 }  // namespace sparsify

@@ -52,8 +52,16 @@ struct EncodeOut {
   float* pre = nullptr;         // [N,M] post-ReLU pre-activations, only when asked
 };
 
-// xin: the encoder input [N,D] (x - b_dec for SAEs, x for transcoders).
+// The encoder input [N,D]: x - b_dec for SAEs (written into buf), x itself for transcoders.
+const float* sae_encoder_input(const SaeWeights& w, const SaeSpec& s, int64_t N, const float* x, std::vector<float>& buf);
+
+// xin: the encoder input [N,D] (sae_encoder_input).
 void sae_encode(const SaeWeights& w, const SaeSpec& s, int64_t N, const float* xin, const EncodeOut& out);
+
+// The trainer's first-batch init: b_dec = mean_0(y ?? x); transcoders also
+// b_enc = -(mean_0(x) W_enc^T). Means in float64. x is [Nx,D]; y [Ny,D] or null.
+void sae_init_biases(const SaeWeights& w, bool transcode, int64_t Nx, const float* x, int64_t Ny, const float* y, float* b_enc,
+                     float* b_dec);
 
 // out[n] = sum_j acts[n,j] W_dec[idx[n,j]] (+ b_dec when b_dec != null). Validates indices.
 void sae_decode(int64_t N, int64_t k, int64_t D, int64_t M, const float* acts, const int32_t* idx, const float* W_dec,

@@ -283,15 +283,7 @@ SaeLosses sae_forward_backward(const SaeWeights& w, const SaeSpec& s, const SaeS
 
   // Encoder input.
   std::vector<float> xin_buf;
-  const float* xin = x;
-  if (!s.transcode) {
-    xin_buf.resize(size_t(N * D));
-    parallel_for(N, 64, [&](int64_t r0, int64_t r1) {
-      for (int64_t n = r0; n < r1; ++n)
-        for (int64_t d = 0; d < D; ++d) xin_buf[size_t(n * D + d)] = x[n * D + d] - w.b_dec[d];
-    });
-    xin = xin_buf.data();
-  }
+  const float* xin = sae_encoder_input(w, s, N, x, xin_buf);
 
   // AuxK setup (k_aux = d_out // 2, scale = min(num_dead / k_aux, 1), k_aux = min(k_aux, num_dead)).
   int64_t num_dead = 0;

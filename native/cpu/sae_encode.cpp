@@ -17,6 +17,7 @@
 #include "core/errors.h"
 #include "core/parallel.h"
 #include "cpu/gemm.h"
+#include "core/coder_spec.h"
 #include "cpu/isa.h"
 #include "cpu/sae.h"
 
@@ -154,18 +155,25 @@ ScanFn scan_for(Isa isa) {
 
 }  // namespace
 
+const float* sae_encoder_input(const SaeWeights& w, const SaeSpec& s, int64_t N, const float* x, std::vector<float>& buf) {
+  if (s.transcode) return x;
+  const int64_t D = w.D;
+  buf.resize(size_t(N * D));
+  parallel_for(N, 64, [&](int64_t r0, int64_t r1) {
+    for (int64_t n = r0; n < r1; ++n)
+      for (int64_t d = 0; d < D; ++d) buf[size_t(n * D + d)] = x[n * D + d] - w.b_dec[d];
+  });
+  return buf.data();
+}
+
 void sae_encode(const SaeWeights& w, const SaeSpec& s, int64_t N, const float* xin, const EncodeOut& out) {
   const int64_t M = w.M, D = w.D, k = s.k;
   if (N == 0) return;
-  SPX_CHECK(k >= 1 && k <= M, Value, "k must be in [1, num_latents=" + std::to_string(M) + "], got " + std::to_string(k));
-  if (s.groupmax)
-    SPX_CHECK(M % k == 0, Value,
-              "groupmax needs num_latents (" + std::to_string(M) + ") divisible by k (" + std::to_string(k) + ")");
+  check_coder_spec(M, k, s.groupmax, out.k4 > 0);
   const int64_t G = s.groupmax ? M / k : 0;
   const bool heap_main = !s.groupmax && out.k4 == 0;  // with k4 the main top-k is the head of the 4k selection
   const int64_t k4 = out.k4;
   const int64_t ka = out.dead ? out.k_aux : 0;
-  SPX_CHECK(k4 <= M, Value, "multi_topk needs 4k (" + std::to_string(k4) + ") <= num_latents (" + std::to_string(M) + ")");
 
   const ScanFn scan = scan_for(active_isa());
 

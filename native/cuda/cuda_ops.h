@@ -117,18 +117,23 @@ struct SaeCall {
   int64_t k = 0;
   bool groupmax = false;
   bool normalize_decoder = true;  // renormalise W_dec rows first (SAE only; backward calls only)
-  double auxk_alpha = 1.0 / 32, loss_scale = 1;
+  double auxk_alpha = 0, loss_scale = 1;
   bool auxk_includes_b_dec = false;
   double total_variance = -1;  // > 0: normaliser of FVU / AuxK instead of this batch's (PR #138)
   bool backward = true;        // false: forward only (sparsify's SparseCoder.forward, no gradients)
   bool outputs = false;        // also return sae_out [N,D] and the latent acts [N,k]
   bool multi_topk = false;     // Multi-TopK: also the 4k selection, its FVU and (loss/8) its W_dec/b_dec gradient
+  bool track_fired = false;    // record the selected latents in the state (sae_take_fired)
+  // Micro-batches: when defined (and total_variance <= 0), the normaliser is this whole batch's
+  // variance times variance_fraction (rows / batch rows), computed on the device.
+  Tensor variance_of;
+  double variance_fraction = 1;
 };
 struct SaeStepResult {
   double fvu = 0, auxk_loss = 0, total_variance = 0, multi_topk_fvu = 0;
   int64_t num_dead = 0;
   // With multi_topk these are the 4k selection's (as the CPU saeStep returns and marks): [N, 4k].
-  Tensor indices;  // [N, k] int32 (for the dead-latent counters)
+  Tensor indices;  // [N, k] int32, only with outputs or did_fire (otherwise they stay on the device)
   Tensor acts, sae_out;  // with outputs: [N, k] f32, [N, D] f32
   int64_t k_aux = 0;
 };
@@ -137,6 +142,8 @@ struct SaeStepResult {
 // [M]; entries of the selected latents are set to 1.
 SaeStepResult sae_forward_backward(ResidentSae& sae, const Tensor& x, const Tensor& y, const Tensor& dead_mask,
                                    const SaeCall& call, const Tensor& did_fire);
+// The latents selected by track_fired steps since the last call (host int32 [M], 0/1); clears them.
+Tensor sae_take_fired(ResidentSae& sae);
 // Inference with the resident parameters: TopK/GroupMax codes of x (host outputs), decode of codes.
 struct SaeCodes {
   Tensor acts, indices;  // [N, k] f32, int32

@@ -26,6 +26,7 @@
 // Also: forward-only calls (SparseCoder.forward), encode/decode with the resident parameters,
 // optimizer state in/out (checkpoints) and the schedule-free eval/train lerp.
 // NOTE: never run on a GPU (written and compiled without one); tests: test/cuda/coder.test.ts.
+#include <cstring>
 #include <cmath>
 #include <vector>
 
@@ -176,6 +177,9 @@ struct ResidentSae {
   DevArray w_enc, b_enc, w_dec, b_dec, w_skip;            // parameters (signum: these hold y); w_skip: cfg.skip
   DevArray g_w_enc, g_b_enc, g_w_dec, g_b_dec, g_w_skip;  // gradient accumulators
   DevArray m[kSaeMaxParams], v[kSaeMaxParams], z[kSaeMaxParams];  // Adam moments (muon: m = 2-D momentum) / schedule-free z, on first use
+  // int32 [M + 1]: 1 for the latents selected by tracked steps since the last sae_take_fired
+  // (the dead-latent bookkeeping stays here); entry M flags an out-of-range index (a kernel bug).
+  DevArray fired;
   int num_params() const { return cfg.skip ? 5 : 4; }
   DevArray& param(int i) { return i == 0 ? w_enc : i == 1 ? b_enc : i == 2 ? w_dec : i == 3 ? b_dec : w_skip; }
   DevArray& grad(int i) { return i == 0 ? g_w_enc : i == 1 ? g_b_enc : i == 2 ? g_w_dec : i == 3 ? g_b_dec : g_w_skip; }
@@ -211,6 +215,9 @@ std::shared_ptr<ResidentSae> make_resident_sae(const Tensor& w_enc, const Tensor
     }
     ses.sync();  // `f` dies at the end of this iteration
   }
+  r->fired.alloc(r->M + 1);
+  CUDA_CHECK(cudaMemsetAsync(r->fired.p, 0, size_t(r->M + 1) * 4, s));
+  ses.sync();
   return r;
 }
 
@@ -251,6 +258,16 @@ EncoderInputs encoder_inputs(ResidentSae& sae, const Tensor& x, int64_t N, cudaS
 }
 
 __global__ void set_scalar_kernel(float* out, float v) { *out = v; }
+__global__ void scale_scalar_kernel(float* p, float f) { *p *= f; }
+
+// fired[idx[i]] = 1 (CPU twin: saeStep's didFire in native/cpu/sae_backward.cpp); an index
+// outside [0, M) sets the flag fired[M] instead of writing out of bounds.
+__global__ void mark_fired_kernel(const int* __restrict__ idx, int64_t n, int64_t M, int* __restrict__ fired) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const int m = idx[i];
+    fired[m >= 0 && m < M ? m : M] = 1;
+  }
+}
 
 // (vo, io)[n, j] = (v, i)[n, j] for j < kout: the first kout columns of [N, kin] selections.
 __global__ void head_cols_kernel(const float* __restrict__ v, const int* __restrict__ i, int64_t N, int64_t kin,
@@ -260,6 +277,20 @@ __global__ void head_cols_kernel(const float* __restrict__ v, const int* __restr
     vo[t] = v[n * kin + j];
     io[t] = i[n * kin + j];
   }
+}
+
+// *out = Σ (y − mean_n y)² of y [N, D] (host or device, any float dtype), on stream s.
+void total_variance_on_device(const Tensor& y, float* out, cudaStream_t s) {
+  const int64_t N = y.dim(0), D = y.dim(1), ND = N * D;
+  DeviceTensor dy = upload(y, s);
+  DeviceBuffer yf(size_t(std::max<int64_t>(ND, 1)) * 4, s), mean(size_t(std::max<int64_t>(D, 1)) * 4, s);
+  DeviceBuffer partial(RED_BLOCKS * 4, s);
+  SPX_LAUNCH(grid_for(ND), 256, 0, s, rows_minus_kernel)(dy.data(), y.dtype, nullptr, N, D, yf.as<float>());
+  CUDA_CHECK_LAUNCH();
+  column_sum(yf.as<float>(), N, D, N ? 1.f / float(N) : 0.f, mean.as<float>(), false, s);
+  sum_squares(yf.as<float>(), mean.as<float>(), ND, D, partial.as<float>(), out, s);
+  // A host y's staging copy must outlive the async upload: wait for this stream's work on it.
+  if (y.device() == Device::CPU) CUDA_CHECK(cudaStreamSynchronize(s));
 }
 
 // did_fire[idx] = 1 for the selected latents (host; indices are checked: a kernel bug must not
@@ -360,6 +391,10 @@ SaeStepResult sae_forward_backward(ResidentSae& sae, const Tensor& x, const Tens
   if (call.total_variance > 0) {
     SPX_LAUNCH(1, 1, 0, s, set_scalar_kernel)(sc + 0, float(call.total_variance));
     CUDA_CHECK_LAUNCH();
+  } else if (call.variance_of.defined()) {
+    total_variance_on_device(call.variance_of, sc + 0, s);
+    SPX_LAUNCH(1, 1, 0, s, scale_scalar_kernel)(sc + 0, float(call.variance_fraction));
+    CUDA_CHECK_LAUNCH();
   } else {
     column_sum(yf, N, D, N ? 1.f / float(N) : 0.f, mean.as<float>(), false, s);
     sum_squares(yf, mean.as<float>(), ND, D, partial.as<float>(), sc + 0, s);
@@ -437,7 +472,12 @@ SaeStepResult sae_forward_backward(ResidentSae& sae, const Tensor& x, const Tens
   // With Multi-TopK the CPU saeStep returns (and marks as fired) the 4k selection and its decode.
   const DeviceEncodeOut& ret = k4 ? enc4 : enc;
   const int64_t kr = k4 ? k4 : k;
-  res.indices = download(ret.idx.get(), {N, kr}, DType::I32, s);
+  if (call.track_fired) {
+    SPX_LAUNCH(grid_for(N * kr), 256, 0, s, mark_fired_kernel)(static_cast<const int*>(ret.idx.get()), N * kr, M, reinterpret_cast<int*>(sae.fired.p));
+    CUDA_CHECK_LAUNCH();
+  }
+  // The indices leave the device only when the caller reads them.
+  if (call.outputs || did_fire.defined()) res.indices = download(ret.idx.get(), {N, kr}, DType::I32, s);
   if (call.outputs) {
     res.acts = download(ret.vals.get(), {N, kr}, DType::F32, s);
     res.sae_out = download(k4 ? out4.get() : out.get(), {N, D}, DType::F32, s);
@@ -449,8 +489,20 @@ SaeStepResult sae_forward_backward(ResidentSae& sae, const Tensor& x, const Tens
   res.fvu = double(host_sc[1]) / double(host_sc[0]);
   res.auxk_loss = enc.k_aux > 0 ? scale * double(host_sc[2]) / double(host_sc[0]) : 0.0;
   res.multi_topk_fvu = k4 ? double(host_sc[3]) / double(host_sc[0]) : 0.0;
-  mark_fired(res.indices, did_fire);
+  if (did_fire.defined()) mark_fired(res.indices, did_fire);
   return res;
+}
+
+Tensor sae_take_fired(ResidentSae& sae) {
+  Session ses;
+  cudaStream_t s = ses.stream();
+  Tensor all = download(sae.fired.p, {sae.M + 1}, DType::I32, s);
+  CUDA_CHECK(cudaMemsetAsync(sae.fired.p, 0, size_t(sae.M + 1) * 4, s));
+  ses.sync();
+  if (all.data<int32_t>()[sae.M]) throw NativeError(ErrorKind::Internal, "CUDA encoder selected a latent index outside [0, num_latents)");
+  Tensor out = Tensor::empty({sae.M}, DType::I32);
+  std::memcpy(out.raw(), all.raw(), size_t(sae.M) * 4);
+  return out;
 }
 
 SaeCodes sae_encode(ResidentSae& sae, const Tensor& x, int64_t k, bool groupmax) {
@@ -613,16 +665,10 @@ void sae_lerp_z(ResidentSae& sae, double weight) {
 const SaeConfig& sae_config(const ResidentSae& sae) { return sae.cfg; }
 
 double total_variance(const Tensor& y) {
-  const int64_t N = y.dim(0), D = y.dim(1), ND = N * D;
   Session ses;
   cudaStream_t s = ses.stream();
-  DeviceTensor dy = upload(y, s);
-  DeviceBuffer yf(size_t(std::max<int64_t>(ND, 1)) * 4, s), mean(size_t(std::max<int64_t>(D, 1)) * 4, s);
-  DeviceBuffer partial(RED_BLOCKS * 4, s), out(4, s);
-  SPX_LAUNCH(grid_for(ND), 256, 0, s, rows_minus_kernel)(dy.data(), y.dtype, nullptr, N, D, yf.as<float>());
-  CUDA_CHECK_LAUNCH();
-  column_sum(yf.as<float>(), N, D, N ? 1.f / float(N) : 0.f, mean.as<float>(), false, s);
-  sum_squares(yf.as<float>(), mean.as<float>(), ND, D, partial.as<float>(), out.as<float>(), s);
+  DeviceBuffer out(4, s);
+  total_variance_on_device(y, out.as<float>(), s);
   float h = 0;
   CUDA_CHECK(cudaMemcpyAsync(&h, out.get(), 4, cudaMemcpyDeviceToHost, s));
   ses.sync();

@@ -89,8 +89,8 @@ test('GPU: CPU kernels reject cuda tensors by argument name; cuda ops take them 
   const dev = await host.to('cuda');
   await assert.rejects(matmul(dev, host, { bTrans: true }), (e: unknown) => e instanceof DeviceError && /cuda tensor/.test((e as Error).message));
   await assert.rejects(dev.to('bfloat16'), DeviceError);
-  const fromHost = native().cudaMatmul(host.handle, host.handle, { bTrans: true });
-  const fromDev = native().cudaMatmul(dev.handle, dev.handle, { bTrans: true });
+  const fromHost = native().testing.cudaMatmul(host.handle, host.handle, { bTrans: true });
+  const fromDev = native().testing.cudaMatmul(dev.handle, dev.handle, { bTrans: true });
   const [a, b] = await Promise.all([fromHost, fromDev]);
   assert.deepEqual(new Tensor(b).toFloat32Array(), new Tensor(a).toFloat32Array());
 });
@@ -117,7 +117,7 @@ test('GPU: a CPU function called from inside a cuda* call still rejects cuda ten
   const opts = {
     get bTrans() {
       try {
-        native().modelActivation(dev.handle, 'relu');
+        native().testing.modelActivation(dev.handle, 'relu');
         inner = 'accepted a cuda tensor';
       } catch (e) {
         inner = e;
@@ -125,7 +125,7 @@ test('GPU: a CPU function called from inside a cuda* call still rejects cuda ten
       return true;
     },
   };
-  await native().cudaMatmul(host.handle, host.handle, opts);
+  await native().testing.cudaMatmul(host.handle, host.handle, opts);
   assert.ok(inner instanceof DeviceError, String(inner));
   assert.match((inner as Error).message, /cuda tensor/);
 });
@@ -136,10 +136,10 @@ test('GPU: cudaMatmul takes a host or device bias of any float dtype', { skip: g
   const a = Tensor.from(Float32Array.from({ length: 3 * 40 }, (_, i) => Math.sin(i)), [3, 40]);
   const b = Tensor.from(Float32Array.from({ length: 5 * 40 }, (_, i) => Math.cos(i)), [5, 40]);
   const bias = Tensor.from(Float32Array.from([0.5, -1, 2, 0.25, 3]), [5], { dtype: 'bfloat16' });
-  const plain = new Tensor(await native().cudaMatmul(a.handle, b.handle, { bTrans: true })).toFloat32Array();
+  const plain = new Tensor(await native().testing.cudaMatmul(a.handle, b.handle, { bTrans: true })).toFloat32Array();
   const devBias = await bias.to('cuda');
   for (const bs of [bias, devBias]) {
-    const got = new Tensor(await native().cudaMatmul(a.handle, b.handle, { bTrans: true, bias: bs.handle })).toFloat32Array();
+    const got = new Tensor(await native().testing.cudaMatmul(a.handle, b.handle, { bTrans: true, bias: bs.handle })).toFloat32Array();
     const bv = bias.toFloat32Array();
     got.forEach((v, i) => assert.equal(v, Math.fround(plain[i] + bv[i % 5]), `${bs.device} bias at ${i}`));  // one f32 add
   }

@@ -7,7 +7,7 @@ import { dirname, join, resolve } from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
-import { native, nativePath } from '@sparsify/core';
+import { native, nativePath, type CudaProbe } from '@sparsify/core';
 
 export type NativeAddon = ReturnType<typeof native>;
 
@@ -20,14 +20,7 @@ export const cudaBuildPath = process.env.SPARSIFY_NATIVE
   : join(repoRoot, 'native', 'build-cuda', 'Release', 'sparsify.node');
 export const cpuBuildPath = join(repoRoot, 'native', 'build-cpu', 'Release', 'sparsify.node');
 
-export interface CudaProbe {
-  devices: number;
-  runtimeVersion: number;
-  driverVersion?: number;
-  name?: string;
-  computeCapability?: string;
-  error?: string;
-}
+export type { CudaProbe } from '@sparsify/core';
 
 /** Probes the CUDA build in this process (it loads fine without a GPU). */
 export function probeCudaBuild(): CudaProbe | undefined {

@@ -11,7 +11,7 @@ const { addon, skip } = cudaAddon();
 
 test('dense GEMM path: wgmma on sm_90 after its self-check, mma.sync elsewhere', { skip: skip ?? false }, () => {
   const probe = addon!.cudaProbe();
-  const path = addon!.cudaGemmPath() as { wgmma: boolean; why: string };
+  const path = addon!.testing.cudaGemmPath() as { wgmma: boolean; why: string };
   assert.equal(typeof path.why, 'string');
   if (process.env.SPARSIFY_CUDA_GEMM === 'mma') {
     assert.equal(path.wgmma, false);

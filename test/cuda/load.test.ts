@@ -28,7 +28,7 @@ test('the CUDA build loads and its probe is well formed', { skip: noBuild }, () 
   const out = runChild(
     `import { createRequire } from 'node:module';
      const a = createRequire(import.meta.url)(${JSON.stringify(cudaBuildPath)});
-     console.log(JSON.stringify({ info: a.buildInfo(), probe: a.cudaProbe(), maxK: a.cudaFusedTopkMaxK() }));`,
+     console.log(JSON.stringify({ info: a.buildInfo(), probe: a.cudaProbe(), maxK: a.testing.cudaFusedTopkMaxK() }));`,
   );
   assert.equal(out.info.cuda, true);
   assert.ok(Number.isInteger(out.probe.runtimeVersion) && out.probe.runtimeVersion >= 13000, JSON.stringify(out.probe));
@@ -52,7 +52,7 @@ test('without a device, GPU work rejects with a typed DeviceError and CPU work s
     `import { Tensor, nativePath, native, matmul, DeviceError, backend, cudaProbe } from '@sparsify/core';
      const a = Tensor.from(new Float32Array([1, 2, 3, 4]), [2, 2]);
      let err;
-     try { await native().cudaMatmul(a.handle, a.handle, { bTrans: true }); } catch (e) { err = e; }
+     try { await native().testing.cudaMatmul(a.handle, a.handle, { bTrans: true }); } catch (e) { err = e; }
      const c = await matmul(a, a, { bTrans: true });
      let err2;
      try { await native().cudaEncoderCreate(a.handle, Tensor.from(new Float32Array(2), [2]).handle); } catch (e) { err2 = e; }
@@ -98,15 +98,15 @@ test('bad arguments to CUDA ops (muon options included) are typed errors raised 
      const f = (d, s, dt = 'float32') => a.tensorFromArray(d, s, dt);
      const res = {};
      const tryIt = (name, fn) => { try { fn(); res[name] = 'no error'; } catch (e) { res[name] = e.code + ': ' + e.message; } };
-     tryIt('index', () => a.cudaDecode(f(new Float32Array(2), [1, 2]), f(new Int32Array([0, 9]), [1, 2], 'int32'), f(new Float32Array(8), [4, 2])));
-     tryIt('k', () => a.cudaTopkEncode(f(new Float32Array(4), [2, 2]), f(new Float32Array(8), [4, 2]), f(new Float32Array(4), [4]), { k: 5 }));
-     tryIt('groupmax', () => a.cudaTopkEncode(f(new Float32Array(4), [2, 2]), f(new Float32Array(6), [3, 2]), f(new Float32Array(3), [3]), { k: 2, activation: 'groupmax' }));
-     tryIt('shape', () => a.cudaMatmul(f(new Float32Array(6), [2, 3]), f(new Float32Array(4), [2, 2]), { bTrans: true }));
-     tryIt('gqa', () => a.cudaAttention(f(new Float32Array(24), [2, 3, 4]), f(new Float32Array(16), [2, 2, 4]), f(new Float32Array(16), [2, 2, 4])));
+     tryIt('index', () => a.testing.cudaDecode(f(new Float32Array(2), [1, 2]), f(new Int32Array([0, 9]), [1, 2], 'int32'), f(new Float32Array(8), [4, 2])));
+     tryIt('k', () => a.testing.cudaTopkEncode(f(new Float32Array(4), [2, 2]), f(new Float32Array(8), [4, 2]), f(new Float32Array(4), [4]), { k: 5 }));
+     tryIt('groupmax', () => a.testing.cudaTopkEncode(f(new Float32Array(4), [2, 2]), f(new Float32Array(6), [3, 2]), f(new Float32Array(3), [3]), { k: 2, activation: 'groupmax' }));
+     tryIt('shape', () => a.testing.cudaMatmul(f(new Float32Array(6), [2, 3]), f(new Float32Array(4), [2, 2]), { bTrans: true }));
+     tryIt('gqa', () => a.testing.cudaAttention(f(new Float32Array(24), [2, 3, 4]), f(new Float32Array(16), [2, 2, 4]), f(new Float32Array(16), [2, 2, 4])));
      tryIt('encoder', () => a.cudaEncoderEncode({}, f(new Float32Array(4), [2, 2]), { k: 1 }));
-     tryIt('compute', () => a.cudaMatmul(f(new Float32Array(4), [2, 2]), f(new Float32Array(4), [2, 2]), { computeDtype: 'float64' }));
-     tryIt('matmulRows', () => a.cudaMatmul(f(new Float32Array(8388609), [8388609, 1]), f(new Float32Array(1), [1, 1]), { bTrans: true }));
-     tryIt('bench', () => a.cudaBench('gemm', { m: 0, n: 8, k: 8 }));
+     tryIt('compute', () => a.testing.cudaMatmul(f(new Float32Array(4), [2, 2]), f(new Float32Array(4), [2, 2]), { computeDtype: 'float64' }));
+     tryIt('matmulRows', () => a.testing.cudaMatmul(f(new Float32Array(8388609), [8388609, 1]), f(new Float32Array(1), [1, 1]), { bTrans: true }));
+     tryIt('bench', () => a.testing.cudaBench('gemm', { m: 0, n: 8, k: 8 }));
      const muon = { optimizer: 'muon', lr: 1e-3, vectorLr: 5e-4, step: 1 };
      tryIt('applyKind', () => a.cudaSaeApply({}, { optimizer: 'sgd', lr: 1e-3 }));
      tryIt('muonVectorLr', () => a.cudaSaeApply({}, { ...muon, vectorLr: undefined }));

@@ -60,7 +60,7 @@ test('tensor-core matmul matches the float64 and CPU references (bf16, f16, both
       const ar = roundTo(a, compute), br = roundTo(b, compute);
       const ref = matmulNT(ar, br, M, N, K, bias);
       const A = T(a, [M, K]), Bt = T(b, [N, K]), bias_ = T(bias, [N]);
-      const got = f32(await addon!.cudaMatmul(A.handle, Bt.handle, { bTrans: true, bias: bias_.handle, computeDtype: compute }));
+      const got = f32(await addon!.testing.cudaMatmul(A.handle, Bt.handle, { bTrans: true, bias: bias_.handle, computeDtype: compute }));
       checkClose(`matmul ${compute} ${M}x${N}x${K}`, got, ref, 1e-4, 1e-4 * Math.sqrt(K));
       // Same numbers as the CPU reference GEMM on the rounded operands.
       const cpu = (await matmulReference(T(ar, [M, K]), T(br, [N, K]), { bTrans: true, bias: bias_ })).toFloat32Array();
@@ -68,7 +68,7 @@ test('tensor-core matmul matches the float64 and CPU references (bf16, f16, both
       // B stored [K, N] (Conv1D layout).
       const bKN = new Float32Array(K * N);
       for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) bKN[k * N + n] = b[n * K + k];
-      const got2 = f32(await addon!.cudaMatmul(A.handle, T(bKN, [K, N]).handle, { bTrans: false, bias: bias_.handle, computeDtype: compute }));
+      const got2 = f32(await addon!.testing.cudaMatmul(A.handle, T(bKN, [K, N]).handle, { bTrans: false, bias: bias_.handle, computeDtype: compute }));
       assert.deepEqual(got2, got, `matmul [K,N] layout differs from [N,K] ${tag}`);
     }
   }
@@ -76,18 +76,18 @@ test('tensor-core matmul matches the float64 and CPU references (bf16, f16, both
 
 test('fused TopK encoder matches the reference, the fallback and every split/tile edge', opts, async () => {
   const r = rng(seed + 1);
-  const maxK = addon!.cudaFusedTopkMaxK() as number;
+  const maxK = addon!.testing.cudaFusedTopkMaxK() as number;
   for (const [N, D, M, k] of [[100, 96, 1000, 16], [40, 64, 4096, 32], [300, 130, 777, 7], [5, 32, 2048, Math.min(maxK + 8, 2048)]]) {
     const x = randn(N * D, r), W = randn(M * D, r, 1 / Math.sqrt(D)), b = randn(M, r, 0.1), bDec = randn(D, r, 0.5);
     const pre = preActs(x, bDec, W, b, N, D, M, 'bfloat16');
     const ref = topkRows(pre, N, M, k);
     const args = [T(x, [N, D]).handle, T(W, [M, D]).handle, T(b, [M]).handle] as const;
-    const res = await addon!.cudaTopkEncode(...args, { k, bDec: T(bDec, [D]).handle });
+    const res = await addon!.testing.cudaTopkEncode(...args, { k, bDec: T(bDec, [D]).handle });
     assert.equal(res.fused, k <= maxK, `fused flag for k=${k} (max ${maxK})`);
     const acts = f32(res.acts), idx = i32(res.indices);
     checkSelection(`topk N=${N} D=${D} M=${M} k=${k}`, acts, idx, pre, ref.v, N, M, k);
     // The chunked fallback runs the same arithmetic: identical output.
-    const fb = await addon!.cudaTopkEncode(...args, { k, bDec: T(bDec, [D]).handle, forceUnfused: true });
+    const fb = await addon!.testing.cudaTopkEncode(...args, { k, bDec: T(bDec, [D]).handle, forceUnfused: true });
     assert.equal(fb.fused, false);
     assert.deepEqual(f32(fb.acts), acts, `fallback values differ ${tag}`);
     assert.deepEqual(i32(fb.indices), idx, `fallback indices differ ${tag}`);
@@ -104,7 +104,7 @@ test('fused TopK encoder matches the reference, the fallback and every split/til
   const N = 20, D = 64, M = 512, k = 24;
   const x = randn(N * D, r), W = randn(M * D, r, 1 / Math.sqrt(D)), b = new Float32Array(M).fill(-3);
   const pre = preActs(x, undefined, W, b, N, D, M, 'float16');
-  const res = await addon!.cudaTopkEncode(T(x, [N, D]).handle, T(W, [M, D]).handle, T(b, [M]).handle, { k, computeDtype: 'float16' });
+  const res = await addon!.testing.cudaTopkEncode(T(x, [N, D]).handle, T(W, [M, D]).handle, T(b, [M]).handle, { k, computeDtype: 'float16' });
   checkSelection('topk f16 sparse rows', f32(res.acts), i32(res.indices), pre, topkRows(pre, N, M, k).v, N, M, k);
 });
 
@@ -114,7 +114,7 @@ test('GroupMax encoder matches the reference (groups inside and across 128-laten
     const x = randn(N * D, r), W = randn(M * D, r, 1 / Math.sqrt(D)), b = randn(M, r, 0.1), bDec = randn(D, r, 0.5);
     const pre = preActs(x, bDec, W, b, N, D, M, 'bfloat16');
     const ref = groupMaxRows(pre, N, M, k);
-    const res = await addon!.cudaTopkEncode(T(x, [N, D]).handle, T(W, [M, D]).handle, T(b, [M]).handle,
+    const res = await addon!.testing.cudaTopkEncode(T(x, [N, D]).handle, T(W, [M, D]).handle, T(b, [M]).handle,
       { k, activation: 'groupmax', bDec: T(bDec, [D]).handle });
     const acts = f32(res.acts), idx = i32(res.indices), G = M / k, tol = 2e-5 * Math.max(1, maxAbs(ref.v));
     for (let n = 0; n < N; n++)
@@ -134,7 +134,7 @@ test('AuxK over dead latents in the same pass matches the reference', opts, asyn
     const dead = new Int32Array(M).map(() => (r() < deadFrac ? 1 : 0));
     const numDead = dead.reduce((a, v) => a + v, 0);
     const pre = preActs(x, undefined, W, b, N, D, M, 'bfloat16');
-    const res = await addon!.cudaTopkEncode(T(x, [N, D]).handle, T(W, [M, D]).handle, T(b, [M]).handle,
+    const res = await addon!.testing.cudaTopkEncode(T(x, [N, D]).handle, T(W, [M, D]).handle, T(b, [M]).handle,
       { k, deadMask: T(dead, [M], 'int32').handle, kAux, forceUnfused: unfused });
     const kEff = Math.min(kAux, numDead);
     assert.deepEqual(out(res.auxActs).shape, [N, kEff]);
@@ -151,7 +151,7 @@ test('AuxK over dead latents in the same pass matches the reference', opts, asyn
 test('exact ties: fused TopK, the fallback, AuxK and GroupMax keep the lower latent', opts, async () => {
   const r = rng(seed + 8);
   const ints = (n: number, lo: number, hi: number) => Float32Array.from({ length: n }, () => lo + Math.floor(r() * (hi - lo + 1)));
-  const maxK = addon!.cudaFusedTopkMaxK() as number;
+  const maxK = addon!.testing.cudaFusedTopkMaxK() as number;
   for (const [N, D, M, k] of [[37, 32, 1000, 40], [20, 40, 2600, Math.min(64, maxK)], [9, 32, 300, 150]]) {
     const x = ints(N * D, -2, 2), W = ints(M * D, -1, 1), b = ints(M, -3, 0);
     x.fill(0, 0, D);  // row 0: every pre-activation is relu(b) = 0 -> latents 0..k-1
@@ -161,14 +161,14 @@ test('exact ties: fused TopK, the fallback, AuxK and GroupMax keep the lower lat
     const ref = topkRows(pre, N, M, k), refAux = topkRows(pre, N, M, kAux, (m) => dead[m] !== 0);
     const args = [T(x, [N, D]).handle, T(W, [M, D]).handle, T(b, [M]).handle] as const;
     for (const forceUnfused of [false, true]) {
-      const res = await addon!.cudaTopkEncode(...args, { k, deadMask: T(dead, [M], 'int32').handle, kAux: 50, forceUnfused });
+      const res = await addon!.testing.cudaTopkEncode(...args, { k, deadMask: T(dead, [M], 'int32').handle, kAux: 50, forceUnfused });
       const what = `N=${N} M=${M} k=${k} ${res.fused ? 'fused' : 'fallback'}`;
       assert.deepEqual([...i32(res.indices)], [...ref.idx], `${what}: TopK indices differ from the lower-index rule ${tag}`);
       assert.deepEqual([...f32(res.acts)], [...ref.v], `${what}: TopK values ${tag}`);
       assert.deepEqual([...i32(res.auxIndices)], [...refAux.idx], `${what}: AuxK indices differ from the lower-index rule ${tag}`);
     }
     if (M % k === 0) {
-      const g = await addon!.cudaTopkEncode(...args, { k, activation: 'groupmax' });
+      const g = await addon!.testing.cudaTopkEncode(...args, { k, activation: 'groupmax' });
       assert.deepEqual([...i32(g.indices)], [...groupMaxRows(pre, N, M, k).idx], `groupmax ties ${tag}`);
     }
   }
@@ -187,14 +187,14 @@ test('sparse decode and its backward match the references and are bitwise determ
   const A = T(acts, [N, k]), I = T(idx, [N, k], 'int32'), B = T(bDec, [D]);
   for (const wdt of ['float32', 'bfloat16'] as const) {
     const Wt = T(W, [M, D], wdt), Wr = roundTo(W, wdt);
-    const dec1 = f32(await addon!.cudaDecode(A.handle, I.handle, Wt.handle, B.handle));
+    const dec1 = f32(await addon!.testing.cudaDecode(A.handle, I.handle, Wt.handle, B.handle));
     checkClose(`decode ${wdt}`, dec1, decodeRef(acts, idx, Wr, N, k, D, bDec), 1e-5, 1e-5);
     // Decoder weights kept on the device: the same kernel, the same output.
-    const dec = await addon!.cudaDecoderCreate(Wt.handle, B.handle);
-    assert.deepEqual(f32(await addon!.cudaDecoderDecode(dec, A.handle, I.handle)), dec1, `resident decoder differs ${tag}`);
-    addon!.cudaDecoderDispose(dec);
-    assert.throws(() => addon!.cudaDecoderDecode(dec, A.handle, I.handle), { code: 'ERR_SPARSIFY_DISPOSED' });
-    const g1 = await addon!.cudaDecodeBackward(T(G, [N, D]).handle, A.handle, I.handle, Wt.handle);
+    const dec = await addon!.testing.cudaDecoderCreate(Wt.handle, B.handle);
+    assert.deepEqual(f32(await addon!.testing.cudaDecoderDecode(dec, A.handle, I.handle)), dec1, `resident decoder differs ${tag}`);
+    addon!.testing.cudaDecoderDispose(dec);
+    assert.throws(() => addon!.testing.cudaDecoderDecode(dec, A.handle, I.handle), { code: 'ERR_SPARSIFY_DISPOSED' });
+    const g1 = await addon!.testing.cudaDecodeBackward(T(G, [N, D]).handle, A.handle, I.handle, Wt.handle);
     const ga = new Float64Array(N * k);
     for (let s = 0; s < N * k; s++) {
       const n = Math.floor(s / k);
@@ -205,17 +205,17 @@ test('sparse decode and its backward match the references and are bitwise determ
     const gb = new Float64Array(D);
     for (let n = 0; n < N; n++) for (let d = 0; d < D; d++) gb[d] += G[n * D + d];
     checkClose('decode grad b_dec', f32(g1.gradBDec), gb, 1e-5, 1e-5);
-    const g2 = await addon!.cudaDecodeBackward(T(G, [N, D]).handle, A.handle, I.handle, Wt.handle);
+    const g2 = await addon!.testing.cudaDecodeBackward(T(G, [N, D]).handle, A.handle, I.handle, Wt.handle);
     assert.deepEqual(f32(g2.gradWDec), f32(g1.gradWDec), 'grad W_dec is not deterministic');
   }
   // Encoder backward (FusedEncoder.backward): embedding-bag for x, scatter-add for W and b.
   const gAct = randn(N * k, r), xin = randn(N * D, r), Wenc = randn(M * D, r);
-  const e1 = await addon!.cudaEncoderBackward(T(gAct, [N, k]).handle, I.handle, T(xin, [N, D]).handle, T(Wenc, [M, D]).handle);
+  const e1 = await addon!.testing.cudaEncoderBackward(T(gAct, [N, k]).handle, I.handle, T(xin, [N, D]).handle, T(Wenc, [M, D]).handle);
   const sc = scatterRows(gAct, idx, xin, N, k, M, D);
   checkClose('encoder grad x', f32(e1.gradX), decodeRef(gAct, idx, Wenc, N, k, D), 1e-5, 1e-5);
   checkClose('encoder grad W', f32(e1.gradWEnc), sc.out, 1e-5, 1e-5);
   checkClose('encoder grad b', f32(e1.gradBEnc), sc.sums, 1e-5, 1e-5);
-  const e2 = await addon!.cudaEncoderBackward(T(gAct, [N, k]).handle, I.handle, T(xin, [N, D]).handle, T(Wenc, [M, D]).handle);
+  const e2 = await addon!.testing.cudaEncoderBackward(T(gAct, [N, k]).handle, I.handle, T(xin, [N, D]).handle, T(Wenc, [M, D]).handle);
   assert.deepEqual(f32(e2.gradWEnc), f32(e1.gradWEnc), 'grad W_enc is not deterministic');
 });
 
@@ -223,7 +223,7 @@ test('decoder renormalisation, gradient projection, Adam and signum match the fo
   const r = rng(seed + 5);
   const M = 37, D = 300;
   const W = randn(M * D, r), G = randn(M * D, r);
-  const Wn = f32(await addon!.cudaNormalizeRows(T(W, [M, D]).handle));
+  const Wn = f32(await addon!.testing.cudaNormalizeRows(T(W, [M, D]).handle));
   const refN = new Float64Array(M * D);
   for (let m = 0; m < M; m++) {
     let ss = 0;
@@ -231,7 +231,7 @@ test('decoder renormalisation, gradient projection, Adam and signum match the fo
     for (let d = 0; d < D; d++) refN[m * D + d] = W[m * D + d] / (Math.sqrt(ss) + 1.1920928955078125e-7);
   }
   checkClose('normalize rows', Wn, refN, 1e-5, 1e-7);
-  const P = f32(await addon!.cudaProjectGrad(T(G, [M, D]).handle, T(Wn, [M, D]).handle));
+  const P = f32(await addon!.testing.cudaProjectGrad(T(G, [M, D]).handle, T(Wn, [M, D]).handle));
   const refP = new Float64Array(M * D);
   for (let m = 0; m < M; m++) {
     let dot = 0;
@@ -246,7 +246,7 @@ test('decoder renormalisation, gradient projection, Adam and signum match the fo
   const rp = Float64Array.from(p), rm = new Float64Array(n), rv = new Float64Array(n);
   for (let step = 1; step <= 3; step++) {
     const g = randn(n, r);
-    const res = await addon!.cudaAdamStep(T(p, [n]).handle, T(g, [n]).handle, T(m, [n]).handle, T(v, [n]).handle, { lr, beta1: b1, beta2: b2, eps, step });
+    const res = await addon!.testing.cudaAdamStep(T(p, [n]).handle, T(g, [n]).handle, T(m, [n]).handle, T(v, [n]).handle, { lr, beta1: b1, beta2: b2, eps, step });
     [p, m, v] = [f32(res.param), f32(res.m), f32(res.v)];
     const bc1 = 1 - b1 ** step, bc2 = 1 - b2 ** step;
     for (let i = 0; i < n; i++) {
@@ -269,7 +269,7 @@ test('decoder renormalisation, gradient projection, Adam and signum match the fo
     const weight = lrMax ** 2;
     wsum += weight;
     const c = weight / wsum;
-    const res = await addon!.cudaSignumStep(T(y, [n]).handle, T(z, [n]).handle, T(g, [n]).handle, { lr: lr2, c, beta });
+    const res = await addon!.testing.cudaSignumStep(T(y, [n]).handle, T(z, [n]).handle, T(g, [n]).handle, { lr: lr2, c, beta });
     [y, z] = [f32(res.y), f32(res.z)];
     for (let i = 0; i < n; i++) {
       let x = lerp(ry[i], rz[i], 1 - 1 / beta);
@@ -298,8 +298,8 @@ test('transformer blocks: LayerNorm, RMSNorm, RoPE, activations, attention', opt
       rms[i * D + d] = x[i * D + d] * rr * (1 + w[d]);
     }
   }
-  checkClose('layernorm', f32(await addon!.cudaLayerNorm(T(x, [R, D]).handle, T(w, [D]).handle, T(b, [D]).handle, { eps: 1e-5 })), ln, 1e-4, 1e-5);
-  checkClose('rmsnorm (1+w)', f32(await addon!.cudaRmsNorm(T(x, [R, D]).handle, T(w, [D]).handle, { eps: 1e-6, addOne: true })), rms, 1e-4, 1e-5);
+  checkClose('layernorm', f32(await addon!.testing.cudaLayerNorm(T(x, [R, D]).handle, T(w, [D]).handle, T(b, [D]).handle, { eps: 1e-5 })), ln, 1e-4, 1e-5);
+  checkClose('rmsnorm (1+w)', f32(await addon!.testing.cudaRmsNorm(T(x, [R, D]).handle, T(w, [D]).handle, { eps: 1e-6, addOne: true })), rms, 1e-4, 1e-5);
 
   const Tn = 9, H = 3, hd = 16;
   const q = randn(Tn * H * hd, r), pos = new Int32Array(Tn).map((_, i) => i * 7 + 3);
@@ -317,7 +317,7 @@ test('transformer blocks: LayerNorm, RMSNorm, RoPE, activations, attention', opt
           const ang = pos[t] * 10000 ** (-(2 * i) / rd);
           ref[e] = first ? q[e] * Math.cos(ang) - q[partner] * Math.sin(ang) : q[e] * Math.cos(ang) + q[partner] * Math.sin(ang);
         }
-    checkClose(`rope neox=${neox} rd=${rd}`, f32(await addon!.cudaRope(T(q, [Tn, H, hd]).handle, T(pos, [Tn], 'int32').handle, { theta: 10000, rotaryDim: rd, neox })), ref, 1e-4, 1e-5);
+    checkClose(`rope neox=${neox} rd=${rd}`, f32(await addon!.testing.cudaRope(T(q, [Tn, H, hd]).handle, T(pos, [Tn], 'int32').handle, { theta: 10000, rotaryDim: rd, neox })), ref, 1e-4, 1e-5);
   }
 
   const xa = randn(500, r, 3);
@@ -328,7 +328,7 @@ test('transformer blocks: LayerNorm, RMSNorm, RoPE, activations, attention', opt
     relu: (v) => Math.max(v, 0),
   };
   for (const [kind, fn] of Object.entries(acts))
-    checkClose(kind, f32(await addon!.cudaActivation(T(xa, [500]).handle, kind)), Array.from(xa, fn), 1e-5, 1e-6);
+    checkClose(kind, f32(await addon!.testing.cudaActivation(T(xa, [500]).handle, kind)), Array.from(xa, fn), 1e-5, 1e-6);
 
   // Attention: GQA (6 query heads over 2 kv heads), causal, sliding window, softcap, non-causal.
   const S = 70, Hq = 6, Hkv = 2, hdim = 40;
@@ -357,7 +357,7 @@ test('transformer blocks: LayerNorm, RMSNorm, RoPE, activations, attention', opt
           ref[(i * Hq + h) * hdim + d] = acc;
         }
       }
-    const got = f32(await addon!.cudaAttention(T(Q, [S, Hq, hdim]).handle, T(K, [S, Hkv, hdim]).handle, T(V, [S, Hkv, hdim]).handle, o));
+    const got = f32(await addon!.testing.cudaAttention(T(Q, [S, Hq, hdim]).handle, T(K, [S, Hkv, hdim]).handle, T(V, [S, Hkv, hdim]).handle, o));
     checkClose(`attention ${JSON.stringify(o)}`, got, ref, 1e-4, 1e-5);
   }
 });

@@ -4,19 +4,10 @@
  * same way here first (through Tensor's own conversion), so the references differ from the
  * kernels only by f32 accumulation order.
  */
-import { Tensor, type DType } from '@sparsify/core';
+import { mulberry32, Tensor, type DType } from '@sparsify/core';
 
-/** Deterministic PRNG (mulberry32); the seed is printed by the tests so failures reproduce. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic PRNG; the seed is printed by the tests so failures reproduce. */
+export const rng = mulberry32;
 
 export function randn(n: number, r: () => number, scale = 1): Float32Array {
   const out = new Float32Array(n);

@@ -26,7 +26,7 @@ test('resident SAE step: losses, indices and gradients match the float64 referen
   const T = (a: Float32Array, s: number[]) => Tensor.from(a, s).handle;
   const sae = await addon!.cudaSaeCreate({ wEnc: T(wEnc, [M, D]), bEnc: T(bEnc, [M]), wDec: T(wDec, [M, D]), bDec: T(bDec, [D]) }, { k });
   assert.equal(sae.numLatents, M);
-  const res = await addon!.cudaSaeForwardBackward(sae, T(x, [N, D]), { deadMask: Tensor.from(dead, [M]).handle, auxkAlpha: alpha });
+  const res = await addon!.cudaSaeForwardBackward(sae, T(x, [N, D]), { deadMask: Tensor.from(dead, [M]).handle, auxkAlpha: alpha, outputs: true }); // outputs: the indices come back
   const ref = referenceSaeStep({ wEnc: Float64Array.from(wEnc), bEnc: Float64Array.from(bEnc), wDec: Float64Array.from(wDec), bDec: Float64Array.from(bDec) },
     x, N, D, M, k, dead, alpha);
   assert.ok(Math.abs(res.fvu - ref.fvu) <= 1e-4 * ref.fvu, `fvu ${res.fvu} vs ${ref.fvu} ${tag}`);

@@ -19,6 +19,8 @@ interface State {
   m?: Tensor[];
   v?: Tensor[];
   z?: Tensor[];
+  /** int32 [M]: the latents selected by trackFired steps (cudaSaeTakeFired). */
+  fired?: Tensor;
   cfg: { k: number; groupmax: boolean; transcode: boolean; normalizeDecoder: boolean };
   disposed?: boolean;
 }
@@ -68,6 +70,11 @@ export function installCudaStandIn(): Map<string, number> {
     const s = st(sae);
     let x = new Tensor(xh);
     let y = o.y ? new Tensor(o.y) : undefined;
+    let tv = o.totalVariance ?? -1;
+    if (o.batchVariance && !(tv > 0)) {
+      const all = y ?? x;
+      tv = ((await n.trainTotalVariance(all.handle)) * ((o.rowEnd ?? all.shape[0]) - (o.rowBegin ?? 0))) / all.shape[0];
+    }
     if (o.rowBegin !== undefined || o.rowEnd !== undefined) {
       x = new Tensor(n.trainRowSlice(x.handle, o.rowBegin ?? 0, o.rowEnd ?? x.shape[0]));
       if (y) y = new Tensor(n.trainRowSlice(y.handle, o.rowBegin ?? 0, o.rowEnd ?? y.shape[0]));
@@ -79,10 +86,10 @@ export function installCudaStandIn(): Map<string, number> {
       transcode: s.cfg.transcode,
       multiTopk: !!o.multiTopk,
       deadMask: o.deadMask,
-      auxkAlpha: o.auxkAlpha ?? 1 / 32,
+      auxkAlpha: o.auxkAlpha ?? 0,
       lossScale: o.lossScale ?? 1,
-      totalVariance: o.totalVariance ?? -1,
-      didFire: o.didFire,
+      totalVariance: tv,
+      didFire: o.trackFired ? (s.fired ??= Tensor.zeros([s.w.encW.shape[0]], { dtype: 'int32' })).handle : o.didFire,
       normalizeDecoder: backward && !s.cfg.transcode && (o.normalizeDecoder ?? s.cfg.normalizeDecoder),
       outputs: true,
     });
@@ -92,8 +99,10 @@ export function installCudaStandIn(): Map<string, number> {
       multiTopkFvu: r.multiTopkFvu,
       numDead: r.numDead,
       totalVariance: r.totalVariance,
-      indices: r.latentIndices,
     };
+    // As the CUDA state: the indices leave the device only with outputs or didFire.
+    if (o.outputs || o.didFire) out.indices = r.latentIndices;
+    else new Tensor(r.latentIndices).dispose();
     if (o.outputs) Object.assign(out, { acts: r.latentActs, saeOut: r.saeOut });
     else for (const h of [r.latentActs, r.saeOut]) new Tensor(h).dispose();
     return out;
@@ -177,6 +186,13 @@ export function installCudaStandIn(): Map<string, number> {
     }
     if (o.zeroGrads) n.zeroTensors(order(s).map((k) => s.g[k]!.handle));
   };
+  n.cudaSaeTakeFired = async (sae: { _native: State }) => {
+    count('cudaSaeTakeFired');
+    const s = st(sae);
+    const out = s.fired ? s.fired.clone() : Tensor.zeros([s.w.encW.shape[0]], { dtype: 'int32' });
+    if (s.fired) n.zeroTensors([s.fired.handle]);
+    return out.handle;
+  };
   n.cudaSaeLerp = async (sae: { _native: State }, weight: number) => {
     count('cudaSaeLerp');
     const s = st(sae);
@@ -187,7 +203,7 @@ export function installCudaStandIn(): Map<string, number> {
     const s = sae?._native;
     if (!s || s.disposed) return;
     s.disposed = true;
-    for (const t of [...Object.values(s.w), ...Object.values(s.g), ...(s.m ?? []), ...(s.v ?? []), ...(s.z ?? [])]) t?.dispose();
+    for (const t of [...Object.values(s.w), ...Object.values(s.g), ...(s.m ?? []), ...(s.v ?? []), ...(s.z ?? []), s.fired]) t?.dispose();
   };
   n.cudaEncoderCreate = async (w: H, b: H, bDec?: H) => {
     count('cudaEncoderCreate');

@@ -18,6 +18,7 @@ import {
   gemmAvailableKernels,
   gemmInfo,
   matmulPacked,
+  mulberry32,
   ValueError,
 } from '@sparsify/core';
 
@@ -26,16 +27,8 @@ const BDTYPES: BDType[] = ['float32', 'bfloat16', 'float16'];
 
 // Deterministic uniform(-1, 1) data (mulberry32).
 function rand(n: number, seed: number): Float32Array {
-  let s = seed >>> 0;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = ((t ^ (t >>> 14)) >>> 0) / 2 ** 31 - 1;
-  }
-  return out;
+  const r = mulberry32(seed);
+  return Float32Array.from({ length: n }, () => 2 * r() - 1);
 }
 
 const abs = (x: Float32Array) => x.map(Math.abs);

@@ -30,7 +30,7 @@ test('activations match double-precision formulas', () => {
   const x = Tensor.from(Float32Array.from(xs), [xs.length]);
   const xf = x.toFloat32Array();
   for (const [name, f] of Object.entries(REF)) {
-    const y = new Tensor(native().modelActivation(x.handle, name)).toFloat32Array();
+    const y = new Tensor(native().testing.modelActivation(x.handle, name)).toFloat32Array();
     for (let i = 0; i < xf.length; i++) {
       const want = f(xf[i]);
       const err = Math.abs(y[i] - want);
@@ -38,5 +38,5 @@ test('activations match double-precision formulas', () => {
       assert.ok(Number.isFinite(y[i]) && err <= 2e-6 * Math.max(1, Math.abs(xf[i])), `${name}(${xf[i]}) = ${y[i]}, want ${want}`);
     }
   }
-  assert.throws(() => native().modelActivation(x.handle, 'mish'), /unknown activation 'mish'/);
+  assert.throws(() => native().testing.modelActivation(x.handle, 'mish'), /unknown activation 'mish'/);
 });

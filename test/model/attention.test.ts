@@ -31,8 +31,8 @@ for (const c of cases) {
     const k = Tensor.from(rand(rows * c.kvHeads * c.D, 2 + c.T), [rows, c.kvHeads * c.D]);
     const v = Tensor.from(rand(rows * c.kvHeads * c.D, 3 + c.T), [rows, c.kvHeads * c.D]);
     const opts = { batch: c.batch, heads: c.heads, kvHeads: c.kvHeads, scale: c.scale, softcap: c.softcap, window: c.window };
-    const got = new Tensor(await native().modelAttention(q.handle, k.handle, v.handle, opts)).toFloat32Array();
-    const ref = new Tensor(await native().modelAttention(q.handle, k.handle, v.handle, { ...opts, reference: true })).toFloat32Array();
+    const got = new Tensor(await native().testing.modelAttention(q.handle, k.handle, v.handle, opts)).toFloat32Array();
+    const ref = new Tensor(await native().testing.modelAttention(q.handle, k.handle, v.handle, { ...opts, reference: true })).toFloat32Array();
     const e = relErr(got, ref);
     assert.ok(e < 1e-5, `relative error ${e}`);
     if (c.window === 1) {

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import {
-  DisposedError, DTypeError, FileFormatError, loadSafetensors, Rng, saeOps, saveSafetensors, ShapeError, SparseCoder, Sae, Tensor, ValueError, ConfigError,
+  DisposedError, DTypeError, FileFormatError, loadSafetensors, Rng, saeOps, testing, saveSafetensors, ShapeError, SparseCoder, Sae, Tensor, ValueError, ConfigError,
 } from '@sparsify/core';
 
 import { FIXTURES, loadGolden, relErrToMax } from './helpers.js';
@@ -127,7 +127,7 @@ test('bad input gives typed errors naming the problem', async () => {
   await assert.rejects(SparseCoder.loadFromDisk(join(FIXTURES, 'nope')), FileFormatError);
   // Kernels never write into read-only (memory-mapped) tensors.
   const mapped = loadSafetensors(join(FIXTURES, 'sae_d64_k8', 'state', 'sae.safetensors'));
-  await assert.rejects(saeOps.saeNormalizeDecoder(mapped.get('W_dec')!), (err: Error) => err instanceof ValueError && /read-only/.test(err.message));
+  await assert.rejects(testing.normalizeDecoder(mapped.get('W_dec')!), (err: Error) => err instanceof ValueError && /read-only/.test(err.message));
   const enc = await saeOps.saeEncode({ encW: mapped.get('encoder.weight')!, encB: mapped.get('encoder.bias')!, b_dec: mapped.get('b_dec')! }, Tensor.zeros([2, 64]), { k: 8, groupmax: false, transcode: false, multiTopk: false });
   assert.deepEqual(enc.indices.shape, [2, 8]); // reading mapped weights is fine
   c.dispose();

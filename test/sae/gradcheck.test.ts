@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { Rng, saeOps, Tensor, type SparseCoderConfig } from '@sparsify/core';
+import { Rng, saeOps, Tensor, testing, type SparseCoderConfig } from '@sparsify/core';
 
 import { M, randomCoder, relErr, relErrToMax } from './helpers.js';
 
@@ -38,7 +38,7 @@ for (const [name, cfg, alpha] of CASES) {
 
       // forwardBackward renormalises decoder rows first (unit already), then adds grads.
       const r = await coder.forwardBackward(x, { y, deadMask: dead, auxkAlpha: alpha, lossScale: 1 });
-      const ref = saeOps.saeReference(w, undefined, x, y, spec, { deadMask: dead, auxkAlpha: alpha, grads: true });
+      const ref = testing.saeReference(w, undefined, x, y, spec, { deadMask: dead, auxkAlpha: alpha, grads: true });
       assert.ok(relErr(r.loss, ref.loss) < 1e-5, `loss ${r.loss} vs ${ref.loss}`);
       assert.ok(relErr(r.fvu, ref.fvu) < 1e-5);
       if (alpha > 0) assert.ok(ref.auxkLoss > 0 && relErr(r.auxkLoss, ref.auxkLoss) < 1e-5, `auxk ${r.auxkLoss} vs ${ref.auxkLoss}`);
@@ -72,7 +72,7 @@ for (const [name, cfg, alpha] of CASES) {
             const t = Tensor.from(arr, param.shape);
             const key = { 'encoder.weight': 'encW', 'encoder.bias': 'encB', W_dec: 'W_dec', b_dec: 'b_dec', W_skip: 'W_skip' }[pname]!;
             const wp = { ...w, [key]: t };
-            const l = saeOps.saeReference(wp, w, x, y, spec, { deadMask: dead, auxkAlpha: alpha }).loss;
+            const l = testing.saeReference(wp, w, x, y, spec, { deadMask: dead, auxkAlpha: alpha }).loss;
             t.dispose();
             return { l, v: Math.fround(v) };
           };
@@ -105,7 +105,7 @@ test('gradients accumulate (lossScale) and zeroGrad clears them; externally supp
     assert.ok(relErrToMax(coder.grads().get('encoder.weight')!.toFloat32Array(), g1) < 1e-6);
     const tv = (await coder.forward(x)).fvu;
     const r2 = await coder.forward(x, { totalVariance: 1 });
-    const ref = saeOps.saeReference(coder.weights(), undefined, x, undefined, { k: 4, groupmax: false, transcode: false, multiTopk: false }, {});
+    const ref = testing.saeReference(coder.weights(), undefined, x, undefined, { k: 4, groupmax: false, transcode: false, multiTopk: false }, {});
     assert.ok(relErr(tv, ref.fvu) < 1e-5);
     assert.ok(relErr(r2.fvu, ref.fvu * (await totalVariance(x))) < 1e-5);
     const fired = Tensor.zeros([M], { dtype: 'int32' });

@@ -2,7 +2,7 @@
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { loadSafetensors, saeOps, sparseCoderConfig, SparseCoder, Rng, Tensor, writeCoderDir, type SparseCoderConfig } from '@sparsify/core';
+import { loadSafetensors, saeOps, testing, sparseCoderConfig, SparseCoder, Rng, Tensor, writeCoderDir, type SparseCoderConfig } from '@sparsify/core';
 
 export const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'sae');
 export const VARIANTS = [
@@ -76,7 +76,7 @@ export async function randomCoder(cfg: Partial<SparseCoderConfig>, seed: number,
   writeCoderDir(dir, full, D, t);
   for (const v of t.values()) v.dispose();
   const c = await SparseCoder.loadFromDisk(dir);
-  if (full.normalizeDecoder && !full.transcode) await saeOps.saeNormalizeDecoder(c.params().get('W_dec')!);
+  if (full.normalizeDecoder && !full.transcode) await testing.normalizeDecoder(c.params().get('W_dec')!);
   return c;
 }
 

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { createOptimizer, defaultLr, linearWarmupDecay, native, Rng, SparseCoder, Tensor, ValueError } from '@sparsify/core';
+import { createOptimizer, defaultLr, linearWarmupDecay, loadOptimizerState, native, Rng, saveOptimizerState, SparseCoder, Tensor, ValueError } from '@sparsify/core';
 
 import { randomCoder, relErrToMax } from './helpers.js';
 
@@ -63,7 +63,7 @@ test('adam: three steps match the float64 reference, grads are zeroed, decoder g
         let g = s.g.get(name)!;
         if (name === 'W_dec') g = project(g, s.p.get('W_dec')!, 64, D);
         const st = state.get(name) ?? { p: f64(s.p.get(name)!), m: new Float64Array(g.length), v: new Float64Array(g.length) };
-        const r = native().optimReference('adam', { p: f64(s.p.get(name)!), g: f64(g), s0: st.m, s1: st.v }, { lr: 1e-2 * mult, step });
+        const r = native().testing.optimReference('adam', { p: f64(s.p.get(name)!), g: f64(g), s0: st.m, s1: st.v }, { lr: 1e-2 * mult, step });
         state.set(name, { p: r.p, m: r.s0, v: r.s1 });
         const e = relErrToMax(p.toFloat32Array(), r.p);
         assert.ok(e < 1e-5, `step ${step} ${name}: ${e}`);
@@ -87,7 +87,7 @@ test('signum (schedule-free): steps, eval()/train() and the state dict match the
       weightSum += lrMax ** 2;
       const ckp1 = lrMax ** 2 / weightSum;
       for (const [name, p] of c.params()) {
-        const r = native().optimReference('signum', { p: f64(s.p.get(name)!), g: f64(s.g.get(name)!), s0: z.get(name) ?? f64(s.p.get(name)!) }, { lr: 0.01, momentum: 0.95, ckp1 });
+        const r = native().testing.optimReference('signum', { p: f64(s.p.get(name)!), g: f64(s.g.get(name)!), s0: z.get(name) ?? f64(s.p.get(name)!) }, { lr: 0.01, momentum: 0.95, ckp1 });
         z.set(name, r.s0);
         assert.ok(relErrToMax(p.toFloat32Array(), r.p) < 1e-5, `step ${step} ${name}`);
       }
@@ -128,11 +128,11 @@ test('muon: Newton-Schulz (f32) + Adam for 1-D parameters match the float64 refe
         let r;
         if (shape.length === 2) {
           const b = bufs.get(name)?.[0] ?? new Float64Array(g.length);
-          r = native().optimReference('muon', { p: f64(s.p.get(name)!), g, s0: b }, { lr: 2e-3, rows: shape[0], cols: shape[1], momentum: 0.95, nesterov: true, weightDecay: 0.1 });
+          r = native().testing.optimReference('muon', { p: f64(s.p.get(name)!), g, s0: b }, { lr: 2e-3, rows: shape[0], cols: shape[1], momentum: 0.95, nesterov: true, weightDecay: 0.1 });
           bufs.set(name, [r.s0]);
         } else {
           const [m, v] = bufs.get(name) ?? [new Float64Array(g.length), new Float64Array(g.length)];
-          r = native().optimReference('adam', { p: f64(s.p.get(name)!), g, s0: m, s1: v }, { lr: 1e-3, step });
+          r = native().testing.optimReference('adam', { p: f64(s.p.get(name)!), g, s0: m, s1: v }, { lr: 1e-3, step });
           bufs.set(name, [r.s0, r.s1]);
         }
         // Compare the update (p_new - p_old): Newton-Schulz in f32 vs f64.
@@ -157,8 +157,7 @@ test('lr schedule and optimizer argument errors', () => {
   assert.throws(() => createOptimizer('adam', []), ValueError);
 });
 
-test('optimizer state files round-trip (safetensors + one metadata key) and resume identically', async () => {
-  const { saveOptimizerState, loadOptimizerState } = await import('@sparsify/core');
+test('optimizer state files round-trip (safetensors + json structure) and resume identically', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'sae-optstate-'));
   try {
     for (const kind of ['signum', 'adam', 'muon'] as const) {
@@ -172,7 +171,7 @@ test('optimizer state files round-trip (safetensors + one metadata key) and resu
       // b follows a's state: same params, optimizer state from the file.
       await a.saveToDisk(join(dir, `a-${kind}`));
       const b2 = await SparseCoder.loadFromDisk(join(dir, `a-${kind}`));
-      const file = join(dir, `${kind}.safetensors`);
+      const file = join(dir, `optimizer-${kind}`);
       saveOptimizerState(file, oa.stateDict());
       const ob = createOptimizer(kind, [b2], { lr: 1e-2 });
       ob.loadStateDict(loadOptimizerState(file));

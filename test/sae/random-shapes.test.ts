@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { gemmAvailableKernels, gemmForceKernels, Rng, saeOps, sparseCoderConfig, SparseCoder, Tensor, writeCoderDir, type SparseCoderConfig } from '@sparsify/core';
+import { gemmAvailableKernels, gemmForceKernels, Rng, sparseCoderConfig, SparseCoder, Tensor, writeCoderDir, testing, type SparseCoderConfig } from '@sparsify/core';
 
 import { relErr, relErrToMax } from './helpers.js';
 
@@ -57,7 +57,7 @@ async function checkOddShapes(): Promise<void> {
       for (let j = 0; j < nDead; j++) dead[(j * 7919) % M] = 1;
       const spec = { k: c.cfg.k, groupmax: c.cfg.activation === 'groupmax', transcode: c.cfg.transcode, multiTopk: c.cfg.multiTopk };
       const what = `D=${D} ${JSON.stringify(cfg)} N=${N}`;
-      const ref = saeOps.saeReference(c.weights(), undefined, x, y, spec, { deadMask: dead, auxkAlpha: 0.3, grads: true });
+      const ref = testing.saeReference(c.weights(), undefined, x, y, spec, { deadMask: dead, auxkAlpha: 0.3, grads: true });
       // encode: same selections (reference ties -> lower index, like the kernel)
       const e = await c.encode(x, { returnPreActs: true });
       assert.ok(relErrToMax(e.preActs!.toFloat32Array(), ref.preActs) < 1e-5, `${what} pre_acts`);

@@ -4,19 +4,15 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { ConfigError } from '@sparsify/core';
+import { ConfigError, defaultLr, linearWarmupDecay, pythonFloatRepr, pyJson, PyFloat } from '@sparsify/core';
 import {
   assertSupportedLossFn,
-  pythonFloatRepr,
-  pyJson,
-  PyFloat,
   trainConfig,
   runConfig,
   trainConfigJson,
   trainConfigFromDict,
   DEFAULT_TRAIN_CONFIG,
-  defaultLr,
-  linearWarmupDecay,
+  coderLr,
   roundHalfEven,
   currentK,
   initialK,
@@ -112,11 +108,12 @@ test('__post_init__ validations raise ConfigError', () => {
 });
 
 test('LR laws, warmup schedule, banker-rounded k schedule', () => {
-  assert.ok(Math.abs(defaultLr('signum', 24576, null) - 4.0825e-3) < 1e-6);
-  assert.ok(Math.abs(defaultLr('adam', 65536, null) - 1e-4) < 1e-12);
-  assert.equal(defaultLr('adam', 65536, 0), defaultLr('adam', 65536, null));
-  assert.equal(defaultLr('adam', 65536, 3e-4), 3e-4);
-  assert.equal(defaultLr('muon', 1, null), 2e-3);
+  assert.ok(Math.abs(defaultLr('signum', 24576) - 4.0825e-3) < 1e-6);
+  assert.ok(Math.abs(defaultLr('adam', 65536) - 1e-4) < 1e-12);
+  assert.equal(coderLr(null, 'adam', 65536), defaultLr('adam', 65536));
+  assert.equal(coderLr(0, 'adam', 65536), defaultLr('adam', 65536));
+  assert.equal(coderLr(3e-4, 'adam', 65536), 3e-4);
+  assert.equal(defaultLr('muon', 1), 2e-3);
   assert.equal(linearWarmupDecay(0, 10, 100), 0);
   assert.equal(linearWarmupDecay(5, 10, 100), 0.5);
   assert.equal(linearWarmupDecay(10, 10, 100), 1);

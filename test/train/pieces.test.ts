@@ -1,19 +1,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { Tensor, ValueError } from '@sparsify/core';
+import { FileFormatError, loadOptimizerState, native, saveOptimizerState, Tensor, ValueError, type OptimizerState } from '@sparsify/core';
 import {
   DeadLatentCounter,
   gatherRows,
   loadInt64Safetensors,
-  loadStateDict,
-  rowSlice,
   saveInt64Safetensors,
-  saveStateDict,
-  totalVariance,
   InMemoryTokenDataset,
 } from '@sparsify/train';
 
@@ -49,29 +45,29 @@ test('int64 safetensors round-trip (counters beyond int32)', () => {
   assert.equal(header['h.0'].dtype, 'I64');
 });
 
-test('optimizer state dicts of any shape round-trip (tensors, numbers, maps, nested)', () => {
+test('optimizer state files round-trip (tensors, non-finite scalars, maps) and reject other files', () => {
   const d = tmp();
-  const state = {
-    step: 3,
-    lrMax: 0.0123,
-    weightSum: Infinity,
-    groups: [{ k: 2, z: Tensor.from(new Float32Array([1, 2, 3]), [3]) }],
-    perParam: new Map([['W_dec', { m: Tensor.from(new Float32Array([4, 5]), [2]), v: Tensor.from(new Float32Array([6, 7]), [1, 2]) }]]),
-    name: 'adam',
+  const state: OptimizerState = {
+    kind: 'signum',
+    tensors: new Map([
+      ['0.W_dec.z', Tensor.from(new Float32Array([4, 5]), [1, 2])],
+      ['0.b_dec.z', Tensor.from(new Float32Array([1, 2, 3]), [3])],
+    ]),
+    scalars: { lr: [0.0123], groups: [{ k: 2, lr_max: 0.0123, weight_sum: Infinity }], trainMode: false },
   };
-  saveStateDict(join(d, 'optimizer_0'), state);
-  const back = loadStateDict(join(d, 'optimizer_0')) as typeof state;
-  assert.equal(back.step, 3);
-  assert.equal(back.lrMax, 0.0123);
-  assert.equal(back.weightSum, Infinity);
-  assert.equal(back.name, 'adam');
-  assert.deepEqual([...back.groups[0].z.toFloat32Array()], [1, 2, 3]);
-  const w = back.perParam.get('W_dec')!;
-  assert.deepEqual(w.v.shape, [1, 2]);
-  assert.deepEqual([...w.m.toFloat32Array()], [4, 5]);
+  saveOptimizerState(join(d, 'optimizer_0'), state);
+  const back = loadOptimizerState(join(d, 'optimizer_0'));
+  assert.equal(back.kind, 'signum');
+  assert.deepEqual(back.scalars, state.scalars);
+  assert.deepEqual([...back.tensors.keys()], ['0.W_dec.z', '0.b_dec.z']);
+  assert.deepEqual(back.tensors.get('0.W_dec.z')!.shape, [1, 2]);
+  assert.deepEqual([...back.tensors.get('0.W_dec.z')!.toFloat32Array()], [4, 5]);
+  assert.deepEqual([...back.tensors.get('0.b_dec.z')!.toFloat32Array()], [1, 2, 3]);
+  writeFileSync(join(d, 'other.json'), '{"step": 3}');
+  assert.throws(() => loadOptimizerState(join(d, 'other')), FileFormatError);
 });
 
-test('gatherRows / rowSlice / totalVariance against plain JS', async () => {
+test('gatherRows / row views (the micro-batch slices) / totalVariance against plain JS', async () => {
   const N = 37, D = 5;
   const x = new Float32Array(N * D).map((_, i) => Math.sin(i * 0.7) * 3 + (i % D));
   const t = Tensor.from(x, [N, D]);
@@ -81,6 +77,7 @@ test('gatherRows / rowSlice / totalVariance against plain JS', async () => {
   const gv = g.toFloat32Array();
   idx.forEach((r, i) => assert.deepEqual([...gv.subarray(i * D, (i + 1) * D)], [...x.subarray(r * D, (r + 1) * D)]));
   await assert.rejects(gatherRows(t, Tensor.from(Int32Array.from([N]), [1])), ValueError);
+  const rowSlice = (a: Tensor, b: number, e: number) => new Tensor(native().trainRowSlice(a.handle, b, e));
   const s = rowSlice(t, 10, 20);
   assert.deepEqual(s.shape, [10, D]);
   assert.deepEqual([...s.toFloat32Array()], [...x.subarray(10 * D, 20 * D)]);
@@ -92,7 +89,7 @@ test('gatherRows / rowSlice / totalVariance against plain JS', async () => {
     m /= N;
     for (let n = 0; n < N; n++) ref += (x[n * D + d] - m) ** 2;
   }
-  const tv = await totalVariance(t);
+  const tv = await native().trainTotalVariance(t.handle); // the micro-batch normaliser (batchVariance)
   assert.ok(Math.abs(tv - ref) <= 1e-9 * ref, `${tv} vs ${ref}`);
 });
 

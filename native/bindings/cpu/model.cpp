@@ -272,9 +272,9 @@ Napi::Value model_activation(const Napi::CallbackInfo& info) {
 }
 
 void init(Napi::Env env, Napi::Object exports) {
-  export_fn(env, exports, "modelActivation", model_activation);
+  export_fn(env, exports, "modelActivation", model_activation, Accepts::HostTensors, Audience::Tests);
   exports.Set("NativeModel", NativeModel::Init(env));
-  export_fn(env, exports, "modelAttention", model_attention);
+  export_fn(env, exports, "modelAttention", model_attention, Accepts::HostTensors, Audience::Tests);
 }
 
 }  // namespace

@@ -19,6 +19,7 @@
 
 #include "cpu/optim.h"
 #include "cpu/sae.h"
+#include "core/coder_spec.h"
 #include "core/napi_util.h"
 #include "core/parallel.h"
 
@@ -99,14 +100,7 @@ SaeSpec read_spec(Napi::Object o, int64_t M) {
   s.groupmax = opt_bool(o, "groupmax", false);
   s.transcode = opt_bool(o, "transcode", false);
   s.multi_topk = opt_bool(o, "multiTopk", false);
-  if (s.k < 1 || s.k > M)
-    fail(ErrorKind::Value, "k must be in [1, num_latents=" + std::to_string(M) + "], got " + std::to_string(s.k));
-  if (s.groupmax && M % s.k != 0)
-    fail(ErrorKind::Value, "activation 'groupmax' needs num_latents (" + std::to_string(M) + ") divisible by k (" +
-                               std::to_string(s.k) + ")");
-  if (s.multi_topk && 4 * s.k > M)
-    fail(ErrorKind::Value, "multi_topk needs 4*k (" + std::to_string(4 * s.k) + ") <= num_latents (" +
-                               std::to_string(M) + ")");
+  check_coder_spec(M, s.k, s.groupmax, s.multi_topk);
   return s;
 }
 
@@ -152,15 +146,7 @@ Napi::Value sae_encode_js(const Napi::CallbackInfo& info) {
         check_finite(x.data<float>(), x.numel(), "x");
         SaeWeights wv = w.view();
         std::vector<float> xin;
-        const float* xp = x.data<float>();
-        if (!s.transcode) {
-          xin.resize(size_t(N * D));
-          parallel_for(N, 64, [&](int64_t r0, int64_t r1) {
-            for (int64_t n = r0; n < r1; ++n)
-              for (int64_t d = 0; d < D; ++d) xin[size_t(n * D + d)] = xp[n * D + d] - wv.b_dec[d];
-          });
-          xp = xin.data();
-        }
+        const float* xp = sae_encoder_input(wv, s, N, x.data<float>(), xin);
         EncodeOut eo;
         eo.acts = acts->data<float>();
         eo.idx = idx->data<int32_t>();
@@ -306,7 +292,7 @@ Napi::Value sae_step_js(const Napi::CallbackInfo& info) {
 
 Napi::Value sae_init_biases_js(const Napi::CallbackInfo& info) {
   WeightsArg w = read_weights(info[0], "weights");
-  const int64_t M = w.encW.dim(0), D = w.encW.dim(1);
+  const int64_t D = w.encW.dim(1);
   Tensor x = read_input(info[1], D, "x");
   Tensor y;
   if (!(info[2].IsUndefined() || info[2].IsNull())) y = read_input(info[2], D, "y");
@@ -317,33 +303,11 @@ Napi::Value sae_init_biases_js(const Napi::CallbackInfo& info) {
   if (transcode) expect_writable(w.encB, "encoder.bias");
   return run_async(
       info.Env(),
-      [w, x, y, transcode, M, D] {
+      [w, x, y, transcode] {
         check_finite(x.data<float>(), x.numel(), "x");
-        const Tensor& t = y.defined() ? y : x;
         if (y.defined()) check_finite(y.data<float>(), y.numel(), "y");
-        auto mean_of = [D](const Tensor& a) {
-          std::vector<double> mu(size_t(D), 0.0);
-          const int64_t N = a.dim(0);
-          for (int64_t n = 0; n < N; ++n)
-            for (int64_t d = 0; d < D; ++d) mu[size_t(d)] += a.data<float>()[n * D + d];
-          for (auto& v : mu) v /= double(N);
-          return mu;
-        };
-        if (transcode) {  // encoder.bias = -(mean_0(x) @ W_enc^T)
-          std::vector<double> mx = mean_of(x);
-          std::vector<float> mxf(mx.begin(), mx.end());
-          const float* W = w.encW.data<float>();
-          float* b = w.encB.data<float>();
-          parallel_for(M, 256, [&](int64_t m0, int64_t m1) {
-            for (int64_t m = m0; m < m1; ++m) {
-              double acc = 0;
-              for (int64_t d = 0; d < D; ++d) acc += double(mxf[size_t(d)]) * W[m * D + d];
-              b[m] = -float(acc);
-            }
-          });
-        }
-        std::vector<double> my = mean_of(t);
-        for (int64_t d = 0; d < D; ++d) w.b_dec.data<float>()[d] = float(my[size_t(d)]);
+        sae_init_biases(w.view(), transcode, x.dim(0), x.data<float>(), y.defined() ? y.dim(0) : 0,
+                        y.defined() ? y.data<float>() : nullptr, w.encB.data<float>(), w.b_dec.data<float>());
       },
       [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
 }
@@ -596,12 +560,12 @@ void init(Napi::Env env, Napi::Object exports) {
   export_fn(env, exports, "saeDecode", sae_decode_js);
   export_fn(env, exports, "saeStep", sae_step_js);
   export_fn(env, exports, "saeInitBiases", sae_init_biases_js);
-  export_fn(env, exports, "saeNormalizeDecoder", sae_normalize_decoder_js);
-  export_fn(env, exports, "saeProjectDecoderGrad", sae_project_decoder_grad_js);
-  export_fn(env, exports, "saeReference", sae_reference_js);
+  export_fn(env, exports, "saeNormalizeDecoder", sae_normalize_decoder_js, Accepts::HostTensors, Audience::Tests);
+  export_fn(env, exports, "saeProjectDecoderGrad", sae_project_decoder_grad_js, Accepts::HostTensors, Audience::Tests);
+  export_fn(env, exports, "saeReference", sae_reference_js, Accepts::HostTensors, Audience::Tests);
   export_fn(env, exports, "optimStep", optim_step_js);
   export_fn(env, exports, "optimLerp", optim_lerp_js);
-  export_fn(env, exports, "optimReference", optim_reference_js);
+  export_fn(env, exports, "optimReference", optim_reference_js, Accepts::HostTensors, Audience::Tests);
 }
 
 }  // namespace

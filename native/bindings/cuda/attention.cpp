@@ -48,7 +48,7 @@ Napi::Value cuda_attention(const Napi::CallbackInfo& info) {
 }
 
 void init(Napi::Env env, Napi::Object exports) {
-  export_fn(env, exports, "cudaAttention", cuda_attention);
+  export_fn(env, exports, "cudaAttention", cuda_attention, Accepts::AnyDeviceTensors, Audience::Tests);
 }
 
 }  // namespace

@@ -44,8 +44,8 @@ Napi::Value cuda_fused_max_k(const Napi::CallbackInfo& info) {
 }
 
 void init(Napi::Env env, Napi::Object exports) {
-  export_fn(env, exports, "cudaProbe", cuda_probe);
-  export_fn(env, exports, "cudaFusedTopkMaxK", cuda_fused_max_k);
+  export_fn(env, exports, "cudaProbe", cuda_probe, Accepts::AnyDeviceTensors);
+  export_fn(env, exports, "cudaFusedTopkMaxK", cuda_fused_max_k, Accepts::AnyDeviceTensors, Audience::Tests);
 }
 
 }  // namespace

@@ -78,8 +78,8 @@ Napi::Value cuda_bench(const Napi::CallbackInfo& info) {
 }
 
 void init(Napi::Env env, Napi::Object exports) {
-  export_fn(env, exports, "cudaMatmul", cuda_matmul);
-  export_fn(env, exports, "cudaBench", cuda_bench);
+  export_fn(env, exports, "cudaMatmul", cuda_matmul, Accepts::AnyDeviceTensors, Audience::Tests);
+  export_fn(env, exports, "cudaBench", cuda_bench, Accepts::AnyDeviceTensors, Audience::Tests);
 }
 
 }  // namespace

@@ -19,7 +19,7 @@ Napi::Value cuda_gemm_path(const Napi::CallbackInfo& info) {
   return o;
 }
 
-void init(Napi::Env env, Napi::Object exports) { export_fn(env, exports, "cudaGemmPath", cuda_gemm_path); }
+void init(Napi::Env env, Napi::Object exports) { export_fn(env, exports, "cudaGemmPath", cuda_gemm_path, Accepts::AnyDeviceTensors, Audience::Tests); }
 
 }  // namespace
 SPX_REGISTER(cuda_gemm_ops, init);

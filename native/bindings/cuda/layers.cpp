@@ -87,10 +87,10 @@ Napi::Value cuda_activation(const Napi::CallbackInfo& info) {
 }
 
 void init(Napi::Env env, Napi::Object exports) {
-  export_fn(env, exports, "cudaLayerNorm", cuda_layer_norm);
-  export_fn(env, exports, "cudaRmsNorm", cuda_rms_norm);
-  export_fn(env, exports, "cudaRope", cuda_rope);
-  export_fn(env, exports, "cudaActivation", cuda_activation);
+  export_fn(env, exports, "cudaLayerNorm", cuda_layer_norm, Accepts::AnyDeviceTensors, Audience::Tests);
+  export_fn(env, exports, "cudaRmsNorm", cuda_rms_norm, Accepts::AnyDeviceTensors, Audience::Tests);
+  export_fn(env, exports, "cudaRope", cuda_rope, Accepts::AnyDeviceTensors, Audience::Tests);
+  export_fn(env, exports, "cudaActivation", cuda_activation, Accepts::AnyDeviceTensors, Audience::Tests);
 }
 
 }  // namespace

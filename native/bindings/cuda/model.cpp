@@ -65,9 +65,9 @@ Napi::Value cuda_model_dispose(const Napi::CallbackInfo& info) {
 }
 
 void init(Napi::Env env, Napi::Object exports) {
-  export_fn(env, exports, "cudaModelCreate", cuda_model_create);
-  export_fn(env, exports, "cudaModelForward", cuda_model_forward);
-  export_fn(env, exports, "cudaModelDispose", cuda_model_dispose);
+  export_fn(env, exports, "cudaModelCreate", cuda_model_create, Accepts::AnyDeviceTensors);
+  export_fn(env, exports, "cudaModelForward", cuda_model_forward, Accepts::AnyDeviceTensors);
+  export_fn(env, exports, "cudaModelDispose", cuda_model_dispose, Accepts::AnyDeviceTensors);
 }
 
 }  // namespace

@@ -87,10 +87,10 @@ Napi::Value cuda_signum_step(const Napi::CallbackInfo& info) {
 }
 
 void init(Napi::Env env, Napi::Object exports) {
-  export_fn(env, exports, "cudaNormalizeRows", cuda_normalize_rows);
-  export_fn(env, exports, "cudaProjectGrad", cuda_project_grad);
-  export_fn(env, exports, "cudaAdamStep", cuda_adam_step);
-  export_fn(env, exports, "cudaSignumStep", cuda_signum_step);
+  export_fn(env, exports, "cudaNormalizeRows", cuda_normalize_rows, Accepts::AnyDeviceTensors, Audience::Tests);
+  export_fn(env, exports, "cudaProjectGrad", cuda_project_grad, Accepts::AnyDeviceTensors, Audience::Tests);
+  export_fn(env, exports, "cudaAdamStep", cuda_adam_step, Accepts::AnyDeviceTensors, Audience::Tests);
+  export_fn(env, exports, "cudaSignumStep", cuda_signum_step, Accepts::AnyDeviceTensors, Audience::Tests);
 }
 
 }  // namespace

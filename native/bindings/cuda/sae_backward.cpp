@@ -58,8 +58,8 @@ Napi::Value cuda_encoder_backward(const Napi::CallbackInfo& info) {
 }
 
 void init(Napi::Env env, Napi::Object exports) {
-  export_fn(env, exports, "cudaDecodeBackward", cuda_decode_backward);
-  export_fn(env, exports, "cudaEncoderBackward", cuda_encoder_backward);
+  export_fn(env, exports, "cudaDecodeBackward", cuda_decode_backward, Accepts::AnyDeviceTensors, Audience::Tests);
+  export_fn(env, exports, "cudaEncoderBackward", cuda_encoder_backward, Accepts::AnyDeviceTensors, Audience::Tests);
 }
 
 }  // namespace

@@ -89,10 +89,10 @@ Napi::Value cuda_decoder_dispose(const Napi::CallbackInfo& info) {
 }
 
 void init(Napi::Env env, Napi::Object exports) {
-  export_fn(env, exports, "cudaDecode", cuda_decode);
-  export_fn(env, exports, "cudaDecoderCreate", cuda_decoder_create);
-  export_fn(env, exports, "cudaDecoderDecode", cuda_decoder_decode);
-  export_fn(env, exports, "cudaDecoderDispose", cuda_decoder_dispose);
+  export_fn(env, exports, "cudaDecode", cuda_decode, Accepts::AnyDeviceTensors, Audience::Tests);
+  export_fn(env, exports, "cudaDecoderCreate", cuda_decoder_create, Accepts::AnyDeviceTensors, Audience::Tests);
+  export_fn(env, exports, "cudaDecoderDecode", cuda_decoder_decode, Accepts::AnyDeviceTensors, Audience::Tests);
+  export_fn(env, exports, "cudaDecoderDispose", cuda_decoder_dispose, Accepts::AnyDeviceTensors, Audience::Tests);
 }
 
 }  // namespace

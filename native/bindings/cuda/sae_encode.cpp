@@ -11,6 +11,7 @@
 #include "cuda/cuda_check.h"
 #include "cuda/cuda_context.h"
 #include "cuda/cuda_ops.h"
+#include "core/coder_spec.h"
 #include "core/napi_util.h"
 
 namespace sparsify {
@@ -30,10 +31,8 @@ cuda::EncodeOptions read_encode_options(Napi::Object opts, int64_t N, int64_t M)
   o.force_unfused = opt_bool(opts, "forceUnfused", false);
   if (M >= (int64_t(1) << 31) || N * std::max<int64_t>(o.k, 1) >= (int64_t(1) << 31))
     fail(ErrorKind::Value, "CUDA encode: num_latents and N*k must be < 2^31");
-  if (o.k < 1 || o.k > M) fail(ErrorKind::Value, "k must be in [1, num_latents=" + std::to_string(M) + "], got " + std::to_string(o.k));
+  check_coder_spec(M, o.k, o.groupmax, false);
   if (o.k > 8192) fail(ErrorKind::Value, "CUDA encode supports k <= 8192, got " + std::to_string(o.k));
-  if (o.groupmax && M % o.k != 0)
-    fail(ErrorKind::Value, "groupmax needs num_latents (" + std::to_string(M) + ") divisible by k (" + std::to_string(o.k) + ")");
   if (o.dead_mask.defined()) {
     expect_dtype(o.dead_mask, DType::I32, "deadMask");
     expect_shape(o.dead_mask, {M}, "deadMask");
@@ -135,10 +134,10 @@ Napi::Value cuda_encoder_dispose(const Napi::CallbackInfo& info) {
 }
 
 void init(Napi::Env env, Napi::Object exports) {
-  export_fn(env, exports, "cudaTopkEncode", cuda_topk_encode);
-  export_fn(env, exports, "cudaEncoderCreate", cuda_encoder_create);
-  export_fn(env, exports, "cudaEncoderEncode", cuda_encoder_encode);
-  export_fn(env, exports, "cudaEncoderDispose", cuda_encoder_dispose);
+  export_fn(env, exports, "cudaTopkEncode", cuda_topk_encode, Accepts::AnyDeviceTensors, Audience::Tests);
+  export_fn(env, exports, "cudaEncoderCreate", cuda_encoder_create, Accepts::AnyDeviceTensors);
+  export_fn(env, exports, "cudaEncoderEncode", cuda_encoder_encode, Accepts::AnyDeviceTensors);
+  export_fn(env, exports, "cudaEncoderDispose", cuda_encoder_dispose, Accepts::AnyDeviceTensors);
 }
 
 }  // namespace

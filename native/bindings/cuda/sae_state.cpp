@@ -11,18 +11,24 @@
 #include "cuda/cuda_check.h"
 #include "cuda/cuda_context.h"
 #include "cuda/cuda_ops.h"
+#include "core/coder_spec.h"
 #include "core/napi_util.h"
 
 namespace sparsify {
 namespace {
+
+// The resident state's kernels select at most 8192 latents per row.
+constexpr int64_t kMaxK = 8192;
+constexpr const char* kOnCuda = " on the CUDA backend";
 using namespace cuda_binding;
 
-// ---- resident training state (sae_train.cu) ----
+// ---- resident training state (sae_state.cu) ----
 // cudaSaeCreate({wEnc, bEnc, wDec, bDec, wSkip?}, {k, activation?, transcode?, normalizeDecoder?, computeDtype?}) -> Promise<sae>
 //   (wSkip [d_in, d_in]: skip_connection, a fifth parameter)
 // cudaSaeForwardBackward(sae, x, {y?, deadMask?, auxkAlpha?, lossScale?, auxkIncludesBDec?, k?, activation?,
-//   normalizeDecoder?, totalVariance?, backward? = true, outputs? = false, multiTopk? = false, didFire?, rowBegin?, rowEnd?})
-//   -> Promise<{fvu, auxkLoss, multiTopkFvu, kAux, numDead, totalVariance, indices, acts?, saeOut?}>
+//   normalizeDecoder?, totalVariance?, backward? = true, outputs? = false, multiTopk? = false, didFire?, trackFired?,
+//   rowBegin?, rowEnd?, batchVariance?}) -> Promise<{fvu, auxkLoss, multiTopkFvu, kAux, numDead, totalVariance, indices?, acts?, saeOut?}>
+//   (indices only with outputs or didFire; trackFired records the selection on the device, cudaSaeTakeFired reads it)
 //   (gradients accumulate on the device; with multiTopk indices / acts / saeOut are the 4k selection's)
 // cudaSaeEncode(sae, x, {k?, activation?}) -> Promise<{acts, indices}>;  cudaSaeDecode(sae, acts, indices) -> Promise<[N,D]>
 // cudaSaeApply(sae, {optimizer: 'adam'|'signum'|'muon', lr, beta1?, beta2?, eps?, step?, c?, beta?, project?,
@@ -70,8 +76,7 @@ Napi::Value cuda_sae_create(const Napi::CallbackInfo& info) {
   cfg.transcode = opt_bool(o, "transcode", false);
   cfg.normalize_decoder = opt_bool(o, "normalizeDecoder", true);
   cfg.compute = compute_dtype(o);
-  if (cfg.k < 1 || cfg.k > M || cfg.k > 8192) fail(ErrorKind::Value, "k must be in [1, min(num_latents, 8192)], got " + std::to_string(cfg.k));
-  if (cfg.groupmax && M % cfg.k) fail(ErrorKind::Value, "groupmax needs num_latents divisible by k");
+  check_coder_spec(M, cfg.k, cfg.groupmax, false, kMaxK, kOnCuda);
   if (M >= (int64_t(1) << 31)) fail(ErrorKind::Value, "num_latents must be < 2^31");
   auto res = std::make_shared<SaeHolder>();
   return run_async(
@@ -95,10 +100,7 @@ cuda::SaeCall read_sae_call(Napi::Object o, const cuda::ResidentSae& sae) {
   if (act != "topk" && act != "groupmax") fail(ErrorKind::Value, "activation must be 'topk' or 'groupmax', got '" + act + "'");
   c.groupmax = act == "groupmax";
   c.normalize_decoder = opt_bool(o, "normalizeDecoder", cfg.normalize_decoder);
-  if (c.k < 1 || c.k > M || c.k > 8192)
-    fail(ErrorKind::Value, "k must be in [1, min(num_latents=" + std::to_string(M) + ", 8192)] on the CUDA backend, got " + std::to_string(c.k));
-  if (c.groupmax && M % c.k)
-    fail(ErrorKind::Value, "groupmax needs num_latents (" + std::to_string(M) + ") divisible by k (" + std::to_string(c.k) + ")");
+  check_coder_spec(M, c.k, c.groupmax, false, kMaxK, kOnCuda);
   return c;
 }
 
@@ -116,17 +118,16 @@ Napi::Value cuda_sae_forward_backward(const Napi::CallbackInfo& info) {
   Napi::Object o = opts_at(info, 2);
   Tensor y = opt_tensor(o, "y"), dm = opt_tensor(o, "deadMask"), fired = opt_tensor(o, "didFire");
   cuda::SaeCall call = read_sae_call(o, *sae);
-  call.auxk_alpha = opt_number(o, "auxkAlpha", 1.0 / 32);
+  call.auxk_alpha = opt_number(o, "auxkAlpha", 0.0);  // as the CPU saeStep: AuxK only when asked
   call.loss_scale = opt_number(o, "lossScale", 1.0);
   call.auxk_includes_b_dec = opt_bool(o, "auxkIncludesBDec", false);  // fixed AuxK (#134), as the CPU saeStep
   call.total_variance = opt_number(o, "totalVariance", -1);
   call.backward = opt_bool(o, "backward", true);
   call.outputs = opt_bool(o, "outputs", false);
   call.multi_topk = opt_bool(o, "multiTopk", false);
+  call.track_fired = opt_bool(o, "trackFired", false);
   const int64_t M = cuda::sae_num_latents(*sae), D = cuda::sae_d_in(*sae);
-  if (call.multi_topk && (4 * call.k > M || 4 * call.k > 8192))
-    fail(ErrorKind::Value, "multi_topk needs 4*k (" + std::to_string(4 * call.k) + ") <= min(num_latents=" + std::to_string(M) +
-                               ", 8192) on the CUDA backend");
+  check_coder_spec(M, call.k, call.groupmax, call.multi_topk, kMaxK, kOnCuda);
   if (y.defined()) {
     expect_float(y, "y");
     expect_shape(y, x.shape, "y");
@@ -137,6 +138,12 @@ Napi::Value cuda_sae_forward_backward(const Napi::CallbackInfo& info) {
     const int64_t b = opt_int(o, "rowBegin", 0), e = opt_int(o, "rowEnd", x.dim(0));
     if (b < 0 || e <= b || e > x.dim(0))
       fail(ErrorKind::Value, "rows [" + std::to_string(b) + ", " + std::to_string(e) + ") are outside x " + shape_str(x.shape));
+    // batchVariance: normalise by the whole batch's variance scaled to these rows (PR #138),
+    // computed on the device in the same job.
+    if (opt_bool(o, "batchVariance", false)) {
+      call.variance_of = y.defined() ? y : x;
+      call.variance_fraction = double(e - b) / double(x.dim(0));
+    }
     x = x.rows(b, e);
     if (y.defined()) y = y.rows(b, e);
   }
@@ -178,11 +185,21 @@ Napi::Value cuda_sae_forward_backward(const Napi::CallbackInfo& info) {
         obj.Set("kAux", double(res->k_aux));
         obj.Set("numDead", double(res->num_dead));
         obj.Set("totalVariance", res->total_variance);
-        obj.Set("indices", TensorHandle::Wrap(env, res->indices));
+        if (res->indices.defined()) obj.Set("indices", TensorHandle::Wrap(env, res->indices));
         if (res->acts.defined()) obj.Set("acts", TensorHandle::Wrap(env, res->acts));
         if (res->sae_out.defined()) obj.Set("saeOut", TensorHandle::Wrap(env, res->sae_out));
         return obj;
       });
+}
+
+// cudaSaeTakeFired(sae) -> Promise<host int32 [M]>: the latents selected by trackFired steps since
+// the last call (0/1), cleared on the device.
+Napi::Value cuda_sae_take_fired(const Napi::CallbackInfo& info) {
+  SaeHolder sae = sae_arg(info, 0);
+  auto out = std::make_shared<Tensor>();
+  return run_async(
+      info.Env(), [=] { *out = cuda::sae_take_fired(*sae); },
+      [out](Napi::Env env) -> Napi::Value { return TensorHandle::Wrap(env, *out); });
 }
 
 Napi::Value cuda_sae_encode(const Napi::CallbackInfo& info) {
@@ -379,17 +396,18 @@ Napi::Value cuda_sae_dispose(const Napi::CallbackInfo& info) {
 }
 
 void init(Napi::Env env, Napi::Object exports) {
-  export_fn(env, exports, "cudaSaeCreate", cuda_sae_create);
-  export_fn(env, exports, "cudaSaeForwardBackward", cuda_sae_forward_backward);
-  export_fn(env, exports, "cudaSaeApply", cuda_sae_apply);
-  export_fn(env, exports, "cudaSaeRead", cuda_sae_read);
-  export_fn(env, exports, "cudaSaeDispose", cuda_sae_dispose);
-  export_fn(env, exports, "cudaSaeEncode", cuda_sae_encode);
-  export_fn(env, exports, "cudaSaeDecode", cuda_sae_decode);
-  export_fn(env, exports, "cudaSaeReadState", cuda_sae_read_state);
-  export_fn(env, exports, "cudaSaeLoadState", cuda_sae_load_state);
-  export_fn(env, exports, "cudaSaeLerp", cuda_sae_lerp);
-  export_fn(env, exports, "cudaTotalVariance", cuda_total_variance);
+  export_fn(env, exports, "cudaSaeCreate", cuda_sae_create, Accepts::AnyDeviceTensors);
+  export_fn(env, exports, "cudaSaeForwardBackward", cuda_sae_forward_backward, Accepts::AnyDeviceTensors);
+  export_fn(env, exports, "cudaSaeApply", cuda_sae_apply, Accepts::AnyDeviceTensors);
+  export_fn(env, exports, "cudaSaeRead", cuda_sae_read, Accepts::AnyDeviceTensors);
+  export_fn(env, exports, "cudaSaeDispose", cuda_sae_dispose, Accepts::AnyDeviceTensors);
+  export_fn(env, exports, "cudaSaeEncode", cuda_sae_encode, Accepts::AnyDeviceTensors);
+  export_fn(env, exports, "cudaSaeDecode", cuda_sae_decode, Accepts::AnyDeviceTensors);
+  export_fn(env, exports, "cudaSaeReadState", cuda_sae_read_state, Accepts::AnyDeviceTensors);
+  export_fn(env, exports, "cudaSaeLoadState", cuda_sae_load_state, Accepts::AnyDeviceTensors);
+  export_fn(env, exports, "cudaSaeLerp", cuda_sae_lerp, Accepts::AnyDeviceTensors);
+  export_fn(env, exports, "cudaSaeTakeFired", cuda_sae_take_fired, Accepts::AnyDeviceTensors);
+  export_fn(env, exports, "cudaTotalVariance", cuda_total_variance, Accepts::AnyDeviceTensors);
 }
 
 }  // namespace

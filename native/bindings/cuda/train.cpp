@@ -22,7 +22,7 @@ Napi::Value cuda_gather_rows(const Napi::CallbackInfo& info) {
       [out](Napi::Env env) -> Napi::Value { return TensorHandle::Wrap(env, *out); });
 }
 
-void init(Napi::Env env, Napi::Object exports) { export_fn(env, exports, "cudaGatherRows", cuda_gather_rows); }
+void init(Napi::Env env, Napi::Object exports) { export_fn(env, exports, "cudaGatherRows", cuda_gather_rows, Accepts::AnyDeviceTensors); }
 }  // namespace
 SPX_REGISTER(cuda_train, init);
 }  // namespace sparsify

@@ -135,10 +135,8 @@ function simpleArgs(argv: readonly string[], what: string): { positional: string
   return { positional, device };
 }
 
-async function loadModelFrom(pathOrRepo: string, opts: { device: core.Device; revision?: string | null }): Promise<train.ModelLike> {
-  const loadModel = (core as unknown as Record<string, any>).loadModel;
-  if (!loadModel) throw new ConfigError('loadModel is not available in @sparsify/core');
-  return loadModel(pathOrRepo, { device: opts.device, revision: opts.revision ?? undefined });
+async function loadModelFrom(pathOrRepo: string, opts: { device: core.Device; revision?: string | null }): Promise<core.LanguageModel> {
+  return core.loadModel(pathOrRepo, { device: opts.device, revision: opts.revision ?? undefined });
 }
 
 async function hookpointsCommand(argv: readonly string[], io: CliIO): Promise<number> {
@@ -330,7 +328,7 @@ async function trainCommand(argv: readonly string[], io: CliIO): Promise<number>
   return result.stopped ? 130 : 0;
 }
 
-async function openDataset(cfg: train.RunConfig, model: train.ModelLike & { vocabSize?: number; maxPositions?: number }): Promise<train.TokenDatasetLike> {
+async function openDataset(cfg: train.RunConfig, model: core.LanguageModel): Promise<train.TokenDatasetLike> {
   const modelDir = await core.resolveLocalOrHub(cfg.model, { revision: cfg.revision ?? undefined });
   // A tokenizer is needed only for text datasets; pretokenized ones and .bin files do without.
   const tokenizer = existsSync(join(modelDir, 'tokenizer.json')) ? await core.loadTokenizer(modelDir) : undefined;

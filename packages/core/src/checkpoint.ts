@@ -10,14 +10,13 @@ import { jsonErrorSummary } from './json-error.js';
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { coderConfigFromJson, coderConfigJson, numLatentsOf, type SparseCoderConfig } from './config.js';
+import { CODER_PARAM_NAMES, coderParamShapes } from './coder-params.js';
+import { coderConfigFromJson, coderConfigJson, coderSpecProblem, numLatentsOf, type SparseCoderConfig } from './config.js';
 import { ConfigError, FileFormatError } from './errors.js';
 import { fnmatch } from './hub.js';
 import { naturalSort } from './natsort.js';
 import { loadSafetensors, readSafetensorsHeader, saveSafetensors, writeFileAtomic } from './safetensors.js';
 import type { DType, Tensor } from './tensor.js';
-
-export const CODER_TENSOR_NAMES = ['encoder.weight', 'encoder.bias', 'W_dec', 'b_dec', 'W_skip'] as const;
 
 export interface CoderFiles {
   cfg: SparseCoderConfig;
@@ -67,21 +66,14 @@ export function readCoderDir(dir: string, opts: { decoder?: boolean } = {}): Cod
   const { cfg, dIn } = readCoderConfig(dir);
   const M = numLatentsOf(cfg, dIn);
   const cfgPath = join(dir, 'cfg.json');
-  if (cfg.k > M) throw new ConfigError(`${cfgPath}: k=${cfg.k} is larger than num_latents=${M}`);
-  if (cfg.activation === 'groupmax' && M % cfg.k !== 0)
-    throw new ConfigError(`${cfgPath}: groupmax needs num_latents (${M}) divisible by k (${cfg.k})`);
+  // multi_topk's 4k <= M is checked where the 4k selection is made: such a file still encodes.
+  const problem = coderSpecProblem({ ...cfg, multiTopk: false }, M);
+  if (problem) throw new ConfigError(`${cfgPath}: ${problem}`);
   const file = join(dir, 'sae.safetensors');
   if (!existsSync(file)) throw new FileFormatError(`${dir}: no sae.safetensors`);
   const header = readSafetensorsHeader(file);
-  const expected: Record<string, number[]> = {
-    'encoder.weight': [M, dIn],
-    'encoder.bias': [M],
-    W_dec: [M, dIn],
-    b_dec: [dIn],
-  };
-  if (cfg.skipConnection) expected.W_skip = [dIn, dIn];
-  if (!decoder) delete expected.W_dec;
-  for (const [name, shape] of Object.entries(expected)) {
+  const expected = coderParamShapes(cfg, dIn, M, { decoder });
+  for (const [name, shape] of expected) {
     const info = header.tensors.get(name);
     if (!info) throw new FileFormatError(`${file}: missing tensor '${name}' (expected shape [${shape.join(', ')}])`);
     if (!FLOAT_DTYPES[info.dtype])
@@ -93,10 +85,10 @@ export function readCoderDir(dir: string, opts: { decoder?: boolean } = {}): Cod
   }
   if (header.tensors.has('W_skip') && !cfg.skipConnection && decoder)
     throw new FileFormatError(`${file}: has tensor 'W_skip' but cfg.json says skip_connection=false`);
-  const refName = [...header.tensors.keys()].filter((n) => (CODER_TENSOR_NAMES as readonly string[]).includes(n)).sort()[0];
+  const refName = [...header.tensors.keys()].filter((n) => (CODER_PARAM_NAMES as readonly string[]).includes(n)).sort()[0];
   const dtype = FLOAT_DTYPES[header.tensors.get(refName)!.dtype];
   if (!dtype) throw new FileFormatError(`${file}: tensor '${refName}' has dtype ${header.tensors.get(refName)!.dtype}; expected F32, BF16 or F16`);
-  const tensors = loadSafetensors(file, { names: Object.keys(expected) });
+  const tensors = loadSafetensors(file, { names: [...expected.keys()] });
   return { cfg, dIn, numLatents: M, dtype, tensors };
 }
 

@@ -4,6 +4,7 @@
  * with Python json.dump's default separators and no trailing newline, so files are byte-identical.
  */
 import { ConfigError } from './errors.js';
+import { pyJson } from './py-json.js';
 
 export type Activation = 'topk' | 'groupmax';
 
@@ -76,6 +77,19 @@ export function validateCoderConfig(cfg: SparseCoderConfig, where: string): void
     if (typeof cfg[b] !== 'boolean') throw new ConfigError(`${where}: ${b} must be a boolean, got ${JSON.stringify(cfg[b])}`);
 }
 
+/**
+ * What makes k unusable for a coder with M latents (k in [1, M]; groupmax: M divisible by k;
+ * multi_topk: 4k <= M), or undefined. Callers throw it as their error class.
+ */
+export function coderSpecProblem(cfg: Pick<SparseCoderConfig, 'k' | 'activation' | 'multiTopk'>, M: number): string | undefined {
+  const { k, activation, multiTopk } = cfg;
+  if (!Number.isInteger(k) || k < 1) return `k must be an integer >= 1, got ${k}`;
+  if (k > M) return `k must be <= num_latents: k=${k} is larger than num_latents=${M}`;
+  if (activation === 'groupmax' && M % k !== 0) return `groupmax needs num_latents (${M}) divisible by k (${k})`;
+  if (multiTopk && 4 * k > M) return `multi_topk needs 4*k (${4 * k}) <= num_latents (${M})`;
+  return undefined;
+}
+
 /** M = num_latents || d_in * expansion_factor. */
 export function numLatentsOf(cfg: SparseCoderConfig, dIn: number): number {
   return cfg.numLatents || dIn * cfg.expansionFactor;
@@ -108,22 +122,7 @@ export function coderConfigToDict(cfg: SparseCoderConfig): Record<string, unknow
   return out;
 }
 
-/** Formats a value as Python's json.dumps would (", " and ": " separators, floats like repr). */
-export function pythonJson(v: unknown): string {
-  if (v === null || v === undefined) return 'null';
-  if (typeof v === 'boolean') return v ? 'true' : 'false';
-  if (typeof v === 'number') {
-    if (Number.isNaN(v)) return 'NaN';
-    if (!Number.isFinite(v)) return v > 0 ? 'Infinity' : '-Infinity';
-    return JSON.stringify(v);
-  }
-  if (typeof v === 'string') return JSON.stringify(v).replace(/[\u007f-\uffff]/g, (c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0'));
-  if (Array.isArray(v)) return '[' + v.map(pythonJson).join(', ') + ']';
-  if (typeof v === 'object') return '{' + Object.entries(v as Record<string, unknown>).map(([k, x]) => pythonJson(k) + ': ' + pythonJson(x)).join(', ') + '}';
-  throw new ConfigError(`cannot serialise ${typeof v} to JSON`);
-}
-
 /** The exact bytes sparsify writes to cfg.json. */
 export function coderConfigJson(cfg: SparseCoderConfig, dIn: number): string {
-  return pythonJson({ ...coderConfigToDict(cfg), d_in: dIn });
+  return pyJson({ ...coderConfigToDict(cfg), d_in: dIn });
 }

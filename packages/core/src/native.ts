@@ -11,12 +11,12 @@ import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import type { Addon } from './addon-types.js';
 import * as errors from './errors.js';
 import { noBinaryMessage } from './platform.js';
 
-// The surface of the addon; each kernel family's TS wrapper narrows what it uses.
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-export type NativeAddon = Record<string, any>;
+/** The addon's typed surface (addon-types.ts). */
+export type NativeAddon = Addon;
 
 const require = createRequire(import.meta.url);
 const here = dirname(fileURLToPath(import.meta.url));
@@ -83,15 +83,7 @@ export function native(): NativeAddon {
           continue;
         }
       }
-      addon.setErrorClasses({
-        ShapeError: errors.ShapeError,
-        DTypeError: errors.DTypeError,
-        ValueError: errors.ValueError,
-        FileFormatError: errors.FileFormatError,
-        DeviceError: errors.DeviceError,
-        DisposedError: errors.DisposedError,
-        InternalError: errors.InternalError,
-      });
+      addon.setErrorClasses(errors); // native code raises each of its error kinds as the class of that name
       cached = { addon, path };
       return addon;
     } catch (e) {
@@ -127,5 +119,5 @@ export function backend(): 'cuda' | 'cpu' {
 /** The CUDA probe of the loaded addon, or undefined for a CPU-only build. Never throws for "no GPU". */
 export function cudaProbe(): CudaProbe | undefined {
   const addon = native();
-  return addon.buildInfo().cuda ? (addon.cudaProbe() as CudaProbe) : undefined;
+  return addon.buildInfo().cuda ? (addon.cudaProbe!() as CudaProbe) : undefined;
 }

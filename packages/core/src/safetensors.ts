@@ -259,7 +259,7 @@ export function loadSafetensors(path: string, opts: LoadSafetensorsOptions = {})
   if (mapped.length) {
     const handles = native().tensorsFromFile(
       path,
-      mapped.map(({ info }) => ({ offset: info.begin, shape: info.shape, dtype: NATIVE_OF[info.dtype] })),
+      mapped.map(({ info }) => ({ offset: info.begin, shape: info.shape, dtype: NATIVE_OF[info.dtype]! })),
     );
     mapped.forEach(({ name }, i) => out.set(name, new Tensor(handles[i])));
   }

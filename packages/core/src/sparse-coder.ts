@@ -1,59 +1,40 @@
 /**
  * SparseCoder (alias Sae): sparsify's TopK / GroupMax sparse autoencoder or transcoder, with
- * parameters in native f32 memory and every heavy operation one native call (see docs/sae.md).
+ * every heavy operation one native call (see docs/sae.md).
  *
  * Parameters (sparsify's safetensors names): encoder.weight [M,D], encoder.bias [M],
  * W_dec [M,D] (row = latent; absent with decoder: false), b_dec [D], W_skip [D,D] (skip_connection).
  *
- * device 'cuda' (CUDA build with a GPU): the host f32 tensors stay the source of truth for saving;
- * the working copy lives on the device (cuda-coder.ts) and encode / decode / forward /
- * forwardBackward run there (outputs come back as host tensors). params() is a host snapshot:
- * after training steps call `await coder.syncToHost()` first (saveToDisk does it). skip_connection
- * (W_skip) and multi_topk work on cuda too. Not on cuda: returnPreActs. Never run on a GPU yet.
+ * The parameters, gradients and optimizer moments live in the coder's CoderState on its device
+ * (backend/coder-state.ts); this class holds the config and the sparsify semantics, the same for
+ * every device. Host parameter tensors stay the source of truth for saving: on 'cuda', params()
+ * is a host snapshot, refreshed by `await coder.syncToHost()` (saveToDisk does it).
  */
-import { checkTensorArg, checkTotalVariance } from './coder-args.js';
-import { allocating, checkCoderSize, coderParamBytes } from './size-limits.js';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 
+import type { CoderState, ForwardResult, StepLosses } from './backend/coder-state.js';
+import { checkDevice, createCoderState } from './backend/create-coder-state.js';
+import { checkTensorArg, checkTotalVariance } from './coder-args.js';
 import { listCoderDirs, readCoderDir, writeCoderDir } from './checkpoint.js';
-import { numLatentsOf, sparseCoderConfig, type SparseCoderConfig } from './config.js';
-import { CudaResident, deadMaskI32, requireCuda } from './cuda-coder.js';
-import { DeviceError, DisposedError, FileFormatError, ShapeError, ValueError } from './errors.js';
+import { CODER_PARAM_NAMES, coderParamShapes, type CoderParamName } from './coder-params.js';
+import { coderSpecProblem, numLatentsOf, sparseCoderConfig, type SparseCoderConfig } from './config.js';
+import { DisposedError, FileFormatError, ShapeError, ValueError } from './errors.js';
 import { snapshotDownload } from './hub.js';
 import { initEncoderWeight, normalizeRows } from './init.js';
 import { naturalSort } from './natsort.js';
+import type { CoderWeights } from './ops/sae.js';
+import { allocating, checkCoderSize, coderParamBytes } from './size-limits.js';
 import { checkNoOtherFormat, isSaeLensDir, readSaeLensDir, saeLensToSparsify, writeSparsifyAsSaeLens, type SaeLensLoadOptions, type SaeLensSaveOptions } from './saelens/format.js';
-import {
-  saeDecode,
-  saeEncode,
-  saeInitBiases,
-  saeProjectDecoderGrad,
-  saeStep,
-  type CoderSpec,
-  type CoderWeights,
-} from './ops/sae.js';
-import { native } from './native.js';
 import { Tensor, type Device } from './tensor.js';
 
-export const CODER_PARAM_NAMES = ['encoder.weight', 'encoder.bias', 'W_dec', 'b_dec', 'W_skip'] as const;
-export type CoderParamName = (typeof CODER_PARAM_NAMES)[number];
+export { CODER_PARAM_NAMES, type CoderParamName } from './coder-params.js';
+export type { ForwardResult, StepLosses } from './backend/coder-state.js';
 
 export interface CoderLoadOptions {
   device?: Device;
   /** false: encoder only (W_dec neither required nor loaded), as sparsify's decoder=False. */
   decoder?: boolean;
-}
-
-export interface ForwardResult {
-  /** The reconstruction (the 4k one with multi_topk, as sparsify). */
-  saeOut: Tensor;
-  latentActs: Tensor;
-  /** int32 */
-  latentIndices: Tensor;
-  fvu: number;
-  auxkLoss: number;
-  multiTopkFvu: number;
 }
 
 export interface ForwardBackwardOptions {
@@ -68,30 +49,18 @@ export interface ForwardBackwardOptions {
   totalVariance?: number;
   /** int32 [M]: entries of the latents selected in this batch are set to 1 (a host tensor also on cuda). */
   didFire?: Tensor;
+  /**
+   * Record the selected latents in the coder's own state instead (on its device); read and clear
+   * them with takeFiredLatents(). Not together with didFire.
+   */
+  trackFired?: boolean;
   /** Train on rows [begin, end) of x (and y) only: micro-batches as views, also of device tensors. */
   rows?: [number, number];
-}
-
-export interface StepLosses {
-  loss: number;
-  fvu: number;
-  auxkLoss: number;
-  multiTopkFvu: number;
-}
-
-function checkDevice(device: Device | undefined, cfg?: SparseCoderConfig): Device {
-  const d = device ?? 'cpu';
-  if (d !== 'cpu' && d !== 'cuda') throw new DeviceError(`SparseCoder: unknown device '${d as string}' (expected 'cpu' or 'cuda')`);
-  if (d === 'cuda') {
-    requireCuda('SparseCoder');
-  }
-  return d;
-}
-
-/** Host view of a tensor that may live on the device (one copy; used once per run, e.g. bias init). */
-async function onHost(t: Tensor): Promise<{ t: Tensor; owned: boolean }> {
-  if (t.device !== 'cuda') return { t, owned: false };
-  return { t: await t.to('cpu'), owned: true };
+  /**
+   * With rows (and no totalVariance): normalise by the variance of the whole batch (y, else x)
+   * times the rows' share of it, computed on the coder's device (PR #138's micro-batches).
+   */
+  batchVariance?: boolean;
 }
 
 export class SparseCoder implements Disposable {
@@ -100,18 +69,28 @@ export class SparseCoder implements Disposable {
   readonly dIn: number;
   readonly numLatents: number;
   readonly device: Device;
-  private readonly tensors: Map<CoderParamName, Tensor>;
-  private gradTensors: Map<CoderParamName, Tensor> | undefined;
-  private disposed = false;
-  /** @internal device-resident working copy (device 'cuda'). */
-  cudaState: CudaResident | undefined;
+  /** @internal The coder's resident state on its device (parameters, gradients, optimizer moments). */
+  readonly state: CoderState;
 
-  private constructor(cfg: SparseCoderConfig, dIn: number, tensors: Map<CoderParamName, Tensor>, device: Device) {
+  private constructor(cfg: SparseCoderConfig, dIn: number, state: CoderState) {
     this.cfg = cfg;
     this.dIn = dIn;
     this.numLatents = numLatentsOf(cfg, dIn);
-    this.tensors = tensors;
-    this.device = device;
+    this.state = state;
+    this.device = state.device;
+  }
+
+  /** A coder over host f32 parameters `t` (owned from here on, disposed on failure). */
+  private static async make(cfg: SparseCoderConfig, dIn: number, t: Map<CoderParamName, Tensor>, device: Device): Promise<SparseCoder> {
+    let state: CoderState | undefined;
+    try {
+      const problem = coderSpecProblem(cfg, numLatentsOf(cfg, dIn));
+      if (problem) throw new ValueError(problem);
+      state = await createCoderState(device, cfg, t);
+    } finally {
+      if (!state) for (const x of t.values()) x.dispose();
+    }
+    return new SparseCoder(cfg, dIn, state);
   }
 
   /**
@@ -126,24 +105,18 @@ export class SparseCoder implements Disposable {
   ): Promise<SparseCoder> {
     if (!Number.isInteger(dIn) || dIn < 1) throw new ValueError(`SparseCoder.create: dIn must be a positive integer, got ${dIn}`);
     const full = sparseCoderConfig(cfg);
-    const device = checkDevice(opts.device, full);
+    const device = checkDevice(opts.device, 'SparseCoder');
     const M = numLatentsOf(full, dIn);
     const size = { numLatents: M, dIn, skipConnection: full.skipConnection };
     checkCoderSize(size, 'SparseCoder.create');
     const enc = allocating(coderParamBytes(size), 'SparseCoder.create', () => initEncoderWeight(M, dIn, opts.seed ?? 0));
     const t = new Map<CoderParamName, Tensor>();
-    t.set('encoder.weight', Tensor.from(enc, [M, dIn]));
-    t.set('encoder.bias', Tensor.zeros([M]));
-    if (opts.decoder ?? true) {
-      if (full.transcode) t.set('W_dec', Tensor.zeros([M, dIn]));
-      else t.set('W_dec', Tensor.from(full.normalizeDecoder ? normalizeRows(enc, M, dIn) : enc.slice(), [M, dIn]));
+    for (const [name, shape] of coderParamShapes(full, dIn, M, { decoder: opts.decoder })) {
+      if (name === 'encoder.weight') t.set(name, Tensor.from(enc, shape));
+      else if (name === 'W_dec' && !full.transcode) t.set(name, Tensor.from(full.normalizeDecoder ? normalizeRows(enc, M, dIn) : enc.slice(), shape));
+      else t.set(name, Tensor.zeros(shape));
     }
-    t.set('b_dec', Tensor.zeros([dIn]));
-    if (full.skipConnection) t.set('W_skip', Tensor.zeros([dIn, dIn]));
-    const coder = new SparseCoder(full, dIn, t, device);
-    coder.checkSpec();
-    await coder.attachDevice();
-    return coder;
+    return SparseCoder.make(full, dIn, t, device);
   }
 
   /**
@@ -151,7 +124,7 @@ export class SparseCoder implements Disposable {
    * SAELens `topk` folder (`sae_weights.safetensors`, see saelens/format.ts).
    */
   static async loadFromDisk(dir: string, opts: CoderLoadOptions & SaeLensLoadOptions = {}): Promise<SparseCoder> {
-    const device = checkDevice(opts.device);
+    const device = checkDevice(opts.device, 'SparseCoder');
     if (isSaeLensDir(dir)) {
       const p = saeLensToSparsify(await readSaeLensDir(dir), opts, dir);
       return SparseCoder.fromParams(p.cfg, p.dIn, p.tensors, device);
@@ -163,21 +136,18 @@ export class SparseCoder implements Disposable {
         const src = files.tensors.get(name);
         if (src) t.set(name, await src.to('float32')); // always a private heap copy (files are mapped read-only)
       }
+    } catch (e) {
+      for (const x of t.values()) x.dispose();
+      throw e;
     } finally {
       for (const src of files.tensors.values()) src.dispose();
     }
-    const coder = new SparseCoder(files.cfg, files.dIn, t, device);
-    coder.checkSpec();
-    await coder.attachDevice();
-    return coder;
+    return SparseCoder.make(files.cfg, files.dIn, t, device);
   }
 
   /** @internal A coder owning these f32 parameter tensors (sparsify names). */
   static async fromParams(cfg: SparseCoderConfig, dIn: number, tensors: Map<string, Tensor>, device: Device = 'cpu'): Promise<SparseCoder> {
-    const coder = new SparseCoder(cfg, dIn, tensors as Map<CoderParamName, Tensor>, device);
-    coder.checkSpec();
-    await coder.attachDevice();
-    return coder;
+    return SparseCoder.make(cfg, dIn, tensors as Map<CoderParamName, Tensor>, device);
   }
 
   /** sparsify's load_from_hub: `repo/<hookpoint>/` when a hookpoint is given, else the repo root. */
@@ -229,8 +199,8 @@ export class SparseCoder implements Disposable {
    */
   async saveToDisk(dir: string, opts: { format?: 'sparsify' | 'saelens' } & SaeLensSaveOptions = {}): Promise<void> {
     this.alive();
-    await this.syncToHost();
-    const params = new Map([...this.tensors.entries()]);
+    await this.state.syncToHost();
+    const params = new Map([...this.state.hostParams()]);
     if (opts.format === 'saelens') return writeSparsifyAsSaeLens(dir, this.cfg, this.dIn, params, opts);
     if (opts.format !== undefined && opts.format !== 'sparsify') throw new ValueError(`saveToDisk: format must be 'sparsify' or 'saelens', got ${JSON.stringify(opts.format)}`);
     checkNoOtherFormat(dir, 'sparsify');
@@ -243,65 +213,31 @@ export class SparseCoder implements Disposable {
    */
   params(): Map<string, Tensor> {
     this.alive();
-    if (this.cudaState?.stale)
-      throw new DeviceError('params(): the parameters on the device are newer than the host copy; call `await coder.syncToHost()` first');
-    return new Map(this.tensors);
+    return new Map(this.state.hostParams());
   }
 
   /** cuda: copies the device parameters into new host tensors (the old ones are disposed). cpu: nothing. */
   async syncToHost(): Promise<void> {
     this.alive();
-    const cs = this.cudaState;
-    if (!cs?.sae || !cs.stale) return;
-    const r = await native().cudaSaeRead(cs.sae, {});
-    const fresh: [CoderParamName, unknown][] = [['encoder.weight', r.wEnc], ['encoder.bias', r.bEnc], ['W_dec', r.wDec], ['b_dec', r.bDec]];
-    if (r.wSkip) fresh.push(['W_skip', r.wSkip]);
-    for (const [name, h] of fresh) {
-      this.tensors.get(name)?.dispose();
-      this.tensors.set(name, new Tensor(h as never));
-    }
-    cs.stale = false;
+    await this.state.syncToHost();
   }
 
   /** Gradient buffers by parameter name (allocated on first use, zero-filled). cpu only: see readGrads. */
   grads(): Map<string, Tensor> {
     this.alive();
-    if (this.device === 'cuda') throw new DeviceError('grads(): the gradients of a cuda coder live on the device; use `await coder.readGrads()`');
-    return new Map(this.gradBuffers());
+    return new Map(this.state.liveGrads());
   }
 
   /** Copies of the accumulated gradients by parameter name (cpu and cuda; the caller disposes them). */
   async readGrads(): Promise<Map<string, Tensor>> {
     this.alive();
-    const cs = this.cudaState;
-    if (!cs) return new Map([...this.gradBuffers()].map(([k, g]) => [k, g.clone()]));
-    if (!cs.sae) throw new ValueError('readGrads: this coder has no decoder (loaded with decoder: false)');
-    await cs.flush();
-    const r = await native().cudaSaeRead(cs.sae, { grads: true });
-    for (const h of [r.wEnc, r.bEnc, r.wDec, r.bDec, r.wSkip]) if (h) new Tensor(h).dispose();
-    const out = new Map<string, Tensor>([
-      ['encoder.weight', new Tensor(r.gradWEnc)],
-      ['encoder.bias', new Tensor(r.gradBEnc)],
-      ['W_dec', new Tensor(r.gradWDec)],
-      ['b_dec', new Tensor(r.gradBDec)],
-    ]);
-    if (r.gradWSkip) out.set('W_skip', new Tensor(r.gradWSkip));
-    return out;
+    return this.state.readGrads();
   }
 
   async encode(x: Tensor, opts: { returnPreActs?: boolean } = {}): Promise<{ topActs: Tensor; topIndices: Tensor; preActs?: Tensor }> {
     this.alive();
     checkTensorArg(x, 'encode: x');
-    const cs = this.cudaState;
-    if (cs) {
-      if (opts.returnPreActs) throw new ValueError('encode: returnPreActs is not implemented on the CUDA backend');
-      this.checkSpec();
-      const call = { k: this.cfg.k, activation: this.cfg.activation };
-      const r = cs.sae ? await native().cudaSaeEncode(cs.sae, x.handle, call) : await native().cudaEncoderEncode(cs.encoder, x.handle, call);
-      return { topActs: new Tensor(r.acts), topIndices: new Tensor(r.indices) };
-    }
-    const r = await saeEncode(this.weights(), x, this.spec(), opts.returnPreActs ?? false);
-    return { topActs: r.acts, topIndices: r.indices, ...(r.preActs ? { preActs: r.preActs } : {}) };
+    return this.state.encode(x, this.call(), opts.returnPreActs ?? false);
   }
 
   /** Σ_j topActs[n,j] W_dec[topIndices[n,j]] + b_dec. */
@@ -309,11 +245,9 @@ export class SparseCoder implements Disposable {
     this.alive();
     checkTensorArg(topActs, 'decode: topActs');
     checkTensorArg(topIndices, 'decode: topIndices');
-    const W = this.tensors.get('W_dec');
-    if (!W) throw new ValueError('decode: this coder has no decoder (loaded with decoder: false)');
+    if (!this.state.paramShapes.has('W_dec')) throw new ValueError('decode: this coder has no decoder (loaded with decoder: false)');
     if (topIndices.dtype !== 'int32') throw new ShapeError(`decode: topIndices must be int32, got ${topIndices.dtype}`);
-    if (this.cudaState) return new Tensor(await native().cudaSaeDecode(this.cudaState.sae, topActs.handle, topIndices.handle));
-    return saeDecode(W, this.tensors.get('b_dec')!, topActs, topIndices);
+    return this.state.decode(topActs, topIndices);
   }
 
   /** sparsify's SparseCoder.forward (no gradients). */
@@ -322,46 +256,13 @@ export class SparseCoder implements Disposable {
     checkTensorArg(x, 'forward: x');
     if (opts.y !== undefined) checkTensorArg(opts.y, 'forward: y');
     checkTotalVariance(opts.totalVariance, 'forward');
-    if (this.cudaState) {
-      const r = await this.cudaStep(x, 'forward', { y: opts.y, deadMask: opts.deadMask, totalVariance: opts.totalVariance, backward: false, outputs: true });
-      return { saeOut: new Tensor(r.saeOut), latentActs: new Tensor(r.acts), latentIndices: new Tensor(r.indices), fvu: r.fvu, auxkLoss: r.auxkLoss, multiTopkFvu: r.multiTopkFvu };
-    }
-    const r = await saeStep(this.weights(), undefined, x, opts.y, this.spec(), {
-      deadMask: opts.deadMask,
-      totalVariance: opts.totalVariance,
-      outputs: true,
-    });
-    return {
-      saeOut: r.saeOut!,
-      latentActs: r.latentActs!,
-      latentIndices: r.latentIndices!,
-      fvu: r.fvu,
-      auxkLoss: r.auxkLoss,
-      multiTopkFvu: r.multiTopkFvu,
-    };
+    return this.state.forward(x, { ...this.call(), y: opts.y, deadMask: opts.deadMask, totalVariance: opts.totalVariance });
   }
 
   /** The trainer's first-batch init: b_dec = mean_0(y ?? x); transcoders also encoder.bias = -(mean_0(x) W_enc^T). */
   async initBiasesFromBatch(x: Tensor, y?: Tensor): Promise<void> {
     this.alive();
-    const cs = this.cudaState;
-    if (!cs) {
-      await saeInitBiases(this.weights(), x, y, this.cfg.transcode);
-      return;
-    }
-    // cuda: computed on the host copy (once per run), then the two biases are pushed to the device.
-    await this.syncToHost();
-    const hx = await onHost(x);
-    const hy = y ? await onHost(y) : undefined;
-    try {
-      await saeInitBiases(this.weights(), hx.t, hy?.t, this.cfg.transcode);
-    } finally {
-      if (hx.owned) hx.t.dispose();
-      if (hy?.owned) hy.t.dispose();
-    }
-    const bEnc = this.tensors.get('encoder.bias')!, bDec = this.tensors.get('b_dec')!;
-    if (cs.sae) await native().cudaSaeLoadState(cs.sae, { params: { bEnc: bEnc.handle, bDec: bDec.handle } });
-    else throw new ValueError('initBiasesFromBatch: this coder has no decoder (loaded with decoder: false)');
+    await this.state.initBiases(x, y, this.cfg.transcode);
   }
 
   /**
@@ -377,75 +278,43 @@ export class SparseCoder implements Disposable {
     checkTotalVariance(opts?.totalVariance, 'forwardBackward');
     if (typeof opts?.auxkAlpha !== 'number' || !(opts.auxkAlpha >= 0))
       throw new ValueError(`forwardBackward: auxkAlpha must be a number >= 0, got ${opts?.auxkAlpha}`);
-    if (this.cudaState) {
-      if (opts.didFire && (opts.didFire.device !== 'cpu' || opts.didFire.dtype !== 'int32' || opts.didFire.shape.join() !== String(this.numLatents)))
-        throw new DeviceError(`forwardBackward: didFire must be a host int32 [${this.numLatents}] tensor on the CUDA backend, got ${opts.didFire.device} ${opts.didFire.dtype} [${opts.didFire.shape}]`);
-      const r = await this.cudaStep(x, 'forwardBackward', {
-        y: opts.y,
-        deadMask: opts.auxkAlpha > 0 ? opts.deadMask : undefined,
-        auxkAlpha: opts.auxkAlpha,
-        lossScale: opts.lossScale ?? 1,
-        totalVariance: opts.totalVariance,
-        didFire: opts.didFire?.handle,
-        normalizeDecoder: this.cfg.normalizeDecoder && !this.cfg.transcode,
-        backward: true,
-        ...(opts.rows ? { rowBegin: opts.rows[0], rowEnd: opts.rows[1] } : {}),
-      });
-      this.cudaState.stale = true; // the decoder rows were renormalised on the device
-      new Tensor(r.indices).dispose();
-      // loss as the CPU saeStep: fvu + auxk_alpha·auxk + multi_topk_fvu/8 (0 without multi_topk)
-      return { loss: r.fvu + opts.auxkAlpha * r.auxkLoss + r.multiTopkFvu / 8, fvu: r.fvu, auxkLoss: r.auxkLoss, multiTopkFvu: r.multiTopkFvu };
-    }
-    if (opts.rows) {
-      const [b, e] = opts.rows;
-      const xs = new Tensor(native().trainRowSlice(x.handle, b, e));
-      const ys = opts.y ? new Tensor(native().trainRowSlice(opts.y.handle, b, e)) : undefined;
-      return this.forwardBackward(xs, { ...opts, y: ys, rows: undefined });
-    }
-    const r = await saeStep(this.weights(), this.gradWeights(), x, opts.y, this.spec(), {
+    return this.state.forwardBackward(x, {
+      ...this.call(),
+      y: opts.y,
       deadMask: opts.auxkAlpha > 0 ? opts.deadMask : undefined,
       auxkAlpha: opts.auxkAlpha,
       lossScale: opts.lossScale ?? 1,
       totalVariance: opts.totalVariance,
       didFire: opts.didFire,
+      trackFired: opts.trackFired,
       normalizeDecoder: this.cfg.normalizeDecoder && !this.cfg.transcode,
+      rows: opts.rows,
+      batchVariance: opts.batchVariance,
     });
-    return { loss: r.loss, fvu: r.fvu, auxkLoss: r.auxkLoss, multiTopkFvu: r.multiTopkFvu };
   }
 
-  /** Removes from each W_dec grad row its component along the (unit) decoder row. */
-  async projectDecoderGrad(): Promise<void> {
+  /** The latents selected by `trackFired` forwardBackward calls since the last call (0/1 per latent); clears them. */
+  async takeFiredLatents(): Promise<Int32Array> {
     this.alive();
-    const W = this.tensors.get('W_dec');
-    if (!W) throw new ValueError('projectDecoderGrad: this coder has no decoder');
-    if (this.cudaState) throw new DeviceError('projectDecoderGrad: on cuda the projection is part of the optimizer step (cudaSaeApply)');
-    await saeProjectDecoderGrad(W, this.gradBuffers().get('W_dec')!);
+    return this.state.takeFired();
   }
 
+  /** Clears the accumulated gradients (on a device: done by its next call). */
   zeroGrad(): void {
-    if (this.cudaState) {
-      this.cudaState.pendingZero = true; // done by the next device call (zeroGrad is synchronous)
-      return;
-    }
-    if (this.gradTensors) native().zeroTensors([...this.gradTensors.values()].map((g) => g.handle));
+    if (!this.state.isDisposed) this.state.zeroGrads();
   }
 
   /** True when the decoder gradient should be projected before a step (trainer rule). */
   get projectsDecoderGrad(): boolean {
-    return this.cfg.normalizeDecoder && !this.cfg.transcode && this.tensors.has('W_dec');
+    return this.cfg.normalizeDecoder && !this.cfg.transcode && this.state.paramShapes.has('W_dec');
   }
 
   get isDisposed(): boolean {
-    return this.disposed;
+    return this.state.isDisposed;
   }
 
   dispose(): void {
-    if (this.disposed) return;
-    this.disposed = true;
-    for (const t of this.tensors.values()) t.dispose();
-    for (const t of this.gradTensors?.values() ?? []) t.dispose();
-    this.cudaState?.dispose();
-    this.cudaState = undefined;
+    this.state.dispose();
   }
 
   [Symbol.dispose](): void {
@@ -458,89 +327,20 @@ export class SparseCoder implements Disposable {
 
   // ---- internals ----
   private alive(): void {
-    if (this.disposed) throw new DisposedError('SparseCoder has been disposed');
+    if (this.state.isDisposed) throw new DisposedError('SparseCoder has been disposed');
   }
 
-  /** cuda: creates the resident working copy from the host tensors (disposing the coder on failure). */
-  private async attachDevice(): Promise<void> {
-    if (this.device !== 'cuda') return;
-    try {
-      this.cudaState = await CudaResident.create(this.cfg, this.tensors);
-    } catch (e) {
-      this.dispose();
-      throw e;
-    }
+  /** This call's k / activation / multi_topk (cfg may have changed since the last call), checked. */
+  private call(): { k: number; activation: SparseCoderConfig['activation']; multiTopk: boolean } {
+    const problem = coderSpecProblem(this.cfg, this.numLatents);
+    if (problem) throw new ValueError(problem);
+    return { k: this.cfg.k, activation: this.cfg.activation, multiTopk: this.cfg.multiTopk };
   }
 
-  /** One cudaSaeForwardBackward call (forward only or with gradients) with this coder's current settings. */
-  private async cudaStep(
-    x: Tensor,
-    what: string,
-    o: { y?: Tensor; deadMask?: Tensor | Uint8Array; totalVariance?: number; backward: boolean; outputs?: boolean } & Record<string, unknown>,
-  ): Promise<any> {
-    const cs = this.cudaState!;
-    if (!cs.sae) throw new ValueError(`${what}: this coder has no decoder (loaded with decoder: false)`);
-    this.checkSpec();
-    await cs.flush();
-    const dead = deadMaskI32(o.deadMask, this.numLatents, (a) => Tensor.from(a, [a.length]));
-    try {
-      return await native().cudaSaeForwardBackward(cs.sae, x.handle, {
-        ...o,
-        y: o.y?.handle,
-        deadMask: dead?.handle,
-        totalVariance: o.totalVariance ?? -1,
-        k: this.cfg.k,
-        activation: this.cfg.activation,
-        multiTopk: this.cfg.multiTopk,
-      });
-    } finally {
-      if (dead && dead !== o.deadMask) dead.dispose();
-    }
-  }
-
-  private spec(): CoderSpec {
-    this.checkSpec();
-    return { k: this.cfg.k, groupmax: this.cfg.activation === 'groupmax', transcode: this.cfg.transcode, multiTopk: this.cfg.multiTopk };
-  }
-
-  private checkSpec(): void {
-    const { k, activation, multiTopk } = this.cfg;
-    const M = this.numLatents;
-    if (!Number.isInteger(k) || k < 1 || k > M) throw new ValueError(`k must be an integer in [1, num_latents=${M}], got ${k}`);
-    if (activation === 'groupmax' && M % k !== 0)
-      throw new ValueError(`activation "groupmax" needs num_latents (${M}) divisible by k (${k})`);
-    if (multiTopk && 4 * k > M) throw new ValueError(`multi_topk needs 4*k (${4 * k}) <= num_latents (${M})`);
-  }
-
-  /** @internal */
+  /** @internal The host parameters as the native kernels name them (tests; cpu, or cuda after syncToHost). */
   weights(): CoderWeights {
-    return {
-      encW: this.tensors.get('encoder.weight')!,
-      encB: this.tensors.get('encoder.bias')!,
-      W_dec: this.tensors.get('W_dec'),
-      b_dec: this.tensors.get('b_dec')!,
-      W_skip: this.tensors.get('W_skip'),
-    };
-  }
-
-  /** @internal Parameter names and shapes (fixed for the coder's life; valid on any device). */
-  paramShapes(): [CoderParamName, number[]][] {
-    return [...this.tensors].map(([n, t]) => [n, [...t.shape]]);
-  }
-
-  /** @internal */
-  gradBuffers(): Map<CoderParamName, Tensor> {
-    if (!this.gradTensors) {
-      this.gradTensors = new Map();
-      for (const [name, t] of this.tensors) this.gradTensors.set(name, Tensor.zeros(t.shape));
-    }
-    return this.gradTensors;
-  }
-
-  private gradWeights(): CoderWeights {
-    const g = this.gradBuffers();
-    if (!g.has('W_dec')) throw new ValueError('forwardBackward: this coder has no decoder (loaded with decoder: false)');
-    return { encW: g.get('encoder.weight')!, encB: g.get('encoder.bias')!, W_dec: g.get('W_dec'), b_dec: g.get('b_dec')!, W_skip: g.get('W_skip') };
+    const t = this.state.hostParams();
+    return { encW: t.get('encoder.weight')!, encB: t.get('encoder.bias')!, W_dec: t.get('W_dec'), b_dec: t.get('b_dec')!, W_skip: t.get('W_skip') };
   }
 }
 

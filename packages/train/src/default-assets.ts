@@ -5,7 +5,7 @@
  * windows (tokens.safetensors: `train` and `heldout`, int32 [rows, 256]), so the default run
  * needs no tokenizer at run time.
  */
-import { FileFormatError, loadSafetensors } from '@sparsify/core';
+import { FileFormatError, loadSafetensors, mulberry32 } from '@sparsify/core';
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -70,14 +70,7 @@ export class InMemoryTokenDataset implements TokenDatasetLike {
 
 /** Fisher-Yates with a small deterministic PRNG (mulberry32). */
 function shuffle(a: Int32Array, seed: number): void {
-  let s = seed >>> 0;
-  const rand = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const rand = mulberry32(seed);
   for (let i = a.length - 1; i > 0; i--) {
     const j = Math.floor(rand() * (i + 1));
     const t = a[i];

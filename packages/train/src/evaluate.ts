@@ -3,11 +3,10 @@
  * over the total centred variance, accumulated across batches) and the fraction of latents that
  * never fire on them.
  */
-import * as core from '@sparsify/core';
-import { Tensor, type Device } from '@sparsify/core';
+import { SparseCoder, Tensor, type Device, type ForwardOutput, type LanguageModel } from '@sparsify/core';
 import { join } from 'node:path';
 
-import type { ModelLike, TokenDatasetLike } from './trainer.js';
+import type { TokenDatasetLike } from './trainer.js';
 
 export interface EvalResult {
   fvu: number;
@@ -23,13 +22,11 @@ export interface EvalResult {
 export async function evaluateRun(
   runDir: string,
   names: string[],
-  model: ModelLike,
+  model: LanguageModel,
   dataset: TokenDatasetLike,
   opts: { batchSize?: number; device?: Device } = {},
 ): Promise<Record<string, EvalResult>> {
-  // Resolved at call time so this module loads even in builds without the coder kernels.
-  const SparseCoder = (core as unknown as Record<string, any>).SparseCoder;
-  const coders = new Map<string, any>();
+  const coders = new Map<string, SparseCoder>();
   for (const n of names) coders.set(n, await SparseCoder.loadFromDisk(join(runDir, n), { device: opts.device }));
   const hookOf = (n: string) => n.replace(/\/seed\d+$/, '');
   const hooks = [...new Set(names.map(hookOf))];
@@ -40,7 +37,7 @@ export async function evaluateRun(
   const sums = new Map<string, Float64Array>();
   const sq = new Map<string, number>();
   let tokens = 0;
-  const batches = async (fn: (out: Awaited<ReturnType<ModelLike['forward']>>) => Promise<void>) => {
+  const batches = async (fn: (out: ForwardOutput) => Promise<void>) => {
     for (let lo = 0; lo < dataset.length; lo += B) {
       const idx = Array.from({ length: Math.min(B, dataset.length - lo) }, (_, i) => lo + i);
       const ids = await dataset.rows(idx);

@@ -1,4 +1,3 @@
-export * from './py-json.js';
 export * from './train-config.js';
 export * from './schedules.js';
 export * from './dead-latents.js';
@@ -8,7 +7,6 @@ export * from './run-claim.js';
 export * from './resume-check.js';
 export * from './metrics-log.js';
 export * from './int64-safetensors.js';
-export * from './state-dict-io.js';
 export * from './train-ops.js';
 export * from './trainer.js';
 export * from './default-assets.js';

@@ -1,29 +1,13 @@
 /**
- * Learning-rate laws, LR schedules and the k schedule, as sparsify's Trainer computes them
- * (reference 4.5, 5.1).
+ * The k schedule and the lr rule of a run, as sparsify's Trainer computes them (the
+ * learning-rate laws and schedules themselves are @sparsify/core's `defaultLr` and
+ * `linearWarmupDecay`).
  */
-import type { OptimizerName } from './train-config.js';
+import { defaultLr, type OptimizerKind } from '@sparsify/core';
 
-/** Default LR when cfg.lr is null or 0: the 1/sqrt(M) laws for adam and signum, 2e-3 for muon. */
-export function defaultLr(optimizer: OptimizerName, numLatents: number, lr: number | null): number {
-  if (lr) return lr;
-  switch (optimizer) {
-    case 'adam':
-      return 2e-4 / Math.sqrt(numLatents / 2 ** 14);
-    case 'signum':
-      return 5e-3 / Math.sqrt(numLatents / 2 ** 14);
-    case 'muon':
-      return 2e-3;
-  }
-}
-
-/**
- * HF get_linear_schedule_with_warmup multiplier after `step` scheduler steps:
- * s/w during warmup, then max(0, (T-s)/(T-w)).
- */
-export function linearWarmupDecay(step: number, warmup: number, total: number): number {
-  if (step < warmup) return step / Math.max(1, warmup);
-  return Math.max(0, (total - step) / Math.max(1, total - warmup));
+/** A coder's base lr: the run's `lr`, or (null or 0) sparsify's law for its latent count. */
+export function coderLr(lr: number | null, optimizer: OptimizerKind, numLatents: number): number {
+  return lr || defaultLr(optimizer, numLatents);
 }
 
 /** Python's round(): half to even. */

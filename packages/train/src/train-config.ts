@@ -4,14 +4,13 @@
  * simple_parsing's save_json: snake_case keys in dataclass field order, the coder config as a
  * nested "sae" object, float-typed fields printed as Python floats.
  */
-import { ConfigError, coderConfigToDict, sparseCoderConfig, validateCoderConfig, type SparseCoderConfig } from '@sparsify/core';
+import { ConfigError, coderConfigToDict, PyFloat, pyJson, sparseCoderConfig, validateCoderConfig, type OptimizerKind, type SparseCoderConfig } from '@sparsify/core';
 import { cpus } from 'node:os';
 
-import { PyFloat, pyJson } from './py-json.js';
 import { checkRunName } from './run-claim.js';
 
 export type LossFn = 'fvu' | 'ce' | 'kl';
-export type OptimizerName = 'adam' | 'muon' | 'signum';
+export type OptimizerName = OptimizerKind;
 
 export interface TrainConfig {
   sae: SparseCoderConfig;

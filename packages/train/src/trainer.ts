@@ -9,10 +9,24 @@
  * logged averages are right for any log frequency, resume continues at the next batch and
  * reads save_dir, save points are every save_every optimizer steps (not off by one).
  */
-// SparseCoder, createOptimizer and resolveHookpoints are looked up on the namespace at run time:
-// they were written in parallel with this package, and a missing one gives a clear ConfigError.
-import * as core from '@sparsify/core';
-import { ConfigError, FileFormatError, Tensor, ValueError, numLatentsOf, resolveLocalOrHub } from '@sparsify/core';
+import {
+  ConfigError,
+  createOptimizer,
+  FileFormatError,
+  numLatentsOf,
+  pyJson,
+  readOptimizerStateFile,
+  resolveHookpoints,
+  resolveLocalOrHub,
+  saveOptimizerState,
+  SparseCoder,
+  Tensor,
+  ValueError,
+  writeFileAtomic,
+  type Device,
+  type LanguageModel,
+  type Optimizer,
+} from '@sparsify/core';
 import { EventEmitter } from 'node:events';
 import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -21,7 +35,6 @@ import { DeadLatentCounter } from './dead-latents.js';
 import { TrainingEvaluator, type TrainingEvalOptions } from './eval/training-eval.js';
 import type { EvalModel } from './eval/evaluate.js';
 import { loadInt64Safetensors, saveInt64Safetensors } from './int64-safetensors.js';
-import { pyJson } from './py-json.js';
 import { METRICS_FILE, truncateMetrics } from './metrics-log.js';
 import { checkCounters, checkOptimizerState, checkResumeConfig, readTrainerState, STATE_FORMAT } from './resume-check.js';
 import { claimRunFolder } from './run-claim.js';
@@ -29,66 +42,16 @@ import { recoverRunFolder, replaceRunFolder, STATE_FILE } from './run-folder.js'
 import type { RunLock } from './run-lock.js';
 import { TRAIN_ITERATE, dropLegacyTrainIterate, trainIterateDir } from './train-iterate.js';
 import { checkBatchSize, checkDatasetShape, checkExcludeTokens, checkSizes, withHookpointContext } from './trainer-checks.js';
-import { currentK, defaultLr, initialK, linearWarmupDecay } from './schedules.js';
-import { loadStateDict, saveStateDict } from './state-dict-io.js';
+import { coderLr, currentK, initialK } from './schedules.js';
 import { assertSupportedLossFn, trainConfigJson, validateTrainConfig, type RunConfig, type TrainConfig } from './train-config.js';
-import { gatherRows, rowSlice, totalVariance } from './train-ops.js';
+import { gatherRows, lrMultipliers } from './train-ops.js';
 
-// ---- the pieces the trainer uses (structural types of @sparsify/core's classes) ----
-
+/** What the trainer reads from a dataset (InMemoryTokenDataset, TokenDataset, ...). */
 export interface TokenDatasetLike {
   readonly length: number;
   readonly ctxLen: number;
   /** Token ids of the given rows, concatenated (rows × ctxLen). */
   rows(indices: readonly number[] | Int32Array): Int32Array | Promise<Int32Array>;
-}
-
-export interface ModelLike {
-  readonly numLayers: number;
-  hookpoints(): { name: string; width: number }[];
-  /** Input width of a hookpoint (transcoders need it equal to the output width). */
-  inputWidth?(name: string): number;
-  /** Width of any hookpoint name the model accepts, including aliases (TransformerLens names). */
-  width?(name: string): number;
-  forward(
-    tokens: Tensor,
-    opts: { hookpoints: string[]; captureInputs?: boolean; logits?: boolean },
-  ): Promise<{ captured: Map<string, Tensor>; capturedInputs?: Map<string, Tensor> }>;
-}
-
-export interface StepResult {
-  loss: number;
-  fvu: number;
-  auxkLoss: number;
-  multiTopkFvu: number;
-}
-
-export interface CoderLike {
-  readonly cfg: core.SparseCoderConfig;
-  readonly dIn: number;
-  readonly numLatents: number;
-  params(): Map<string, Tensor>;
-  initBiasesFromBatch(x: Tensor, y?: Tensor): Promise<void> | void;
-  forwardBackward(
-    x: Tensor,
-    opts: { y?: Tensor; deadMask?: Tensor | Uint8Array; auxkAlpha: number; lossScale?: number; totalVariance?: number; didFire?: Tensor; rows?: [number, number] },
-  ): Promise<StepResult>;
-  zeroGrad(): void;
-  saveToDisk(dir: string): Promise<void> | void;
-  dispose?(): void;
-}
-
-export interface OptimizerLike {
-  lr: number;
-  /** vectorLrMultiplier: muon's Adam half (1-D parameters). */
-  step(lrMultiplier?: number, vectorLrMultiplier?: number): Promise<void> | void;
-  eval(): Promise<void> | void;
-  train(): Promise<void> | void;
-  stateDict(): unknown;
-  /** Both devices (cuda optimizers keep their state on the device). */
-  readStateDict?(): Promise<unknown>;
-  readonly onCuda?: boolean;
-  loadStateDict(state: unknown): Promise<void> | void;
 }
 
 // ---- events ----
@@ -139,7 +102,7 @@ export interface TrainerOptions {
    * GPU (CUDA build; never run on a GPU yet); captured activations of a cuda model go to the
    * coders without a host copy. The model's device is the model's own (see loadModel).
    */
-  device?: core.Device;
+  device?: Device;
   /** Write checkpoints and metrics.jsonl (default true). */
   save?: boolean;
   onStep?: (s: StepInfo) => void;
@@ -160,45 +123,61 @@ interface CoderEntry {
   name: string;
   hook: string;
   seed: number;
-  coder: CoderLike;
+  coder: SparseCoder;
   counter: DeadLatentCounter;
-  didFire?: Tensor;
+}
+
+/** One batch of token rows: the ids, and (with exclude_tokens) the positions kept. */
+interface Batch {
+  tokens: Int32Array;
+  rows: number;
+  /** int32 positions of the tokens trained on; undefined when all are. */
+  keep?: Tensor;
+  nKeep: number;
+}
+
+/** What the model captured for one batch: per hookpoint the coder input x and target y. */
+type Captured = { captured: Map<string, Tensor>; capturedInputs?: Map<string, Tensor> };
+
+/** Sums over the batches of one optimizer step and over the steps of one log window. */
+class StepTotals {
+  perCoder = new Map<string, { fvu: number; auxk: number; mt: number; n: number }>();
+  tokens = 0;
+  logSum = new Map<string, number>();
+  logSteps = 0;
+
+  constructor(private readonly names: string[]) {
+    this.resetStep();
+  }
+
+  add(name: string, r: { fvu: number; auxkLoss: number; multiTopkFvu: number }): void {
+    const s = this.perCoder.get(name)!;
+    s.fvu += r.fvu;
+    s.auxk += r.auxkLoss;
+    s.mt += r.multiTopkFvu;
+    s.n += 1;
+  }
+
+  resetStep(): void {
+    for (const n of this.names) this.perCoder.set(n, { fvu: 0, auxk: 0, mt: 0, n: 0 });
+    this.tokens = 0;
+  }
 }
 
 function runDirOf(cfg: TrainConfig): string {
   return join(cfg.saveDir, cfg.runName || 'unnamed');
 }
 
-async function maybe<T>(v: T | Promise<T>): Promise<T> {
-  return v;
-}
-
-/** Resolves hookpoint names (patterns, layers, stride) with the model's own resolver. */
-function resolveHooks(cfg: TrainConfig, model: ModelLike): string[] {
-  const resolve = (core as unknown as Record<string, unknown>).resolveHookpoints as
-    | ((m: unknown, o: { hookpoints?: string[]; layers?: number[]; layerStride?: number }) => string[] | { name: string }[])
-    | undefined;
-  if (!resolve) throw new ConfigError('resolveHookpoints is not available in @sparsify/core');
-  let r: string[] | { name: string }[];
-  try {
-    r = resolve(model, { hookpoints: cfg.hookpoints, layers: cfg.layers, layerStride: cfg.layerStride });
-  } catch (e) {
-    if (e instanceof ValueError) throw new ConfigError(`${cfg.hookpoints.length ? '--hookpoints' : '--layers'}: ${e.message}`);
-    throw e;
-  }
-  return r.map((x) => (typeof x === 'string' ? x : x.name));
-}
-
 export class Trainer extends EventEmitter {
   readonly cfg: TrainConfig;
   readonly dataset: TokenDatasetLike;
-  readonly model: ModelLike;
-  readonly device: core.Device;
+  readonly model: LanguageModel;
+  readonly device: Device;
   readonly runDir: string;
   hookpoints: string[] = [];
   widths = new Map<string, number>();
   coders: CoderEntry[] = [];
-  optimizers: OptimizerLike[] = [];
+  optimizers: Optimizer[] = [];
   /** Batches processed (the index of the next batch). */
   globalStep = 0;
   /** Optimizer steps done. */
@@ -215,7 +194,7 @@ export class Trainer extends EventEmitter {
   private lastStepMetrics: Record<string, CoderMetrics> = {};
   private readonly evaluator: TrainingEvaluator | undefined;
 
-  constructor(cfg: TrainConfig | RunConfig, dataset: TokenDatasetLike, model: ModelLike, opts: TrainerOptions = {}) {
+  constructor(cfg: TrainConfig | RunConfig, dataset: TokenDatasetLike, model: LanguageModel, opts: TrainerOptions = {}) {
     super();
     validateTrainConfig(cfg);
     assertSupportedLossFn(cfg);
@@ -268,8 +247,13 @@ export class Trainer extends EventEmitter {
 
   private async initCoders(): Promise<void> {
     const cfg = this.cfg;
-    checkExcludeTokens(cfg.excludeTokens, (this.model as { vocabSize?: number }).vocabSize);
-    this.hookpoints = resolveHooks(cfg, this.model);
+    checkExcludeTokens(cfg.excludeTokens, this.model.vocabSize);
+    try {
+      this.hookpoints = resolveHookpoints(this.model, { hookpoints: cfg.hookpoints, layers: cfg.layers, layerStride: cfg.layerStride });
+    } catch (e) {
+      if (e instanceof ValueError) throw new ConfigError(`${cfg.hookpoints.length ? '--hookpoints' : '--layers'}: ${e.message}`);
+      throw e;
+    }
     if (this.hookpoints.length === 0)
       throw new ConfigError(`no hookpoint of the model matches ${JSON.stringify(cfg.hookpoints.length ? cfg.hookpoints : cfg.layers)}`);
     const all = new Map(this.model.hookpoints().map((h) => [h.name, h.width]));
@@ -277,7 +261,7 @@ export class Trainer extends EventEmitter {
       const w = all.get(h) ?? this.model.width?.(h);
       if (w === undefined) throw new ConfigError(`hookpoint '${h}' is not a module of the model`);
       this.widths.set(h, w);
-      if (cfg.sae.transcode && this.model.inputWidth) {
+      if (cfg.sae.transcode) {
         const wi = this.model.inputWidth(h);
         if (wi !== w) throw new ConfigError(`--transcode: hookpoint '${h}' has input width ${wi} but output width ${w}; a transcoder needs equal widths`);
       }
@@ -286,8 +270,6 @@ export class Trainer extends EventEmitter {
     if (cfg.hookpoints.length === 0 && cfg.layers.length === 0) cfg.layers = [...Array(this.model.numLayers).keys()];
     cfg.hookpoints = [...this.hookpoints];
 
-    const SparseCoder = (core as unknown as Record<string, any>).SparseCoder;
-    if (!SparseCoder) throw new ConfigError('SparseCoder is not available in @sparsify/core');
     let finetuneDir: string | undefined;
     if (cfg.finetune) finetuneDir = await resolveLocalOrHub(cfg.finetune);
     const multi = cfg.initSeeds.length > 1;
@@ -297,19 +279,19 @@ export class Trainer extends EventEmitter {
       for (const seed of cfg.initSeeds) {
         const name = multi ? `${hook}/seed${seed}` : hook;
         const width = this.widths.get(hook)!;
-        let coder: CoderLike;
+        let coder: SparseCoder;
         if (this.opts.initFrom) {
           const dir = join(this.opts.initFrom, name);
-          coder = await maybe(SparseCoder.loadFromDisk(dir, { device: this.device }));
+          coder = await SparseCoder.loadFromDisk(dir, { device: this.device });
           this.checkCompatible(coder, width, `initial coder ${dir}`);
         } else if (finetuneDir) {
           const dir = join(finetuneDir, name);
           if (!existsSync(join(dir, 'sae.safetensors')))
             throw new FileFormatError(`--finetune ${cfg.finetune}: no sparse coder for '${name}' (${dir}/sae.safetensors)`);
-          coder = await maybe(SparseCoder.loadFromDisk(dir, { device: this.device }));
+          coder = await SparseCoder.loadFromDisk(dir, { device: this.device });
           this.checkCompatible(coder, width, `finetune coder ${dir}`);
         } else {
-          coder = await maybe(SparseCoder.create(width, { ...cfg.sae }, { seed, device: this.device }));
+          coder = await SparseCoder.create(width, { ...cfg.sae }, { seed, device: this.device });
         }
         this.coders.push({ name, hook, seed, coder, counter: new DeadLatentCounter(coder.numLatents, cfg.deadFeatureThreshold) });
       }
@@ -320,7 +302,7 @@ export class Trainer extends EventEmitter {
     this.createOptimizers();
   }
 
-  private checkCompatible(coder: CoderLike, width: number, what: string): void {
+  private checkCompatible(coder: SparseCoder, width: number, what: string): void {
     const M = numLatentsOf(this.cfg.sae, width);
     if (coder.dIn !== width || coder.numLatents !== M)
       throw new ConfigError(`${what}: d_in ${coder.dIn} and ${coder.numLatents} latents, but this run needs d_in ${width} and ${M} latents`);
@@ -331,13 +313,11 @@ export class Trainer extends EventEmitter {
   }
 
   private createOptimizers(): void {
-    for (const o of this.optimizers) (o as { dispose?: () => void }).dispose?.();
-    const createOptimizer = (core as unknown as Record<string, any>).createOptimizer;
-    if (!createOptimizer) throw new ConfigError('createOptimizer is not available in @sparsify/core');
+    for (const o of this.optimizers) o.dispose();
     // One optimizer per coder: each gets the LR law of its own latent count, like sparsify's
     // one param group per SAE.
     this.optimizers = this.coders.map((e) =>
-      createOptimizer(this.cfg.optimizer, [e.coder], { lr: defaultLr(this.cfg.optimizer, e.coder.numLatents, this.cfg.lr) }),
+      createOptimizer(this.cfg.optimizer, [e.coder], { lr: coderLr(this.cfg.lr, this.cfg.optimizer, e.coder.numLatents) }),
     );
   }
 
@@ -358,25 +338,24 @@ export class Trainer extends EventEmitter {
     const names = this.coders.map((e) => e.name);
     checkResumeConfig(dir, this.cfg);
     const state = readTrainerState(dir, { coders: names, totalBatches: this.totalBatches, gradAccSteps: this.cfg.gradAccSteps, optimizer: this.cfg.optimizer });
-    const SparseCoder = (core as unknown as Record<string, any>).SparseCoder;
     const countersFile = join(dir, 'dead_counters.safetensors');
     const counters = loadInt64Safetensors(countersFile);
     for (const e of this.coders) {
       // Schedule-free runs keep the training iterate (y) apart from the saved average (x).
       const src = trainIterateDir(dir, e.name) ?? join(dir, e.name);
-      const coder: CoderLike = await maybe(SparseCoder.loadFromDisk(src, { device: this.device }));
+      const coder = await SparseCoder.loadFromDisk(src, { device: this.device });
       this.checkCompatible(coder, this.widths.get(e.hook)!, src);
-      e.coder.dispose?.();
+      e.coder.dispose();
       e.coder = coder;
       e.counter = new DeadLatentCounter(coder.numLatents, this.cfg.deadFeatureThreshold, checkCounters(countersFile, e.name, counters.get(e.name), coder.numLatents));
     }
     this.createOptimizers();
     for (let i = 0; i < this.optimizers.length; i++) {
       const base = join(dir, `optimizer_${i}`);
-      const sd = loadStateDict(base);
+      const sd = readOptimizerStateFile(base);
       checkOptimizerState(`${base}.json`, sd, this.cfg.optimizer);
       try {
-        await maybe(this.optimizers[i].loadStateDict(sd as never));
+        this.optimizers[i].loadStateDict(sd as never);
       } catch (e) {
         if (e instanceof ValueError) throw new FileFormatError(`${base}.safetensors: ${e.message}`);
         throw e;
@@ -399,19 +378,21 @@ export class Trainer extends EventEmitter {
         const i = this.coders.indexOf(e);
         const opt = this.optimizers[i];
         if (isSignum) {
-          await maybe(opt.eval());
-          await maybe(e.coder.saveToDisk(join(tmp, e.name)));
-          await maybe(opt.train());
-          await maybe(e.coder.saveToDisk(join(tmp, e.name, TRAIN_ITERATE)));
+          await opt.eval();
+          await e.coder.saveToDisk(join(tmp, e.name));
+          await opt.train();
+          await e.coder.saveToDisk(join(tmp, e.name, TRAIN_ITERATE));
         } else {
-          await maybe(e.coder.saveToDisk(join(tmp, e.name)));
+          await e.coder.saveToDisk(join(tmp, e.name));
         }
-        const sd = opt.readStateDict ? await opt.readStateDict() : opt.stateDict();
-        saveStateDict(join(tmp, `optimizer_${only ? entries.indexOf(e) : i}`), sd);
-        // cuda: the tensors are copies read from the device.
-        if (opt.onCuda) for (const t of (sd as { tensors: Map<string, Tensor> }).tensors.values()) t.dispose();
+        const sd = await opt.readStateDict(); // copies, on every device
+        try {
+          saveOptimizerState(join(tmp, `optimizer_${only ? entries.indexOf(e) : i}`), sd);
+        } finally {
+          for (const t of sd.tensors.values()) t.dispose();
+        }
       }
-      core.writeFileAtomic(join(tmp, 'config.json'), [trainConfigJson(this.cfg)]);
+      writeFileAtomic(join(tmp, 'config.json'), [trainConfigJson(this.cfg)]);
       saveInt64Safetensors(join(tmp, 'dead_counters.safetensors'), new Map(entries.map((e) => [e.name, e.counter.counts])));
       const best: Record<string, number | null> = {};
       for (const e of entries) {
@@ -428,7 +409,7 @@ export class Trainer extends EventEmitter {
         optimizer: this.cfg.optimizer,
         best_loss: best,
       };
-      core.writeFileAtomic(join(tmp, STATE_FILE), [pyJson(state)]);
+      writeFileAtomic(join(tmp, STATE_FILE), [pyJson(state)]);
     });
     if (isSignum) dropLegacyTrainIterate(dir);
     this.opts.onSave?.(dir, this.optStep);
@@ -456,25 +437,17 @@ export class Trainer extends EventEmitter {
     for (const e of this.coders) (e.coder.cfg as { k: number }).k = k;
   }
 
-  private lrMultiplier(step: number): number[] {
-    // step = optimizer steps already taken; HF LambdaLR uses lambda(step) for the next update.
-    switch (this.cfg.optimizer) {
-      case 'adam':
-        return [linearWarmupDecay(step, this.cfg.lrWarmupSteps, this.numBatches)];
-      case 'muon':
-        // Muon part: linear decay, no warmup; its Adam part: warmup + decay.
-        return [linearWarmupDecay(step, 0, this.numBatches), linearWarmupDecay(step, this.cfg.lrWarmupSteps, this.numBatches)];
-      case 'signum':
-        return [1];
-    }
-  }
-
   private writeMetrics(record: Record<string, unknown>): void {
     if (this.opts.save === false) return;
     mkdirSync(this.runDir, { recursive: true });
     appendFileSync(join(this.runDir, METRICS_FILE), JSON.stringify(record) + '\n');
   }
 
+  /**
+   * sparsify's training loop: per batch the model forward, then the coder steps of every
+   * hookpoint; every grad_acc_steps batches the optimizer steps, the bookkeeping (dead latents,
+   * metrics, logs) and the periodic saves; at the end a final save.
+   */
   async fit(): Promise<FitResult> {
     await this.init();
     try {
@@ -485,178 +458,186 @@ export class Trainer extends EventEmitter {
   }
 
   private async fitLoop(): Promise<FitResult> {
-    const cfg = this.cfg;
-    const B = cfg.batchSize;
-    const T = this.dataset.ctxLen;
-    const transcode = cfg.sae.transcode;
-    const exclude = new Set(cfg.excludeTokens);
-    const accDenom = cfg.gradAccSteps * cfg.microAccSteps;
     const started = performance.now();
-    const doSave = this.opts.save !== false;
-
-    // Per-step and per-log-window accumulators (sums and counts; reset after use).
-    const stepSum = new Map<string, { fvu: number; auxk: number; mt: number; n: number }>();
-    const logSum = new Map<string, number>();
-    let logSteps = 0;
-    let tokensInStep = 0;
+    const totals = new StepTotals(this.coders.map((e) => e.name));
+    // The coders record the latents their steps select (on their device); start from none.
+    for (const e of this.coders) await e.coder.takeFiredLatents();
     let stopped = false;
-    const resetStep = () => {
-      for (const e of this.coders) stepSum.set(e.name, { fvu: 0, auxk: 0, mt: 0, n: 0 });
-    };
-    resetStep();
-    // didFire stays a host tensor on both devices (cuda coders set it from the step's [N,k] indices).
-    for (const e of this.coders) e.didFire = Tensor.zeros([e.coder.numLatents], { dtype: 'int32' });
-
     for (let b = this.globalStep; b < this.totalBatches; b++) {
       const k = this.kAt(this.globalStep);
       this.setK(k);
-      const lo = b * B;
-      const hi = Math.min(lo + B, this.dataset.length);
-      const idx = Array.from({ length: hi - lo }, (_, i) => lo + i);
-      const tokens = await this.dataset.rows(idx);
-      if (tokens.length !== idx.length * T) throw new ValueError(`dataset.rows returned ${tokens.length} tokens for ${idx.length} rows of ${T}`);
-      let keep: Tensor | undefined;
-      let nKeep = tokens.length;
-      if (exclude.size > 0) {
-        const kept: number[] = [];
-        for (let i = 0; i < tokens.length; i++) if (!exclude.has(tokens[i])) kept.push(i);
-        nKeep = kept.length;
-        if (nKeep < tokens.length) keep = Tensor.from(Int32Array.from(kept), [nKeep]);
+      const batch = await this.readBatch(b);
+      totals.tokens += batch.nKeep;
+      const acts = await this.modelForward(batch);
+      const firstBatch = this.globalStep === 0 && !this.resumed && !this.cfg.finetune;
+      try {
+        for (const hook of this.hookpoints) await this.coderSteps(hook, acts, batch, firstBatch, totals);
+      } finally {
+        for (const t of acts.captured.values()) t.dispose();
+        for (const t of acts.capturedInputs?.values() ?? []) t.dispose();
+        batch.keep?.dispose();
       }
-      tokensInStep += nKeep;
-      const tokT = Tensor.from(tokens, [idx.length, T]); // host token ids; the model puts them where it runs
-      const out = await this.model.forward(tokT, { hookpoints: this.hookpoints, captureInputs: transcode });
-      tokT.dispose();
-      const firstBatch = this.globalStep === 0 && !this.resumed && !cfg.finetune;
-
-      for (const hook of this.hookpoints) {
-        let y = out.captured.get(hook);
-        if (!y) throw new ValueError(`model.forward did not capture '${hook}'`);
-        let x = y;
-        if (transcode) {
-          const xin = out.capturedInputs?.get(hook);
-          if (!xin) throw new ValueError(`model.forward did not capture the input of '${hook}' (needed by --transcode)`);
-          if (xin.shape[1] !== y.shape[1])
-            throw new ConfigError(`--transcode: '${hook}' has input width ${xin.shape[1]} but output width ${y.shape[1]}; a transcoder needs equal widths`);
-          x = xin;
-        }
-        const owned: Tensor[] = [];
-        if (keep) {
-          if (nKeep === 0) continue; // every token excluded: nothing to train on at this hookpoint
-          y = await gatherRows(y, keep);
-          owned.push(y);
-          if (transcode) {
-            x = await gatherRows(x, keep);
-            owned.push(x);
-          } else x = y;
-        }
-        const entries = this.coders.filter((e) => e.hook === hook);
-        if (firstBatch)
-          for (const e of entries) await withHookpointContext(e.name, async () => e.coder.initBiasesFromBatch(x, transcode ? y : undefined), (this.model as { path?: string }).path);
-        const N = y.shape[0];
-        const chunks = Math.min(cfg.microAccSteps, N);
-        const onDevice = y.device === 'cuda' || x.device === 'cuda' || this.device === 'cuda';
-        const tv = chunks > 1 ? (onDevice ? await core.native().cudaTotalVariance(y.handle) : await totalVariance(y)) : undefined;
-        for (const e of entries) {
-          const deadMask = cfg.auxkAlpha > 0 ? e.counter.deadMask() : undefined;
-          for (let c = 0; c < chunks; c++) {
-            const r0 = Math.floor((c * N) / chunks);
-            const r1 = Math.floor(((c + 1) * N) / chunks);
-            // cuda: micro-batches are row ranges of the (device) activations, sliced natively.
-            const sliceHere = chunks > 1 && !onDevice;
-            const xc = sliceHere ? rowSlice(x, r0, r1) : x;
-            const yc = sliceHere && transcode ? rowSlice(y, r0, r1) : transcode ? y : undefined;
-            const res = await withHookpointContext(e.name, () => e.coder.forwardBackward(xc, {
-              y: yc,
-              ...(chunks > 1 && onDevice ? { rows: [r0, r1] as [number, number] } : {}),
-              deadMask,
-              auxkAlpha: cfg.auxkAlpha,
-              lossScale: 1 / accDenom,
-              totalVariance: tv === undefined ? undefined : (tv * (r1 - r0)) / N,
-              didFire: e.didFire,
-            }), (this.model as { path?: string }).path);
-            const s = stepSum.get(e.name)!;
-            s.fvu += res.fvu;
-            s.auxk += res.auxkLoss;
-            s.mt += res.multiTopkFvu;
-            s.n += 1;
-          }
-        }
-        for (const t of owned) t.dispose();
-      }
-      for (const t of out.captured.values()) t.dispose();
-      for (const t of out.capturedInputs?.values() ?? []) t.dispose();
-      keep?.dispose();
-
       this.globalStep++;
-      const substep = this.globalStep % cfg.gradAccSteps;
-      if (substep === 0) {
-        const mults = this.lrMultiplier(this.optStep);
-        for (const opt of this.optimizers) await maybe(opt.step(mults[0], mults[1] ?? mults[0]));
-        this.optStep++;
-        this.tokensSeen += tokensInStep;
-        const metrics: Record<string, CoderMetrics> = {};
-        for (const e of this.coders) {
-          const fired = e.didFire!.toInt32Array();
-          e.counter.update(tokensInStep, fired);
-          e.didFire!.dispose();
-          e.didFire = Tensor.zeros([e.coder.numLatents], { dtype: 'int32' });
-          const s = stepSum.get(e.name)!;
-          const n = Math.max(1, s.n);
-          metrics[e.name] = { fvu: s.fvu / n, auxk: s.auxk / n, multiTopkFvu: s.mt / n, deadPct: e.counter.deadFraction(), numDead: e.counter.numDead() };
-        }
-        tokensInStep = 0;
-        resetStep();
-        this.lastStepMetrics = metrics;
-        const info: StepInfo = {
-          step: this.optStep,
-          totalSteps: this.totalSteps,
-          batches: this.globalStep,
-          totalBatches: this.totalBatches,
-          tokens: this.tokensSeen,
-          k,
-          lr: this.optimizers.map((o) => o.lr * mults[0]),
-          coders: metrics,
-          elapsedSec: (performance.now() - started) / 1000,
-        };
-        this.writeMetrics({ step: info.step, batches: info.batches, tokens: info.tokens, k, lr: info.lr[0], elapsed_s: +info.elapsedSec.toFixed(3), ...flatMetrics(metrics) });
-        if (this.evaluator?.due(this.optStep)) this.writeMetrics(await this.evaluator.stepRecord(this.optStep, this.coders));
-        this.opts.onStep?.(info);
-        this.emit('step', info);
-
-        // Log window: averages over exactly the steps since the last log.
-        for (const [key, v] of Object.entries(flatMetrics(metrics))) logSum.set(key, (logSum.get(key) ?? 0) + v);
-        logSteps++;
-        if (this.optStep % cfg.wandbLogFrequency === 0) {
-          const values: Record<string, number> = { k };
-          for (const [key, v] of logSum) values[key] = v / logSteps;
-          const l: LogInfo = { step: this.optStep, values };
-          this.opts.onLog?.(l);
-          this.emit('log', l);
-          logSum.clear();
-          logSteps = 0;
-        }
-        if (doSave && this.optStep % cfg.saveEvery === 0 && this.globalStep < this.totalBatches) {
-          await this.save();
-          if (cfg.saveBest) await this.saveBest();
-        }
+      if (this.globalStep % this.cfg.gradAccSteps === 0) {
+        const mults = await this.optimizerSteps();
+        const metrics = await this.bookkeeping(totals);
+        await this.report(k, mults, metrics, totals, started);
+        if (this.opts.save !== false && this.optStep % this.cfg.saveEvery === 0 && this.globalStep < this.totalBatches) await this.saveAll();
       }
       if (this.stopRequested) {
         stopped = true;
         break;
       }
     }
+    return this.finish(stopped, started);
+  }
+
+  /** Token rows of batch `b` and, with exclude_tokens, the positions kept. */
+  private async readBatch(b: number): Promise<Batch> {
+    const T = this.dataset.ctxLen;
+    const lo = b * this.cfg.batchSize;
+    const hi = Math.min(lo + this.cfg.batchSize, this.dataset.length);
+    const idx = Array.from({ length: hi - lo }, (_, i) => lo + i);
+    const tokens = await this.dataset.rows(idx);
+    if (tokens.length !== idx.length * T) throw new ValueError(`dataset.rows returned ${tokens.length} tokens for ${idx.length} rows of ${T}`);
+    const exclude = new Set(this.cfg.excludeTokens);
+    if (exclude.size === 0) return { tokens, rows: idx.length, nKeep: tokens.length };
+    const kept: number[] = [];
+    for (let i = 0; i < tokens.length; i++) if (!exclude.has(tokens[i])) kept.push(i);
+    const keep = kept.length < tokens.length ? Tensor.from(Int32Array.from(kept), [kept.length]) : undefined;
+    return { tokens, rows: idx.length, keep, nKeep: kept.length };
+  }
+
+  /** The model forward of one batch, capturing every hookpoint (and its input for transcoders). */
+  private async modelForward(batch: Batch): Promise<Captured> {
+    const tokT = Tensor.from(batch.tokens, [batch.rows, this.dataset.ctxLen]); // host token ids; the model puts them where it runs
+    try {
+      return await this.model.forward(tokT, { hookpoints: this.hookpoints, captureInputs: this.cfg.sae.transcode });
+    } finally {
+      tokT.dispose();
+    }
+  }
+
+  /** The forward/backward of every coder of `hook` on this batch (micro-batched as row ranges). */
+  private async coderSteps(hook: string, acts: Captured, batch: Batch, firstBatch: boolean, totals: StepTotals): Promise<void> {
+    const cfg = this.cfg;
+    const transcode = cfg.sae.transcode;
+    let y = acts.captured.get(hook);
+    if (!y) throw new ValueError(`model.forward did not capture '${hook}'`);
+    let x = y;
+    if (transcode) {
+      const xin = acts.capturedInputs?.get(hook);
+      if (!xin) throw new ValueError(`model.forward did not capture the input of '${hook}' (needed by --transcode)`);
+      if (xin.shape[1] !== y.shape[1])
+        throw new ConfigError(`--transcode: '${hook}' has input width ${xin.shape[1]} but output width ${y.shape[1]}; a transcoder needs equal widths`);
+      x = xin;
+    }
+    if (batch.keep && batch.nKeep === 0) return; // every token excluded: nothing to train on at this hookpoint
+    const owned: Tensor[] = [];
+    try {
+      if (batch.keep) {
+        y = await gatherRows(y, batch.keep);
+        owned.push(y);
+        if (transcode) {
+          x = await gatherRows(x, batch.keep);
+          owned.push(x);
+        } else x = y;
+      }
+      const entries = this.coders.filter((e) => e.hook === hook);
+      if (firstBatch) for (const e of entries) await withHookpointContext(e.name, () => e.coder.initBiasesFromBatch(x, transcode ? y : undefined), this.model.path);
+      const N = y.shape[0];
+      const chunks = Math.min(cfg.microAccSteps, N);
+      for (const e of entries) {
+        const deadMask = cfg.auxkAlpha > 0 ? e.counter.deadMask() : undefined;
+        for (let c = 0; c < chunks; c++) {
+          const r0 = Math.floor((c * N) / chunks);
+          const r1 = Math.floor(((c + 1) * N) / chunks);
+          const res = await withHookpointContext(e.name, () => e.coder.forwardBackward(x, {
+            y: transcode ? y : undefined,
+            // Micro-batches: row ranges, each normalised by the whole batch's variance (its share).
+            ...(chunks > 1 ? { rows: [r0, r1] as [number, number], batchVariance: true } : {}),
+            deadMask,
+            auxkAlpha: cfg.auxkAlpha,
+            lossScale: 1 / (cfg.gradAccSteps * cfg.microAccSteps),
+            trackFired: true,
+          }), this.model.path);
+          totals.add(e.name, res);
+        }
+      }
+    } finally {
+      for (const t of owned) t.dispose();
+    }
+  }
+
+  /** One optimizer step per coder at this step's lr multipliers (returned). */
+  private async optimizerSteps(): Promise<number[]> {
+    const mults = lrMultipliers(this.cfg, this.optStep, this.numBatches);
+    for (const opt of this.optimizers) await opt.step(mults[0], mults[1] ?? mults[0]);
+    this.optStep++;
+    return mults;
+  }
+
+  /** Dead-latent counters and this step's averaged metrics per coder (the step totals restart). */
+  private async bookkeeping(totals: StepTotals): Promise<Record<string, CoderMetrics>> {
+    this.tokensSeen += totals.tokens;
+    const metrics: Record<string, CoderMetrics> = {};
+    for (const e of this.coders) {
+      e.counter.update(totals.tokens, await e.coder.takeFiredLatents());
+      const s = totals.perCoder.get(e.name)!;
+      const n = Math.max(1, s.n);
+      metrics[e.name] = { fvu: s.fvu / n, auxk: s.auxk / n, multiTopkFvu: s.mt / n, deadPct: e.counter.deadFraction(), numDead: e.counter.numDead() };
+    }
+    totals.resetStep();
+    this.lastStepMetrics = metrics;
+    return metrics;
+  }
+
+  /** metrics.jsonl, the step event, and the log event at the end of each log window. */
+  private async report(k: number, mults: number[], metrics: Record<string, CoderMetrics>, totals: StepTotals, started: number): Promise<void> {
+    const info: StepInfo = {
+      step: this.optStep,
+      totalSteps: this.totalSteps,
+      batches: this.globalStep,
+      totalBatches: this.totalBatches,
+      tokens: this.tokensSeen,
+      k,
+      lr: this.optimizers.map((o) => o.lr * mults[0]),
+      coders: metrics,
+      elapsedSec: (performance.now() - started) / 1000,
+    };
+    this.writeMetrics({ step: info.step, batches: info.batches, tokens: info.tokens, k, lr: info.lr[0], elapsed_s: +info.elapsedSec.toFixed(3), ...flatMetrics(metrics) });
+    if (this.evaluator?.due(this.optStep)) this.writeMetrics(await this.evaluator.stepRecord(this.optStep, this.coders));
+    this.opts.onStep?.(info);
+    this.emit('step', info);
+    // Log window: averages over exactly the steps since the last log.
+    for (const [key, v] of Object.entries(flatMetrics(metrics))) totals.logSum.set(key, (totals.logSum.get(key) ?? 0) + v);
+    totals.logSteps++;
+    if (this.optStep % this.cfg.wandbLogFrequency === 0) {
+      const values: Record<string, number> = { k };
+      for (const [key, v] of totals.logSum) values[key] = v / totals.logSteps;
+      const l: LogInfo = { step: this.optStep, values };
+      this.opts.onLog?.(l);
+      this.emit('log', l);
+      totals.logSum.clear();
+      totals.logSteps = 0;
+    }
+  }
+
+  /** The run folder checkpoint, and best/ when save_best. */
+  private async saveAll(): Promise<void> {
+    await this.save();
+    if (this.cfg.saveBest) await this.saveBest();
+  }
+
+  /** After the loop: drop an incomplete accumulation window, final save, the end event. */
+  private async finish(stopped: boolean, started: number): Promise<FitResult> {
+    const cfg = this.cfg;
     // As sparsify: gradients of a final incomplete accumulation window are dropped. A stop in
     // the middle of a window rewinds to the window's start so that resume re-processes it.
     if (stopped && this.globalStep % cfg.gradAccSteps !== 0) this.globalStep = this.optStep * cfg.gradAccSteps;
-    for (const e of this.coders) {
-      e.coder.zeroGrad();
-      e.didFire?.dispose();
-      e.didFire = undefined;
-    }
-    if (doSave) {
-      await this.save();
-      if (cfg.saveBest) await this.saveBest();
+    for (const e of this.coders) e.coder.zeroGrad();
+    if (this.opts.save !== false) {
+      await this.saveAll();
       if (this.evaluator) await this.evaluator.writeFinal(this.runDir, this.coders);
     }
     const result: FitResult = {

@@ -259,7 +259,7 @@ export class LanguageModel implements Disposable {
         ...[...target.values()].filter((t) => t.source === 'input').map((t) => t.module),
       ]),
     ];
-    const splice: [string, unknown][] = [];
+    const splice: [string, Tensor["handle"]][] = [];
     if (opts.splice !== undefined) {
       if (!(opts.splice instanceof Map)) throw new ValueError('forward: splice must be a Map<hookpoint, Tensor>');
       const [B, T] = tokens.shape;

@@ -1,7 +1,8 @@
 /**
  * Thin typed wrappers over the native sparse-coder kernels (native/bindings/cpu/sae.cpp).
- * SparseCoder and the optimizers use these; tests use the float64 reference.
+ * The CPU CoderState uses these; tests compare them with the float64 reference (testing.ts).
  */
+import type { SaeStepResultRaw, WeightHandles } from '../addon-types.js';
 import { native } from '../native.js';
 import { Tensor } from '../tensor.js';
 
@@ -22,11 +23,12 @@ export interface CoderSpec {
 }
 
 /** @internal */
-export function weightHandles(w: CoderWeights): Record<string, unknown> {
+export function weightHandles(w: CoderWeights): WeightHandles {
   return { encW: w.encW.handle, encB: w.encB.handle, W_dec: w.W_dec?.handle, b_dec: w.b_dec.handle, W_skip: w.W_skip?.handle };
 }
 
-function deadArg(dead: Tensor | Uint8Array | undefined): unknown {
+/** @internal */
+export function deadArg(dead: Tensor | Uint8Array | undefined): unknown {
   if (dead === undefined) return undefined;
   return dead instanceof Tensor ? dead.handle : dead;
 }
@@ -57,17 +59,12 @@ export interface SaeStepOptions {
   forceSparseAux?: boolean;
 }
 
-export interface SaeStepResult {
-  fvu: number;
-  auxkLoss: number;
-  multiTopkFvu: number;
-  loss: number;
-  totalVariance: number;
-  numDead: number;
+/** saeStep's result with its tensors wrapped. */
+export type SaeStepResult = Omit<SaeStepResultRaw, 'saeOut' | 'latentActs' | 'latentIndices'> & {
   saeOut?: Tensor;
   latentActs?: Tensor;
   latentIndices?: Tensor;
-}
+};
 
 /** Forward + losses, and the backward added into `grads` when given: one native call. */
 export async function saeStep(
@@ -99,56 +96,12 @@ export async function saeStep(
   };
   if (r.saeOut) {
     out.saeOut = new Tensor(r.saeOut);
-    out.latentActs = new Tensor(r.latentActs);
-    out.latentIndices = new Tensor(r.latentIndices);
+    out.latentActs = new Tensor(r.latentActs!);
+    out.latentIndices = new Tensor(r.latentIndices!);
   }
   return out;
 }
 
 export async function saeInitBiases(w: CoderWeights, x: Tensor, y: Tensor | undefined, transcode: boolean): Promise<void> {
   await native().saeInitBiases(weightHandles(w), x.handle, y?.handle, transcode);
-}
-
-/** W_dec rows /= (norm + float32 eps), in place. */
-export async function saeNormalizeDecoder(W_dec: Tensor): Promise<void> {
-  await native().saeNormalizeDecoder(W_dec.handle);
-}
-
-/** grad rows -= <grad row, W_dec row> W_dec row, in place. */
-export async function saeProjectDecoderGrad(W_dec: Tensor, grad: Tensor): Promise<void> {
-  await native().saeProjectDecoderGrad(W_dec.handle, grad.handle);
-}
-
-export interface SaeReferenceResult {
-  fvu: number;
-  auxkLoss: number;
-  multiTopkFvu: number;
-  loss: number;
-  saeOut: Float64Array;
-  preActs: Float64Array;
-  acts: Float64Array;
-  indices: Int32Array;
-  grads?: Record<string, Float64Array>;
-}
-
-/**
- * Float64 reference (dense, slow; for tests). `frozen` supplies the parameters of the detached
- * paths (AuxK residual, AuxK / Multi-TopK latent selection), so finite differences of `loss`
- * in `w` reproduce sparsify's gradients.
- */
-export function saeReference(
-  w: CoderWeights,
-  frozen: CoderWeights | undefined,
-  x: Tensor,
-  y: Tensor | undefined,
-  spec: CoderSpec,
-  opts: { deadMask?: Tensor | Uint8Array; auxkAlpha?: number; totalVariance?: number; grads?: boolean } = {},
-): SaeReferenceResult {
-  return native().saeReference(weightHandles(w), frozen ? weightHandles(frozen) : undefined, x.handle, y?.handle, {
-    ...spec,
-    deadMask: deadArg(opts.deadMask),
-    auxkAlpha: opts.auxkAlpha ?? 0,
-    totalVariance: opts.totalVariance ?? -1,
-    grads: opts.grads ?? false,
-  });
 }

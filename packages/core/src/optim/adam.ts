@@ -1,8 +1,7 @@
 /** torch.optim.Adam (betas 0.9/0.999, eps 1e-8, no weight decay), one group per coder. */
 import { ValueError } from '../errors.js';
 import type { SparseCoder } from '../sparse-coder.js';
-import { Tensor } from '../tensor.js';
-import { BaseOptimizer, type OptimizerOptions, type ParamSlot } from './optimizer.js';
+import { BaseOptimizer, type OptimizerOptions } from './optimizer.js';
 
 export class Adam extends BaseOptimizer {
   readonly kind = 'adam' as const;
@@ -23,26 +22,9 @@ export class Adam extends BaseOptimizer {
 
   async step(lrMultiplier = 1): Promise<void> {
     this.checkMultiplier(lrMultiplier);
-    if (this.onCuda) {
-      for (const [gi, g] of this.groups.entries()) {
-        g.scalars.step += 1;
-        await this.applyCuda(gi, { optimizer: 'adam', lr: g.lr * lrMultiplier, beta1: this.betas[0], beta2: this.betas[1], eps: this.eps, step: g.scalars.step });
-      }
-      return;
-    }
-    const entries: Record<string, unknown>[] = [];
     for (const g of this.groups) {
       g.scalars.step += 1;
-      for (const p of g.params) {
-        const [m, v] = this.ensureState(p, (q: ParamSlot) => [Tensor.zeros(q.param.shape), Tensor.zeros(q.param.shape)]);
-        entries.push(adamEntry(p, m, v, g.lr * lrMultiplier, this.betas, this.eps, g.scalars.step));
-      }
+      await this.apply(g, { kind: 'adam', lr: g.lr * lrMultiplier, beta1: this.betas[0], beta2: this.betas[1], eps: this.eps, step: g.scalars.step });
     }
-    await this.run(entries);
   }
-}
-
-/** @internal */
-export function adamEntry(p: ParamSlot, m: Tensor, v: Tensor, lr: number, betas: [number, number], eps: number, step: number): Record<string, unknown> {
-  return { kind: 'adam', param: p.param.handle, grad: p.grad.handle, state: [m.handle, v.handle], project: p.project, lr, beta1: betas[0], beta2: betas[1], eps, step };
 }

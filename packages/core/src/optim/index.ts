@@ -8,8 +8,7 @@ import { ScheduleFreeSignum } from './signum.js';
 export { Adam } from './adam.js';
 export { Muon } from './muon.js';
 export { ScheduleFreeSignum } from './signum.js';
-export { linearWarmupDecay } from './schedule.js';
-export { defaultLr } from './optimizer.js';
+export { defaultLr, linearWarmupDecay } from './schedule.js';
 export type { Optimizer, OptimizerKind, OptimizerOptions, OptimizerState } from './optimizer.js';
 
 /** sparsify's optimizers over coders (one param group per coder). */
@@ -25,4 +24,4 @@ export function createOptimizer(kind: OptimizerKind, coders: SparseCoder[], opts
       throw new ValueError(`unknown optimizer '${kind as string}' (expected adam, signum or muon)`);
   }
 }
-export { saveOptimizerState, loadOptimizerState, OPTIMIZER_METADATA_KEY } from './state-file.js';
+export { saveOptimizerState, loadOptimizerState, readOptimizerStateFile } from './state-file.js';

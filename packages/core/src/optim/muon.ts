@@ -6,9 +6,7 @@
  * cpu to bf16 rounding, not bit for bit. The Adam half runs at lr · vectorLrMultiplier.
  */
 import type { SparseCoder } from '../sparse-coder.js';
-import { Tensor } from '../tensor.js';
-import { adamEntry } from './adam.js';
-import { BaseOptimizer, type OptimizerOptions, type ParamSlot } from './optimizer.js';
+import { BaseOptimizer, type OptimizerOptions } from './optimizer.js';
 
 export class Muon extends BaseOptimizer {
   readonly kind = 'muon' as const;
@@ -30,41 +28,21 @@ export class Muon extends BaseOptimizer {
     for (const g of this.groups) g.scalars = { step: 0 };
   }
 
-  protected slotNames(p: ParamSlot): string[] {
-    return p.shape.length >= 2 ? ['exp_avg'] : ['exp_avg', 'exp_avg_sq'];
+  protected slotNames(shape: readonly number[]): string[] {
+    return shape.length >= 2 ? ['exp_avg'] : ['exp_avg', 'exp_avg_sq'];
   }
 
   async step(lrMultiplier = 1, vectorLrMultiplier = lrMultiplier): Promise<void> {
     this.checkMultiplier(lrMultiplier);
     this.checkMultiplier(vectorLrMultiplier);
-    if (this.onCuda) {
-      // One cudaSaeApply per coder: Muon on the 2-D parameters, Adam on the 1-D ones.
-      for (const [gi, g] of this.groups.entries()) {
-        g.scalars.step += 1;
-        await this.applyCuda(gi, {
-          optimizer: 'muon', lr: g.lr * lrMultiplier, vectorLr: g.lr * vectorLrMultiplier,
-          momentum: this.momentum, nesterov: this.nesterov, weightDecay: this.weightDecay, nsSteps: this.nsSteps,
-          beta1: this.betas[0], beta2: this.betas[1], eps: this.eps, step: g.scalars.step,
-        });
-      }
-      return;
-    }
-    const entries: Record<string, unknown>[] = [];
+    // Muon on the 2-D parameters, Adam (at vectorLr) on the 1-D ones: one update per coder.
     for (const g of this.groups) {
       g.scalars.step += 1;
-      for (const p of g.params) {
-        if (p.param.shape.length >= 2) {
-          const [buf] = this.ensureState(p, (q) => [Tensor.zeros(q.param.shape)]);
-          entries.push({
-            kind: 'muon', param: p.param.handle, grad: p.grad.handle, state: [buf.handle], project: p.project,
-            lr: g.lr * lrMultiplier, momentum: this.momentum, nesterov: this.nesterov, weightDecay: this.weightDecay, nsSteps: this.nsSteps,
-          });
-        } else {
-          const [m, v] = this.ensureState(p, (q) => [Tensor.zeros(q.param.shape), Tensor.zeros(q.param.shape)]);
-          entries.push(adamEntry(p, m, v, g.lr * vectorLrMultiplier, this.betas, this.eps, g.scalars.step));
-        }
-      }
+      await this.apply(g, {
+        kind: 'muon', lr: g.lr * lrMultiplier, vectorLr: g.lr * vectorLrMultiplier,
+        momentum: this.momentum, nesterov: this.nesterov, weightDecay: this.weightDecay, nsSteps: this.nsSteps,
+        beta1: this.betas[0], beta2: this.betas[1], eps: this.eps, step: g.scalars.step,
+      });
     }
-    await this.run(entries);
   }
 }

@@ -2,21 +2,23 @@
  * Optimizers over sparse coders, as sparsify's trainer builds them (reference section 5): one
  * parameter group per coder; signum = ScheduleFreeWrapper(SignSGD, momentum 0.95), adam =
  * torch.optim.Adam, muon = Muon for 2-D parameters + Adam for 1-D ones. step() is ONE native
- * call for all coders: decoder-grad projection (SAEs with normalize_decoder), update, zero grads.
+ * call per coder: decoder-grad projection (SAEs with normalize_decoder), update, zero grads.
  *
  * Learning-rate schedules live outside: pass the schedule's multiplier to step() (see
  * linearWarmupDecay in schedule.ts).
  *
- * Coders on device 'cuda': the optimizer state lives in each coder's resident CUDA state and a
- * step is one `cudaSaeApply` per coder (projection, update, zeroing there); the host-side
- * bookkeeping (Adam's step, signum's k / lr_max / weight_sum, the lr multiplier) is the same
- * code as for cpu. stateDict() then needs a device read: use `await readStateDict()` (both
- * devices). muon on cuda runs Newton-Schulz with bf16 GEMM operands (cpu: f32), so its 2-D
- * updates match cpu to bf16 rounding only. Never run on a GPU yet.
+ * The moments live in each coder's CoderState on its device (backend/coder-state.ts); a step is
+ * one `optimizerStep` call per coder (projection, update, zeroing there). The host-side
+ * bookkeeping (Adam's step, signum's k / lr_max / weight_sum, the lr multiplier) is this code,
+ * the same for every device. stateDict() hands out the live host tensors (cpu); readStateDict()
+ * copies on every device. muon on cuda runs Newton-Schulz with bf16 GEMM operands (cpu: f32),
+ * so its 2-D updates match cpu to bf16 rounding only.
  */
-import { ConfigError, DeviceError, ValueError } from '../errors.js';
-import { native } from '../native.js';
+import { emptyMoments, type MomentSlot, type Moments, type OptimizerUpdate } from '../backend/coder-state.js';
+import type { CoderParamName } from '../coder-params.js';
+import { DeviceError, ValueError } from '../errors.js';
 import type { SparseCoder } from '../sparse-coder.js';
+import { defaultLr } from './schedule.js';
 import { Tensor } from '../tensor.js';
 
 export type OptimizerKind = 'adam' | 'signum' | 'muon';
@@ -56,43 +58,24 @@ export interface Optimizer {
   train(): Promise<void>;
   /** cpu only (the live state tensors); a DeviceError for cuda coders: use readStateDict. */
   stateDict(): OptimizerState;
-  /** The state on either device (cuda: copies read from the device, owned by the caller). */
+  /** The state on either device: copies (read from the device on cuda), owned by the caller. */
   readStateDict(): Promise<OptimizerState>;
   /** Validates and takes copies now; on cuda they are written to the device before the next step / eval / train / read. */
   loadStateDict(state: OptimizerState): void;
-  /** True when the coders live on the device (stateDict() tensors from readStateDict are then copies). */
+  /** True when the coders live on a CUDA device. */
   readonly onCuda: boolean;
   dispose(): void;
 }
 
-/** sparsify's default learning rate for `kind` and a coder with M latents. */
-export function defaultLr(kind: OptimizerKind, numLatents: number): number {
-  switch (kind) {
-    case 'adam':
-      return 2e-4 / Math.sqrt(numLatents / 2 ** 14);
-    case 'signum':
-      return 5e-3 / Math.sqrt(numLatents / 2 ** 14);
-    case 'muon':
-      return 2e-3;
-  }
-}
+/** The moment slot (m, v, z) in which a state-dict slot name lives. */
+const MOMENT_OF: Record<string, MomentSlot> = { exp_avg: 'm', exp_avg_sq: 'v', z: 'z' };
 
-/** @internal One parameter and its per-parameter state slots. */
-export interface ParamSlot {
-  name: string;
-  shape: number[];
-  /** cpu: the live parameter and gradient tensors (cuda: unused, the state is on the device). */
-  param: Tensor;
-  grad: Tensor;
-  project: boolean;
-  state: Tensor[];
-}
-
-/** @internal Parameters of one coder (one param group). */
+/** @internal The parameters of one coder (one param group). */
 export interface Group {
   coder: SparseCoder;
   lr: number;
-  params: ParamSlot[];
+  /** Project the decoder gradient before the update (SAEs with normalize_decoder). */
+  project: boolean;
   scalars: Record<string, number>;
 }
 
@@ -101,9 +84,9 @@ export abstract class BaseOptimizer implements Optimizer {
   abstract readonly kind: OptimizerKind;
   protected groups: Group[];
   readonly onCuda: boolean;
-  /** cuda: loadStateDict's copies per group, written to the device by flushCuda(). */
-  private pendingCuda = new Map<number, { slots: Record<string, (Tensor | undefined)[]> }>();
-  protected abstract slotNames(p: ParamSlot): string[];
+  protected trainMode = true;
+  /** The state-dict slot names of a parameter (exp_avg, exp_avg_sq, z). */
+  protected abstract slotNames(shape: readonly number[]): string[];
 
   constructor(kind: OptimizerKind, coders: SparseCoder[], opts: OptimizerOptions) {
     if (!Array.isArray(coders) || coders.length === 0) throw new ValueError('createOptimizer: needs at least one SparseCoder');
@@ -113,25 +96,9 @@ export abstract class BaseOptimizer implements Optimizer {
     if (devices.size > 1) throw new DeviceError('createOptimizer: the coders are on different devices (cpu and cuda)');
     this.onCuda = devices.has('cuda');
     this.groups = coders.map((coder) => {
-      const params: ParamSlot[] = [];
-      if (this.onCuda) {
-        if (!coder.cudaState?.sae) throw new ValueError('createOptimizer: a cuda coder without a decoder (decoder: false) cannot be trained');
-        for (const [name, shape] of coder.paramShapes())
-          params.push({ name, shape, param: undefined as never, grad: undefined as never, project: name === 'W_dec' && coder.projectsDecoderGrad, state: [] });
-        return { coder, lr: opts.lr ?? defaultLr(kind, coder.numLatents), params, scalars: {} };
-      }
-      const grads = coder.gradBuffers();
-      for (const [name, param] of coder.params()) {
-        params.push({
-          name,
-          shape: [...param.shape],
-          param,
-          grad: grads.get(name as never)!,
-          project: name === 'W_dec' && coder.projectsDecoderGrad,
-          state: [],
-        });
-      }
-      return { coder, lr: opts.lr ?? defaultLr(kind, coder.numLatents), params, scalars: {} };
+      if (!coder.state.hasDecoder) throw new ValueError('createOptimizer: a coder without a decoder (decoder: false) cannot be trained');
+      coder.state.loadMoments(emptyMoments()); // a new optimizer starts from fresh moments
+      return { coder, lr: opts.lr ?? defaultLr(kind, coder.numLatents), project: coder.projectsDecoderGrad, scalars: {} };
     });
   }
 
@@ -147,148 +114,81 @@ export abstract class BaseOptimizer implements Optimizer {
 
   async eval(): Promise<void> {}
   async train(): Promise<void> {}
-  protected trainMode = true;
 
   protected checkMultiplier(m: number): void {
     if (!(Number.isFinite(m) && m >= 0)) throw new ValueError(`lrMultiplier must be a finite number >= 0, got ${m}`);
   }
 
-  protected ensureState(p: ParamSlot, init: (p: ParamSlot) => Tensor[]): Tensor[] {
-    if (p.state.length === 0) p.state = init(p);
-    return p.state;
+  /** One update of group `g`'s coder (one native call on its device). */
+  protected async apply(g: Group, update: DistributiveOmit<OptimizerUpdate, 'project'>): Promise<void> {
+    await g.coder.state.optimizerStep({ ...update, project: g.project } as OptimizerUpdate);
   }
 
-  protected async run(entries: Record<string, unknown>[]): Promise<void> {
-    for (const g of this.groups) if (g.coder.isDisposed) throw new ValueError('optimizer step: a coder has been disposed');
-    await native().optimStep(entries);
+  /** Schedule-free: p = lerp(p, z, weight) on every coder. */
+  protected async lerpAll(weight: number): Promise<void> {
+    for (const g of this.groups) await g.coder.state.lerpToZ(weight);
   }
 
-  /** cuda: one cudaSaeApply for group `g` (pending zeroGrad / loaded state written first). */
-  protected async applyCuda(gi: number, opts: Record<string, unknown>): Promise<void> {
-    const g = this.groups[gi];
-    const cs = this.cudaOf(g);
-    await cs.flush();
-    await this.flushCuda();
-    await native().cudaSaeApply(cs.sae, { ...opts, project: g.params.some((p) => p.project) });
-    cs.stale = true;
-  }
-
-  /** cuda: p = lerp(p, z, weight) on every coder (schedule-free eval/train). */
-  protected async lerpCuda(weight: number): Promise<void> {
-    await this.flushCuda();
-    for (const g of this.groups) {
-      const cs = this.cudaOf(g);
-      await native().cudaSaeLerp(cs.sae, weight);
-      cs.stale = true;
-    }
-  }
-
-  private cudaOf(g: Group): NonNullable<SparseCoder['cudaState']> {
-    if (g.coder.isDisposed || !g.coder.cudaState?.sae) throw new ValueError('optimizer: a coder has been disposed');
-    return g.coder.cudaState;
-  }
-
-  /** Writes loadStateDict's copies to the device (resetting the slots it does not name). */
-  private async flushCuda(): Promise<void> {
-    for (const [gi, pend] of [...this.pendingCuda]) {
-      const cs = this.cudaOf(this.groups[gi]);
-      const h = (ts: (Tensor | undefined)[]) => ts.map((t) => t?.handle);
-      try {
-        await native().cudaSaeLoadState(cs.sae, { resetOptimizer: true, ...Object.fromEntries(Object.entries(pend.slots).map(([k, ts]) => [k, h(ts)])) });
-      } finally {
-        for (const ts of Object.values(pend.slots)) for (const t of ts) t?.dispose();
-        this.pendingCuda.delete(gi);
-      }
-    }
-  }
-
-  /** Native slot key (cudaSaeReadState / LoadState) of a state slot name. */
-  private static cudaSlot(slot: string): 'm' | 'v' | 'z' {
-    if (slot === 'exp_avg') return 'm';
-    if (slot === 'exp_avg_sq') return 'v';
-    if (slot === 'z') return 'z';
-    throw new ConfigError(`optimizer state slot '${slot}' has no CUDA counterpart`);
-  }
-
-  async readStateDict(): Promise<OptimizerState> {
-    if (!this.onCuda) return this.stateDict();
-    await this.flushCuda();
+  /** The state dict of moments `per group`, named `<group>.<param>.<slot>`; moments it does not name are left out. */
+  private toState(perGroup: Moments[]): OptimizerState {
     const tensors = new Map<string, Tensor>();
-    const order = ['encoder.weight', 'encoder.bias', 'W_dec', 'b_dec', 'W_skip']; // native slot order (W_skip: skip_connection)
-    for (const [gi, g] of this.groups.entries()) {
-      const st = await native().cudaSaeReadState(this.cudaOf(g).sae);
-      const got: Tensor[] = [];
-      for (const p of g.params) {
-        const at = order.indexOf(p.name);
-        for (const slot of this.slotNames(p)) {
-          const h = at < 0 ? undefined : st[BaseOptimizer.cudaSlot(slot)]?.[at];
-          if (h) {
-            const t = new Tensor(h);
-            got.push(t);
-            tensors.set(`${gi}.${p.name}.${slot}`, t);
-          }
+    perGroup.forEach((moments, gi) => {
+      for (const [name, shape] of this.groups[gi].coder.state.paramShapes) {
+        for (const slot of this.slotNames(shape)) {
+          const t = moments[MOMENT_OF[slot]].get(name);
+          if (t) tensors.set(`${gi}.${name}.${slot}`, t);
         }
       }
-      // Anything read but not named (a slot another optimizer kind left) is freed now.
-      for (const arr of Object.values(st) as unknown[][]) for (const h of arr) if (h && !got.some((t) => t.handle === h)) new Tensor(h as never).dispose();
-    }
+    });
     return { kind: this.kind, tensors, scalars: { lr: this.groups.map((g) => g.lr), groups: this.groups.map((g) => ({ ...g.scalars })), trainMode: this.trainMode } };
   }
 
   stateDict(): OptimizerState {
-    if (this.onCuda) throw new DeviceError('stateDict(): the optimizer state of cuda coders lives on the device; use `await optimizer.readStateDict()`');
-    const tensors = new Map<string, Tensor>();
-    this.groups.forEach((g, gi) => {
-      for (const p of g.params) {
-        const names = this.slotNames(p);
-        p.state.forEach((t, si) => tensors.set(`${gi}.${p.name}.${names[si]}`, t));
-      }
-    });
-    return { kind: this.kind, tensors, scalars: { lr: this.groups.map((g) => g.lr), groups: this.groups.map((g) => ({ ...g.scalars })), trainMode: this.trainMode } };
+    return this.toState(this.groups.map((g) => g.coder.state.liveMoments()));
+  }
+
+  async readStateDict(): Promise<OptimizerState> {
+    const copies: Moments[] = [];
+    for (const g of this.groups) copies.push(await g.coder.state.readMoments());
+    const state = this.toState(copies);
+    // A slot another optimizer kind left is not part of this state: freed now.
+    const named = new Set(state.tensors.values());
+    for (const m of copies) for (const slot of Object.values(m)) for (const t of slot.values()) if (!named.has(t)) t.dispose();
+    return state;
   }
 
   loadStateDict(state: OptimizerState): void {
     if (state.kind !== this.kind) throw new ValueError(`loadStateDict: state is for '${state.kind}', optimizer is '${this.kind}'`);
     if (state.scalars.groups.length !== this.groups.length)
       throw new ValueError(`loadStateDict: state has ${state.scalars.groups.length} groups, optimizer has ${this.groups.length}`);
+    // Validate everything before anything changes.
+    const perGroup = this.groups.map((g, gi) => {
+      const found: [MomentSlot, CoderParamName, Tensor][] = [];
+      for (const [name, shape] of g.coder.state.paramShapes) {
+        const names = this.slotNames(shape);
+        const slots = names.map((n) => state.tensors.get(`${gi}.${name}.${n}`));
+        if (slots.every((t) => t === undefined)) continue;
+        slots.forEach((t, si) => {
+          if (!t) throw new ValueError(`loadStateDict: missing '${gi}.${name}.${names[si]}'`);
+          if (t.dtype !== 'float32' || t.shape.join(',') !== shape.join(','))
+            throw new ValueError(`loadStateDict: '${gi}.${name}.${names[si]}' is ${t.dtype} [${t.shape}], expected float32 [${shape}]`);
+          found.push([MOMENT_OF[names[si]], name, t]);
+        });
+      }
+      return found;
+    });
     this.groups.forEach((g, gi) => {
       g.lr = state.scalars.lr[gi] ?? g.lr;
       g.scalars = { ...state.scalars.groups[gi] };
-      const order = ['encoder.weight', 'encoder.bias', 'W_dec', 'b_dec', 'W_skip']; // native slot order (W_skip: skip_connection)
-      const cudaSlots: Record<string, (Tensor | undefined)[]> = {};
-      for (const p of g.params) {
-        const names = this.slotNames(p);
-        const slots = names.map((n) => state.tensors.get(`${gi}.${p.name}.${n}`));
-        if (slots.every((t) => t === undefined)) {
-          p.state = [];
-          continue;
-        }
-        const copies = slots.map((t, si) => {
-          if (!t) throw new ValueError(`loadStateDict: missing '${gi}.${p.name}.${names[si]}'`);
-          if (t.dtype !== 'float32' || t.shape.join(',') !== p.shape.join(','))
-            throw new ValueError(`loadStateDict: '${gi}.${p.name}.${names[si]}' is ${t.dtype} [${t.shape}], expected float32 [${p.shape}]`);
-          return t.clone();
-        });
-        if (!this.onCuda) {
-          p.state = copies;
-          continue;
-        }
-        copies.forEach((t, si) => {
-          const key = BaseOptimizer.cudaSlot(names[si]);
-          (cudaSlots[key] ??= [undefined, undefined, undefined, undefined])[order.indexOf(p.name)] = t;
-        });
-      }
-      if (this.onCuda) {
-        for (const ts of Object.values(this.pendingCuda.get(gi)?.slots ?? {})) for (const t of ts) t?.dispose();
-        this.pendingCuda.set(gi, { slots: cudaSlots });
-      }
+      const moments = emptyMoments();
+      for (const [slot, name, t] of perGroup[gi]) moments[slot].set(name, t.clone());
+      g.coder.state.loadMoments(moments);
     });
     this.trainMode = state.scalars.trainMode;
   }
 
-  dispose(): void {
-    for (const g of this.groups) for (const p of g.params) for (const t of p.state) t.dispose();
-    for (const pend of this.pendingCuda.values()) for (const ts of Object.values(pend.slots)) for (const t of ts) t?.dispose();
-    this.pendingCuda.clear();
-  }
+  /** The moments stay with the coders (a new optimizer over them starts afresh). */
+  dispose(): void {}
 }
+
+type DistributiveOmit<T, K extends keyof T> = T extends unknown ? Omit<T, K> : never;

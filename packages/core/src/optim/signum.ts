@@ -5,9 +5,8 @@
  * Per-parameter state z; per-group k, lr_max, weight_sum (reference 5.3).
  */
 import { ValueError } from '../errors.js';
-import { native } from '../native.js';
 import type { SparseCoder } from '../sparse-coder.js';
-import { BaseOptimizer, type OptimizerOptions, type ParamSlot } from './optimizer.js';
+import { BaseOptimizer, type OptimizerOptions } from './optimizer.js';
 
 export class ScheduleFreeSignum extends BaseOptimizer {
   readonly kind = 'signum' as const;
@@ -27,33 +26,16 @@ export class ScheduleFreeSignum extends BaseOptimizer {
   async step(lrMultiplier = 1): Promise<void> {
     this.checkMultiplier(lrMultiplier);
     if (!this.trainMode) throw new ValueError('signum step in eval mode: call train() before step() (schedule-free)');
-    const entries: Record<string, unknown>[] = [];
-    for (const [gi, g] of this.groups.entries()) {
+    for (const g of this.groups) {
       const lr = g.lr * lrMultiplier;
       const s = g.scalars;
       s.lr_max = Math.max(lr, s.lr_max);
       const weight = s.lr_max ** 2; // (k+1)^r * lr_max^weight_lr_power with r = 0, power 2
       s.weight_sum += weight;
       const ckp1 = s.weight_sum > 0 ? weight / s.weight_sum : 0;
-      if (this.onCuda) {
-        // Same bookkeeping; the update (z on first use = copy of y, as here) runs on the device.
-        await this.applyCuda(gi, { optimizer: 'signum', lr, c: ckp1, beta: this.momentum });
-        s.k += 1;
-        continue;
-      }
-      for (const p of g.params) {
-        const [z] = this.ensureState(p, (q: ParamSlot) => [q.param.clone()]);
-        entries.push({ kind: 'signum', param: p.param.handle, grad: p.grad.handle, state: [z.handle], project: p.project, lr, momentum: this.momentum, ckp1 });
-      }
+      await this.apply(g, { kind: 'signum', lr, momentum: this.momentum, ckp1 });
       s.k += 1;
     }
-    if (entries.length) await this.run(entries);
-  }
-
-  private async lerpAll(weight: number): Promise<void> {
-    if (this.onCuda) return this.lerpCuda(weight);
-    const pairs = this.groups.flatMap((g) => g.params.filter((p) => p.state.length).map((p) => ({ param: p.param.handle, z: p.state[0].handle })));
-    if (pairs.length) await native().optimLerp(pairs, weight);
   }
 
   override async eval(): Promise<void> {

@@ -16,7 +16,9 @@ import { dirname, join } from 'node:path';
 
 import { Tensor, ValueError, writeFileAtomic, type Unembedding } from '@sparsify/core';
 
-import type { ModelLike, TokenDatasetLike } from '../trainer.js';
+import type { LanguageModel } from '@sparsify/core';
+
+import type { TokenDatasetLike } from '../trainer.js';
 import { fillWindows, type WindowRequest } from './context-windows.js';
 import { neuronAlignment, r6, recordJson, SUMMARY_FILE, type ContextExample, type FeatureRecord, type FeatureSummaryFile } from './feature-record.js';
 import { IntervalSamples } from './interval-samples.js';
@@ -98,7 +100,7 @@ interface Settings {
  */
 export async function runFeaturePass(
   coders: readonly FeatureCoderEntry[],
-  model: ModelLike,
+  model: LanguageModel,
   dataset: TokenDatasetLike,
   outDir: string,
   opts: FeaturePassOptions,

@@ -4,7 +4,7 @@
  * sparsify's dataclasses prints as repr(float) (2.0, 1e-05, 0.0003), an int as an int. Callers
  * wrap float-typed values in PyFloat; plain JS numbers print as ints when integral.
  */
-import { ConfigError } from '@sparsify/core';
+import { ConfigError } from './errors.js';
 
 export class PyFloat {
   constructor(readonly value: number) {}

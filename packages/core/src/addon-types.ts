@@ -1,0 +1,221 @@
+/**
+ * The native addon's surface, every export with its argument and result types (the bindings
+ * in native/bindings/{cpu,cuda}/*.cpp, named in each group below). `cuda*` functions exist only
+ * in the CUDA build and accept tensors on any device (registered so in their bindings); every
+ * other function reads host tensors only. Test-only kernels live in `testing`.
+ */
+import type { CudaProbe } from './native.js';
+import type { GemmInfo } from './ops/gemm.js';
+import type { DType, Device, NativeTensor } from './tensor.js';
+
+type H = NativeTensor;
+/** An opaque native object (a resident state, model or encoder); only the addon looks inside. */
+export type NativeObject = object;
+
+/** Sparse-coder weights as the CPU kernels name them (all f32 host tensors). */
+export interface WeightHandles {
+  encW: H;
+  encB: H;
+  W_dec?: H;
+  b_dec: H;
+  W_skip?: H;
+}
+
+export interface CoderSpecArg {
+  k: number;
+  groupmax: boolean;
+  transcode: boolean;
+  multiTopk: boolean;
+}
+
+/** saeReference's float64 results (testing). */
+export interface SaeReferenceRaw {
+  fvu: number;
+  auxkLoss: number;
+  multiTopkFvu: number;
+  loss: number;
+  saeOut: Float64Array;
+  preActs: Float64Array;
+  acts: Float64Array;
+  indices: Int32Array;
+  grads?: Record<string, Float64Array>;
+}
+
+export interface SaeStepResultRaw {
+  fvu: number;
+  auxkLoss: number;
+  multiTopkFvu: number;
+  loss: number;
+  totalVariance: number;
+  numDead: number;
+  saeOut?: H;
+  latentActs?: H;
+  latentIndices?: H;
+}
+
+/** The resident state's parameter (and gradient) keys. */
+export type StateParamKey = 'wEnc' | 'bEnc' | 'wDec' | 'bDec' | 'wSkip';
+export type StateGradKey = 'gradWEnc' | 'gradBEnc' | 'gradWDec' | 'gradBDec' | 'gradWSkip';
+/** Moment slots by parameter, in wEnc, bEnc, wDec, bDec(, wSkip) order. */
+export type StateSlots = Partial<Record<'m' | 'v' | 'z', (H | undefined)[]>>;
+
+export interface CudaStepResult {
+  fvu: number;
+  auxkLoss: number;
+  multiTopkFvu: number;
+  kAux: number;
+  numDead: number;
+  totalVariance: number;
+  /** Only with outputs or didFire. */
+  indices?: H;
+  acts?: H;
+  saeOut?: H;
+}
+
+export interface ModelForwardRequest {
+  outputs: string[];
+  inputs: string[];
+  splice: [string, H][];
+  logits: boolean;
+}
+export interface ModelForwardResult {
+  outputs: Record<string, H | undefined>;
+  inputs: Record<string, H | undefined>;
+  layersRun?: number;
+  logits?: H;
+}
+
+/** native/bindings/cpu/model.cpp */
+export interface NativeModelHandle {
+  modules(): { name: string; width: number; inWidth: number; layer: number }[];
+  forward(tokens: H, request: ModelForwardRequest): Promise<ModelForwardResult>;
+  dispose(): void;
+}
+
+export interface BuildInfo {
+  cuda: boolean;
+  version?: string;
+  [key: string]: unknown;
+}
+
+
+type ErrorClass = new (message: string) => Error;
+type Opts = Record<string, unknown>;
+
+export interface Addon {
+  // ---- native/core/napi_util.cpp
+  NativeTensor: unknown;
+  setErrorClasses(classes: Partial<Record<string, ErrorClass | unknown>>): void;
+
+  // ---- native/bindings/tensor.cpp
+  tensorFromArray(data: Float32Array | Int32Array | Uint8Array, shape: number[], dtype: DType): H;
+  tensorEmpty(shape: number[], dtype: DType): H;
+  tensorZeros(shape: number[], dtype: DType): H;
+  tensorsFromFile(path: string, entries: { offset: number; shape: number[]; dtype: DType }[]): H[];
+  toDtype(t: H, dtype: DType): Promise<H>;
+  cloneTensor(t: H): H;
+  tensorToDevice(t: H, device: Device, sync: true): H;
+  tensorToDevice(t: H, device: Device): Promise<H>;
+  numThreads(): number;
+  setNumThreads(n: number): number;
+  buildInfo(): BuildInfo;
+
+  // ---- native/bindings/cpu/gemm.cpp
+  matmul(a: H, b: H, opts: Opts): Promise<H>;
+  matmulReference(a: H, b: H, opts: Opts): Promise<H>;
+  matmulPacked(a: H, b: H, opts: Opts): Promise<H>;
+  gemmKernelName(): string;
+  gemmForcePortable(on: boolean): string;
+  gemmAvailableKernels(): string[];
+  gemmForceKernels(name: 'auto' | 'avx512' | 'avx2' | 'portable'): string;
+  gemmInfo(): GemmInfo;
+
+  // ---- native/bindings/cpu/model.cpp
+  NativeModel: new (spec: unknown, weights: unknown) => NativeModelHandle;
+
+  // ---- native/bindings/cpu/sae.cpp
+  zeroTensors(ts: H[]): void;
+  saeEncode(w: WeightHandles, x: H, opts: CoderSpecArg & { preActs: boolean }): Promise<{ acts: H; indices: H; preActs?: H }>;
+  saeDecode(W_dec: H, b_dec: H | undefined, acts: H, indices: H): Promise<H>;
+  saeStep(w: WeightHandles, grads: WeightHandles | undefined, x: H, y: H | undefined, opts: CoderSpecArg & Opts): Promise<SaeStepResultRaw>;
+  saeInitBiases(w: WeightHandles, x: H, y: H | undefined, transcode: boolean): Promise<void>;
+  optimStep(entries: Opts[]): Promise<void>;
+  optimLerp(pairs: { param: H; z: H }[], weight: number): Promise<void>;
+
+  // ---- native/bindings/cpu/threshold_encode.cpp, threshold_step.cpp (JumpReLU / gated / BatchTopK kinds)
+  thresholdEncode(w: Record<string, unknown>, x: H, bDec?: H): Promise<{ acts: H; indices: H; counts: H }>;
+  thresholdEncodeReference(w: Record<string, unknown>, x: H, bDec?: H): Float64Array;
+  thresholdStep(w: Record<string, unknown>, grads: Record<string, unknown>, x: H, opts: object): Promise<{ mse: number; sparsity: number; loss: number }>;
+  batchTopKStep(w: Record<string, unknown>, grads: Record<string, unknown>, x: H, opts: object): Promise<{ mse: number; inner: number; loss: number; minKept: number; kept: number }>;
+
+  // ---- native/bindings/cpu/train.cpp
+  trainGatherRows(x: H, idx: H): Promise<H>;
+  trainRowSlice(x: H, begin: number, end: number): H;
+  trainTotalVariance(y: H): Promise<number>;
+
+  // ---- CUDA build only: native/bindings/cuda/device.cpp, self_test.cpp
+  cudaProbe?(): CudaProbe;
+  cudaSelfTest?(): { ok: boolean; kernel?: string; error?: string; ms: number };
+
+  // ---- native/bindings/cuda/sae_state.cpp (the resident training state)
+  cudaSaeCreate(params: Partial<Record<StateParamKey, H>>, opts: Opts): Promise<NativeObject>;
+  cudaSaeForwardBackward(sae: NativeObject, x: H, opts: Opts): Promise<CudaStepResult>;
+  cudaSaeEncode(sae: NativeObject, x: H, opts: Opts): Promise<{ acts: H; indices: H }>;
+  cudaSaeDecode(sae: NativeObject, acts: H, indices: H): Promise<H>;
+  cudaSaeApply(sae: NativeObject, opts: Opts): Promise<void>;
+  cudaSaeRead(sae: NativeObject, opts: { evalBeta?: number; grads?: boolean }): Promise<Partial<Record<StateParamKey | StateGradKey, H>>>;
+  cudaSaeReadState(sae: NativeObject): Promise<StateSlots>;
+  cudaSaeLoadState(sae: NativeObject, opts: StateSlots & { params?: Partial<Record<StateParamKey, H>>; resetOptimizer?: boolean; zeroGrads?: boolean }): Promise<void>;
+  cudaSaeLerp(sae: NativeObject, weight: number): Promise<void>;
+  cudaSaeTakeFired(sae: NativeObject): Promise<H>;
+  cudaSaeDispose(sae: NativeObject): void;
+  cudaTotalVariance(y: H): Promise<number>;
+
+  // ---- native/bindings/cuda/sae_encode.cpp (the resident encoder of encoder-only coders)
+  cudaEncoderCreate(wEnc: H, bEnc: H, bDec?: H): Promise<NativeObject>;
+  cudaEncoderEncode(enc: NativeObject, x: H, opts: Opts): Promise<{ acts: H; indices: H }>;
+  cudaEncoderDispose(enc: NativeObject): void;
+
+  // ---- native/bindings/cuda/train.cpp, model.cpp
+  cudaGatherRows(x: H, idx: H): Promise<H>;
+  cudaModelCreate(model: NativeModelHandle): Promise<NativeObject>;
+  cudaModelForward(model: NativeObject, tokens: H, request: ModelForwardRequest): Promise<ModelForwardResult>;
+  cudaModelDispose(model: NativeObject): void;
+
+  /** Exported with Audience::Tests: kernels and references that only tests and benchmarks call. */
+  testing: AddonTesting;
+}
+
+/** The addon's `testing` object. The cuda* ones exist only in the CUDA build. */
+export interface AddonTesting {
+  // native/core/napi_util.cpp
+  errorKinds(): { jsClass: string; code: string }[];
+  // native/bindings/cpu/sae.cpp, model.cpp
+  saeNormalizeDecoder(W_dec: H): Promise<void>;
+  saeProjectDecoderGrad(W_dec: H, grad: H): Promise<void>;
+  saeReference(w: WeightHandles, frozen: WeightHandles | undefined, x: H, y: H | undefined, opts: CoderSpecArg & Opts): SaeReferenceRaw;
+  optimReference(kind: string, arrays: Record<string, Float64Array>, hyper: Opts): Record<string, Float64Array>;
+  modelActivation(x: H, name: string): H;
+  modelAttention(q: H, k: H, v: H, opts: Opts): Promise<H>;
+  // native/bindings/cuda/*.cpp: the single kernels the resident state composes
+  cudaFusedTopkMaxK(): number;
+  cudaGemmPath(): { wgmma: boolean; why: string };
+  cudaMatmul(a: H, b: H, opts: Opts): Promise<H>;
+  cudaBench(what: string, opts: Opts): Promise<number>;
+  cudaTopkEncode(x: H, wEnc: H, bEnc: H, opts: Opts): Promise<Record<string, H>>;
+  cudaDecode(acts: H, indices: H, wDec: H, bDec?: H): Promise<H>;
+  cudaDecoderCreate(wDec: H, bDec?: H): Promise<NativeObject>;
+  cudaDecoderDecode(dec: NativeObject, acts: H, indices: H): Promise<H>;
+  cudaDecoderDispose(dec: NativeObject): void;
+  cudaDecodeBackward(gradOut: H, acts: H, indices: H, wDec: H): Promise<{ gradWDec: H; gradActs: H; gradBDec: H }>;
+  cudaEncoderBackward(gradActs: H, indices: H, xIn: H, wEnc: H): Promise<{ gradX: H; gradWEnc: H; gradBEnc: H }>;
+  cudaNormalizeRows(w: H, opts?: Opts): Promise<H>;
+  cudaProjectGrad(grad: H, w: H): Promise<H>;
+  cudaAdamStep(param: H, grad: H, m: H, v: H, opts: Opts): Promise<Record<string, H>>;
+  cudaSignumStep(param: H, grad: H, z: H, opts: Opts): Promise<Record<string, H>>;
+  cudaLayerNorm(x: H, w: H | undefined, b: H | undefined, opts: Opts): Promise<H>;
+  cudaRmsNorm(x: H, w: H | undefined, opts: Opts): Promise<H>;
+  cudaRope(...args: unknown[]): Promise<H>;
+  cudaActivation(x: H, name: string): Promise<H>;
+  cudaAttention(q: H, k: H, v: H, opts?: Opts): Promise<H>;
+}
