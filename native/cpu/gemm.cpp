@@ -376,8 +376,6 @@ Isa active_isa() {
   return Isa::Portable;
 }
 
-void gemm_force_portable(bool on) { g_forced.store(on ? &portable_kernels() : nullptr); }
-
 void gemm_force_kernels(const std::string& name) {
   if (name.empty() || name == "auto") {
     g_forced.store(nullptr);

@@ -50,9 +50,6 @@ void gemm_prepacked(int64_t M, int64_t n0, int64_t n1, const float* A, int64_t l
 // The best the CPU runs, unless $SPARSIFY_GEMM (auto|avx512|avx2|portable) names one; when it
 // names a set this CPU cannot run, this and every gemm call throw a Value error saying so.
 const char* gemm_kernel_name();
-// true: use the portable kernels even where AVX2 is available (tests of the fallback path);
-// false: back to the automatic choice. Process-wide.
-void gemm_force_portable(bool on);
 // Pins the kernel set by name ("auto": back to the $SPARSIFY_GEMM / automatic choice); a Value
 // error when this CPU or build cannot run it. Process-wide; for tests and benchmarks.
 void gemm_force_kernels(const std::string& name);

@@ -1,7 +1,7 @@
 // matmul(a [M,K] f32, b, {bTrans, bias?, c?}) -> Promise<Tensor [M,N] f32>; matmulReference
 // likewise (plain double-accumulating loop). `c` [M,N] f32 is added to the product (gemm's
 // accumulate mode, on a copy: the input tensor is never written). Also gemmKernelName(),
-// gemmInfo(), gemmAvailableKernels(), gemmForceKernels(name) and gemmForcePortable(on) to see /
+// gemmInfo(), gemmAvailableKernels() and gemmForceKernels(name) to see /
 // pin the kernel set. Used by tests, bench/ and `sparsify info --native`.
 #include <string>
 #include <vector>
@@ -100,11 +100,6 @@ Napi::Value matmul_packed(const Napi::CallbackInfo& info) {
 
 Napi::Value kernel_name(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), gemm_kernel_name()); }
 
-Napi::Value force_portable(const Napi::CallbackInfo& info) {
-  gemm_force_portable(arg_bool(info, 0, "on"));
-  return Napi::String::New(info.Env(), gemm_kernel_name());
-}
-
 Napi::Value force_kernels(const Napi::CallbackInfo& info) {
   gemm_force_kernels(arg_string(info, 0, "name"));
   return Napi::String::New(info.Env(), gemm_kernel_name());
@@ -139,7 +134,6 @@ void init(Napi::Env env, Napi::Object exports) {
   export_fn(env, exports, "matmulReference", matmul_reference);
   export_fn(env, exports, "matmulPacked", matmul_packed);
   export_fn(env, exports, "gemmKernelName", kernel_name);
-  export_fn(env, exports, "gemmForcePortable", force_portable);
   export_fn(env, exports, "gemmForceKernels", force_kernels);
   export_fn(env, exports, "gemmAvailableKernels", available_kernels);
   export_fn(env, exports, "gemmInfo", info_object);

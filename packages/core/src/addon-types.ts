@@ -125,7 +125,6 @@ export interface Addon {
   matmulReference(a: H, b: H, opts: Opts): Promise<H>;
   matmulPacked(a: H, b: H, opts: Opts): Promise<H>;
   gemmKernelName(): string;
-  gemmForcePortable(on: boolean): string;
   gemmAvailableKernels(): string[];
   gemmForceKernels(name: 'auto' | 'avx512' | 'avx2' | 'portable'): string;
   gemmInfo(): GemmInfo;

@@ -80,7 +80,7 @@ export function gemmSummary(): string {
 
 /** Pins the portable kernels (true) or returns to the automatic choice (false); returns the kernel name now in use. */
 export function gemmForcePortable(on: boolean): string {
-  return native().gemmForcePortable(on);
+  return gemmForceKernels(on ? 'portable' : 'auto');
 }
 
 export interface MatmulPackedOptions extends MatmulOptions {
