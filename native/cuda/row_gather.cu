@@ -1,5 +1,5 @@
 // Row gather on the device: out[r] = x[idx[r]] (the trainer's exclude_tokens masking when the model
-// forward runs on the GPU; CPU twin: trainGatherRows in native/bindings/cpu/train.cpp). The binding
+// forward runs on the GPU; CPU twin: native/cpu/row_gather.cpp). The binding
 // (cudaGatherRows, native/bindings/cuda/train.cpp) checks the indices, so the kernel never reads
 // outside x.
 #include <algorithm>

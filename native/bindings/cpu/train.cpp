@@ -6,34 +6,24 @@
 #include <cmath>
 #include <vector>
 
+#include "bindings/row_gather_args.h"
 #include "core/napi_util.h"
+#include "cpu/row_gather.h"
 #include "core/parallel.h"
 
 namespace sparsify {
 namespace {
 
-Napi::Value gather_rows(const Napi::CallbackInfo& info) {
+Napi::Value gather_rows_js(const Napi::CallbackInfo& info) {
   Tensor x = arg_tensor(info, 0, "x");
   Tensor idx = arg_tensor(info, 1, "idx");
-  expect_dtype(x, DType::F32, "x");
-  expect_ndim(x, 2, "x");
-  expect_dtype(idx, DType::I32, "idx");
-  expect_ndim(idx, 1, "idx");
-  if (x.device() != Device::CPU || idx.device() != Device::CPU)
-    fail(ErrorKind::Device, "trainGatherRows: CPU tensors only");
-  const int64_t D = x.dim(1), n = idx.dim(0);
-  expect_indices_below(idx, x.dim(0), "trainGatherRows: idx", "a row of x");
-  auto out = std::make_shared<Tensor>(Tensor::empty({n, D}, DType::F32));
+  check_gather_args(x, idx, "trainGatherRows", [&] {
+    if (x.device() != Device::CPU || idx.device() != Device::CPU)
+      fail(ErrorKind::Device, "trainGatherRows: CPU tensors only");
+  });
+  auto out = std::make_shared<Tensor>();
   return run_async(
-      info.Env(),
-      [x, idx, out, n, D] {
-        const float* src = x.data<float>();
-        const int32_t* ip = idx.data<int32_t>();
-        float* dst = out->data<float>();
-        parallel_for(n, 64, [&](int64_t b, int64_t e) {
-          for (int64_t i = b; i < e; i++) std::copy(src + ip[i] * D, src + (ip[i] + 1) * D, dst + i * D);
-        });
-      },
+      info.Env(), [x, idx, out] { *out = sparsify::gather_rows(x, idx); },
       [out](Napi::Env env) -> Napi::Value { return TensorHandle::Wrap(env, *out); });
 }
 
@@ -78,7 +68,7 @@ Napi::Value total_variance(const Napi::CallbackInfo& info) {
 }
 
 void init(Napi::Env env, Napi::Object exports) {
-  export_fn(env, exports, "trainGatherRows", gather_rows);
+  export_fn(env, exports, "trainGatherRows", gather_rows_js);
   export_fn(env, exports, "trainRowSlice", row_slice);
   export_fn(env, exports, "trainTotalVariance", total_variance);
 }

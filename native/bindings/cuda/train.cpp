@@ -1,6 +1,7 @@
 // N-API bindings (CUDA build only) of the trainer's device helpers:
 //   cudaGatherRows(x [N,D] f32 (host or device), idx int32 [n] (host)) -> Promise<device [n,D] f32>
-// CPU twin: native/bindings/cpu/train.cpp.
+// CPU twin: native/bindings/cpu/train.cpp (kernel: native/cpu/row_gather.cpp).
+#include "bindings/row_gather_args.h"
 #include "core/napi_util.h"
 #include "cuda/cuda_ops.h"
 
@@ -10,12 +11,9 @@ namespace {
 Napi::Value cuda_gather_rows(const Napi::CallbackInfo& info) {
   Tensor x = arg_tensor(info, 0, "x");
   Tensor idx = arg_tensor(info, 1, "idx");
-  expect_dtype(x, DType::F32, "x");
-  expect_ndim(x, 2, "x");
-  expect_dtype(idx, DType::I32, "idx");
-  expect_ndim(idx, 1, "idx");
-  if (idx.device() != Device::CPU) fail(ErrorKind::Device, "cudaGatherRows: idx must be a host (cpu) tensor");
-  expect_indices_below(idx, x.dim(0), "cudaGatherRows: idx", "a row of x");
+  check_gather_args(x, idx, "cudaGatherRows", [&] {
+    if (idx.device() != Device::CPU) fail(ErrorKind::Device, "cudaGatherRows: idx must be a host (cpu) tensor");
+  });
   auto out = std::make_shared<Tensor>();
   return run_async(
       info.Env(), [x, idx, out] { *out = cuda::gather_rows(x, idx); },
