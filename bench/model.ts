@@ -1,11 +1,13 @@
 /**
  * Transformer forward throughput on CPU: a GPT-2-small-shaped model (12 layers, 768 wide, 12
- * heads, vocab 50257, random float32 weights written by this script), batch 8 x 256 tokens,
- * capturing every decoder block (sparsify's default hookpoints), 2 threads.
- * Compared with transformers' GPT2Model on this machine (fixtures baselines.md: 733 tok/s, sdpa).
- * Then the six tiny fixture models at the same batch, against transformers' base models.
+ * heads, vocab 50257, random float32 weights written by bench/lib/gpt2-checkpoint.ts), batch 8 x
+ * 256 tokens, capturing every decoder block (sparsify's default hookpoints); then the six tiny
+ * fixture models at the same batch. Next to transformers' base model (what sparsify loads: GPT2Model,
+ * LlamaModel, ...) on the same checkpoint in the same run, single runs alternated
+ * (bench/ref/transformers_cpu_forward.py); "not measured" when no Python with torch and transformers.
  *
- *   node --conditions=sparsify-source --import tsx bench/model.ts [--reps 3] [--threads 2]
+ *   node --conditions=sparsify-source --import tsx bench/model.ts [--reps 3] [--threads 2] [--tiny-only] [--smoke]
+ *   env SPARSIFY_BENCH_PYTHON (a python with torch and transformers; 'none' for ours only)
  * Prints a markdown section and writes bench/out/model.md and bench/out/model.json.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -13,118 +15,111 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { Tensor, loadModel, setNumThreads } from '@sparsify/core';
-import { kernelsLine } from './lib/machine.js';
+import { Tensor, loadModel, setNumThreads, type LanguageModel } from '@sparsify/core';
+import { alternate, type Alternated } from './lib/alternate.js';
+import { sectionHeaderLines, smokeMode } from './lib/machine.js';
 import { GPT2_SMALL as CFG, makeGpt2Checkpoint as makeCheckpoint } from './lib/gpt2-checkpoint.js';
+import { startReference } from './lib/py-server.js';
 
+const here = dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
 const arg = (k: string, d: number) => {
   const i = args.indexOf(k);
   return i >= 0 ? Number(args[i + 1]) : d;
 };
-const REPS = arg('--reps', 3);
-const TINY_ONLY = args.includes('--tiny-only'); // skip the GPT-2-small run (quick checks)
-const THREADS = arg('--threads', 2);
-const BATCH = 8, SEQ = 256;
-const BASELINE = { name: 'transformers GPT2Model (sdpa, torch 2.13, 2 threads)', tokPerS: 733 };
+const SMOKE = smokeMode();
+const REPS = arg('--reps', SMOKE ? 1 : 3);
+const TINY_REPS = SMOKE ? 1 : 5;
+const TINY_ONLY = SMOKE || args.includes('--tiny-only'); // skip the GPT-2-small run (quick checks)
+const THREADS = arg('--threads', Number(process.env.SPARSIFY_BENCH_THREADS ?? 2));
+const BATCH = 8, SEQ = SMOKE ? 32 : 256;
+const TINY = ['gpt2', 'gpt_neox', 'llama', 'qwen2', 'gemma', 'gemma2'];
 
-// transformers' base models (what sparsify loads for loss_fn='fvu') on the tiny fixture models,
-// batch 8x256, sdpa, 2 threads (fixtures baselines.md).
-const TINY_BASELINE: Record<string, { cls: string; tokPerS: number }> = {
-  gpt2: { cls: 'GPT2Model', tokPerS: 125405 },
-  gpt_neox: { cls: 'GPTNeoXModel', tokPerS: 174270 },
-  llama: { cls: 'LlamaModel', tokPerS: 121364 },
-  qwen2: { cls: 'Qwen2Model', tokPerS: 132989 },
-  gemma: { cls: 'GemmaModel', tokPerS: 116490 },
-  gemma2: { cls: 'Gemma2Model', tokPerS: 108021 },
-};
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+interface Row {
+  name: string;
+  /** transformers' class, when the reference loaded the model. */
+  cls?: string;
+  reps: number;
+  tokens: number;
+  oursTokPerS: number;
+  refTokPerS?: number;
+  ratio?: number;
+  oursSeconds: number[];
+  refSeconds: number[];
+  load: number;
+}
 
 async function main() {
   setNumThreads(THREADS);
-  let times: number[] = [];
-  let hookpointCount = 12;
+  const side = await startReference(join(here, 'ref', 'transformers_cpu_forward.py'), ['torch', 'transformers'], { threads: THREADS }, THREADS);
+  const library = side.ref?.library;
+  const rows: Row[] = [];
+
+  /** Times model.forward capturing every block, alternating with transformers on the same folder. */
+  async function measure(name: string, dir: string, mul: number, add: number, reps: number): Promise<void> {
+    const model: LanguageModel = await loadModel(dir);
+    const ids = new Int32Array(BATCH * SEQ).map((_, i) => (i * mul + add) % model.vocabSize);
+    const tokens = Tensor.from(ids, [BATCH, SEQ]);
+    const hookpoints = model.layerNames();
+    let cls: string | undefined;
+    if (side.ref) {
+      try {
+        cls = String((await side.ref.request({ op: 'load', dir, batch: BATCH, seq: SEQ, mul, add })).cls);
+      } catch (e) {
+        side.note = `${name}: ${(e as Error).message}`;
+        side.ref.close();
+        side.ref = undefined;
+      }
+    }
+    const t: Alternated = await alternate(reps, async () => {
+      const out = await model.forward(tokens, { hookpoints });
+      for (const c of out.captured.values()) c.dispose();
+    }, side, side.ref ? { op: 'time' } : undefined);
+    tokens.dispose();
+    model.dispose();
+    const n = BATCH * SEQ;
+    rows.push({
+      name, cls, reps, tokens: n, oursTokPerS: n / t.ours, refTokPerS: t.ref ? n / t.ref : undefined,
+      ratio: t.ref ? t.ref / t.ours : undefined, oursSeconds: t.oursRuns, refSeconds: t.refRuns, load: t.load,
+    });
+    console.error(`model: ${name} done`);
+  }
+
   if (!TINY_ONLY) {
     const dir = join(tmpdir(), 'sparsify-bench-gpt2-small');
     makeCheckpoint(dir);
-    const model = await loadModel(dir);
-    const ids = new Int32Array(BATCH * SEQ);
-    for (let i = 0; i < ids.length; i++) ids[i] = (i * 7919 + 13) % CFG.vocab_size;
-    const tokens = Tensor.from(ids, [BATCH, SEQ]);
-    const hookpoints = model.layerNames();
-    hookpointCount = hookpoints.length;
-    const run = async () => {
-      const t0 = performance.now();
-      const out = await model.forward(tokens, { hookpoints });
-      const s = (performance.now() - t0) / 1000;
-      for (const t of out.captured.values()) t.dispose();
-      return s;
-    };
-    await run(); // warm-up (page in the mapped weights)
-    times = [];
-    for (let i = 0; i < REPS; i++) times.push(await run());
-    model.dispose();
+    await measure(`GPT-2-small shape (${CFG.n_layer} x ${CFG.n_embd}, vocab ${CFG.vocab_size})`, dir, 7919, 13, REPS);
   }
-  const sec = times.length ? median(times) : NaN;
-  const tokPerS = (BATCH * SEQ) / sec;
-
   // Tiny fixture models (hidden 64, 2 layers, vocab 1024): per-call overhead matters here.
-  const here = dirname(fileURLToPath(import.meta.url));
-  const tiny: { name: string; tokPerS: number; baseline: number; cls: string }[] = [];
-  for (const [name, base] of Object.entries(TINY_BASELINE)) {
-    const m = await loadModel(join(here, '..', 'test', 'fixtures', 'model', 'models', name));
-    const tids = new Int32Array(BATCH * SEQ).map((_, i) => (i * 131 + 7) % m.vocabSize);
-    const tt = Tensor.from(tids, [BATCH, SEQ]);
-    const hp = m.layerNames();
-    const ts: number[] = [];
-    for (let i = 0; i < 2 + 7; i++) {
-      const t0 = performance.now();
-      const o = await m.forward(tt, { hookpoints: hp });
-      if (i >= 2) ts.push((performance.now() - t0) / 1000);
-      for (const t of o.captured.values()) t.dispose();
-    }
-    tiny.push({ name, tokPerS: (BATCH * SEQ) / median(ts), baseline: base.tokPerS, cls: base.cls });
-    m.dispose();
-  }
+  for (const name of TINY) await measure(name, join(here, '..', 'test', 'fixtures', 'model', 'models', name), 131, 7, TINY_REPS);
+  side.ref?.close();
 
-  const result = {
-    model: 'gpt2-small-shaped, random f32 (12 x 768, 12 heads, vocab 50257)',
-    batch: [BATCH, SEQ],
-    threads: THREADS,
-    hookpoints: hookpointCount,
-    seconds: times,
-    medianSeconds: sec,
-    tokensPerSecond: tokPerS,
-    baseline: BASELINE,
-    ratio: tokPerS / BASELINE.tokPerS,
-    tiny,
-    date: new Date().toISOString(),
-  };
+  const fmt = (v: number) => Math.round(v).toLocaleString('en-US');
+  const refCell = (r: Row) => (r.refTokPerS ? `${fmt(r.refTokPerS)} (${r.cls})` : 'not measured');
   const md = [
     '## Model forward (CPU)',
     '',
-    `GPT-2-small-shaped model (random float32 weights), batch ${BATCH}x${SEQ}, capturing all ${hookpointCount} decoder blocks, ${THREADS} threads, median of ${REPS} after 1 warm-up.`,
+    ...sectionHeaderLines(),
+    `Batch ${BATCH}x${SEQ}, every decoder block captured, ${THREADS} threads, float32. Median of ${REPS} (GPT-2-small shape) / ${TINY_REPS} (tiny fixture models: hidden 64, 2 layers, vocab 1024) after one warm-up each.`,
     '',
-    `${kernelsLine()}.`,
+    library
+      ? `transformers: the base model on the same checkpoint and tokens in this run (${library}, sdpa attention, inference_mode, a forward hook on every block), single runs alternated with ours (bench/ref/transformers_cpu_forward.py).`
+      : `transformers: not measured in this run (${side.note}); no figures from other machines are used.`,
+    ...(library && side.note ? ['', `Reference stopped: ${side.note}.`] : []),
     '',
-    '| implementation | tokens/s | median s | vs transformers |',
-    '|---|---:|---:|---:|',
-    `| sparsify-node \`model.forward\` | ${tokPerS.toFixed(0)} | ${sec.toFixed(3)} | ${result.ratio.toFixed(2)}x |`,
-    `| ${BASELINE.name} | ${BASELINE.tokPerS} | ${((BATCH * SEQ) / BASELINE.tokPerS).toFixed(3)} | 1.00x |`,
-    '',
-    `Tiny fixture models (hidden 64, 2 layers, vocab 1024), batch ${BATCH}x${SEQ}, all blocks captured, median of 7 after 2 warm-ups, vs transformers' base model (sdpa):`,
-    '',
-    '| model | sparsify-node tokens/s | transformers tokens/s | ratio |',
-    '|---|---:|---:|---:|',
-    ...tiny.map((t) => `| ${t.name} | ${t.tokPerS.toFixed(0)} | ${t.baseline} (${t.cls}) | ${(t.tokPerS / t.baseline).toFixed(2)}x |`),
+    '| model | ours tokens/s | transformers tokens/s | ours / transformers | load (1 min) |',
+    '|---|---:|---:|---:|---:|',
+    ...rows.map((r) => `| ${r.name} | ${fmt(r.oursTokPerS)} | ${refCell(r)} | ${r.ratio ? `${r.ratio.toFixed(2)}x` : 'not measured'} | ${r.load.toFixed(1)} |`),
     '',
   ].join('\n');
   console.log(md);
-  const out = join(dirname(fileURLToPath(import.meta.url)), 'out');
+  const out = join(here, 'out');
   mkdirSync(out, { recursive: true });
   writeFileSync(join(out, 'model.md'), md + '\n');
-  writeFileSync(join(out, 'model.json'), JSON.stringify(result, null, 2) + '\n');
+  writeFileSync(
+    join(out, 'model.json'),
+    JSON.stringify({ batch: [BATCH, SEQ], threads: THREADS, smoke: SMOKE, reference: library ?? null, refNote: side.note, rows, date: new Date().toISOString() }, null, 2) + '\n',
+  );
 }
 
 await main();

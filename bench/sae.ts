@@ -11,32 +11,31 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { createOptimizer, nativePath, Rng, setNumThreads, SparseCoder, Tensor } from '@sparsify/core';
-import { kernelsLine } from './lib/machine.js';
-import { findPython, PyServer } from './lib/py-server.js';
+import { sectionHeaderLines, smokeMode } from './lib/machine.js';
+import { findPython, PyServer, referenceEnv } from './lib/py-server.js';
 
 const args = process.argv.slice(2);
 const arg = (name: string, dflt: string) => {
   const i = args.indexOf(`--${name}`);
   return i >= 0 ? args[i + 1] : dflt;
 };
-const reps = Number(arg('reps', '3'));
+const smoke = smokeMode(); // tiny shape, one run: checks the harness, not the speed
+const reps = Number(arg('reps', smoke ? '1' : '3'));
 const threads = Number(arg('threads', process.env.SPARSIFY_BENCH_THREADS ?? '2'));
 const only = arg('only', '');
 setNumThreads(threads);
 
-const SHAPES = [
-  { d: 768, m: 24576, k: 32, n: 4096 },
-  { d: 512, m: 16384, k: 32, n: 4096 },
-  { d: 128, m: 4096, k: 16, n: 8192 },
-].filter((s) => !only || String(s.d) === only);
+const SHAPES = (smoke
+  ? [{ d: 64, m: 512, k: 8, n: 256 }]
+  : [
+      { d: 768, m: 24576, k: 32, n: 4096 },
+      { d: 512, m: 16384, k: 32, n: 4096 },
+      { d: 128, m: 4096, k: 16, n: 8192 },
+    ]
+).filter((s) => !only || String(s.d) === only);
 
 // sparsify's side, when a Python with torch and sparsify runs.
-const pyEnv = {
-  ...process.env,
-  OMP_NUM_THREADS: String(threads),
-  MKL_NUM_THREADS: String(threads),
-  PYTHONPATH: [process.env.SPARSIFY_BENCH_PYTHONPATH, process.env.PYTHONPATH].filter(Boolean).join(':'),
-};
+const pyEnv = referenceEnv(threads);
 let ref: PyServer | undefined;
 let refNote = '';
 {
@@ -141,7 +140,7 @@ ref?.close();
 const fmt = (v: number) => Math.round(v).toLocaleString('en-US');
 const cell = (p: Pair) => (p.sparsify ? `${fmt(p.ours)} (${fmt(p.sparsify)}, ${(p.ours / p.sparsify).toFixed(2)}x)` : `${fmt(p.ours)} (not measured)`);
 let md = `## Sparse coder throughput (tokens/s, ${threads} threads, median of ${reps})\n\n`;
-md += `${kernelsLine()}.\n\n`;
+md += sectionHeaderLines().join('\n') + '\n';
 md += `addon: \`${nativePath()}\`; 1-min load average ${loadStart.toFixed(1)} at start, ${loadavg()[0].toFixed(1)} at end.\n\n`;
 md += 'Train step = forwardBackward (decoder renormalisation, encode, decode, losses, backward) + signum optimizer step (projection, update, zero grads). ';
 md += refLibrary
@@ -155,4 +154,4 @@ console.log(md);
 const out = join(dirname(fileURLToPath(import.meta.url)), 'out');
 mkdirSync(out, { recursive: true });
 writeFileSync(join(out, 'sae.md'), md);
-writeFileSync(join(out, 'sae.json'), JSON.stringify({ threads, reps, sparsify: refLibrary ?? null, refNote, rows }, null, 2));
+writeFileSync(join(out, 'sae.json'), JSON.stringify({ threads, reps, smoke, sparsify: refLibrary ?? null, refNote, rows }, null, 2));

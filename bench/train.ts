@@ -1,24 +1,32 @@
-// End-to-end training throughput (LM forward with hook capture + sparse-coder step + optimizer),
-// next to sparsify's Trainer on this machine (fixtures/baselines.md: GPT-2-small-shaped random
-// model, hookpoint h.6, 24576 latents, k 32, batch 8x256, signum: 381 tokens/s). Standalone:
-//   node --conditions=sparsify-source --import tsx bench/train.ts [--steps N] [--threads T] [--skip-gpt2]
+// End-to-end training throughput (LM forward with hook capture + sparse-coder step + optimizer), next
+// to sparsify's Trainer step on the same model shape in the same run: GPT-2-small-shaped random model,
+// hookpoint h.6, 24576 latents, k 32, batch 8x256, signum, without AuxK and with AuxK (alpha 1/32,
+// latents i % 10 == 0 dead in every step). sparsify's side is bench/ref/sparsify_cpu_train.py; one of
+// its steps runs while our Trainer reads each batch, so the two sides alternate step by step.
+// "not measured" when no Python with torch, transformers, sparsify and schedulefree. Standalone:
+//   node --conditions=sparsify-source --import tsx bench/train.ts [--steps N] [--threads T] [--skip-gpt2] [--smoke]
+//   env SPARSIFY_BENCH_PYTHON, SPARSIFY_BENCH_PYTHONPATH (as bench/sae.ts)
 // Prints markdown and writes bench/out/train.md and bench/out/train.json.
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { loadModel, numThreads, Rng, saveSafetensors, setNumThreads, Tensor } from '@sparsify/core';
-import { kernelsLine } from './lib/machine.js';
-import { DEFAULT_ASSETS_DIR, InMemoryTokenDataset, Trainer, embeddedDataset, trainConfig, type StepInfo, type TrainConfigInit } from '@sparsify/train';
+import { median, sectionHeaderLines, smokeMode } from './lib/machine.js';
+import { startReference, type PyServer } from './lib/py-server.js';
+import { DEFAULT_ASSETS_DIR, InMemoryTokenDataset, Trainer, embeddedDataset, trainConfig, type StepInfo, type TokenDatasetLike, type TrainConfigInit } from '@sparsify/train';
 
+const here = dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
 const arg = (name: string, dflt: string) => {
   const i = args.indexOf(`--${name}`);
   return i >= 0 ? args[i + 1] : dflt;
 };
-const steps = Number(arg('steps', '5'));
-setNumThreads(Number(arg('threads', '2')));
+const SMOKE = smokeMode();
+const steps = Number(arg('steps', SMOKE ? '1' : '5'));
+const threads = Number(arg('threads', process.env.SPARSIFY_BENCH_THREADS ?? '2'));
+setNumThreads(threads);
 
 /** A GPT-2-small-shaped model with random weights (124M params) in HF layout, in a temp folder. */
 function writeRandomGpt2Small(dir: string): void {
@@ -67,72 +75,177 @@ interface Row {
   setup: string;
   tokensPerSec: number;
   stepSec: number;
+  /** sparsify's tokens/s in this run; undefined: not measured (refNote says why). */
   sparsify?: number;
+  sparsifyStepSec?: number;
+  oursSeconds: number[];
+  sparsifySeconds: number[];
+  load: number;
 }
 
-/** Median tokens/s over `steps` optimizer steps after one warm-up step. */
-async function measure(modelDir: string, dataset: InMemoryTokenDataset, init: TrainConfigInit): Promise<{ tps: number; stepSec: number }> {
+/** The reference's request that builds its side of a row (model folder, hookpoint, coder, batch). */
+interface RefSetup {
+  dir: string;
+  hookpoint: number;
+  m: number;
+  k: number;
+  batch: number;
+  seq: number;
+  auxk: boolean;
+}
+
+const side: { ref?: PyServer; note: string } = SMOKE || !args.includes('--skip-gpt2')
+  ? await startReference(join(here, 'ref', 'sparsify_cpu_train.py'), ['torch', 'transformers', 'sparsify', 'schedulefree'], { threads }, threads)
+  : { note: '' };
+const library = side.ref?.library;
+const dropRef = (why: string) => {
+  side.note = why;
+  side.ref?.close();
+  side.ref = undefined;
+};
+
+/**
+ * Wraps the dataset so that each batch read first runs one training step of sparsify's side: the
+ * Trainer awaits rows() once per step, so the two sides alternate step by step and see the same load.
+ */
+class AlternatingDataset implements TokenDatasetLike {
+  refSeconds: number[] = [];
+  refWall = 0; // wall seconds spent in the reference since the last take()
+  constructor(private readonly inner: TokenDatasetLike) {}
+  get length() {
+    return this.inner.length;
+  }
+  get ctxLen() {
+    return this.inner.ctxLen;
+  }
+  async rows(indices: readonly number[] | Int32Array): Promise<Int32Array> {
+    if (side.ref) {
+      const t0 = performance.now();
+      try {
+        this.refSeconds.push(...((await side.ref.request({ op: 'time', reps: 1 })).seconds as number[]));
+      } catch (e) {
+        dropRef((e as Error).message);
+      }
+      await new Promise((r) => setTimeout(r, 250)); // the reference's OpenMP threads stop spinning
+      this.refWall += (performance.now() - t0) / 1000;
+    }
+    return this.inner.rows(indices);
+  }
+  take(): number {
+    const w = this.refWall;
+    this.refWall = 0;
+    return w;
+  }
+}
+
+/**
+ * Median tokens/s over `steps` optimizer steps after one warm-up step (ours: wall time between
+ * steps less the reference's share; sparsify: its own steps, its first one a warm-up too).
+ */
+async function measure(modelDir: string, inner: TokenDatasetLike, init: TrainConfigInit, refSetup?: RefSetup, deadEvery10 = false) {
+  if (refSetup && side.ref) {
+    try {
+      await side.ref.request({ op: 'setup', ...refSetup });
+    } catch (e) {
+      dropRef((e as Error).message);
+    }
+  }
+  const useRef = Boolean(refSetup && side.ref);
+  const dataset = useRef ? new AlternatingDataset(inner) : inner;
   const model = await loadModel(modelDir);
   const saveDir = mkdtempSync(join(tmpdir(), 'spx-bench-train-'));
   const times: number[] = [];
   let last = 0;
   let tokens = 0;
-  let trainer: Trainer;
-  trainer = new Trainer(trainConfig({ ...init, saveDir, logToWandb: false }), dataset, model, {
+  const setDead = () => {
+    // latents i % 10 == 0 dead before every step, as sparsify's side does
+    for (const e of trainer.coders) for (let i = 0; i < e.counter.counts.length; i++) e.counter.counts[i] = i % 10 === 0 ? e.counter.threshold + 1 : 0;
+  };
+  const trainer: Trainer = new Trainer(trainConfig({ ...init, saveDir, logToWandb: false }), dataset, model, {
     save: false,
     onStep: (s: StepInfo) => {
-      if (s.step > 1) times.push(s.elapsedSec - last);
+      const refShare = dataset instanceof AlternatingDataset ? dataset.take() : 0;
+      if (s.step > 1) times.push(s.elapsedSec - last - refShare);
       tokens = s.tokens / s.step;
       last = s.elapsedSec;
+      if (deadEvery10) setDead();
       if (s.step >= steps + 1) trainer.requestStop();
     },
   });
   await trainer.init();
+  if (deadEvery10) setDead();
   await trainer.fit();
   rmSync(saveDir, { recursive: true, force: true });
   model.dispose?.();
-  times.sort((a, b) => a - b);
-  const med = times[Math.floor(times.length / 2)];
-  return { tps: tokens / med, stepSec: med };
+  const med = median(times);
+  const refRuns = dataset instanceof AlternatingDataset ? dataset.refSeconds.slice(1) : [];
+  const refMed = useRef && side.ref && refRuns.length >= steps ? median(refRuns) : undefined;
+  return { tps: tokens / med, stepSec: med, oursSeconds: times, refStep: refMed, refRuns, refTokens: refSetup ? refSetup.batch * refSetup.seq : 0 };
 }
 
 const rows: Row[] = [];
 
-// 1. The embedded default model (2 layers, width 128): its default run's settings, both layers.
-{
+// 1. The embedded default model (2 layers, width 128): its default run's settings, both layers (ours only).
+if (!SMOKE) {
   const ds = embeddedDataset({ epochs: 3, shuffleSeed: 42 });
   const r = await measure(DEFAULT_ASSETS_DIR, ds, { batchSize: 8, sae: { expansionFactor: 2, k: 24 }, lrWarmupSteps: 10 });
-  rows.push({ name: 'embedded tiny GPT-2 (d 128, 2 layers)', setup: 'h.0 + h.1, 256 latents, k 24, batch 8x256, adam', tokensPerSec: r.tps, stepSec: r.stepSec });
+  rows.push({ name: 'embedded tiny GPT-2 (d 128, 2 layers)', setup: 'h.0 + h.1, 256 latents, k 24, batch 8x256, adam (ours only)', tokensPerSec: r.tps, stepSec: r.stepSec, oursSeconds: r.oursSeconds, sparsifySeconds: [], load: loadavg()[0] });
 }
 
-// 2. GPT-2-small-shaped random model, the shape of sparsify's baseline.
-if (!args.includes('--skip-gpt2')) {
-  const dir = mkdtempSync(join(tmpdir(), 'spx-gpt2-small-'));
-  writeRandomGpt2Small(dir);
-  const T = 256;
+// 2. GPT-2-small-shaped random model, hookpoint h.6 (smoke: the tiny gpt2 fixture model, h.1), signum, without and with AuxK.
+if (SMOKE || !args.includes('--skip-gpt2')) {
+  const dir = SMOKE ? join(here, '..', 'test', 'fixtures', 'model', 'models', 'gpt2') : mkdtempSync(join(tmpdir(), 'spx-gpt2-small-'));
+  if (!SMOKE) writeRandomGpt2Small(dir);
+  const T = SMOKE ? 32 : 256;
+  const hookpoint = SMOKE ? 1 : 6;
+  const latents = SMOKE ? 512 : 24576;
+  const k = SMOKE ? 8 : 32;
+  const vocab = SMOKE ? 1024 : 50257;
+  const width = SMOKE ? 64 : 768;
   const n = 8 * (steps + 2);
   const rng = new Rng(2);
-  const ids = Int32Array.from({ length: n * T }, () => Math.floor(rng.uniform() * 50257));
-  const ds = new InMemoryTokenDataset(ids, T);
-  const r = await measure(dir, ds, { batchSize: 8, hookpoints: ['h.6'], optimizer: 'signum', sae: { expansionFactor: 32, k: 32 } });
-  rows.push({ name: 'GPT-2-small shape, random weights', setup: 'h.6, 24576 latents, k 32, batch 8x256, signum', tokensPerSec: r.tps, stepSec: r.stepSec, sparsify: 381 });
-  if (!args.includes("--keep")) rmSync(dir, { recursive: true, force: true }); else console.error("kept", dir);
+  const ids = Int32Array.from({ length: n * T }, () => Math.floor(rng.uniform() * vocab));
+  for (const auxk of [false, true]) {
+    const ds = new InMemoryTokenDataset(ids, T);
+    const init: TrainConfigInit = { batchSize: 8, hookpoints: [`h.${hookpoint}`], optimizer: 'signum', auxkAlpha: auxk ? 1 / 32 : 0, sae: { numLatents: latents, k } };
+    const r = await measure(dir, ds, init, { dir, hookpoint, m: latents, k, batch: 8, seq: T, auxk }, auxk);
+    rows.push({
+      name: SMOKE ? 'tiny gpt2 fixture (smoke)' : 'GPT-2-small shape, random weights',
+      setup: `h.${hookpoint}, d ${width}, ${latents} latents, k ${k}, batch 8x${T}, signum${auxk ? ', AuxK 1/32 with 10% dead' : ''}`,
+      tokensPerSec: r.tps, stepSec: r.stepSec, sparsify: r.refStep ? r.refTokens / r.refStep : undefined, sparsifyStepSec: r.refStep,
+      oursSeconds: r.oursSeconds, sparsifySeconds: r.refRuns, load: loadavg()[0],
+    });
+    console.error(`train: ${rows.at(-1)!.setup} done`);
+  }
+  if (!SMOKE) {
+    if (!args.includes('--keep')) rmSync(dir, { recursive: true, force: true });
+    else console.error('kept', dir);
+  }
 }
+side.ref?.close();
 
+const fmt = (v: number) => Math.round(v).toLocaleString('en-US');
 const lines = [
   `## Training throughput (end to end: LM forward + coder step + optimizer), ${numThreads()} threads`,
   '',
-  `${kernelsLine()}.`,
+  ...sectionHeaderLines(),
+  `Median of ${steps} optimizer steps after one warm-up step, each side. ` +
+    (library
+      ? `sparsify: its Trainer's step for one hookpoint (${library}; bench/ref/sparsify_cpu_train.py: the base model with a forward hook running the SparseCoder, backward, gradient projection, signum, dead-latent counters) on the same model shape and batch, measured in this run, one step alternated with each of ours.`
+      : `sparsify: not measured in this run (${side.note}); no figures from other machines are used.`),
+  ...(library && side.note ? ['', `Reference stopped: ${side.note}.`] : []),
   '',
-  '| model | setup | tokens/s | s/step | sparsify tokens/s | speed-up |',
-  '|---|---|---:|---:|---:|---:|',
-  ...rows.map((r) => `| ${r.name} | ${r.setup} | ${Math.round(r.tokensPerSec).toLocaleString('en-US')} | ${r.stepSec.toFixed(3)} | ${r.sparsify ?? '-'} | ${r.sparsify ? (r.tokensPerSec / r.sparsify).toFixed(2) + 'x' : '-'} |`),
+  '| model | setup | tokens/s | s/step | sparsify tokens/s | s/step | ours / sparsify | load (1 min) |',
+  '|---|---|---:|---:|---:|---:|---:|---:|',
+  ...rows.map((r) => {
+    const other = r.sparsify ? `${fmt(r.sparsify)} | ${r.sparsifyStepSec!.toFixed(3)} | ${(r.tokensPerSec / r.sparsify).toFixed(2)}x` : r.setup.endsWith('(ours only)') ? '- | - | -' : 'not measured | - | -';
+    return `| ${r.name} | ${r.setup} | ${fmt(r.tokensPerSec)} | ${r.stepSec.toFixed(3)} | ${other} | ${r.load.toFixed(1)} |`;
+  }),
   '',
-  `Median of ${steps} optimizer steps after one warm-up step. sparsify: Trainer.fit on the same shape (fixtures/baselines.md).`,
 ];
 const md = lines.join('\n') + '\n';
 process.stdout.write(md);
-const out = join(dirname(fileURLToPath(import.meta.url)), 'out');
+const out = join(here, 'out');
 mkdirSync(out, { recursive: true });
 writeFileSync(join(out, 'train.md'), md);
-writeFileSync(join(out, 'train.json'), JSON.stringify({ threads: numThreads(), steps, rows }, null, 1) + '\n');
+writeFileSync(join(out, 'train.json'), JSON.stringify({ threads: numThreads(), steps, smoke: SMOKE, sparsify: library ?? null, refNote: side.note, rows }, null, 1) + '\n');

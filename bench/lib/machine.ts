@@ -41,6 +41,20 @@ export function kernelsLine(): string {
   return `CPU GEMM kernels: ${gemmSummary()}`;
 }
 
+/**
+ * The lines every benchmark section starts with: the CPU, the GEMM kernel path in use (and whether
+ * SPARSIFY_GEMM forced it), and the load, so a section read on its own says where it was measured.
+ */
+export function sectionHeaderLines(): string[] {
+  const forced = process.env.SPARSIFY_GEMM ? ` (SPARSIFY_GEMM=${process.env.SPARSIFY_GEMM})` : ' (automatic choice; SPARSIFY_GEMM forces one)';
+  return [`Machine: ${machineLine()}; 1/5/15-min load at start ${loadLine()}.`, '', `${kernelsLine()}${forced}.`, ''];
+}
+
+/** True when the bench runs in its smoke mode (tiny shapes, one repetition: checks the harness, not speed). */
+export function smokeMode(): boolean {
+  return process.argv.includes('--smoke') || process.env.SPARSIFY_BENCH_SMOKE === '1';
+}
+
 export function loadLine(): string {
   return loadavg()
     .map((x) => x.toFixed(2))

@@ -6,9 +6,10 @@
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createInterface } from 'node:readline';
 
-/** $SPARSIFY_BENCH_PYTHON, else python3 when it can import every module in `modules`. */
+/** $SPARSIFY_BENCH_PYTHON ('none': no reference), else python3 when it can import every module in `modules`. */
 export function findPython(modules: string[], env: NodeJS.ProcessEnv = process.env): { python?: string; why: string } {
   const forced = process.env.SPARSIFY_BENCH_PYTHON;
+  if (forced === 'none') return { why: 'no Python reference requested (SPARSIFY_BENCH_PYTHON=none)' };
   if (forced) return { python: forced, why: `SPARSIFY_BENCH_PYTHON=${forced}` };
   const r = spawnSync('python3', ['-c', modules.map((m) => `import ${m}`).join('; ')], { stdio: 'ignore', env });
   if (r.status === 0) return { python: 'python3', why: `python3 has ${modules.join(', ')}` };
@@ -50,5 +51,33 @@ export class PyServer {
 
   close(): void {
     this.child.stdin.end();
+  }
+}
+
+/** The environment of a reference process: its thread count and $SPARSIFY_BENCH_PYTHONPATH first on PYTHONPATH. */
+export function referenceEnv(threads: number): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    OMP_NUM_THREADS: String(threads),
+    MKL_NUM_THREADS: String(threads),
+    PYTHONPATH: [process.env.SPARSIFY_BENCH_PYTHONPATH, process.env.PYTHONPATH].filter(Boolean).join(':'),
+  };
+}
+
+/**
+ * Starts bench/ref/<script> when a Python importing `modules` is found; otherwise (or when it fails
+ * to start) `ref` is undefined and `note` says why, for the section's "not measured".
+ */
+export async function startReference(script: string, modules: string[], config: unknown, threads: number): Promise<{ ref?: PyServer; note: string }> {
+  const env = referenceEnv(threads);
+  const { python, why } = findPython(modules, env);
+  if (!python) return { note: why };
+  const ref = new PyServer(python, script, config, env);
+  try {
+    await ref.start();
+    return { ref, note: '' };
+  } catch (e) {
+    ref.close();
+    return { note: `${python}: ${(e as Error).message}` };
   }
 }
