@@ -18,7 +18,7 @@ import { runInNewContext } from 'node:vm';
 
 import { Tensor, matmul, numThreads, setNumThreads, gemmAvailableKernels, gemmForceKernels, gemmInfo, gemmKernelName, gemmSummary } from '@sparsify/core';
 
-import { benchThreads, loadLine, median } from './lib/machine.js';
+import { benchThreads, loadLine, median, sectionHeaderLines, smokeMode } from './lib/machine.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -31,12 +31,14 @@ interface Shape {
   bTrans: boolean;
 }
 
-const SHAPES: Shape[] = [
+const FULL_SHAPES: Shape[] = [
   { name: 'SAE encoder x[4096,768] @ W_enc[24576,768]^T', M: 4096, K: 768, N: 24576, bTrans: true },
   { name: 'x[512,8192] @ W[768,8192]^T', M: 512, K: 8192, N: 768, bTrans: true },
   { name: '1024^3, W [N,K]', M: 1024, K: 1024, N: 1024, bTrans: true },
   { name: 'GPT-2 MLP c_proj x[2048,3072] @ W[3072,768] (Conv1D)', M: 2048, K: 3072, N: 768, bTrans: false },
 ];
+// --smoke: one small shape, one run (checks the harness, not the speed).
+const SHAPES: Shape[] = smokeMode() ? [{ name: 'smoke 64x128x96', M: 64, K: 128, N: 96, bTrans: true }] : FULL_SHAPES;
 
 // A full GC between phases, so V8's background GC threads do not compete with the timed native
 // threads for the (few) cores right after the large input arrays are dropped.
@@ -48,7 +50,7 @@ const settle = async () => {
 };
 
 const threads = benchThreads();
-const reps = Math.max(1, Number(process.env.SPARSIFY_BENCH_REPS ?? '5') | 0);
+const reps = smokeMode() ? 1 : Math.max(1, Number(process.env.SPARSIFY_BENCH_REPS ?? '5') | 0);
 const warmup = 1;
 
 function randomData(n: number, seed: number): Float32Array {
@@ -64,6 +66,7 @@ function randomData(n: number, seed: number): Float32Array {
 // ---- reference (Python) ----
 function findPython(): { python?: string; why: string } {
   const forced = process.env.SPARSIFY_BENCH_PYTHON;
+  if (forced === 'none') return { why: 'no Python reference requested (SPARSIFY_BENCH_PYTHON=none)' };
   if (forced) return { python: forced, why: `SPARSIFY_BENCH_PYTHON=${forced}` };
   for (const mod of ['torch', 'numpy']) {
     const r = spawnSync('python3', ['-c', `import ${mod}`], { stdio: 'ignore' });
@@ -226,11 +229,11 @@ async function main(): Promise<void> {
   ref?.close();
 
   const lines: string[] = [];
-  lines.push('## GEMM (dense CPU matmul)', '');
+  lines.push('## GEMM (dense CPU matmul)', '', ...sectionHeaderLines());
   const vs = refLibrary
     ? `vs ${refLibrary} CPU f32 (\`F.linear\` / \`matmul\`, ${threads} threads) measured in the same run, ` +
       `run by run (ours f32, reference, ours bf16${alsoAvx2 ? ', ours f32 with the AVX2 kernels' : ''}, repeated)`
-    : '(no reference found)';
+    : '(reference not measured)';
   lines.push(
     `Our \`matmul\` (kernels: ${gemmSummary()}, ${threads} threads) ${vs}. ` +
       `GFLOP/s = 2·M·N·K / median time of ${reps} runs after ${warmup} warm-up` +
