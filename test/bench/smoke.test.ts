@@ -15,7 +15,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 test('npm run bench -- --smoke --avx2-pass without Python: all sections, peers not measured', { timeout: 300_000 }, () => {
   const out = join(mkdtempSync(join(tmpdir(), 'spx-bench-smoke-')), 'RESULTS.md');
-  const env = { ...process.env, SPARSIFY_BENCH_PYTHON: 'none' };
+  const env: NodeJS.ProcessEnv = { ...process.env, SPARSIFY_BENCH_PYTHON: 'none' };
   delete env.SPARSIFY_GEMM; // the first pass takes the automatic kernel choice
   const r = spawnSync(process.execPath, ['--conditions=sparsify-source', '--import', 'tsx', 'bench/run.ts', '--smoke', '--avx2-pass', '--out', out], {
     cwd: root,
