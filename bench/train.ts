@@ -24,7 +24,7 @@ const arg = (name: string, dflt: string) => {
   return i >= 0 ? args[i + 1] : dflt;
 };
 const SMOKE = smokeMode();
-const steps = Number(arg('steps', SMOKE ? '1' : '5'));
+const steps = Number(arg('steps', SMOKE ? '1' : '4'));
 const threads = Number(arg('threads', process.env.SPARSIFY_BENCH_THREADS ?? '2'));
 setNumThreads(threads);
 
