@@ -58,9 +58,11 @@ export function evaluateGoals(data: Record<string, Json | undefined>): Goal[] {
     note: !model ? missing('model') : !lm ? 'GPT-2-small row not run (--tiny-only or --smoke)' : num(lm.ratio) === undefined ? String(model.refNote || 'transformers not measured') : undefined,
   });
 
-  // bf16 compute mode >= 2x sparsify's f32 encode (the bf16 row of bench/sae.ts: key encodeBf16, tokens/s).
+  // bf16 compute mode >= 2x sparsify's f32 encode (the bf16 row of bench/sae.ts: key encodeBf16 or
+  // bf16Encode, tokens/s as a number or {ours}).
   for (const r of saeRows.length ? saeRows : [undefined]) {
-    const bf = r?.encodeBf16 as number | Pair | undefined;
+    const key = r ? Object.keys(r).find((k) => /^(encode_?bf16|bf16_?encode)$/i.test(k)) : undefined;
+    const bf = (key ? r![key] : undefined) as number | Pair | undefined;
     const ours = typeof bf === 'number' ? bf : bf?.ours;
     const theirs = (r?.encode as Pair | undefined)?.sparsify;
     goals.push({
