@@ -9,13 +9,14 @@ import { join } from 'node:path';
 
 import { loadTokenizer } from '@sparsify/core';
 import { numpyPermutation, openTokenDataset } from '@sparsify/train';
+import { sectionHeaderLines } from './lib/machine.js';
 
 const FIX = join(import.meta.dirname, '..', 'test', 'fixtures', 'data');
 const repeats = Number(process.argv[2] ?? 20);
 const threadList = (process.argv[3] ?? '1,2').split(',').map(Number);
 
 const dir = mkdtempSync(join(tmpdir(), 'sparsify-bench-data-'));
-console.log('## Data pipeline (tokenize into the token cache, reopen, batch reads)\n');
+console.log(['## Data pipeline (tokenize into the token cache, reopen, batch reads)', '', ...sectionHeaderLines()].join('\n'));
 try {
   const src = join(dir, 'corpus.jsonl');
   writeFileSync(src, readFileSync(join(FIX, 'corpus.jsonl'), 'utf-8').repeat(repeats));

@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { loadModel, readUnembedding, setNumThreads, SparseCoder, Tensor } from '@sparsify/core';
 import { DEFAULT_ASSETS_DIR, embeddedDataset, runFeaturePass } from '@sparsify/train';
 
-import { benchThreads, loadLine } from './lib/machine.js';
+import { benchThreads, loadLine, sectionHeaderLines } from './lib/machine.js';
 
 const args = process.argv.slice(2);
 const arg = (name: string, dflt: string) => {
@@ -85,6 +85,7 @@ model.dispose();
 const md = [
   '## features: the feature pass vs the forward + encode alone',
   '',
+  ...sectionHeaderLines(),
   `Embedded default model, coders on h.0 and h.1 (random init, k 24), ${ds.length} rows x ${ds.ctxLen} tokens, batch ${B}, ${threads} threads; best of ${reps} runs each. ` +
     `"forward + encode" runs the LM forward with capture and both encoders and discards the codes (an evaluation pass's forward); ` +
     `"feature pass" is \`runFeaturePass\` (what \`sparsify features\` runs): the same forward and encode plus statistics, top-20 heaps, the scratch code file and its two rescans, interval sampling, histograms, logit effects, context windows and the JSONL output. ` +

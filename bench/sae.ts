@@ -51,6 +51,7 @@ let refNote = '';
     }
   }
 }
+const startedLibrary = ref?.library; // kept when the reference stops mid-way
 const pause = () => new Promise((r) => setTimeout(r, 250)); // the reference's OpenMP threads stop spinning
 
 // Median wall seconds of ours and (when `what` is given and the reference runs) of sparsify, single runs
@@ -134,7 +135,7 @@ for (const s of SHAPES) {
   coder.dispose();
   console.error(`done ${s.d}x${s.m}`);
 }
-const refLibrary = ref?.library;
+const refLibrary = startedLibrary;
 ref?.close();
 
 const fmt = (v: number) => Math.round(v).toLocaleString('en-US');
@@ -146,6 +147,7 @@ md += 'Train step = forwardBackward (decoder renormalisation, encode, decode, lo
 md += refLibrary
   ? `In parentheses: sparsify's own \`SparseCoder\` (${refLibrary}, ${threads} threads) measured in this run, single runs alternated with ours after one warm-up each (bench/ref/sparsify_cpu_sae.py), and ours / sparsify.\n\n`
   : `sparsify: not measured in this run (${refNote}); no figures from other machines are used.\n\n`;
+if (refLibrary && refNote) md += `Reference stopped: ${refNote}; its later cells say not measured.\n\n`;
 md += '| d_in | latents | k | tokens | encode (sparsify) | decode | forward (sparsify) | train step signum (sparsify) | train step AuxK 10% dead (sparsify) |\n';
 md += '|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n';
 for (const r of rows) md += `| ${r.d} | ${r.m} | ${r.k} | ${r.n} | ${cell(r.encode)} | ${fmt(r.decode)} | ${cell(r.forward)} | ${cell(r.train)} | ${cell(r.trainAuxk)} |\n`;
