@@ -231,7 +231,7 @@ const lines = [
   ...sectionHeaderLines(),
   `Median of ${steps} optimizer steps after one warm-up step, each side. ` +
     (library
-      ? `sparsify: its Trainer's step for one hookpoint (${library}; bench/ref/sparsify_cpu_train.py: the base model with a forward hook running the SparseCoder, backward, gradient projection, signum, dead-latent counters) on the same model shape and batch, measured in this run, one step alternated with each of ours.`
+      ? `sparsify: its Trainer's step for one hookpoint (${library}; bench/ref/sparsify_cpu_train.py: the base model with a forward hook running the SparseCoder, backward, gradient projection, signum, dead-latent counters) on the same model shape and batch, measured in this run, one step alternated with each of ours. sparsify's trainer runs every block of the model; ours stops after the deepest hookpoint.`
       : `sparsify: not measured in this run (${side.note}); no figures from other machines are used.`),
   ...(library && side.note ? ['', `Reference stopped: ${side.note}.`] : []),
   '',

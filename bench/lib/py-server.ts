@@ -25,6 +25,7 @@ export class PyServer {
   constructor(python: string, script: string, config: unknown, env: NodeJS.ProcessEnv) {
     this.child = spawn(python, [script, JSON.stringify(config)], { env });
     this.child.on('error', (e) => (this.stderr += `${e.message}\n`));
+    this.child.stdin.on('error', (e) => (this.stderr += `${e.message}\n`)); // a reference that exited: reported by reply()
     this.child.stderr.on('data', (d: Buffer) => (this.stderr = (this.stderr + d.toString()).slice(-2000)));
     this.lines = createInterface({ input: this.child.stdout })[Symbol.asyncIterator]();
   }
