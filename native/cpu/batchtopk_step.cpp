@@ -96,6 +96,9 @@ BatchTopKLosses batchtopk_step(const ThresholdStepWeights& w, const BatchTopKSpe
   L.kept = nnz;
   L.min_kept = nnz ? merged[0].v : 0;
   for (const Cand& c : merged) L.min_kept = std::min(L.min_kept, double(c.v));
+  if (g.did_fire)
+    for (const Cand& c : merged)
+      if (c.v > 0) g.did_fire[c.i % M] = 1;
 
   // Decodes (full width, then each prefix) and their output gradients 2 (out - x) / N.
   const int64_t nw = int64_t(s.widths.size());

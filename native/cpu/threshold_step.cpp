@@ -44,6 +44,9 @@ ThresholdStepLosses threshold_step(const ThresholdStepWeights& w, const Threshol
   tw.value_bias = w.b_enc;
   tw.gate_threshold = s.jumprelu ? theta.data() : nullptr;
   ThresholdCsr csr = threshold_encode(tw, N, xin.data());
+  if (g.did_fire)
+    for (size_t j = 0; j < csr.idx.size(); ++j)
+      if (csr.vals[j] > 0) g.did_fire[csr.idx[j]] = 1;
 
   // Decode and residual; gOut = 2 (out - x) / N.
   std::vector<float> gout(static_cast<size_t>(N * D));

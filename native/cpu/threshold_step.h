@@ -27,6 +27,8 @@ struct ThresholdStepGrads {
   float* log_threshold = nullptr;
   float* W_dec = nullptr;
   float* b_dec = nullptr;
+  // Optional int32 [M]: set to 1 for every latent with a positive activation in this batch.
+  int32_t* did_fire = nullptr;
 };
 
 struct ThresholdStepSpec {

@@ -15,10 +15,11 @@ import { join } from 'node:path';
 
 import type { CoderState, ForwardResult, StepLosses } from './backend/coder-state.js';
 import { checkDevice, createCoderState } from './backend/create-coder-state.js';
+import { KindState, kindEncode, kindForward, kindForwardBackward, kindInitialDecoder, kindProblem, type KindCoefficients } from './backend/kind-step.js';
 import { checkTensorArg, checkTotalVariance } from './coder-args.js';
 import { listCoderDirs, readCoderDir, writeCoderDir } from './checkpoint.js';
 import { CODER_PARAM_NAMES, coderParamShapes, type CoderParamName } from './coder-params.js';
-import { coderSpecProblem, numLatentsOf, sparseCoderConfig, type SparseCoderConfig } from './config.js';
+import { coderSpecProblem, isSaeLensKind, numLatentsOf, sparseCoderConfig, type SparseCoderConfig } from './config.js';
 import { DisposedError, FileFormatError, ShapeError, ValueError } from './errors.js';
 import { snapshotDownload } from './hub.js';
 import { initEncoderWeight, normalizeRows } from './init.js';
@@ -26,6 +27,8 @@ import { naturalSort } from './natsort.js';
 import type { CoderWeights } from './ops/sae.js';
 import { allocating, checkCoderSize, coderParamBytes } from './size-limits.js';
 import { checkNoOtherFormat, isSaeLensDir, readSaeLensDir, saeLensToSparsify, writeSparsifyAsSaeLens, type SaeLensLoadOptions, type SaeLensSaveOptions } from './saelens/format.js';
+import { writeKindAsSaeLens } from './saelens/kind-export.js';
+import type { SparseLatents } from './ops/threshold.js';
 import { Tensor, type Device } from './tensor.js';
 
 export { CODER_PARAM_NAMES, type CoderParamName } from './coder-params.js';
@@ -37,7 +40,7 @@ export interface CoderLoadOptions {
   decoder?: boolean;
 }
 
-export interface ForwardBackwardOptions {
+export interface ForwardBackwardOptions extends KindCoefficients {
   /** Target (transcoders: the module output). Default: x. */
   y?: Tensor;
   /** Dead latents (nonzero = dead) for the AuxK loss. */
@@ -71,26 +74,32 @@ export class SparseCoder implements Disposable {
   readonly device: Device;
   /** @internal The coder's resident state on its device (parameters, gradients, optimizer moments). */
   readonly state: CoderState;
+  /** SAELens kinds (relu / jumprelu / batchtopk): what is not an optimizer parameter (kind-step.ts). */
+  private readonly kind: KindState | undefined;
 
-  private constructor(cfg: SparseCoderConfig, dIn: number, state: CoderState) {
+  private constructor(cfg: SparseCoderConfig, dIn: number, state: CoderState, kind: KindState | undefined) {
     this.cfg = cfg;
     this.dIn = dIn;
     this.numLatents = numLatentsOf(cfg, dIn);
     this.state = state;
     this.device = state.device;
+    this.kind = kind;
   }
 
   /** A coder over host f32 parameters `t` (owned from here on, disposed on failure). */
   private static async make(cfg: SparseCoderConfig, dIn: number, t: Map<CoderParamName, Tensor>, device: Device): Promise<SparseCoder> {
     let state: CoderState | undefined;
+    let kind: KindState | undefined;
     try {
-      const problem = coderSpecProblem(cfg, numLatentsOf(cfg, dIn));
+      const M = numLatentsOf(cfg, dIn);
+      const problem = coderSpecProblem(cfg, M) ?? (isSaeLensKind(cfg.activation) ? kindProblem(cfg, M) : undefined);
       if (problem) throw new ValueError(problem);
+      if (isSaeLensKind(cfg.activation)) kind = KindState.fromParams(cfg.activation, M, t);
       state = await createCoderState(device, cfg, t);
     } finally {
       if (!state) for (const x of t.values()) x.dispose();
     }
-    return new SparseCoder(cfg, dIn, state);
+    return new SparseCoder(cfg, dIn, state, kind);
   }
 
   /**
@@ -111,6 +120,17 @@ export class SparseCoder implements Disposable {
     checkCoderSize(size, 'SparseCoder.create');
     const enc = allocating(coderParamBytes(size), 'SparseCoder.create', () => initEncoderWeight(M, dIn, opts.seed ?? 0));
     const t = new Map<CoderParamName, Tensor>();
+    if (isSaeLensKind(full.activation)) {
+      // SAELens's init: W_dec rows at norm 0.1, W_enc = W_decᵀ (kind-step.ts).
+      const dec = kindInitialDecoder(enc, M, dIn);
+      for (const [name, shape] of coderParamShapes(full, dIn, M, { decoder: opts.decoder })) {
+        if (name === 'encoder.weight') t.set(name, Tensor.from(dec.slice(), shape));
+        else if (name === 'W_dec') t.set(name, Tensor.from(dec, shape));
+        else if (name === 'log_threshold') t.set(name, Tensor.from(new Float32Array(M).fill(Math.log(full.jumpreluInitThreshold)), shape));
+        else t.set(name, Tensor.zeros(shape));
+      }
+      return SparseCoder.make(full, dIn, t, device);
+    }
     for (const [name, shape] of coderParamShapes(full, dIn, M, { decoder: opts.decoder })) {
       if (name === 'encoder.weight') t.set(name, Tensor.from(enc, shape));
       else if (name === 'W_dec' && !full.transcode) t.set(name, Tensor.from(full.normalizeDecoder ? normalizeRows(enc, M, dIn) : enc.slice(), shape));
@@ -200,8 +220,9 @@ export class SparseCoder implements Disposable {
   async saveToDisk(dir: string, opts: { format?: 'sparsify' | 'saelens' } & SaeLensSaveOptions = {}): Promise<void> {
     this.alive();
     await this.state.syncToHost();
-    const params = new Map([...this.state.hostParams()]);
-    if (opts.format === 'saelens') return writeSparsifyAsSaeLens(dir, this.cfg, this.dIn, params, opts);
+    const params = new Map([...this.state.hostParams(), ...(this.kind?.buffers() ?? [])]);
+    if (opts.format === 'saelens')
+      return this.kind ? writeKindAsSaeLens(dir, this.cfg, this.dIn, params, opts) : writeSparsifyAsSaeLens(dir, this.cfg, this.dIn, params, opts);
     if (opts.format !== undefined && opts.format !== 'sparsify') throw new ValueError(`saveToDisk: format must be 'sparsify' or 'saelens', got ${JSON.stringify(opts.format)}`);
     checkNoOtherFormat(dir, 'sparsify');
     writeCoderDir(dir, this.cfg, this.dIn, params);
@@ -213,7 +234,12 @@ export class SparseCoder implements Disposable {
    */
   params(): Map<string, Tensor> {
     this.alive();
-    return new Map(this.state.hostParams());
+    return new Map([...this.state.hostParams(), ...(this.kind?.buffers() ?? [])]);
+  }
+
+  /** batchtopk: the running inference threshold θ (SAELens topk_threshold); undefined for other kinds. */
+  get topkThreshold(): number | undefined {
+    return this.kind?.kind === 'batchtopk' ? this.kind.threshold : undefined;
   }
 
   /** cuda: copies the device parameters into new host tensors (the old ones are disposed). cpu: nothing. */
@@ -234,9 +260,19 @@ export class SparseCoder implements Disposable {
     return this.state.readGrads();
   }
 
-  async encode(x: Tensor, opts: { returnPreActs?: boolean } = {}): Promise<{ topActs: Tensor; topIndices: Tensor; preActs?: Tensor }> {
+  /**
+   * TopK / GroupMax: k latents per row. relu / jumprelu / batchtopk: a variable number per row in
+   * the padded sparse form of ops/threshold.ts (`counts` per row; padding slots are value 0 at
+   * index 0), which decode, evaluate() and the features pass accept as is.
+   */
+  async encode(x: Tensor, opts: { returnPreActs?: boolean } = {}): Promise<{ topActs: Tensor; topIndices: Tensor; preActs?: Tensor; counts?: Tensor }> {
     this.alive();
     checkTensorArg(x, 'encode: x');
+    if (this.kind) {
+      if (opts.returnPreActs) throw new ValueError(`encode: returnPreActs is not available for activation "${this.cfg.activation}" (its encoder never writes the N x M pre-activations)`);
+      const r: SparseLatents = await kindEncode(this.state, this.kind.kind, this.kind, x);
+      return r;
+    }
     return this.state.encode(x, this.call(), opts.returnPreActs ?? false);
   }
 
@@ -256,6 +292,7 @@ export class SparseCoder implements Disposable {
     checkTensorArg(x, 'forward: x');
     if (opts.y !== undefined) checkTensorArg(opts.y, 'forward: y');
     checkTotalVariance(opts.totalVariance, 'forward');
+    if (this.kind) return kindForward(this.state, this.kind.kind, this.kind, x, { y: opts.y, totalVariance: opts.totalVariance });
     return this.state.forward(x, { ...this.call(), y: opts.y, deadMask: opts.deadMask, totalVariance: opts.totalVariance });
   }
 
@@ -278,6 +315,10 @@ export class SparseCoder implements Disposable {
     checkTotalVariance(opts?.totalVariance, 'forwardBackward');
     if (typeof opts?.auxkAlpha !== 'number' || !(opts.auxkAlpha >= 0))
       throw new ValueError(`forwardBackward: auxkAlpha must be a number >= 0, got ${opts?.auxkAlpha}`);
+    if (this.kind) {
+      this.call();
+      return kindForwardBackward(this.state, this.cfg, this.kind, x, { ...opts, lossScale: opts.lossScale ?? 1 });
+    }
     return this.state.forwardBackward(x, {
       ...this.call(),
       y: opts.y,
@@ -296,7 +337,7 @@ export class SparseCoder implements Disposable {
   /** The latents selected by `trackFired` forwardBackward calls since the last call (0/1 per latent); clears them. */
   async takeFiredLatents(): Promise<Int32Array> {
     this.alive();
-    return this.state.takeFired();
+    return this.kind ? this.kind.takeFired() : this.state.takeFired();
   }
 
   /** Clears the accumulated gradients (on a device: done by its next call). */
@@ -306,7 +347,8 @@ export class SparseCoder implements Disposable {
 
   /** True when the decoder gradient should be projected before a step (trainer rule). */
   get projectsDecoderGrad(): boolean {
-    return this.cfg.normalizeDecoder && !this.cfg.transcode && this.state.paramShapes.has('W_dec');
+    // SAELens 6 has no decoder-norm constraint for its kinds (the L1 / L0 terms read the norms instead).
+    return this.cfg.normalizeDecoder && !this.cfg.transcode && !this.kind && this.state.paramShapes.has('W_dec');
   }
 
   get isDisposed(): boolean {
@@ -315,6 +357,7 @@ export class SparseCoder implements Disposable {
 
   dispose(): void {
     this.state.dispose();
+    this.kind?.dispose();
   }
 
   [Symbol.dispose](): void {
