@@ -13,6 +13,7 @@ import {
   ConfigError,
   createOptimizer,
   FileFormatError,
+  isSaeLensKind,
   numLatentsOf,
   pyJson,
   readOptimizerStateFile,
@@ -45,6 +46,7 @@ import { checkBatchSize, checkDatasetShape, checkExcludeTokens, checkSizes, with
 import { coderLr, currentK, initialK } from './schedules.js';
 import { assertSupportedLossFn, trainConfigJson, validateTrainConfig, type RunConfig, type TrainConfig } from './train-config.js';
 import { gatherRows, lrMultipliers } from './train-ops.js';
+import { warmedUpCoefficient } from './saelens-schedules.js';
 
 /** What the trainer reads from a dataset (InMemoryTokenDataset, TokenDataset, ...). */
 export interface TokenDatasetLike {
@@ -308,6 +310,8 @@ export class Trainer extends EventEmitter {
       throw new ConfigError(`${what}: d_in ${coder.dIn} and ${coder.numLatents} latents, but this run needs d_in ${width} and ${M} latents`);
     if (coder.cfg.transcode !== this.cfg.sae.transcode || coder.cfg.skipConnection !== this.cfg.sae.skipConnection)
       throw new ConfigError(`${what}: transcode/skip_connection differ from this run's settings`);
+    if (coder.cfg.activation !== this.cfg.sae.activation && (isSaeLensKind(coder.cfg.activation) || isSaeLensKind(this.cfg.sae.activation)))
+      throw new ConfigError(`${what}: activation "${coder.cfg.activation}", but this run trains --activation ${this.cfg.sae.activation}`);
     // Train with this run's settings (k, activation, ...), as sparsify loads weights into coders built from cfg.sae.
     Object.assign(coder.cfg, this.cfg.sae);
   }
@@ -560,6 +564,9 @@ export class Trainer extends EventEmitter {
             auxkAlpha: cfg.auxkAlpha,
             lossScale: 1 / (cfg.gradAccSteps * cfg.microAccSteps),
             trackFired: true,
+            // SAELens kinds: the sparsity coefficients at this optimizer step (SAELens's warm-up law).
+            l1Coefficient: warmedUpCoefficient(cfg.l1Coefficient, this.optStep, cfg.l1WarmUpSteps),
+            l0Coefficient: warmedUpCoefficient(cfg.l0Coefficient, this.optStep, cfg.l0WarmUpSteps),
           }), this.model.path);
           totals.add(e.name, res);
         }
