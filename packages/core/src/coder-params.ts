@@ -8,9 +8,12 @@ import type { SparseCoderConfig } from './config.js';
 export const CODER_PARAM_NAMES = ['encoder.weight', 'encoder.bias', 'W_dec', 'b_dec', 'W_skip', 'log_threshold', 'topk_threshold'] as const;
 export type CoderParamName = (typeof CODER_PARAM_NAMES)[number];
 
+/** The parameters of sparsify's kinds, the ones the native resident state (CUDA) holds. */
+export type NativeCoderParamName = Exclude<CoderParamName, 'log_threshold' | 'topk_threshold'>;
+
 /** The native state's key of each parameter (cudaSaeCreate / Read / LoadState; its slot order is CODER_PARAM_NAMES'). */
-export const NATIVE_PARAM_KEYS = { 'encoder.weight': 'wEnc', 'encoder.bias': 'bEnc', W_dec: 'wDec', b_dec: 'bDec', W_skip: 'wSkip', log_threshold: 'logThreshold', topk_threshold: 'topkThreshold' } as const;
-export type NativeParamKey = (typeof NATIVE_PARAM_KEYS)[CoderParamName];
+export const NATIVE_PARAM_KEYS = { 'encoder.weight': 'wEnc', 'encoder.bias': 'bEnc', W_dec: 'wDec', b_dec: 'bDec', W_skip: 'wSkip' } as const satisfies Record<NativeCoderParamName, string>;
+export type NativeParamKey = (typeof NATIVE_PARAM_KEYS)[NativeCoderParamName];
 
 /**
  * The parameters a coder with `dIn` inputs and `numLatents` latents has, with their shapes:

@@ -19,7 +19,7 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { coderConfigFromJson, coderConfigToDict, type SparseCoderConfig } from '../config.js';
+import { coderConfigFromJson, coderConfigToDict, DEFAULT_SPARSE_CODER_CONFIG, type SparseCoderConfig } from '../config.js';
 import { ConfigError, FileFormatError, ValueError } from '../errors.js';
 import { loadSafetensors, readSafetensorsHeader, saveSafetensors, writeFileAtomic } from '../safetensors.js';
 import { Tensor } from '../tensor.js';
@@ -189,7 +189,7 @@ function sparsifyCfgOf(cfg: SaeLensConfig, where: string): SparseCoderConfig {
     const M = c.numLatents || dIn * c.expansionFactor;
     if (dIn === cfg.dIn && M === cfg.dSae && c.k === cfg.k && c.activation === 'topk' && !c.transcode && !c.skipConnection) return c;
   }
-  return { activation: 'topk', expansionFactor: 32, normalizeDecoder: false, numLatents: cfg.dSae, k: cfg.k!, multiTopk: false, skipConnection: false, transcode: false };
+  return { ...DEFAULT_SPARSE_CODER_CONFIG, activation: 'topk', expansionFactor: 32, normalizeDecoder: false, numLatents: cfg.dSae, k: cfg.k!, multiTopk: false, skipConnection: false, transcode: false };
 }
 
 /** A TopK SAELens folder as the parts of a sparsify coder (cfg + encoder.weight / encoder.bias / W_dec / b_dec). */
