@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import type { CoderState, ForwardResult, StepLosses } from './backend/coder-state.js';
 import { checkDevice, createCoderState } from './backend/create-coder-state.js';
 import { KindState, kindEncode, kindForward, kindForwardBackward, kindInitialDecoder, kindProblem, type KindCoefficients } from './backend/kind-step.js';
+import { foldActivationScale } from './activation-fold.js';
 import { checkTensorArg, checkTotalVariance } from './coder-args.js';
 import { listCoderDirs, readCoderDir, writeCoderDir } from './checkpoint.js';
 import { CODER_PARAM_NAMES, coderParamShapes, type CoderParamName } from './coder-params.js';
@@ -215,12 +216,16 @@ export class SparseCoder implements Disposable {
 
   /**
    * Writes cfg.json (byte-exact sparsify format) and sae.safetensors (F32, sparsify names), or
-   * with `format: 'saelens'` a SAELens 6 folder (cfg.json + sae_weights.safetensors, TopK only).
+   * with `format: 'saelens'` a SAELens 6 folder (cfg.json + sae_weights.safetensors; TopK, and the
+   * SAELens kinds as standard / jumprelu inference folders). `activationScale`: the coder was
+   * trained on s·x; the files get s folded in (SAELens's expected_average_only_in).
    */
-  async saveToDisk(dir: string, opts: { format?: 'sparsify' | 'saelens' } & SaeLensSaveOptions = {}): Promise<void> {
+  async saveToDisk(dir: string, opts: { format?: 'sparsify' | 'saelens'; activationScale?: number } & SaeLensSaveOptions = {}): Promise<void> {
     this.alive();
     await this.state.syncToHost();
-    const params = new Map([...this.state.hostParams(), ...(this.kind?.buffers() ?? [])]);
+    let params = new Map([...this.state.hostParams(), ...(this.kind?.buffers() ?? [])]);
+    // Trained on s·x (normalize_activations): the saved coder reads raw x (activation-fold.ts).
+    if (opts.activationScale !== undefined) params = foldActivationScale(params, opts.activationScale);
     if (opts.format === 'saelens')
       return this.kind ? writeKindAsSaeLens(dir, this.cfg, this.dIn, params, opts) : writeSparsifyAsSaeLens(dir, this.cfg, this.dIn, params, opts);
     if (opts.format !== undefined && opts.format !== 'sparsify') throw new ValueError(`saveToDisk: format must be 'sparsify' or 'saelens', got ${JSON.stringify(opts.format)}`);

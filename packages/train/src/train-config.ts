@@ -48,6 +48,11 @@ export interface TrainConfig {
   /** jumprelu: final L0 coefficient (SAELens l0_coefficient), reached after l0WarmUpSteps optimizer steps. */
   l0Coefficient: number;
   l0WarmUpSteps: number;
+  /**
+   * 'expected_average_only_in' (SAELens): the coders train on s·x, s = sqrt(d_in) / E||x|| per
+   * hookpoint, and are saved with s folded into their weights (they read raw activations).
+   */
+  normalizeActivations: 'none' | 'expected_average_only_in';
 }
 
 export interface RunConfig extends TrainConfig {
@@ -108,6 +113,10 @@ export const SAELENS_TRAIN_FIELDS: readonly FieldSpec[] = [
   { field: 'l1WarmUpSteps', key: 'l1_warm_up_steps', kind: 'int', help: 'relu: linear warm-up of the L1 coefficient from 0, optimizer steps' },
   { field: 'l0Coefficient', key: 'l0_coefficient', kind: 'float', help: 'jumprelu: L0 coefficient' },
   { field: 'l0WarmUpSteps', key: 'l0_warm_up_steps', kind: 'int', help: 'jumprelu: linear warm-up of the L0 coefficient from 0, optimizer steps' },
+  {
+    field: 'normalizeActivations', key: 'normalize_activations', kind: 'enum', choices: ['expected_average_only_in', 'none'],
+    help: 'train on s*x, s = sqrt(d_in)/E||x|| from the first batch; saved coders have s folded in',
+  },
 ];
 
 export const CODER_FIELDS: readonly FieldSpec[] = [
@@ -171,6 +180,7 @@ export const DEFAULT_TRAIN_CONFIG: Readonly<Omit<TrainConfig, 'sae'>> = Object.f
   l1WarmUpSteps: 0,
   l0Coefficient: 1.0,
   l0WarmUpSteps: 0,
+  normalizeActivations: 'none',
 });
 
 export const DEFAULT_RUN_FIELDS: Readonly<Omit<RunConfig, keyof TrainConfig>> = Object.freeze({
@@ -280,6 +290,8 @@ export function validateTrainConfig(cfg: TrainConfig, opts: { resolved?: boolean
   min(cfg.l0Coefficient, 'l0_coefficient', 0);
   min(cfg.l1WarmUpSteps, 'l1_warm_up_steps', 0);
   min(cfg.l0WarmUpSteps, 'l0_warm_up_steps', 0);
+  if (cfg.normalizeActivations !== 'none' && cfg.sae.transcode)
+    throw new ConfigError(`${where}: normalize_activations "${cfg.normalizeActivations}" is for autoencoders (SAELens scales the input only); not with transcode`);
   if (isSaeLensKind(cfg.sae.activation) && cfg.auxkAlpha > 0)
     throw new ConfigError(`${where}: auxk_alpha (AuxK) is not implemented for activation "${cfg.sae.activation}"; use 0`);
   if (cfg.lr !== null && cfg.lr < 0) throw new ConfigError(`${where}: lr must be >= 0 (0 or null = default), got ${cfg.lr}`);
@@ -303,7 +315,7 @@ export function trainConfigToDict(cfg: TrainConfig | RunConfig): Record<string, 
   const out: Record<string, unknown> = { sae: coderConfigToDict(cfg.sae) };
   const src = cfg as unknown as Record<string, unknown>;
   // A plain sparsify run's config.json stays sparsify's, key for key.
-  const kindFields = hasKindKeys(cfg.sae) ? SAELENS_TRAIN_FIELDS : [];
+  const kindFields = hasKindKeys(cfg.sae) || cfg.normalizeActivations !== 'none' ? SAELENS_TRAIN_FIELDS : [];
   const fields = 'model' in cfg ? [...TRAIN_FIELDS, ...kindFields, ...RUN_FIELDS] : [...TRAIN_FIELDS, ...kindFields];
   for (const f of fields) {
     let v = src[f.field];

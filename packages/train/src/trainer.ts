@@ -46,7 +46,7 @@ import { checkBatchSize, checkDatasetShape, checkExcludeTokens, checkSizes, with
 import { coderLr, currentK, initialK } from './schedules.js';
 import { assertSupportedLossFn, trainConfigJson, validateTrainConfig, type RunConfig, type TrainConfig } from './train-config.js';
 import { gatherRows, lrMultipliers } from './train-ops.js';
-import { warmedUpCoefficient } from './saelens-schedules.js';
+import { normScalingFactor, warmedUpCoefficient } from './saelens-schedules.js';
 
 /** What the trainer reads from a dataset (InMemoryTokenDataset, TokenDataset, ...). */
 export interface TokenDatasetLike {
@@ -189,6 +189,8 @@ export class Trainer extends EventEmitter {
   private initialized = false;
   private resumed = false;
   private resuming = false;
+  /** normalize_activations: the scale s of each hookpoint (set by its first batch). */
+  private normScale = new Map<string, number>();
   private lock?: RunLock;
   private stopRequested = false;
   private readonly opts: TrainerOptions;
@@ -273,6 +275,10 @@ export class Trainer extends EventEmitter {
     cfg.hookpoints = [...this.hookpoints];
 
     let finetuneDir: string | undefined;
+    if (this.evaluator && cfg.normalizeActivations !== 'none')
+      throw new ConfigError(`--eval_every: not with --normalize_activations ${cfg.normalizeActivations} yet (the coders in training read s·x); evaluate the saved run instead`);
+    if ((cfg.finetune || this.opts.initFrom) && cfg.normalizeActivations !== 'none')
+      throw new ConfigError(`--finetune: not with --normalize_activations ${cfg.normalizeActivations} (saved coders have the scale folded in)`);
     if (cfg.finetune) finetuneDir = await resolveLocalOrHub(cfg.finetune);
     const multi = cfg.initSeeds.length > 1;
     for (const hook of this.hookpoints) checkSizes(cfg.sae, hook, this.widths.get(hook)!);
@@ -328,6 +334,8 @@ export class Trainer extends EventEmitter {
   /** Restores a checkpoint written by save() (weights, optimizer state, counters, step); checks it first (resume-check.ts). */
   async loadState(dir: string = this.runDir): Promise<void> {
     this.resuming = true;
+    if (this.cfg.normalizeActivations !== 'none')
+      throw new ConfigError(`--resume: a run with --normalize_activations ${this.cfg.normalizeActivations} cannot be resumed yet (its checkpoints hold the folded coders)`);
     await this.init();
     try {
       await this.restore(dir);
@@ -381,13 +389,14 @@ export class Trainer extends EventEmitter {
       for (const e of entries) {
         const i = this.coders.indexOf(e);
         const opt = this.optimizers[i];
+        const fold = { activationScale: this.normScale.get(e.hook) };
         if (isSignum) {
           await opt.eval();
-          await e.coder.saveToDisk(join(tmp, e.name));
+          await e.coder.saveToDisk(join(tmp, e.name), fold);
           await opt.train();
-          await e.coder.saveToDisk(join(tmp, e.name, TRAIN_ITERATE));
+          await e.coder.saveToDisk(join(tmp, e.name, TRAIN_ITERATE), fold);
         } else {
-          await e.coder.saveToDisk(join(tmp, e.name));
+          await e.coder.saveToDisk(join(tmp, e.name), fold);
         }
         const sd = await opt.readStateDict(); // copies, on every device
         try {
@@ -397,6 +406,7 @@ export class Trainer extends EventEmitter {
         }
       }
       writeFileAtomic(join(tmp, 'config.json'), [trainConfigJson(this.cfg)]);
+      if (this.normScale.size) writeFileAtomic(join(tmp, 'activation_scaler.json'), [pyJson(Object.fromEntries(this.normScale))]);
       saveInt64Safetensors(join(tmp, 'dead_counters.safetensors'), new Map(entries.map((e) => [e.name, e.counter.counts])));
       const best: Record<string, number | null> = {};
       for (const e of entries) {
@@ -546,6 +556,15 @@ export class Trainer extends EventEmitter {
           x = await gatherRows(x, batch.keep);
           owned.push(x);
         } else x = y;
+      }
+      if (cfg.normalizeActivations === 'expected_average_only_in') {
+        // SAELens: the coders see s·x, s = sqrt(d_in) / E||x|| (estimated from this hookpoint's first batch).
+        if (x.device !== 'cpu') throw new ConfigError('--normalize_activations expected_average_only_in: CPU activations only for now');
+        let s = this.normScale.get(hook);
+        if (s === undefined) this.normScale.set(hook, (s = normScalingFactor([x.toFloat32Array()], x.shape[1])));
+        const scale = s;
+        x = y = Tensor.from(x.toFloat32Array().map((v) => v * scale), x.shape);
+        owned.push(x);
       }
       const entries = this.coders.filter((e) => e.hook === hook);
       if (firstBatch) for (const e of entries) await withHookpointContext(e.name, () => e.coder.initBiasesFromBatch(x, transcode ? y : undefined), this.model.path);
