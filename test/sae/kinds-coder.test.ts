@@ -186,6 +186,18 @@ for (const c of CASES) {
       const lf = await loaded.forward(x);
       close(lf.saeOut.toFloat32Array(), Float64Array.from(fw.saeOut.toFloat32Array()), 'SAELens export reconstruction', 1e-5);
       assert.deepEqual(lf.counts.toInt32Array(), counts, 'the exported JumpReLU keeps the same latents');
+      // ... and back into a trainable coder of the same kind (SparseCoder.loadFromDisk of the SAELens folder).
+      const again = await SparseCoder.loadFromDisk(join(dir, 'saelens'));
+      assert.equal(again.cfg.activation, c.cfg.activation);
+      assert.deepEqual(again.cfg.matryoshkaPrefixes, coder.cfg.matryoshkaPrefixes);
+      const af = await again.forward(x);
+      close(af.saeOut.toFloat32Array(), Float64Array.from(fw.saeOut.toFloat32Array()), 'SAELens round trip reconstruction', 1e-5);
+      assert.deepEqual(af.counts.toInt32Array(), counts, 'the round trip keeps the same latents');
+      if (c.cfg.activation === 'relu')
+        for (const [name, t] of coder.params()) assert.deepEqual(again.params().get(name)!.toFloat32Array(), t.toFloat32Array(), `relu SAELens round trip ${name} bitwise`);
+      if (c.cfg.activation === 'batchtopk') assert.equal(again.topkThreshold, coder.topkThreshold);
+      await again.forwardBackward(x, { auxkAlpha: 0, ...c.coef }); // and it trains
+      again.dispose();
       loaded.dispose();
       back.dispose();
     } finally {
@@ -194,6 +206,23 @@ for (const c of CASES) {
     }
   });
 }
+
+test('SAELens fixture folders (standard, jumprelu, batchtopk checkpoint) load as trainable kinds that infer as SAELens does', async () => {
+  const FIX = join(import.meta.dirname, '..', 'fixtures', 'saelens');
+  // The batchtopk checkpoint has k = 6.5 (SAELens's float k): it loads as the JumpReLU it infers as.
+  for (const [name, kind] of [['standard', 'relu'], ['jumprelu', 'jumprelu'], ['batchtopk', 'jumprelu']] as const) {
+    const ours = await SparseCoder.loadFromDisk(join(FIX, name));
+    const ref = await loadSaeLensCoder(join(FIX, name));
+    assert.equal(ours.cfg.activation, kind, name);
+    const rng = mulberry32(3);
+    const x = Tensor.from(gauss(rng, 16 * ours.dIn), [16, ours.dIn]);
+    const a = await ours.forward(x), b = await (ref as ThresholdCoder).forward(x);
+    close(a.saeOut.toFloat32Array(), Float64Array.from(b.saeOut.toFloat32Array()), `${name} reconstruction`, 1e-5);
+    assert.deepEqual(a.counts.toInt32Array(), b.counts.toInt32Array(), `${name} kept latents`);
+    ours.dispose();
+    ref.dispose();
+  }
+});
 
 test('SAELens kinds: typed errors for bad combinations', async () => {
   assert.throws(() => sparseCoderConfig({ activation: 'topk', matryoshkaPrefixes: [4, 8] }), ConfigError);

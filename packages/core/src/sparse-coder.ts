@@ -29,6 +29,7 @@ import type { CoderWeights } from './ops/sae.js';
 import { allocating, checkCoderSize, coderParamBytes } from './size-limits.js';
 import { checkNoOtherFormat, isSaeLensDir, readSaeLensDir, saeLensToSparsify, writeSparsifyAsSaeLens, type SaeLensLoadOptions, type SaeLensSaveOptions } from './saelens/format.js';
 import { writeKindAsSaeLens } from './saelens/kind-export.js';
+import { saeLensToKind } from './saelens/kind-import.js';
 import type { SparseLatents } from './ops/threshold.js';
 import { Tensor, type Device } from './tensor.js';
 
@@ -142,12 +143,15 @@ export class SparseCoder implements Disposable {
 
   /**
    * Loads `<dir>/cfg.json` + `<dir>/sae.safetensors` (F32/BF16/F16 files; computes in f32), or a
-   * SAELens `topk` folder (`sae_weights.safetensors`, see saelens/format.ts).
+   * SAELens folder (`sae_weights.safetensors`, see saelens/format.ts): topk as TopK, standard /
+   * jumprelu / batchtopk as the trainable SAELens kinds (gated: loadSaeLensCoder only).
    */
   static async loadFromDisk(dir: string, opts: CoderLoadOptions & SaeLensLoadOptions = {}): Promise<SparseCoder> {
     const device = checkDevice(opts.device, 'SparseCoder');
     if (isSaeLensDir(dir)) {
-      const p = saeLensToSparsify(await readSaeLensDir(dir), opts, dir);
+      const folder = await readSaeLensDir(dir);
+      // TopK as sparsify's TopK; standard / jumprelu / batchtopk as the SAELens kinds (saelens/kind-import.ts).
+      const p = folder.cfg.architecture === 'topk' ? saeLensToSparsify(folder, opts, dir) : saeLensToKind(folder, opts, dir);
       return SparseCoder.fromParams(p.cfg, p.dIn, p.tensors, device);
     }
     const files = readCoderDir(dir, { decoder: opts.decoder ?? true });

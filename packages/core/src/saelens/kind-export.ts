@@ -5,7 +5,7 @@
  * decoder norms folded in (W_enc·n, b_enc·n, W_dec/n) and one shared threshold = topk_threshold
  * (batchtopk_sae.py, save_inference_model), so the file reads back as a ThresholdCoder.
  */
-import { coderConfigToDict, type SparseCoderConfig } from '../config.js';
+import { coderConfigJson, type SparseCoderConfig } from '../config.js';
 import { ValueError } from '../errors.js';
 import { Tensor } from '../tensor.js';
 import { ThresholdCoder } from '../threshold-coder.js';
@@ -41,7 +41,7 @@ export function writeKindAsSaeLens(dir: string, cfg: SparseCoderConfig, dIn: num
   t.set('encoder.bias', Tensor.from(bEnc, [M]));
   t.set('W_dec', Tensor.from(dec, [M, dIn]));
   t.set('b_dec', Tensor.from(bDec, [dIn]));
-  const coder = new ThresholdCoder(kind, t, { applyBDecToInput: true, metadata: { sparsify_cfg: { ...coderConfigToDict(cfg), d_in: dIn } } });
+  const coder = new ThresholdCoder(kind, t, { applyBDecToInput: true, metadata: { sparsify_cfg: JSON.parse(coderConfigJson(cfg, dIn)) as Record<string, unknown> } });
   try {
     writeThresholdCoderAsSaeLens(dir, coder, opts);
   } finally {
