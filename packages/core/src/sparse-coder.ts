@@ -227,14 +227,23 @@ export class SparseCoder implements Disposable {
   async saveToDisk(dir: string, opts: { format?: 'sparsify' | 'saelens'; activationScale?: number } & SaeLensSaveOptions = {}): Promise<void> {
     this.alive();
     await this.state.syncToHost();
-    let params = new Map([...this.state.hostParams(), ...(this.kind?.buffers() ?? [])]);
+    const buffers = this.kind?.buffers() ?? new Map<string, Tensor>();
+    const live = new Map<string, Tensor>([...this.state.hostParams(), ...buffers]);
     // Trained on s·x (normalize_activations): the saved coder reads raw x (activation-fold.ts).
-    if (opts.activationScale !== undefined) params = foldActivationScale(params, opts.activationScale);
-    if (opts.format === 'saelens')
-      return this.kind ? writeKindAsSaeLens(dir, this.cfg, this.dIn, params, opts) : writeSparsifyAsSaeLens(dir, this.cfg, this.dIn, params, opts);
-    if (opts.format !== undefined && opts.format !== 'sparsify') throw new ValueError(`saveToDisk: format must be 'sparsify' or 'saelens', got ${JSON.stringify(opts.format)}`);
-    checkNoOtherFormat(dir, 'sparsify');
-    writeCoderDir(dir, this.cfg, this.dIn, params);
+    const params = opts.activationScale !== undefined ? foldActivationScale(live, opts.activationScale) : live;
+    try {
+      if (opts.format === 'saelens') {
+        if (this.kind) writeKindAsSaeLens(dir, this.cfg, this.dIn, params, opts);
+        else writeSparsifyAsSaeLens(dir, this.cfg, this.dIn, params, opts);
+        return;
+      }
+      if (opts.format !== undefined && opts.format !== 'sparsify') throw new ValueError(`saveToDisk: format must be 'sparsify' or 'saelens', got ${JSON.stringify(opts.format)}`);
+      checkNoOtherFormat(dir, 'sparsify');
+      writeCoderDir(dir, this.cfg, this.dIn, params);
+    } finally {
+      if (params !== live) for (const t of params.values()) t.dispose();
+      for (const t of buffers.values()) t.dispose();
+    }
   }
 
   /**
