@@ -40,6 +40,10 @@ const CASES: Case[] = [
     name: 'matryoshka', cfg: { activation: 'batchtopk', k: 3, topkThresholdLr: 0.1, matryoshkaPrefixes: [4, 12, 32] },
     spec: (t) => ({ kind: 'matryoshka', k: 3, thresholdLr: 0.1, threshold: t, widths: [4, 12, 32] }), coef: {},
   },
+  {
+    name: 'matryoshka-topk', cfg: { activation: 'topk', k: 3, matryoshkaPrefixes: [4, 12] },
+    spec: () => ({ kind: 'matryoshka', k: 3, thresholdLr: 0, threshold: 0, widths: [4, 12], perRow: true }), coef: {},
+  },
 ];
 
 /** A coder with random parameters (so every path of each kind is exercised) and a batch. */
@@ -109,7 +113,7 @@ for (const c of CASES) {
       assert.ok(ref.grads.logThreshold.some((v) => v !== 0), 'the case reaches the threshold gradient');
       close(g.get('log_threshold')!.toFloat32Array(), ref.grads.logThreshold, 'grad log_threshold', 1e-4);
     }
-    if (ref.thresholdAfter !== undefined) assert.ok(Math.abs(coder.topkThreshold! - ref.thresholdAfter) <= 1e-6 * ref.thresholdAfter, `threshold ${coder.topkThreshold} vs ${ref.thresholdAfter}`);
+    if (c.cfg.activation === 'batchtopk') assert.ok(Math.abs(coder.topkThreshold! - ref.thresholdAfter) <= 1e-6 * ref.thresholdAfter, `threshold ${coder.topkThreshold} vs ${ref.thresholdAfter}`);
     // Fired latents: those with a positive training activation.
     const fired = await coder.takeFiredLatents();
     for (let m = 0; m < M; m++) {
@@ -143,14 +147,30 @@ for (const c of CASES) {
     const counts = enc.counts!.toInt32Array();
     const width = enc.topIndices.shape[1];
     assert.equal(Math.max(...counts), width);
-    assert.ok(new Set(counts).size > 1, 'rows have different numbers of non-zeros');
+    const mtopk = c.cfg.activation === 'topk';
+    if (mtopk) assert.ok(counts.every((v) => v === 3), 'Matryoshka TopK keeps k per row');
+    else assert.ok(new Set(counts).size > 1, 'rows have different numbers of non-zeros');
     const got = dense(enc.topActs.toFloat32Array(), enc.topIndices.toInt32Array(), counts, width);
     // The inference rule, densely in float64.
     const p = coder.params();
     const W = f64(p.get('encoder.weight')!), b = f64(p.get('encoder.bias')!), dec = f64(p.get('W_dec')!), bd = f64(p.get('b_dec')!), xx = f64(x);
     const lt = p.has('log_threshold') ? f64(p.get('log_threshold')!) : undefined;
     const want = new Float64Array(N * M);
-    for (let n = 0; n < N; n++)
+    for (let n = 0; n < N && mtopk; n++) {
+      // The top k of ReLU(h n) in this row, value h.
+      const hn: [number, number, number][] = [];
+      for (let m = 0; m < M; m++) {
+        let h = b[m], q = 0;
+        for (let d = 0; d < D; d++) {
+          h += (xx[n * D + d] - bd[d]) * W[m * D + d];
+          q += dec[m * D + d] ** 2;
+        }
+        hn.push([Math.max(0, h * Math.sqrt(q)), m, h]);
+      }
+      hn.sort((u, v) => v[0] - u[0] || u[1] - v[1]);
+      for (const [a, m, h] of hn.slice(0, 3)) if (a > 0) want[n * M + m] = h;
+    }
+    for (let n = 0; n < N && !mtopk; n++)
       for (let m = 0; m < M; m++) {
         let h = b[m], q = 0;
         for (let d = 0; d < D; d++) {
@@ -180,12 +200,12 @@ for (const c of CASES) {
 
       await coder.saveToDisk(join(dir, 'saelens'), { format: 'saelens' });
       const sl = JSON.parse(readFileSync(join(dir, 'saelens', 'cfg.json'), 'utf8'));
-      assert.equal(sl.architecture, c.cfg.activation === 'relu' ? 'standard' : 'jumprelu');
+      assert.equal(sl.architecture, c.cfg.activation === 'relu' ? 'standard' : mtopk ? 'topk' : 'jumprelu');
       const loaded = await loadSaeLensCoder(join(dir, 'saelens'));
-      assert.ok(loaded instanceof ThresholdCoder);
+      assert.ok(mtopk ? loaded instanceof SparseCoder : loaded instanceof ThresholdCoder);
       const lf = await loaded.forward(x);
       close(lf.saeOut.toFloat32Array(), Float64Array.from(fw.saeOut.toFloat32Array()), 'SAELens export reconstruction', 1e-5);
-      assert.deepEqual(lf.counts.toInt32Array(), counts, 'the exported JumpReLU keeps the same latents');
+      if (loaded instanceof ThresholdCoder) assert.deepEqual((lf as { counts: Tensor }).counts.toInt32Array(), counts, 'the exported JumpReLU keeps the same latents');
       // ... and back into a trainable coder of the same kind (SparseCoder.loadFromDisk of the SAELens folder).
       const again = await SparseCoder.loadFromDisk(join(dir, 'saelens'));
       assert.equal(again.cfg.activation, c.cfg.activation);
@@ -225,7 +245,8 @@ test('SAELens fixture folders (standard, jumprelu, batchtopk checkpoint) load as
 });
 
 test('SAELens kinds: typed errors for bad combinations', async () => {
-  assert.throws(() => sparseCoderConfig({ activation: 'topk', matryoshkaPrefixes: [4, 8] }), ConfigError);
+  assert.throws(() => sparseCoderConfig({ activation: 'groupmax', matryoshkaPrefixes: [4, 8] }), ConfigError);
+  assert.throws(() => sparseCoderConfig({ activation: 'topk', matryoshkaPrefixes: [4, 8], multiTopk: true }), /multi_topk/);
   assert.throws(() => sparseCoderConfig({ activation: 'batchtopk', matryoshkaPrefixes: [8, 4] }), /strictly increasing/);
   assert.throws(() => sparseCoderConfig({ activation: 'jumprelu', transcode: true }), /transcode/);
   assert.throws(() => sparseCoderConfig({ activation: 'relu', jumpreluBandwidth: 0 }), /jumprelu_bandwidth/);

@@ -105,7 +105,7 @@ test('SAELens-kind flags: bad combinations are usage errors naming the flag', as
     [['--l1_coefficient', '2'], /--l1_coefficient applies to --activation relu only/],
     [['--activation', 'relu', '--l0_coefficient', '2'], /--l0_coefficient applies to --activation jumprelu only/],
     [['--activation', 'jumprelu', '--topk_threshold_lr', '0.1'], /--topk_threshold_lr applies to --activation batchtopk only/],
-    [['--matryoshka_prefixes', '64', '256'], /--matryoshka_prefixes applies to --activation batchtopk only/],
+    [['--activation', 'relu', '--matryoshka_prefixes', '64', '128'], /matryoshka_prefixes needs activation "batchtopk" or "topk"/],
     [['--activation', 'relu', '--auxk_alpha', '0.03'], /auxk_alpha/],
     [['--activation', 'batchtopk', '--matryoshka_prefixes', '64', '32'], /strictly increasing/],
     [['--activation', 'jumprelu', '--transcode'], /transcode/],

@@ -1,7 +1,7 @@
 // N-API surface of the threshold-coder training step (cpu/threshold_step.h):
 //   thresholdStep(w, grads, x, {kind: 'relu'|'jumprelu', l1Coefficient, l0Coefficient, bandwidth,
 //                 sparsityLoss: 'step'|'tanh', tanhScale, lossScale, didFire?}) -> Promise<{mse, sparsity, loss}>
-//   batchTopKStep(w, grads, x, {k, widths?: number[], lossScale, didFire?}) -> Promise<{mse, inner, loss, minKept, kept}>
+//   batchTopKStep(w, grads, x, {k, widths?: number[], lossScale, didFire?, perRow?}) (perRow: TopK per row) -> Promise<{mse, inner, loss, minKept, kept}>
 // w / grads = { encW [M,D], encB [M], logThreshold? [M] (jumprelu), W_dec [M,D], b_dec [D] } (float32);
 // gradients are added into grads; didFire (int32 [M]) gets 1 for each latent that fired.
 #include <string>
@@ -94,6 +94,7 @@ Napi::Value batchtopk_step_js(const Napi::CallbackInfo& info) {
   BatchTopKSpec s;
   s.k = opt_number(o, "k", 0);
   s.loss_scale = opt_number(o, "lossScale", 1.0);
+  s.per_row = opt_bool(o, "perRow", false);
   Napi::Value wv = o.Get("widths");
   if (!wv.IsUndefined() && !wv.IsNull()) {
     if (!wv.IsArray()) fail(ErrorKind::Value, "batchTopKStep: widths must be an array of integers");

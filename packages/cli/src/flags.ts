@@ -294,7 +294,7 @@ export function parseTrainArgs(argv: readonly string[]): ParsedTrainArgs {
 const KIND_FLAGS: Record<string, readonly string[]> = {
   relu: ['l1_coefficient', 'l1_warm_up_steps'],
   jumprelu: ['l0_coefficient', 'l0_warm_up_steps', 'jumprelu_init_threshold', 'jumprelu_bandwidth', 'jumprelu_sparsity_loss_mode', 'jumprelu_tanh_scale'],
-  batchtopk: ['topk_threshold_lr', 'matryoshka_prefixes'],
+  batchtopk: ['topk_threshold_lr'],
 };
 
 function checkKindFlags(given: ReadonlySet<string>, activation: string): void {

@@ -36,7 +36,7 @@ export interface SparseCoderConfig {
   skipConnection: boolean;
   /** Predict the module's output from its input. */
   transcode: boolean;
-  /** Matryoshka prefix widths (strictly increasing, <= num_latents; batchtopk only). Empty: off. */
+  /** Matryoshka prefix widths (strictly increasing, <= num_latents; batchtopk or topk). Empty: off. */
   matryoshkaPrefixes: number[];
   /** jumprelu: initial threshold (log_threshold starts at its log). */
   jumpreluInitThreshold: number;
@@ -130,11 +130,12 @@ export function validateCoderConfig(cfg: SparseCoderConfig, where: string): void
     throw new ConfigError(`${where}: matryoshka_prefixes must be a list of integers >= 1, got ${JSON.stringify(pre)}`);
   for (let i = 1; i < pre.length; i++)
     if (pre[i] <= pre[i - 1]) throw new ConfigError(`${where}: matryoshka_prefixes must be strictly increasing, got ${JSON.stringify(pre)}`);
-  if (pre.length > 0 && cfg.activation !== 'batchtopk')
-    throw new ConfigError(`${where}: matryoshka_prefixes needs activation "batchtopk" (Matryoshka over "${cfg.activation}" is not implemented)`);
-  if (isSaeLensKind(cfg.activation))
+  if (pre.length > 0 && cfg.activation !== 'batchtopk' && cfg.activation !== 'topk')
+    throw new ConfigError(`${where}: matryoshka_prefixes needs activation "batchtopk" or "topk" (Matryoshka over "${cfg.activation}" is not implemented)`);
+  if (isSaeLensKind(cfg.activation) || pre.length > 0)
     for (const [b, key] of [['multiTopk', 'multi_topk'], ['skipConnection', 'skip_connection'], ['transcode', 'transcode']] as const)
-      if (cfg[b] === true) throw new ConfigError(`${where}: ${key} is not available with activation "${cfg.activation}" (sparsify TopK / GroupMax only)`);
+      if (cfg[b] === true)
+        throw new ConfigError(`${where}: ${key} is not available with activation "${cfg.activation}"${pre.length ? ' and matryoshka_prefixes' : ''} (sparsify TopK / GroupMax only)`);
   int(cfg.expansionFactor, 'expansion_factor', 1);
   int(cfg.numLatents, 'num_latents', 0);
   int(cfg.k, 'k', 1);

@@ -15,12 +15,12 @@ import { join } from 'node:path';
 
 import type { CoderState, ForwardResult, StepLosses } from './backend/coder-state.js';
 import { checkDevice, createCoderState } from './backend/create-coder-state.js';
-import { KindState, kindEncode, kindForward, kindForwardBackward, kindInitialDecoder, kindProblem, type KindCoefficients } from './backend/kind-step.js';
+import { KindState, kindEncode, kindForward, kindForwardBackward, kindInitialDecoder, kindOf, kindProblem, type KindCoefficients } from './backend/kind-step.js';
 import { foldActivationScale } from './activation-fold.js';
 import { checkTensorArg, checkTotalVariance } from './coder-args.js';
 import { listCoderDirs, readCoderDir, writeCoderDir } from './checkpoint.js';
 import { CODER_PARAM_NAMES, coderParamShapes, type CoderParamName } from './coder-params.js';
-import { coderSpecProblem, isSaeLensKind, numLatentsOf, sparseCoderConfig, type SparseCoderConfig } from './config.js';
+import { coderSpecProblem, numLatentsOf, sparseCoderConfig, type SparseCoderConfig } from './config.js';
 import { DisposedError, FileFormatError, ShapeError, ValueError } from './errors.js';
 import { snapshotDownload } from './hub.js';
 import { initEncoderWeight, normalizeRows } from './init.js';
@@ -94,9 +94,10 @@ export class SparseCoder implements Disposable {
     let kind: KindState | undefined;
     try {
       const M = numLatentsOf(cfg, dIn);
-      const problem = coderSpecProblem(cfg, M) ?? (isSaeLensKind(cfg.activation) ? kindProblem(cfg, M) : undefined);
+      const name = kindOf(cfg);
+      const problem = coderSpecProblem(cfg, M) ?? (name ? kindProblem(cfg, M) : undefined);
       if (problem) throw new ValueError(problem);
-      if (isSaeLensKind(cfg.activation)) kind = KindState.fromParams(cfg.activation, M, t);
+      if (name) kind = KindState.fromParams(name, M, t);
       state = await createCoderState(device, cfg, t);
     } finally {
       if (!state) for (const x of t.values()) x.dispose();
@@ -122,7 +123,7 @@ export class SparseCoder implements Disposable {
     checkCoderSize(size, 'SparseCoder.create');
     const enc = allocating(coderParamBytes(size), 'SparseCoder.create', () => initEncoderWeight(M, dIn, opts.seed ?? 0));
     const t = new Map<CoderParamName, Tensor>();
-    if (isSaeLensKind(full.activation)) {
+    if (kindOf(full)) {
       // SAELens's init: W_dec rows at norm 0.1, W_enc = W_decᵀ (kind-step.ts).
       const dec = kindInitialDecoder(enc, M, dIn);
       for (const [name, shape] of coderParamShapes(full, dIn, M, { decoder: opts.decoder })) {
@@ -288,7 +289,8 @@ export class SparseCoder implements Disposable {
     checkTensorArg(x, 'encode: x');
     if (this.kind) {
       if (opts.returnPreActs) throw new ValueError(`encode: returnPreActs is not available for activation "${this.cfg.activation}" (its encoder never writes the N x M pre-activations)`);
-      const r: SparseLatents = await kindEncode(this.state, this.kind.kind, this.kind, x);
+      this.call();
+      const r: SparseLatents = await kindEncode(this.state, this.cfg, this.kind, x);
       return r;
     }
     return this.state.encode(x, this.call(), opts.returnPreActs ?? false);
@@ -310,7 +312,7 @@ export class SparseCoder implements Disposable {
     checkTensorArg(x, 'forward: x');
     if (opts.y !== undefined) checkTensorArg(opts.y, 'forward: y');
     checkTotalVariance(opts.totalVariance, 'forward');
-    if (this.kind) return kindForward(this.state, this.kind.kind, this.kind, x, { y: opts.y, totalVariance: opts.totalVariance });
+    if (this.kind) return kindForward(this.state, this.cfg, this.kind, x, { y: opts.y, totalVariance: opts.totalVariance });
     return this.state.forward(x, { ...this.call(), y: opts.y, deadMask: opts.deadMask, totalVariance: opts.totalVariance });
   }
 

@@ -128,7 +128,7 @@ export const CODER_FIELDS: readonly FieldSpec[] = [
   { field: 'multiTopk', key: 'multi_topk', kind: 'bool', help: 'add the Multi-TopK loss' },
   { field: 'skipConnection', key: 'skip_connection', kind: 'bool', help: 'add a linear skip connection' },
   { field: 'transcode', key: 'transcode', kind: 'bool', help: "train a transcoder (module input -> module output)" },
-  { field: 'matryoshkaPrefixes', key: 'matryoshka_prefixes', kind: 'int[]', help: 'batchtopk: Matryoshka prefix widths (strictly increasing; sum of prefix losses)' },
+  { field: 'matryoshkaPrefixes', key: 'matryoshka_prefixes', kind: 'int[]', help: 'batchtopk or topk: Matryoshka prefix widths (strictly increasing; sum of prefix losses)' },
   { field: 'jumpreluInitThreshold', key: 'jumprelu_init_threshold', kind: 'float', help: 'jumprelu: initial threshold' },
   { field: 'jumpreluBandwidth', key: 'jumprelu_bandwidth', kind: 'float', help: 'jumprelu: width of the threshold gradient kernel' },
   { field: 'jumpreluSparsityLossMode', key: 'jumprelu_sparsity_loss_mode', kind: 'enum', choices: ['step', 'tanh'], help: 'jumprelu: L0 penalty as a step or tanh' },

@@ -9,13 +9,24 @@
  * matryoshka_batchtopk_sae.py): docs/sae.md, "SAELens kinds".
  */
 import type { CoderParamName } from '../coder-params.js';
-import type { SaeLensKind, SparseCoderConfig } from '../config.js';
+import { isSaeLensKind, type SaeLensKind, type SparseCoderConfig } from '../config.js';
 import { ValueError } from '../errors.js';
 import { native } from '../native.js';
-import { saeDecode } from '../ops/sae.js';
+import { saeDecode, saeEncode } from '../ops/sae.js';
 import { batchTopKStep, thresholdEncode, thresholdStep, type SparseLatents, type ThresholdStepTensors, type ThresholdWeights } from '../ops/threshold.js';
 import { Tensor } from '../tensor.js';
 import type { CoderState, ForwardResult, StepLosses } from './coder-state.js';
+
+/**
+ * The coders trained here: the SAELens kinds, and TopK with matryoshkaPrefixes (Matryoshka over
+ * TopK: SAELens's TopK with rescale_acts_by_decoder_norm, the top k of h·n per row).
+ */
+export type KindName = SaeLensKind | 'topk';
+
+export function kindOf(cfg: Pick<SparseCoderConfig, 'activation' | 'matryoshkaPrefixes'>): KindName | undefined {
+  if (isSaeLensKind(cfg.activation)) return cfg.activation;
+  return cfg.activation === 'topk' && cfg.matryoshkaPrefixes.length > 0 ? 'topk' : undefined;
+}
 
 /** The sparsity coefficients of one training call (after the trainer's warm-up). */
 export interface KindCoefficients {
@@ -49,12 +60,12 @@ export class KindState {
   private fired: Tensor | undefined;
 
   constructor(
-    readonly kind: SaeLensKind,
+    readonly kind: KindName,
     readonly M: number,
   ) {}
 
   /** Takes `topk_threshold` out of `params` (batchtopk): it is state, not a trained parameter. */
-  static fromParams(kind: SaeLensKind, M: number, params: Map<CoderParamName, Tensor>): KindState {
+  static fromParams(kind: KindName, M: number, params: Map<CoderParamName, Tensor>): KindState {
     const s = new KindState(kind, M);
     const t = params.get('topk_threshold');
     if (t) {
@@ -120,9 +131,38 @@ function inferenceWeights(kind: SaeLensKind, p: Map<CoderParamName, Tensor>, thr
   return { w: { ...base, gateThreshold }, owned: [gateThreshold] };
 }
 
+/**
+ * Matryoshka TopK's inference: the top k of ReLU(h·n) per row (the fused TopK encoder over the
+ * norm-folded encoder W_enc·n, b_enc·n), values divided back by n to h, which W_dec decodes.
+ */
+async function topkEncode(p: Map<CoderParamName, Tensor>, k: number, x: Tensor): Promise<SparseLatents> {
+  const encW = p.get('encoder.weight')!, encB = p.get('encoder.bias')!;
+  const [M, D] = encW.shape;
+  const n = decoderNorms(p.get('W_dec')!.toFloat32Array(), M, D);
+  const w = encW.toFloat32Array(), b = encB.toFloat32Array();
+  for (let m = 0; m < M; m++) {
+    b[m] *= n[m];
+    for (let d = 0; d < D; d++) w[m * D + d] *= n[m];
+  }
+  const fw = Tensor.from(w, [M, D]), fb = Tensor.from(b, [M]);
+  try {
+    const r = await saeEncode({ encW: fw, encB: fb, b_dec: p.get('b_dec')! }, x, { k, groupmax: false, transcode: false, multiTopk: false }, false);
+    const acts = r.acts.toFloat32Array(), idx = r.indices.toInt32Array();
+    for (let i = 0; i < acts.length; i++) acts[i] = n[idx[i]] > 0 ? acts[i] / n[idx[i]] : 0;
+    r.acts.dispose();
+    const N = x.shape[0];
+    return { topActs: Tensor.from(acts, [N, k]), topIndices: r.indices, counts: Tensor.from(new Int32Array(N).fill(k), [N], { dtype: 'int32' }) };
+  } finally {
+    fw.dispose();
+    fb.dispose();
+  }
+}
+
 /** Variable-width sparse latents (ops/threshold.ts SparseLatents) of x, never N × M. */
-export async function kindEncode(state: CoderState, kind: SaeLensKind, ks: KindState, x: Tensor): Promise<SparseLatents> {
+export async function kindEncode(state: CoderState, cfg: SparseCoderConfig, ks: KindState, x: Tensor): Promise<SparseLatents> {
+  const kind = ks.kind;
   const p = state.hostParams();
+  if (kind === 'topk') return topkEncode(p, cfg.k, x);
   const { w, owned } = inferenceWeights(kind, p, ks.threshold);
   try {
     return await thresholdEncode(w, x, p.get('b_dec')!);
@@ -144,8 +184,8 @@ function fvuOf(y: Float32Array, out: Float32Array, N: number, D: number, totalVa
   return se / tv;
 }
 
-export async function kindForward(state: CoderState, kind: SaeLensKind, ks: KindState, x: Tensor, opts: { y?: Tensor; totalVariance?: number }): Promise<ForwardResult & { counts: Tensor }> {
-  const enc = await kindEncode(state, kind, ks, x);
+export async function kindForward(state: CoderState, cfg: SparseCoderConfig, ks: KindState, x: Tensor, opts: { y?: Tensor; totalVariance?: number }): Promise<ForwardResult & { counts: Tensor }> {
+  const enc = await kindEncode(state, cfg, ks, x);
   const p = state.hostParams();
   const saeOut = await saeDecode(p.get('W_dec')!, p.get('b_dec')!, enc.topActs, enc.topIndices);
   const [N, D] = x.shape;
@@ -164,7 +204,7 @@ function stepTensors(t: Map<CoderParamName, Tensor>): ThresholdStepTensors {
  * the reconstruction's FVU, auxkLoss = the L1 / L0 term, multiTopkFvu = the prefix MSE sum.
  */
 export async function kindForwardBackward(state: CoderState, cfg: SparseCoderConfig, ks: KindState, x: Tensor, call: KindStepCall): Promise<StepLosses> {
-  const kind = cfg.activation as SaeLensKind;
+  const kind = ks.kind;
   if (call.auxkAlpha > 0) throw new ValueError(`forwardBackward: auxkAlpha (AuxK) is not implemented for activation "${kind}"; use 0`);
   if (call.y !== undefined && call.y !== x) throw new ValueError(`forwardBackward: activation "${kind}" trains autoencoders only (no y / transcode)`);
   if (call.trackFired && call.didFire) throw new ValueError('forwardBackward: pass didFire or trackFired, not both');
@@ -179,9 +219,9 @@ export async function kindForwardBackward(state: CoderState, cfg: SparseCoderCon
   const w = stepTensors(state.hostParams()), g = stepTensors(state.liveGrads());
   const didFire = call.trackFired ? ks.firedTensor() : call.didFire;
   let mse: number, sparsity: number, loss: number;
-  if (kind === 'batchtopk') {
-    const r = await batchTopKStep(w, g, xr, { k: cfg.k, widths: cfg.matryoshkaPrefixes, lossScale: call.lossScale, didFire });
-    if (r.kept > 0) ks.threshold = Math.fround((1 - cfg.topkThresholdLr) * ks.threshold + cfg.topkThresholdLr * r.minKept);
+  if (kind === 'batchtopk' || kind === 'topk') {
+    const r = await batchTopKStep(w, g, xr, { k: cfg.k, widths: cfg.matryoshkaPrefixes, lossScale: call.lossScale, didFire, perRow: kind === 'topk' });
+    if (kind === 'batchtopk' && r.kept > 0) ks.threshold = Math.fround((1 - cfg.topkThresholdLr) * ks.threshold + cfg.topkThresholdLr * r.minKept);
     mse = r.mse;
     sparsity = r.inner;
     loss = r.loss;
@@ -207,7 +247,7 @@ export async function kindForwardBackward(state: CoderState, cfg: SparseCoderCon
       : await native().trainTotalVariance(xr.handle);
   }
   const fvu = (mse * N) / tv;
-  return kind === 'batchtopk'
+  return kind === 'batchtopk' || kind === 'topk'
     ? { loss, fvu, auxkLoss: 0, multiTopkFvu: sparsity }
     : { loss, fvu, auxkLoss: sparsity, multiTopkFvu: 0 };
 }

@@ -101,6 +101,8 @@ export interface BatchTopKStepOptions {
   lossScale?: number;
   /** int32 [M]: set to 1 for each latent with a positive kept activation. */
   didFire?: Tensor;
+  /** TopK instead: the top k (an integer) of each row. */
+  perRow?: boolean;
 }
 
 /**
@@ -116,5 +118,5 @@ export async function batchTopKStep(
 ): Promise<{ mse: number; inner: number; loss: number; minKept: number; kept: number }> {
   const M = w.encB.shape[0];
   const widths = (opts.widths ?? []).filter((v, i, a) => !(i === a.length - 1 && v === M));
-  return native().batchTopKStep(stepHandles(w), stepHandles(grads), x.handle, { k: opts.k, widths, lossScale: opts.lossScale, didFire: opts.didFire?.handle });
+  return native().batchTopKStep(stepHandles(w), stepHandles(grads), x.handle, { k: opts.k, widths, lossScale: opts.lossScale, didFire: opts.didFire?.handle, perRow: opts.perRow });
 }

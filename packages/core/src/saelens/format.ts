@@ -19,7 +19,7 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { coderConfigFromJson, coderConfigToDict, DEFAULT_SPARSE_CODER_CONFIG, type SparseCoderConfig } from '../config.js';
+import { coderConfigFromJson, coderConfigJson, DEFAULT_SPARSE_CODER_CONFIG, type SparseCoderConfig } from '../config.js';
 import { ConfigError, FileFormatError, ValueError } from '../errors.js';
 import { loadSafetensors, readSafetensorsHeader, saveSafetensors, writeFileAtomic } from '../safetensors.js';
 import { Tensor } from '../tensor.js';
@@ -287,7 +287,7 @@ export function writeSparsifyAsSaeLens(dir: string, cfg: SparseCoderConfig, dIn:
     reshapeActivations: 'none',
     k: cfg.k,
     rescaleActsByDecoderNorm: false,
-    metadata: baseMetadata({ sparsify_cfg: { ...coderConfigToDict(cfg), d_in: dIn } }, opts),
+    metadata: baseMetadata({ sparsify_cfg: JSON.parse(coderConfigJson(cfg, dIn)) as Record<string, unknown> }, opts),
     extra: {},
     upgraded: false,
   };
