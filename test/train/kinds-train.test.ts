@@ -1,4 +1,4 @@
-// Training relu (SAELens standard, L1 with its warm-up) and Matryoshka BatchTopK on the embedded
+// Training relu (SAELens standard, L1 with its warm-up), Matryoshka BatchTopK and TopK on the embedded
 // default (one hookpoint, 40 steps): held-out FVU and L0 in the ranges docs/sae.md documents,
 // the L1 warm-up law as the trainer applies it, the prefix losses reported.
 import { test } from 'node:test';
@@ -39,6 +39,8 @@ const KINDS: { kind: string; flags: string[]; fvuMax: number; l0: [number, numbe
   // Measured (docs/sae.md): relu fvu ~0.10, L0 ~106 of 256; matryoshka fvu ~0.17, L0 ~17.
   { kind: 'relu', flags: ['--activation', 'relu', '--l1_coefficient', '5', '--l1_warm_up_steps', '10'], fvuMax: 0.2, l0: [70, 150] },
   { kind: 'matryoshka', flags: ['--activation', 'batchtopk', '-k', '16', '--topk_threshold_lr', '0.1', '--matryoshka_prefixes', '32', '128'], fvuMax: 0.3, l0: [8, 32] },
+  // Matryoshka over TopK: fvu ~0.12, exactly k = 16 per token.
+  { kind: 'matryoshka-topk', flags: ['--activation', 'topk', '-k', '16', '--matryoshka_prefixes', '32', '128'], fvuMax: 0.25, l0: [16, 16] },
 ];
 
 for (const c of KINDS) {
