@@ -227,6 +227,23 @@ for (const c of CASES) {
   });
 }
 
+test('relu / jumprelu: two micro-batches (rows, lossScale 1/2) add up to the full batch step', async () => {
+  for (const c of CASES.filter((k) => k.cfg.activation === 'relu' || k.cfg.activation === 'jumprelu')) {
+    const a = await setup(c, 5), b = await setup(c, 5);
+    const full = await a.coder.forwardBackward(a.x, { auxkAlpha: 0, ...c.coef });
+    let fvu = 0;
+    for (const rows of [[0, N / 2], [N / 2, N]] as [number, number][]) {
+      const r = await b.coder.forwardBackward(b.x, { auxkAlpha: 0, rows, batchVariance: true, lossScale: 0.5, ...c.coef });
+      fvu += r.fvu;
+    }
+    // Each half's FVU is normalised by its share (1/2) of the batch's variance: their mean is the full FVU.
+    assert.ok(Math.abs(fvu / 2 - full.fvu) <= 1e-5 * full.fvu, `${c.name}: fvu ${fvu / 2} vs ${full.fvu}`);
+    for (const [name, g] of a.coder.grads()) close(b.coder.grads().get(name)!.toFloat32Array(), Float64Array.from(g.toFloat32Array()), `${c.name} micro-batched grad ${name}`, 1e-4);
+    a.coder.dispose();
+    b.coder.dispose();
+  }
+});
+
 test('SAELens fixture folders (standard, jumprelu, batchtopk checkpoint) load as trainable kinds that infer as SAELens does', async () => {
   const FIX = join(import.meta.dirname, '..', 'fixtures', 'saelens');
   // The batchtopk checkpoint has k = 6.5 (SAELens's float k): it loads as the JumpReLU it infers as.
