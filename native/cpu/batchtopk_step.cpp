@@ -46,7 +46,7 @@ BatchTopKLosses batchtopk_step(const ThresholdStepWeights& w, const BatchTopKSpe
   std::vector<float> xin(static_cast<size_t>(N * D)), norm(static_cast<size_t>(M));
   for (int64_t i = 0; i < N * D; ++i) {
     if (!std::isfinite(x[i])) fail(ErrorKind::Value, "x contains NaN or Inf (first at flat index " + std::to_string(i) + ")");
-    xin[size_t(i)] = x[i] - w.b_dec[i % D];
+    xin[size_t(i)] = s.apply_b_dec ? x[i] - w.b_dec[i % D] : x[i];
   }
   for (int64_t m = 0; m < M; ++m) {
     double q = 0;
@@ -218,7 +218,7 @@ BatchTopKLosses batchtopk_step(const ThresholdStepWeights& w, const BatchTopKSpe
   for (int64_t n = 0; n < N; ++n) {
     for (int64_t lv = 0; lv <= nw; ++lv)
       for (int64_t d = 0; d < D; ++d) gbd[size_t(d)] += gout[size_t((lv * N + n) * D + d)];
-    for (int64_t j = row_ptr[size_t(n)]; j < row_ptr[size_t(n + 1)]; ++j) {
+    for (int64_t j = row_ptr[size_t(n)]; s.apply_b_dec && j < row_ptr[size_t(n + 1)]; ++j) {
       const float* we = w.W_enc + (merged[size_t(j)].i % M) * D;
       for (int64_t d = 0; d < D; ++d) gbd[size_t(d)] -= double(gh[size_t(j)]) * we[d];
     }

@@ -21,6 +21,7 @@ struct BatchTopKSpec {
   // TopK instead: the top k (an integer) of each row (Matryoshka over TopK, SAELens's TopK with
   // rescale_acts_by_decoder_norm); ties keep the lower latent index.
   bool per_row = false;
+  bool apply_b_dec = true;  // as ThresholdStepSpec::apply_b_dec
 };
 
 struct BatchTopKLosses {

@@ -41,6 +41,18 @@ const CASES: Case[] = [
     spec: (t) => ({ kind: 'matryoshka', k: 3, thresholdLr: 0.1, threshold: t, widths: [4, 12, 32] }), coef: {},
   },
   {
+    name: 'relu-no-bdec', cfg: { activation: 'relu', applyBDecToInput: false },
+    spec: () => ({ kind: 'relu', l1Coefficient: 0.3, applyBDecToInput: false }), coef: { l1Coefficient: 0.3 },
+  },
+  {
+    name: 'jumprelu-no-bdec', cfg: { activation: 'jumprelu', jumpreluBandwidth: 0.5, applyBDecToInput: false },
+    spec: () => ({ kind: 'jumprelu', bandwidth: 0.5, sparsityLoss: 'step', l0Coefficient: 0.2, applyBDecToInput: false }), coef: { l0Coefficient: 0.2 },
+  },
+  {
+    name: 'batchtopk-no-bdec', cfg: { activation: 'batchtopk', k: 3, topkThresholdLr: 0.1, applyBDecToInput: false },
+    spec: (t) => ({ kind: 'batchtopk', k: 3, thresholdLr: 0.1, threshold: t, applyBDecToInput: false }), coef: {},
+  },
+  {
     name: 'matryoshka-topk', cfg: { activation: 'topk', k: 3, matryoshkaPrefixes: [4, 12] },
     spec: () => ({ kind: 'matryoshka', k: 3, thresholdLr: 0, threshold: 0, widths: [4, 12], perRow: true }), coef: {},
   },
@@ -155,6 +167,7 @@ for (const c of CASES) {
     const p = coder.params();
     const W = f64(p.get('encoder.weight')!), b = f64(p.get('encoder.bias')!), dec = f64(p.get('W_dec')!), bd = f64(p.get('b_dec')!), xx = f64(x);
     const lt = p.has('log_threshold') ? f64(p.get('log_threshold')!) : undefined;
+    const bdIn = c.cfg.applyBDecToInput === false ? new Float64Array(D) : bd;
     const want = new Float64Array(N * M);
     for (let n = 0; n < N && mtopk; n++) {
       // The top k of ReLU(h n) in this row, value h.
@@ -162,7 +175,7 @@ for (const c of CASES) {
       for (let m = 0; m < M; m++) {
         let h = b[m], q = 0;
         for (let d = 0; d < D; d++) {
-          h += (xx[n * D + d] - bd[d]) * W[m * D + d];
+          h += (xx[n * D + d] - bdIn[d]) * W[m * D + d];
           q += dec[m * D + d] ** 2;
         }
         hn.push([Math.max(0, h * Math.sqrt(q)), m, h]);
@@ -174,7 +187,7 @@ for (const c of CASES) {
       for (let m = 0; m < M; m++) {
         let h = b[m], q = 0;
         for (let d = 0; d < D; d++) {
-          h += (xx[n * D + d] - bd[d]) * W[m * D + d];
+          h += (xx[n * D + d] - bdIn[d]) * W[m * D + d];
           q += dec[m * D + d] ** 2;
         }
         const keep = c.cfg.activation === 'relu' ? h > 0 : c.cfg.activation === 'jumprelu' ? h > Math.exp(lt![m]) : h * Math.sqrt(q) > coder.topkThreshold!;

@@ -110,6 +110,7 @@ test('SAELens-kind flags: bad combinations are usage errors naming the flag', as
     [['--activation', 'batchtopk', '--matryoshka_prefixes', '64', '32'], /strictly increasing/],
     [['--activation', 'jumprelu', '--transcode'], /transcode/],
     [['--activation', 'softmax'], /--activation/],
+    [['--apply_b_dec_to_input', 'false'], /apply_b_dec_to_input false needs a SAELens kind/],
   ];
   for (const [flags, want] of cases) {
     const { o, io } = capture();

@@ -60,6 +60,7 @@ Napi::Value threshold_step_js(const Napi::CallbackInfo& info) {
   s.tanh_l0 = mode == "tanh";
   s.tanh_scale = opt_number(o, "tanhScale", 4.0);
   s.loss_scale = opt_number(o, "lossScale", 1.0);
+  s.apply_b_dec = opt_bool(o, "applyBDecToInput", true);
   if (!info[0].IsObject()) fail(ErrorKind::Value, "weights must be an object of tensors");
   Tensor encW = opt_tensor(info[0].As<Napi::Object>(), "encW");
   if (!encW.defined() || encW.ndim() != 2) fail(ErrorKind::Shape, "weights encW must be a [num_latents, d_in] tensor");
@@ -95,6 +96,7 @@ Napi::Value batchtopk_step_js(const Napi::CallbackInfo& info) {
   s.k = opt_number(o, "k", 0);
   s.loss_scale = opt_number(o, "lossScale", 1.0);
   s.per_row = opt_bool(o, "perRow", false);
+  s.apply_b_dec = opt_bool(o, "applyBDecToInput", true);
   Napi::Value wv = o.Get("widths");
   if (!wv.IsUndefined() && !wv.IsNull()) {
     if (!wv.IsArray()) fail(ErrorKind::Value, "batchTopKStep: widths must be an array of integers");

@@ -47,6 +47,8 @@ export interface SparseCoderConfig {
   jumpreluTanhScale: number;
   /** batchtopk: rate of the running inference threshold, θ ← (1 − lr) θ + lr min(kept). */
   topkThresholdLr: number;
+  /** SAELens kinds: encode x - b_dec (true, SAELens's default) or x. */
+  applyBDecToInput: boolean;
 }
 export type SaeConfig = SparseCoderConfig;
 
@@ -65,6 +67,7 @@ export const DEFAULT_SPARSE_CODER_CONFIG: Readonly<SparseCoderConfig> = Object.f
   jumpreluSparsityLossMode: 'step',
   jumpreluTanhScale: 4.0,
   topkThresholdLr: 0.01,
+  applyBDecToInput: true,
 });
 
 /** snake_case key of each field, in sparsify's order (the cfg.json key order). */
@@ -87,6 +90,7 @@ export const KIND_CONFIG_KEYS: readonly [keyof SparseCoderConfig, string][] = [
   ['jumpreluSparsityLossMode', 'jumprelu_sparsity_loss_mode'],
   ['jumpreluTanhScale', 'jumprelu_tanh_scale'],
   ['topkThresholdLr', 'topk_threshold_lr'],
+  ['applyBDecToInput', 'apply_b_dec_to_input'],
 ];
 const KIND_FLOAT_KEYS = new Set(['jumprelu_init_threshold', 'jumprelu_bandwidth', 'jumprelu_tanh_scale', 'topk_threshold_lr']);
 
@@ -130,6 +134,9 @@ export function validateCoderConfig(cfg: SparseCoderConfig, where: string): void
     throw new ConfigError(`${where}: matryoshka_prefixes must be a list of integers >= 1, got ${JSON.stringify(pre)}`);
   for (let i = 1; i < pre.length; i++)
     if (pre[i] <= pre[i - 1]) throw new ConfigError(`${where}: matryoshka_prefixes must be strictly increasing, got ${JSON.stringify(pre)}`);
+  if (typeof cfg.applyBDecToInput !== 'boolean') throw new ConfigError(`${where}: apply_b_dec_to_input must be a boolean, got ${JSON.stringify(cfg.applyBDecToInput)}`);
+  if (!cfg.applyBDecToInput && !isSaeLensKind(cfg.activation) && pre.length === 0)
+    throw new ConfigError(`${where}: apply_b_dec_to_input false needs a SAELens kind (relu, jumprelu, batchtopk) or matryoshka_prefixes; sparsify's ${cfg.activation} always encodes x - b_dec`);
   if (pre.length > 0 && cfg.activation !== 'batchtopk' && cfg.activation !== 'topk')
     throw new ConfigError(`${where}: matryoshka_prefixes needs activation "batchtopk" or "topk" (Matryoshka over "${cfg.activation}" is not implemented)`);
   if (isSaeLensKind(cfg.activation) || pre.length > 0)

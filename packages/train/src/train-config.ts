@@ -134,6 +134,7 @@ export const CODER_FIELDS: readonly FieldSpec[] = [
   { field: 'jumpreluSparsityLossMode', key: 'jumprelu_sparsity_loss_mode', kind: 'enum', choices: ['step', 'tanh'], help: 'jumprelu: L0 penalty as a step or tanh' },
   { field: 'jumpreluTanhScale', key: 'jumprelu_tanh_scale', kind: 'float', help: 'jumprelu: scale of the tanh L0 penalty' },
   { field: 'topkThresholdLr', key: 'topk_threshold_lr', kind: 'float', help: 'batchtopk: rate of the running inference threshold' },
+  { field: 'applyBDecToInput', key: 'apply_b_dec_to_input', kind: 'bool', help: 'SAELens kinds: encode x - b_dec (else x)' },
 ];
 
 export const RUN_FIELDS: readonly FieldSpec[] = [

@@ -135,7 +135,7 @@ function inferenceWeights(kind: SaeLensKind, p: Map<CoderParamName, Tensor>, thr
  * Matryoshka TopK's inference: the top k of ReLU(h·n) per row (the fused TopK encoder over the
  * norm-folded encoder W_enc·n, b_enc·n), values divided back by n to h, which W_dec decodes.
  */
-async function topkEncode(p: Map<CoderParamName, Tensor>, k: number, x: Tensor): Promise<SparseLatents> {
+async function topkEncode(p: Map<CoderParamName, Tensor>, k: number, applyBDec: boolean, x: Tensor): Promise<SparseLatents> {
   const encW = p.get('encoder.weight')!, encB = p.get('encoder.bias')!;
   const [M, D] = encW.shape;
   const n = decoderNorms(p.get('W_dec')!.toFloat32Array(), M, D);
@@ -146,7 +146,8 @@ async function topkEncode(p: Map<CoderParamName, Tensor>, k: number, x: Tensor):
   }
   const fw = Tensor.from(w, [M, D]), fb = Tensor.from(b, [M]);
   try {
-    const r = await saeEncode({ encW: fw, encB: fb, b_dec: p.get('b_dec')! }, x, { k, groupmax: false, transcode: false, multiTopk: false }, false);
+    // transcode: the encoder input is x itself (apply_b_dec_to_input false).
+    const r = await saeEncode({ encW: fw, encB: fb, b_dec: p.get('b_dec')! }, x, { k, groupmax: false, transcode: !applyBDec, multiTopk: false }, false);
     const acts = r.acts.toFloat32Array(), idx = r.indices.toInt32Array();
     for (let i = 0; i < acts.length; i++) acts[i] = n[idx[i]] > 0 ? acts[i] / n[idx[i]] : 0;
     r.acts.dispose();
@@ -162,10 +163,10 @@ async function topkEncode(p: Map<CoderParamName, Tensor>, k: number, x: Tensor):
 export async function kindEncode(state: CoderState, cfg: SparseCoderConfig, ks: KindState, x: Tensor): Promise<SparseLatents> {
   const kind = ks.kind;
   const p = state.hostParams();
-  if (kind === 'topk') return topkEncode(p, cfg.k, x);
+  if (kind === 'topk') return topkEncode(p, cfg.k, cfg.applyBDecToInput, x);
   const { w, owned } = inferenceWeights(kind, p, ks.threshold);
   try {
-    return await thresholdEncode(w, x, p.get('b_dec')!);
+    return await thresholdEncode(w, x, cfg.applyBDecToInput ? p.get('b_dec')! : undefined);
   } finally {
     for (const t of owned) t.dispose();
   }
@@ -220,7 +221,7 @@ export async function kindForwardBackward(state: CoderState, cfg: SparseCoderCon
   const didFire = call.trackFired ? ks.firedTensor() : call.didFire;
   let mse: number, sparsity: number, loss: number;
   if (kind === 'batchtopk' || kind === 'topk') {
-    const r = await batchTopKStep(w, g, xr, { k: cfg.k, widths: cfg.matryoshkaPrefixes, lossScale: call.lossScale, didFire, perRow: kind === 'topk' });
+    const r = await batchTopKStep(w, g, xr, { k: cfg.k, widths: cfg.matryoshkaPrefixes, lossScale: call.lossScale, didFire, perRow: kind === 'topk', applyBDecToInput: cfg.applyBDecToInput });
     if (kind === 'batchtopk' && r.kept > 0) ks.threshold = Math.fround((1 - cfg.topkThresholdLr) * ks.threshold + cfg.topkThresholdLr * r.minKept);
     mse = r.mse;
     sparsity = r.inner;
@@ -235,6 +236,7 @@ export async function kindForwardBackward(state: CoderState, cfg: SparseCoderCon
       tanhScale: cfg.jumpreluTanhScale,
       lossScale: call.lossScale,
       didFire,
+      applyBDecToInput: cfg.applyBDecToInput,
     });
     mse = r.mse;
     sparsity = r.sparsity;

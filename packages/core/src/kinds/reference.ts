@@ -12,11 +12,13 @@
  */
 import { ValueError } from '../errors.js';
 
-export type KindSpec =
+/** applyBDecToInput (SAELens apply_b_dec_to_input, default true): x' = x - b_dec, else x' = x. */
+export type KindSpec = { applyBDecToInput?: boolean } & (
   | { kind: 'relu'; l1Coefficient: number }
   | { kind: 'jumprelu'; bandwidth: number; sparsityLoss: 'step' | 'tanh'; l0Coefficient: number; tanhScale?: number }
   | { kind: 'batchtopk'; k: number; thresholdLr: number; threshold: number; perRow?: boolean }
-  | { kind: 'matryoshka'; k: number; thresholdLr: number; threshold: number; widths: readonly number[]; perRow?: boolean };
+  | { kind: 'matryoshka'; k: number; thresholdLr: number; threshold: number; widths: readonly number[]; perRow?: boolean }
+);
 
 export interface KindParams {
   encW: Float64Array;
@@ -46,7 +48,8 @@ export function kindStepReference(p: KindParams, x: Float64Array, N: number, spe
   const M = p.encB.length, D = p.b_dec.length;
   if (p.encW.length !== M * D || p.W_dec.length !== M * D || x.length !== N * D) throw new ValueError('kindStepReference: inconsistent shapes');
   const xin = new Float64Array(N * D);
-  for (let i = 0; i < N * D; i++) xin[i] = x[i] - p.b_dec[i % D];
+  const applyBDec = spec.applyBDecToInput ?? true;
+  for (let i = 0; i < N * D; i++) xin[i] = applyBDec ? x[i] - p.b_dec[i % D] : x[i];
   const h = new Float64Array(N * M);
   for (let r = 0; r < N; r++)
     for (let m = 0; m < M; m++) {
@@ -168,7 +171,7 @@ export function kindStepReference(p: KindParams, x: Float64Array, N: number, spe
       grads.encB[m] += g;
       for (let d = 0; d < D; d++) {
         grads.encW[m * D + d] += g * xin[r * D + d];
-        grads.b_dec[d] -= g * p.encW[m * D + d];
+        if (applyBDec) grads.b_dec[d] -= g * p.encW[m * D + d];
       }
     }
   return { latents: f, saeOut: out, mse, sparsity, loss: mse + sparsity, grads, ...(thresholdAfter !== undefined ? { thresholdAfter } : {}) };

@@ -7,7 +7,7 @@
  * Matryoshka TopK → `topk` with n folded in (SAELens's TopK inference of h·n per row).
  */
 import { coderConfigJson, type SparseCoderConfig } from '../config.js';
-import { ValueError } from '../errors.js';
+import { ConfigError, ValueError } from '../errors.js';
 import { Tensor } from '../tensor.js';
 import { ThresholdCoder } from '../threshold-coder.js';
 import { writeSparsifyAsSaeLens, writeThresholdCoderAsSaeLens, type SaeLensSaveOptions } from './format.js';
@@ -34,6 +34,7 @@ export function writeKindAsSaeLens(dir: string, cfg: SparseCoderConfig, dIn: num
     }
   };
   if (cfg.activation === 'topk') {
+    if (!cfg.applyBDecToInput) throw new ConfigError("saveToDisk(format 'saelens'): a Matryoshka TopK coder with apply_b_dec_to_input false has no SAELens topk folder here");
     foldNorms();
     const folded = new Map<string, Tensor>([
       ['encoder.weight', Tensor.from(enc, [M, dIn])],
@@ -59,7 +60,7 @@ export function writeKindAsSaeLens(dir: string, cfg: SparseCoderConfig, dIn: num
   t.set('encoder.bias', Tensor.from(bEnc, [M]));
   t.set('W_dec', Tensor.from(dec, [M, dIn]));
   t.set('b_dec', Tensor.from(bDec, [dIn]));
-  const coder = new ThresholdCoder(kind, t, { applyBDecToInput: true, metadata: { sparsify_cfg: JSON.parse(coderConfigJson(cfg, dIn)) as Record<string, unknown> } });
+  const coder = new ThresholdCoder(kind, t, { applyBDecToInput: cfg.applyBDecToInput, metadata: { sparsify_cfg: JSON.parse(coderConfigJson(cfg, dIn)) as Record<string, unknown> } });
   try {
     writeThresholdCoderAsSaeLens(dir, coder, opts);
   } finally {

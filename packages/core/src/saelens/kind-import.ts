@@ -15,22 +15,16 @@ export function saeLensToKind(folder: SaeLensFolder, opts: SaeLensLoadOptions = 
   if (kind === 'gated' || kind === 'topk') throw new ConfigError(`${where}: architecture "${folder.cfg.architecture}" does not load as a trainable SAELens kind; load it with loadSaeLensCoder`);
   const D = folder.cfg.dIn, M = folder.cfg.dSae;
   const W_enc = t.get('W_enc')!, b_enc = t.get('b_enc')!, b_dec = t.get('b_dec')!, W_dec = t.get('W_dec')!;
-  if (!folder.cfg.applyBDecToInput) {
-    // Ours encodes (x - b_dec) W_enc + b_enc'; SAELens x W_enc + b_enc: b_enc' = b_enc + b_dec W_enc.
-    for (let m = 0; m < M; m++) {
-      let s = 0;
-      for (let d = 0; d < D; d++) s += b_dec[d] * W_enc[d * M + m];
-      b_enc[m] += s;
-    }
-  }
-  const saved = savedCfg(folder, D, M, where);
+  const apply = folder.cfg.applyBDecToInput;
+  const found = savedCfg(folder, D, M, where);
+  const saved = found && { ...found, applyBDecToInput: apply };
   const tensors = new Map<string, Tensor>([
     ['encoder.weight', Tensor.from(transpose(W_enc, D, M), [M, D])],
     ['encoder.bias', Tensor.from(b_enc, [M])],
     ['W_dec', Tensor.from(W_dec, [M, D])],
     ['b_dec', Tensor.from(b_dec, [D])],
   ]);
-  const base = { ...DEFAULT_SPARSE_CODER_CONFIG, numLatents: M, matryoshkaPrefixes: [] as number[] };
+  const base = { ...DEFAULT_SPARSE_CODER_CONFIG, numLatents: M, matryoshkaPrefixes: [] as number[], applyBDecToInput: apply };
   if (kind === 'relu') return { cfg: saved?.activation === 'relu' ? saved : { ...base, activation: 'relu' }, dIn: D, tensors };
   const th = t.get('threshold')!;
   const shared = th.every((v) => v === th[0]);
