@@ -288,6 +288,12 @@ test('SAELens kinds: typed errors for bad combinations', async () => {
   await assert.rejects(c.forwardBackward(x, { auxkAlpha: 0.1 }), ValueError);
   await assert.rejects(c.forwardBackward(x, { auxkAlpha: 0, l0Coefficient: -1 }), /l0Coefficient/);
   await assert.rejects(c.encode(x, { returnPreActs: true }), /returnPreActs/);
+  const noDec = await SparseCoder.create(D, { activation: 'batchtopk', numLatents: M, k: 2 }, { decoder: false });
+  await assert.rejects(noDec.encode(x), /needs its decoder/);
+  noDec.dispose();
+  const jNoDec = await SparseCoder.create(D, { activation: 'jumprelu', numLatents: M }, { decoder: false });
+  assert.ok((await jNoDec.encode(x)).counts, 'jumprelu encodes without a decoder');
+  jNoDec.dispose();
   // SAELens's init: W_dec rows at norm 0.1, W_enc = W_dec, log_threshold = log(0.01).
   const p = c.params();
   assert.deepEqual(p.get('encoder.weight')!.toFloat32Array(), p.get('W_dec')!.toFloat32Array());

@@ -163,6 +163,8 @@ async function topkEncode(p: Map<CoderParamName, Tensor>, k: number, applyBDec: 
 export async function kindEncode(state: CoderState, cfg: SparseCoderConfig, ks: KindState, x: Tensor): Promise<SparseLatents> {
   const kind = ks.kind;
   const p = state.hostParams();
+  if ((kind === 'topk' || kind === 'batchtopk') && !p.has('W_dec'))
+    throw new ValueError(`encode: a ${kind === 'topk' ? 'Matryoshka TopK' : 'batchtopk'} coder selects by h·||W_dec[i]||, so it needs its decoder (loaded with decoder: false)`);
   if (kind === 'topk') return topkEncode(p, cfg.k, cfg.applyBDecToInput, x);
   const { w, owned } = inferenceWeights(kind, p, ks.threshold);
   try {
