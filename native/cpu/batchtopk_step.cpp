@@ -38,12 +38,15 @@ BatchTopKLosses batchtopk_step(const ThresholdStepWeights& w, const BatchTopKSpe
     SPX_CHECK(wd >= 1 && wd < M, Value, "matryoshka widths must be in [1, num_latents), got " + std::to_string(wd));
   for (size_t i = 1; i < s.widths.size(); ++i)
     SPX_CHECK(s.widths[i] > s.widths[i - 1], Value, "matryoshka widths must be strictly increasing");
-  const int64_t kk = std::min<int64_t>(int64_t(std::floor(s.k * double(N))), N * M);
+  if (s.per_row)
+    SPX_CHECK(s.k == std::floor(s.k) && s.k >= 1 && s.k <= double(M), Value,
+              "topk k must be an integer in [1, num_latents], got " + std::to_string(s.k));
+  const int64_t kk = s.per_row ? int64_t(s.k) : std::min<int64_t>(int64_t(std::floor(s.k * double(N))), N * M);
   SPX_CHECK(kk >= 1, Value, "batchtopk keeps floor(k * rows) = 0 latents; k=" + std::to_string(s.k) + " rows=" + std::to_string(N));
   std::vector<float> xin(static_cast<size_t>(N * D)), norm(static_cast<size_t>(M));
   for (int64_t i = 0; i < N * D; ++i) {
     if (!std::isfinite(x[i])) fail(ErrorKind::Value, "x contains NaN or Inf (first at flat index " + std::to_string(i) + ")");
-    xin[size_t(i)] = x[i] - w.b_dec[i % D];
+    xin[size_t(i)] = s.apply_b_dec ? x[i] - w.b_dec[i % D] : x[i];
   }
   for (int64_t m = 0; m < M; ++m) {
     double q = 0;
@@ -55,6 +58,40 @@ BatchTopKLosses batchtopk_step(const ThresholdStepWeights& w, const BatchTopKSpe
   const int64_t R = 64, T = std::min<int64_t>(M, 512), nblocks = (N + R - 1) / R;
   std::vector<Cand> merged;
   std::mutex mu;
+  // A bounded min-heap of the best candidates: offer() keeps the `cap` best seen.
+  auto offer = [](std::vector<Cand>& heap, int64_t cap, const Cand& c) {
+    if (int64_t(heap.size()) < cap) {
+      heap.push_back(c);
+      std::push_heap(heap.begin(), heap.end(), heap_cmp);
+    } else if (better(c, heap.front())) {
+      std::pop_heap(heap.begin(), heap.end(), heap_cmp);
+      heap.back() = c;
+      std::push_heap(heap.begin(), heap.end(), heap_cmp);
+    }
+  };
+  if (s.per_row)
+    parallel_for(nblocks, 1, [&](int64_t b0, int64_t b1) {
+      std::vector<std::vector<Cand>> heaps(static_cast<size_t>(R));
+      std::vector<Cand> local;
+      std::vector<float> H(static_cast<size_t>(R * T));
+      for (int64_t b = b0; b < b1; ++b) {
+        const int64_t r0 = b * R, rn = std::min(R, N - r0);
+        for (auto& hp : heaps) hp.clear();
+        for (int64_t m0 = 0; m0 < M; m0 += T) {
+          const int64_t tn = std::min(T, M - m0);
+          gemm(rn, tn, D, xin.data() + r0 * D, D, GemmB{w.W_enc + m0 * D, DType::F32, D, true}, H.data(), T, false, w.b_enc + m0);
+          for (int64_t rr = 0; rr < rn; ++rr)
+            for (int64_t t = 0; t < tn; ++t) {
+              const float a = H[size_t(rr * T + t)] * norm[size_t(m0 + t)];
+              if (a > 0.f) offer(heaps[size_t(rr)], kk, Cand{a, (r0 + rr) * M + m0 + t});
+            }
+        }
+        for (int64_t rr = 0; rr < rn; ++rr) local.insert(local.end(), heaps[size_t(rr)].begin(), heaps[size_t(rr)].end());
+      }
+      std::lock_guard<std::mutex> lock(mu);
+      merged.insert(merged.end(), local.begin(), local.end());
+    });
+  else
   parallel_for(nblocks, 1, [&](int64_t b0, int64_t b1) {
     std::vector<Cand> heap;
     heap.reserve(size_t(std::min<int64_t>(kk, (b1 - b0) * R * M)));
@@ -83,7 +120,7 @@ BatchTopKLosses batchtopk_step(const ThresholdStepWeights& w, const BatchTopKSpe
     std::lock_guard<std::mutex> lock(mu);
     merged.insert(merged.end(), heap.begin(), heap.end());
   });
-  if (int64_t(merged.size()) > kk) {
+  if (!s.per_row && int64_t(merged.size()) > kk) {
     std::nth_element(merged.begin(), merged.begin() + kk, merged.end(), better);
     merged.resize(size_t(kk));
   }
@@ -96,6 +133,9 @@ BatchTopKLosses batchtopk_step(const ThresholdStepWeights& w, const BatchTopKSpe
   L.kept = nnz;
   L.min_kept = nnz ? merged[0].v : 0;
   for (const Cand& c : merged) L.min_kept = std::min(L.min_kept, double(c.v));
+  if (g.did_fire)
+    for (const Cand& c : merged)
+      if (c.v > 0) g.did_fire[c.i % M] = 1;
 
   // Decodes (full width, then each prefix) and their output gradients 2 (out - x) / N.
   const int64_t nw = int64_t(s.widths.size());
@@ -178,7 +218,7 @@ BatchTopKLosses batchtopk_step(const ThresholdStepWeights& w, const BatchTopKSpe
   for (int64_t n = 0; n < N; ++n) {
     for (int64_t lv = 0; lv <= nw; ++lv)
       for (int64_t d = 0; d < D; ++d) gbd[size_t(d)] += gout[size_t((lv * N + n) * D + d)];
-    for (int64_t j = row_ptr[size_t(n)]; j < row_ptr[size_t(n + 1)]; ++j) {
+    for (int64_t j = row_ptr[size_t(n)]; s.apply_b_dec && j < row_ptr[size_t(n + 1)]; ++j) {
       const float* we = w.W_enc + (merged[size_t(j)].i % M) * D;
       for (int64_t d = 0; d < D; ++d) gbd[size_t(d)] -= double(gh[size_t(j)]) * we[d];
     }

@@ -1,6 +1,7 @@
 // Training step of BatchTopK coders (SAELens batchtopk / matryoshka_batchtopk) on CPU.
 //   x' = x - b_dec, h = x' W_enc^T + b_enc, n_m = ||W_dec[m]||, a = ReLU(h * n)
 //   keep the top floor(k * N) values of a over the whole batch (ties: lower flat index first),
+//   or with per_row the top k of each row,
 //   u = a / n on the kept set (= h there), out = u W_dec + b_dec, mse = mean_n sum_d (out - x)^2
 //   matryoshka: + sum over widths w < M of mean_n sum_d (u[:, :w] W_dec[:w] + b_dec - x)^2
 // The threshold update needs min(a) over the kept positive values, which is returned.
@@ -17,6 +18,10 @@ struct BatchTopKSpec {
   double k = 0;                  // average latents per row (a float, as SAELens's)
   std::vector<int64_t> widths;   // matryoshka prefix widths (< M); empty for plain BatchTopK
   double loss_scale = 1.0;
+  // TopK instead: the top k (an integer) of each row (Matryoshka over TopK, SAELens's TopK with
+  // rescale_acts_by_decoder_norm); ties keep the lower latent index.
+  bool per_row = false;
+  bool apply_b_dec = true;  // as ThresholdStepSpec::apply_b_dec
 };
 
 struct BatchTopKLosses {

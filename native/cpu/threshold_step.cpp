@@ -27,7 +27,7 @@ ThresholdStepLosses threshold_step(const ThresholdStepWeights& w, const Threshol
   std::vector<float> xin(static_cast<size_t>(N * D));
   for (int64_t i = 0; i < N * D; ++i) {
     if (!std::isfinite(x[i])) fail(ErrorKind::Value, "x contains NaN or Inf (first at flat index " + std::to_string(i) + ")");
-    xin[size_t(i)] = x[i] - w.b_dec[i % D];
+    xin[size_t(i)] = s.apply_b_dec ? x[i] - w.b_dec[i % D] : x[i];
   }
   std::vector<float> theta(static_cast<size_t>(s.jumprelu ? M : 0)), norm(static_cast<size_t>(M));
   for (int64_t m = 0; m < M; ++m) {
@@ -44,6 +44,9 @@ ThresholdStepLosses threshold_step(const ThresholdStepWeights& w, const Threshol
   tw.value_bias = w.b_enc;
   tw.gate_threshold = s.jumprelu ? theta.data() : nullptr;
   ThresholdCsr csr = threshold_encode(tw, N, xin.data());
+  if (g.did_fire)
+    for (size_t j = 0; j < csr.idx.size(); ++j)
+      if (csr.vals[j] > 0) g.did_fire[csr.idx[j]] = 1;
 
   // Decode and residual; gOut = 2 (out - x) / N.
   std::vector<float> gout(static_cast<size_t>(N * D));
@@ -186,7 +189,7 @@ ThresholdStepLosses threshold_step(const ThresholdStepWeights& w, const Threshol
   std::vector<double> gbd(static_cast<size_t>(D), 0.0);
   for (int64_t n = 0; n < N; ++n) {
     for (int64_t d = 0; d < D; ++d) gbd[size_t(d)] += gout[size_t(n * D + d)];
-    for (int64_t j = csr.row_ptr[size_t(n)]; j < csr.row_ptr[size_t(n + 1)]; ++j) {
+    for (int64_t j = csr.row_ptr[size_t(n)]; s.apply_b_dec && j < csr.row_ptr[size_t(n + 1)]; ++j) {
       const float* we = w.W_enc + int64_t(csr.idx[size_t(j)]) * D;
       for (int64_t d = 0; d < D; ++d) gbd[size_t(d)] -= double(gh[size_t(j)]) * we[d];
     }

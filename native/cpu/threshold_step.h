@@ -27,6 +27,8 @@ struct ThresholdStepGrads {
   float* log_threshold = nullptr;
   float* W_dec = nullptr;
   float* b_dec = nullptr;
+  // Optional int32 [M]: set to 1 for every latent with a positive activation in this batch.
+  int32_t* did_fire = nullptr;
 };
 
 struct ThresholdStepSpec {
@@ -37,6 +39,9 @@ struct ThresholdStepSpec {
   bool tanh_l0 = false;       // jumprelu: tanh instead of step
   double tanh_scale = 4.0;
   double loss_scale = 1.0;
+  // SAELens apply_b_dec_to_input: x' = x - b_dec (true) or x (false, and b_dec then gets no
+  // gradient through the encoder input).
+  bool apply_b_dec = true;
 };
 
 struct ThresholdStepLosses {

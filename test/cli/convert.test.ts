@@ -54,7 +54,7 @@ test('convert refuses: existing DST, bad --to, same format, kinds without an equ
       [['convert', '--to', 'saelens', join(dir, 'a'), join(dir, 'a')], /already exists/],
       [['convert', '--to', 'onnx', join(dir, 'a'), join(dir, 'x')], /--to must be saelens or sparsify/],
       [['convert', '--to', 'sparsify', join(dir, 'a'), join(dir, 'x')], /already in the sparsify format/],
-      [['convert', '--to', 'sparsify', join(FIX, 'jumprelu'), join(dir, 'x')], /no sparsify equivalent/],
+      [['convert', '--to', 'sparsify', join(FIX, 'gated'), join(dir, 'x')], /does not load as a trainable SAELens kind/],
       [['convert', '--to', 'saelens', join(dir, 'a')], /expected SRC and DST/],
     ];
     for (const [argv, msg] of cases) {

@@ -2,7 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { main, parseTrainArgs, trainHelp, UsageError } from '@sparsify/cli';
-import { runConfig, TRAIN_FIELDS, CODER_FIELDS, RUN_FIELDS } from '@sparsify/train';
+import { runConfig, TRAIN_FIELDS, CODER_FIELDS, RUN_FIELDS, SAELENS_TRAIN_FIELDS } from '@sparsify/train';
+import { DEFAULT_SPARSE_CODER_CONFIG, KIND_CONFIG_KEYS } from '@sparsify/core';
 
 function capture() {
   let out = '';
@@ -57,7 +58,7 @@ test('every TrainConfig, SparseCoderConfig and RunConfig flag parses, in both sp
   assert.equal(c.runName, 'r');
   assert.equal(c.wandbLogFrequency, 3);
   assert.equal(c.saveDir, '/tmp/x');
-  assert.deepEqual(c.sae, { activation: 'groupmax', expansionFactor: 4, normalizeDecoder: false, numLatents: 128, k: 8, multiTopk: true, skipConnection: true, transcode: true });
+  assert.deepEqual(c.sae, { ...DEFAULT_SPARSE_CODER_CONFIG, activation: 'groupmax', expansionFactor: 4, normalizeDecoder: false, numLatents: 128, k: 8, multiTopk: true, skipConnection: true, transcode: true });
   assert.equal(c.split, 'validation');
   assert.equal(c.ctxLen, 64);
   assert.equal(c.hfToken, 'tok');
@@ -73,8 +74,26 @@ test('every TrainConfig, SparseCoderConfig and RunConfig flag parses, in both sp
   // Every config field has a flag that was exercised above.
   const keys = new Set(argv.filter((a) => a.startsWith('-')).map((a) => a.replace(/^--?/, '').split('=')[0].replace(/-/g, '_').replace(/^no(?=log_to_wandb)/, '')));
   keys.add('layers'); // exclusive with --hookpoints, checked just below
-  for (const f of [...TRAIN_FIELDS, ...CODER_FIELDS, ...RUN_FIELDS]) if (f.key !== 'model' && f.key !== 'dataset') assert.ok(keys.has(f.key), `flag --${f.key} not exercised`);
+  // The SAELens-kind flags apply to one activation each: exercised in the next test.
+  const kindKeys = new Set(KIND_CONFIG_KEYS.map(([, k]) => k));
+  for (const f of [...TRAIN_FIELDS, ...CODER_FIELDS, ...RUN_FIELDS])
+    if (f.key !== 'model' && f.key !== 'dataset' && !kindKeys.has(f.key)) assert.ok(keys.has(f.key), `flag --${f.key} not exercised`);
   assert.deepEqual(runConfig(parseTrainArgs(['--layers', '16', '24', 'model']).init).layers, [16, 24]);
+});
+
+test('the SAELens-kind flags parse, in both spellings, each with its activation', () => {
+  const j = runConfig(parseTrainArgs(['--activation', 'jumprelu', '--l0-coefficient', '0.5', '--l0_warm_up_steps=7', '--jumprelu_init_threshold', '0.1',
+    '--jumprelu-bandwidth', '0.2', '--jumprelu_sparsity_loss_mode', 'tanh', '--jumprelu_tanh_scale', '3']).init);
+  assert.deepEqual([j.l0Coefficient, j.l0WarmUpSteps], [0.5, 7]);
+  assert.deepEqual([j.sae.activation, j.sae.jumpreluInitThreshold, j.sae.jumpreluBandwidth, j.sae.jumpreluSparsityLossMode, j.sae.jumpreluTanhScale], ['jumprelu', 0.1, 0.2, 'tanh', 3]);
+  const r = runConfig(parseTrainArgs(['--activation', 'relu', '--l1_coefficient', '5', '--l1-warm-up-steps', '100', '--normalize-activations', 'expected_average_only_in', '--noapply_b_dec_to_input']).init);
+  assert.deepEqual([r.sae.activation, r.l1Coefficient, r.l1WarmUpSteps, r.normalizeActivations, r.sae.applyBDecToInput], ['relu', 5, 100, 'expected_average_only_in', false]);
+  const b = runConfig(parseTrainArgs(['--activation', 'batchtopk', '--topk_threshold_lr', '0.05', '--matryoshka-prefixes', '128', '512', '--num_latents', '1024']).init);
+  assert.deepEqual([b.sae.activation, b.sae.topkThresholdLr, b.sae.matryoshkaPrefixes], ['batchtopk', 0.05, [128, 512]]);
+  const exercised = new Set(['l0_coefficient', 'l0_warm_up_steps', 'jumprelu_init_threshold', 'jumprelu_bandwidth', 'jumprelu_sparsity_loss_mode', 'jumprelu_tanh_scale',
+    'l1_coefficient', 'l1_warm_up_steps', 'normalize_activations', 'apply_b_dec_to_input', 'topk_threshold_lr', 'matryoshka_prefixes']);
+  for (const [, key] of KIND_CONFIG_KEYS) assert.ok(exercised.has(key), `flag --${key} not exercised`);
+  for (const f of SAELENS_TRAIN_FIELDS) assert.ok(exercised.has(f.key), `flag --${f.key} not exercised`);
 });
 
 test('booleans: --flag, --flag true/false, --noflag, --no-flag, --flag=0', () => {

@@ -52,7 +52,7 @@ test('historical cfg.json variants read with defaults; signed:true is rejected',
     assert.deepEqual(r.cfg, { ...DEFAULT_SPARSE_CODER_CONFIG, ...want }, JSON.stringify(obj));
   }
   assert.throws(() => coderConfigFromJson({ ...JSON.parse(june2024), signed: true }, 'x/cfg.json'), (e: Error) => e instanceof ConfigError && /x\/cfg\.json.*signed/.test(e.message));
-  for (const bad of [{ k: 4 }, { d_in: 0, k: 4 }, { d_in: 8, k: 0 }, { d_in: 8, activation: 'relu' }, { d_in: 8, multi_topk: 'yes' }, { d_in: 8, num_latents: -1 }, { d_in: 1e300, k: 4 }, { d_in: 8, expansion_factor: 2 ** 60 }, [1], null])
+  for (const bad of [{ k: 4 }, { d_in: 0, k: 4 }, { d_in: 8, k: 0 }, { d_in: 8, activation: 'softmax' }, { d_in: 8, multi_topk: 'yes' }, { d_in: 8, num_latents: -1 }, { d_in: 1e300, k: 4 }, { d_in: 8, expansion_factor: 2 ** 60 }, [1], null])
     assert.throws(() => coderConfigFromJson(bad, 'c.json'), (e: Error) => e instanceof ConfigError && e.message.startsWith('c.json'), JSON.stringify(bad));
 });
 

@@ -193,7 +193,7 @@ test('typed errors: unsupported architectures and modes, missing or misshapen te
     await assert.rejects(loadSaeLensCoder(edit('dsae', (c) => { c.d_sae = 65; })), (e: Error) => e instanceof FileFormatError && /W_enc/.test(e.message));
     await assert.rejects(loadSaeLensCoder(edit('jr', (c) => { c.architecture = 'jumprelu'; })), (e: Error) => e instanceof FileFormatError && /threshold/.test(e.message));
     await assert.rejects(loadSaeLensCoder(edit('dt', (c) => { c.dtype = 'int8'; })), (e: Error) => e instanceof ConfigError && /dtype/.test(e.message));
-    await assert.rejects(SparseCoder.loadFromDisk(join(FIX, 'standard')), (e: Error) => e instanceof ConfigError && /no sparsify equivalent/.test(e.message));
+    await assert.rejects(SparseCoder.loadFromDisk(join(FIX, 'gated')), (e: Error) => e instanceof ConfigError && /does not load as a trainable SAELens kind/.test(e.message));
     const a = await SparseCoder.create(8, { expansionFactor: 2, k: 2 });
     await a.saveToDisk(join(dir, 'sp'));
     await assert.rejects(a.saveToDisk(join(dir, 'sp'), { format: 'saelens' }), FileFormatError);

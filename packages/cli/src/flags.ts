@@ -12,6 +12,7 @@ import {
   DEFAULT_TRAIN_CONFIG,
   EVAL_TRAIN_FIELDS,
   RUN_FIELDS,
+  SAELENS_TRAIN_FIELDS,
   type EvalTrainFlags,
   TRAIN_FIELDS,
   type FieldSpec,
@@ -56,6 +57,7 @@ export const FLAGS: readonly CliFlag[] = [
     default: (DEFAULT_RUN_FIELDS as Record<string, unknown>)[f.field],
   })),
   ...TRAIN_FIELDS.map((f) => ({ ...f, group: 'train' as const, default: (DEFAULT_TRAIN_CONFIG as Record<string, unknown>)[f.field] })),
+  ...SAELENS_TRAIN_FIELDS.map((f) => ({ ...f, group: 'train' as const, default: (DEFAULT_TRAIN_CONFIG as Record<string, unknown>)[f.field] })),
   ...CODER_FIELDS.map((f) => ({ ...f, group: 'sae' as const, default: (DEFAULT_SPARSE_CODER_CONFIG as Record<string, unknown>)[f.field] })),
   ...EVAL_TRAIN_FIELDS.map((f) => ({ ...f, group: 'eval' as const, default: (DEFAULT_EVAL_TRAIN_FLAGS as Record<string, unknown>)[f.field] })),
   ...CLI_ONLY,
@@ -282,9 +284,23 @@ export function parseTrainArgs(argv: readonly string[]): ParsedTrainArgs {
     else (init as Record<string, unknown>)[f.field] = v;
   }
   if (Object.keys(sae).length) init.sae = sae;
+  checkKindFlags(given, (sae.activation as string | undefined) ?? DEFAULT_SPARSE_CODER_CONFIG.activation);
   if (positionals[0] !== undefined) init.model = positionals[0];
   if (positionals[1] !== undefined) init.dataset = positionals[1];
   return { model: positionals[0], dataset: positionals[1], init, device, overwrite, evaluation, given, help };
+}
+
+/** The SAELens-kind flags that only mean something for one activation. */
+const KIND_FLAGS: Record<string, readonly string[]> = {
+  relu: ['l1_coefficient', 'l1_warm_up_steps'],
+  jumprelu: ['l0_coefficient', 'l0_warm_up_steps', 'jumprelu_init_threshold', 'jumprelu_bandwidth', 'jumprelu_sparsity_loss_mode', 'jumprelu_tanh_scale'],
+  batchtopk: ['topk_threshold_lr'],
+};
+
+function checkKindFlags(given: ReadonlySet<string>, activation: string): void {
+  for (const [kind, keys] of Object.entries(KIND_FLAGS))
+    for (const key of keys)
+      if (given.has(key) && activation !== kind) throw new UsageError(`--${key} applies to --activation ${kind} only (this run has --activation ${activation})`);
 }
 
 function fmtDefault(f: CliFlag): string {

@@ -5,19 +5,23 @@
  */
 import type { SparseCoderConfig } from './config.js';
 
-export const CODER_PARAM_NAMES = ['encoder.weight', 'encoder.bias', 'W_dec', 'b_dec', 'W_skip'] as const;
+export const CODER_PARAM_NAMES = ['encoder.weight', 'encoder.bias', 'W_dec', 'b_dec', 'W_skip', 'log_threshold', 'topk_threshold'] as const;
 export type CoderParamName = (typeof CODER_PARAM_NAMES)[number];
 
+/** The parameters of sparsify's kinds, the ones the native resident state (CUDA) holds. */
+export type NativeCoderParamName = Exclude<CoderParamName, 'log_threshold' | 'topk_threshold'>;
+
 /** The native state's key of each parameter (cudaSaeCreate / Read / LoadState; its slot order is CODER_PARAM_NAMES'). */
-export const NATIVE_PARAM_KEYS = { 'encoder.weight': 'wEnc', 'encoder.bias': 'bEnc', W_dec: 'wDec', b_dec: 'bDec', W_skip: 'wSkip' } as const;
-export type NativeParamKey = (typeof NATIVE_PARAM_KEYS)[CoderParamName];
+export const NATIVE_PARAM_KEYS = { 'encoder.weight': 'wEnc', 'encoder.bias': 'bEnc', W_dec: 'wDec', b_dec: 'bDec', W_skip: 'wSkip' } as const satisfies Record<NativeCoderParamName, string>;
+export type NativeParamKey = (typeof NATIVE_PARAM_KEYS)[NativeCoderParamName];
 
 /**
  * The parameters a coder with `dIn` inputs and `numLatents` latents has, with their shapes:
- * W_dec only with a decoder, W_skip only with skip_connection.
+ * W_dec only with a decoder, W_skip only with skip_connection, log_threshold [M] (trained) for
+ * jumprelu, topk_threshold [1] (the running inference threshold, not trained) for batchtopk.
  */
 export function coderParamShapes(
-  cfg: Pick<SparseCoderConfig, 'skipConnection'>,
+  cfg: Pick<SparseCoderConfig, 'skipConnection'> & Partial<Pick<SparseCoderConfig, 'activation'>>,
   dIn: number,
   numLatents: number,
   opts: { decoder?: boolean } = {},
@@ -29,5 +33,7 @@ export function coderParamShapes(
   if (opts.decoder ?? true) out.set('W_dec', [numLatents, dIn]);
   out.set('b_dec', [dIn]);
   if (cfg.skipConnection) out.set('W_skip', [dIn, dIn]);
+  if (cfg.activation === 'jumprelu') out.set('log_threshold', [numLatents]);
+  if (cfg.activation === 'batchtopk') out.set('topk_threshold', [1]);
   return out;
 }

@@ -15,6 +15,8 @@ import { join } from 'node:path';
 
 import type { CoderState, ForwardResult, StepLosses } from './backend/coder-state.js';
 import { checkDevice, createCoderState } from './backend/create-coder-state.js';
+import { KindState, kindEncode, kindForward, kindForwardBackward, kindInitialDecoder, kindOf, kindProblem, type KindCoefficients } from './backend/kind-step.js';
+import { foldActivationScale } from './activation-fold.js';
 import { checkTensorArg, checkTotalVariance } from './coder-args.js';
 import { listCoderDirs, readCoderDir, writeCoderDir } from './checkpoint.js';
 import { CODER_PARAM_NAMES, coderParamShapes, type CoderParamName } from './coder-params.js';
@@ -26,6 +28,9 @@ import { naturalSort } from './natsort.js';
 import type { CoderWeights } from './ops/sae.js';
 import { allocating, checkCoderSize, coderParamBytes } from './size-limits.js';
 import { checkNoOtherFormat, isSaeLensDir, readSaeLensDir, saeLensToSparsify, writeSparsifyAsSaeLens, type SaeLensLoadOptions, type SaeLensSaveOptions } from './saelens/format.js';
+import { writeKindAsSaeLens } from './saelens/kind-export.js';
+import { saeLensToKind } from './saelens/kind-import.js';
+import type { SparseLatents } from './ops/threshold.js';
 import { Tensor, type Device } from './tensor.js';
 
 export { CODER_PARAM_NAMES, type CoderParamName } from './coder-params.js';
@@ -37,7 +42,7 @@ export interface CoderLoadOptions {
   decoder?: boolean;
 }
 
-export interface ForwardBackwardOptions {
+export interface ForwardBackwardOptions extends KindCoefficients {
   /** Target (transcoders: the module output). Default: x. */
   y?: Tensor;
   /** Dead latents (nonzero = dead) for the AuxK loss. */
@@ -71,26 +76,33 @@ export class SparseCoder implements Disposable {
   readonly device: Device;
   /** @internal The coder's resident state on its device (parameters, gradients, optimizer moments). */
   readonly state: CoderState;
+  /** SAELens kinds (relu / jumprelu / batchtopk): what is not an optimizer parameter (kind-step.ts). */
+  private readonly kind: KindState | undefined;
 
-  private constructor(cfg: SparseCoderConfig, dIn: number, state: CoderState) {
+  private constructor(cfg: SparseCoderConfig, dIn: number, state: CoderState, kind: KindState | undefined) {
     this.cfg = cfg;
     this.dIn = dIn;
     this.numLatents = numLatentsOf(cfg, dIn);
     this.state = state;
     this.device = state.device;
+    this.kind = kind;
   }
 
   /** A coder over host f32 parameters `t` (owned from here on, disposed on failure). */
   private static async make(cfg: SparseCoderConfig, dIn: number, t: Map<CoderParamName, Tensor>, device: Device): Promise<SparseCoder> {
     let state: CoderState | undefined;
+    let kind: KindState | undefined;
     try {
-      const problem = coderSpecProblem(cfg, numLatentsOf(cfg, dIn));
+      const M = numLatentsOf(cfg, dIn);
+      const name = kindOf(cfg);
+      const problem = coderSpecProblem(cfg, M) ?? (name ? kindProblem(cfg, M) : undefined);
       if (problem) throw new ValueError(problem);
+      if (name) kind = KindState.fromParams(name, M, t);
       state = await createCoderState(device, cfg, t);
     } finally {
       if (!state) for (const x of t.values()) x.dispose();
     }
-    return new SparseCoder(cfg, dIn, state);
+    return new SparseCoder(cfg, dIn, state, kind);
   }
 
   /**
@@ -111,6 +123,17 @@ export class SparseCoder implements Disposable {
     checkCoderSize(size, 'SparseCoder.create');
     const enc = allocating(coderParamBytes(size), 'SparseCoder.create', () => initEncoderWeight(M, dIn, opts.seed ?? 0));
     const t = new Map<CoderParamName, Tensor>();
+    if (kindOf(full)) {
+      // SAELens's init: W_dec rows at norm 0.1, W_enc = W_decᵀ (kind-step.ts).
+      const dec = kindInitialDecoder(enc, M, dIn);
+      for (const [name, shape] of coderParamShapes(full, dIn, M, { decoder: opts.decoder })) {
+        if (name === 'encoder.weight') t.set(name, Tensor.from(dec.slice(), shape));
+        else if (name === 'W_dec') t.set(name, Tensor.from(dec, shape));
+        else if (name === 'log_threshold') t.set(name, Tensor.from(new Float32Array(M).fill(Math.log(full.jumpreluInitThreshold)), shape));
+        else t.set(name, Tensor.zeros(shape));
+      }
+      return SparseCoder.make(full, dIn, t, device);
+    }
     for (const [name, shape] of coderParamShapes(full, dIn, M, { decoder: opts.decoder })) {
       if (name === 'encoder.weight') t.set(name, Tensor.from(enc, shape));
       else if (name === 'W_dec' && !full.transcode) t.set(name, Tensor.from(full.normalizeDecoder ? normalizeRows(enc, M, dIn) : enc.slice(), shape));
@@ -121,12 +144,15 @@ export class SparseCoder implements Disposable {
 
   /**
    * Loads `<dir>/cfg.json` + `<dir>/sae.safetensors` (F32/BF16/F16 files; computes in f32), or a
-   * SAELens `topk` folder (`sae_weights.safetensors`, see saelens/format.ts).
+   * SAELens folder (`sae_weights.safetensors`, see saelens/format.ts): topk as TopK, standard /
+   * jumprelu / batchtopk as the trainable SAELens kinds (gated: loadSaeLensCoder only).
    */
   static async loadFromDisk(dir: string, opts: CoderLoadOptions & SaeLensLoadOptions = {}): Promise<SparseCoder> {
     const device = checkDevice(opts.device, 'SparseCoder');
     if (isSaeLensDir(dir)) {
-      const p = saeLensToSparsify(await readSaeLensDir(dir), opts, dir);
+      const folder = await readSaeLensDir(dir);
+      // TopK as sparsify's TopK; standard / jumprelu / batchtopk as the SAELens kinds (saelens/kind-import.ts).
+      const p = folder.cfg.architecture === 'topk' ? saeLensToSparsify(folder, opts, dir) : saeLensToKind(folder, opts, dir);
       return SparseCoder.fromParams(p.cfg, p.dIn, p.tensors, device);
     }
     const files = readCoderDir(dir, { decoder: opts.decoder ?? true });
@@ -195,16 +221,30 @@ export class SparseCoder implements Disposable {
 
   /**
    * Writes cfg.json (byte-exact sparsify format) and sae.safetensors (F32, sparsify names), or
-   * with `format: 'saelens'` a SAELens 6 folder (cfg.json + sae_weights.safetensors, TopK only).
+   * with `format: 'saelens'` a SAELens 6 folder (cfg.json + sae_weights.safetensors; TopK, and the
+   * SAELens kinds as standard / jumprelu inference folders). `activationScale`: the coder was
+   * trained on s·x; the files get s folded in (SAELens's expected_average_only_in).
    */
-  async saveToDisk(dir: string, opts: { format?: 'sparsify' | 'saelens' } & SaeLensSaveOptions = {}): Promise<void> {
+  async saveToDisk(dir: string, opts: { format?: 'sparsify' | 'saelens'; activationScale?: number } & SaeLensSaveOptions = {}): Promise<void> {
     this.alive();
     await this.state.syncToHost();
-    const params = new Map([...this.state.hostParams()]);
-    if (opts.format === 'saelens') return writeSparsifyAsSaeLens(dir, this.cfg, this.dIn, params, opts);
-    if (opts.format !== undefined && opts.format !== 'sparsify') throw new ValueError(`saveToDisk: format must be 'sparsify' or 'saelens', got ${JSON.stringify(opts.format)}`);
-    checkNoOtherFormat(dir, 'sparsify');
-    writeCoderDir(dir, this.cfg, this.dIn, params);
+    const buffers = this.kind?.buffers() ?? new Map<string, Tensor>();
+    const live = new Map<string, Tensor>([...this.state.hostParams(), ...buffers]);
+    // Trained on s·x (normalize_activations): the saved coder reads raw x (activation-fold.ts).
+    const params = opts.activationScale !== undefined ? foldActivationScale(live, opts.activationScale) : live;
+    try {
+      if (opts.format === 'saelens') {
+        if (this.kind) writeKindAsSaeLens(dir, this.cfg, this.dIn, params, opts);
+        else writeSparsifyAsSaeLens(dir, this.cfg, this.dIn, params, opts);
+        return;
+      }
+      if (opts.format !== undefined && opts.format !== 'sparsify') throw new ValueError(`saveToDisk: format must be 'sparsify' or 'saelens', got ${JSON.stringify(opts.format)}`);
+      checkNoOtherFormat(dir, 'sparsify');
+      writeCoderDir(dir, this.cfg, this.dIn, params);
+    } finally {
+      if (params !== live) for (const t of params.values()) t.dispose();
+      for (const t of buffers.values()) t.dispose();
+    }
   }
 
   /**
@@ -213,7 +253,12 @@ export class SparseCoder implements Disposable {
    */
   params(): Map<string, Tensor> {
     this.alive();
-    return new Map(this.state.hostParams());
+    return new Map([...this.state.hostParams(), ...(this.kind?.buffers() ?? [])]);
+  }
+
+  /** batchtopk: the running inference threshold θ (SAELens topk_threshold); undefined for other kinds. */
+  get topkThreshold(): number | undefined {
+    return this.kind?.kind === 'batchtopk' ? this.kind.threshold : undefined;
   }
 
   /** cuda: copies the device parameters into new host tensors (the old ones are disposed). cpu: nothing. */
@@ -234,9 +279,20 @@ export class SparseCoder implements Disposable {
     return this.state.readGrads();
   }
 
-  async encode(x: Tensor, opts: { returnPreActs?: boolean } = {}): Promise<{ topActs: Tensor; topIndices: Tensor; preActs?: Tensor }> {
+  /**
+   * TopK / GroupMax: k latents per row. relu / jumprelu / batchtopk: a variable number per row in
+   * the padded sparse form of ops/threshold.ts (`counts` per row; padding slots are value 0 at
+   * index 0), which decode, evaluate() and the features pass accept as is.
+   */
+  async encode(x: Tensor, opts: { returnPreActs?: boolean } = {}): Promise<{ topActs: Tensor; topIndices: Tensor; preActs?: Tensor; counts?: Tensor }> {
     this.alive();
     checkTensorArg(x, 'encode: x');
+    if (this.kind) {
+      if (opts.returnPreActs) throw new ValueError(`encode: returnPreActs is not available for activation "${this.cfg.activation}" (its encoder never writes the N x M pre-activations)`);
+      this.call();
+      const r: SparseLatents = await kindEncode(this.state, this.cfg, this.kind, x);
+      return r;
+    }
     return this.state.encode(x, this.call(), opts.returnPreActs ?? false);
   }
 
@@ -256,6 +312,7 @@ export class SparseCoder implements Disposable {
     checkTensorArg(x, 'forward: x');
     if (opts.y !== undefined) checkTensorArg(opts.y, 'forward: y');
     checkTotalVariance(opts.totalVariance, 'forward');
+    if (this.kind) return kindForward(this.state, this.cfg, this.kind, x, { y: opts.y, totalVariance: opts.totalVariance });
     return this.state.forward(x, { ...this.call(), y: opts.y, deadMask: opts.deadMask, totalVariance: opts.totalVariance });
   }
 
@@ -278,6 +335,10 @@ export class SparseCoder implements Disposable {
     checkTotalVariance(opts?.totalVariance, 'forwardBackward');
     if (typeof opts?.auxkAlpha !== 'number' || !(opts.auxkAlpha >= 0))
       throw new ValueError(`forwardBackward: auxkAlpha must be a number >= 0, got ${opts?.auxkAlpha}`);
+    if (this.kind) {
+      this.call();
+      return kindForwardBackward(this.state, this.cfg, this.kind, x, { ...opts, lossScale: opts.lossScale ?? 1 });
+    }
     return this.state.forwardBackward(x, {
       ...this.call(),
       y: opts.y,
@@ -296,7 +357,7 @@ export class SparseCoder implements Disposable {
   /** The latents selected by `trackFired` forwardBackward calls since the last call (0/1 per latent); clears them. */
   async takeFiredLatents(): Promise<Int32Array> {
     this.alive();
-    return this.state.takeFired();
+    return this.kind ? this.kind.takeFired() : this.state.takeFired();
   }
 
   /** Clears the accumulated gradients (on a device: done by its next call). */
@@ -306,7 +367,8 @@ export class SparseCoder implements Disposable {
 
   /** True when the decoder gradient should be projected before a step (trainer rule). */
   get projectsDecoderGrad(): boolean {
-    return this.cfg.normalizeDecoder && !this.cfg.transcode && this.state.paramShapes.has('W_dec');
+    // SAELens 6 has no decoder-norm constraint for its kinds (the L1 / L0 terms read the norms instead).
+    return this.cfg.normalizeDecoder && !this.cfg.transcode && !this.kind && this.state.paramShapes.has('W_dec');
   }
 
   get isDisposed(): boolean {
@@ -315,6 +377,7 @@ export class SparseCoder implements Disposable {
 
   dispose(): void {
     this.state.dispose();
+    this.kind?.dispose();
   }
 
   [Symbol.dispose](): void {

@@ -4,7 +4,7 @@
  * simple_parsing's save_json: snake_case keys in dataclass field order, the coder config as a
  * nested "sae" object, float-typed fields printed as Python floats.
  */
-import { ConfigError, coderConfigToDict, PyFloat, pyJson, sparseCoderConfig, validateCoderConfig, type OptimizerKind, type SparseCoderConfig } from '@sparsify/core';
+import { ConfigError, coderConfigToDict, hasKindKeys, isSaeLensKind, PyFloat, pyJson, sparseCoderConfig, validateCoderConfig, type OptimizerKind, type SparseCoderConfig } from '@sparsify/core';
 import { cpus } from 'node:os';
 
 import { checkRunName } from './run-claim.js';
@@ -42,6 +42,17 @@ export interface TrainConfig {
   runName: string | null;
   wandbLogFrequency: number;
   saveDir: string;
+  /** relu: final L1 coefficient (SAELens l1_coefficient), reached after l1WarmUpSteps optimizer steps. */
+  l1Coefficient: number;
+  l1WarmUpSteps: number;
+  /** jumprelu: final L0 coefficient (SAELens l0_coefficient), reached after l0WarmUpSteps optimizer steps. */
+  l0Coefficient: number;
+  l0WarmUpSteps: number;
+  /**
+   * 'expected_average_only_in' (SAELens): the coders train on s·x, s = sqrt(d_in) / E||x|| per
+   * hookpoint, and are saved with s folded into their weights (they read raw activations).
+   */
+  normalizeActivations: 'none' | 'expected_average_only_in';
 }
 
 export interface RunConfig extends TrainConfig {
@@ -96,8 +107,20 @@ export const TRAIN_FIELDS: readonly FieldSpec[] = [
   { field: 'saveDir', key: 'save_dir', kind: 'str', help: 'folder that holds run folders' },
 ];
 
+/** Training settings of the SAELens kinds (SAELens's names); in config.json only for those kinds. */
+export const SAELENS_TRAIN_FIELDS: readonly FieldSpec[] = [
+  { field: 'l1Coefficient', key: 'l1_coefficient', kind: 'float', help: 'relu: L1 coefficient (penalty sum_i f_i ||W_dec[i]||)' },
+  { field: 'l1WarmUpSteps', key: 'l1_warm_up_steps', kind: 'int', help: 'relu: linear warm-up of the L1 coefficient from 0, optimizer steps' },
+  { field: 'l0Coefficient', key: 'l0_coefficient', kind: 'float', help: 'jumprelu: L0 coefficient' },
+  { field: 'l0WarmUpSteps', key: 'l0_warm_up_steps', kind: 'int', help: 'jumprelu: linear warm-up of the L0 coefficient from 0, optimizer steps' },
+  {
+    field: 'normalizeActivations', key: 'normalize_activations', kind: 'enum', choices: ['expected_average_only_in', 'none'],
+    help: 'train on s*x, s = sqrt(d_in)/E||x|| from the first batch; saved coders have s folded in',
+  },
+];
+
 export const CODER_FIELDS: readonly FieldSpec[] = [
-  { field: 'activation', key: 'activation', kind: 'enum', choices: ['groupmax', 'topk'], help: 'sparsifying activation' },
+  { field: 'activation', key: 'activation', kind: 'enum', choices: ['batchtopk', 'groupmax', 'jumprelu', 'relu', 'topk'], help: 'sparsifying activation (jumprelu, batchtopk, relu: SAELens kinds, CPU)' },
   { field: 'expansionFactor', key: 'expansion_factor', kind: 'int', help: 'latents = d_in * expansion_factor when num_latents is 0' },
   { field: 'normalizeDecoder', key: 'normalize_decoder', kind: 'bool', help: 'keep decoder rows at unit norm' },
   { field: 'numLatents', key: 'num_latents', kind: 'int', help: 'explicit latent count (0 = use expansion_factor)' },
@@ -105,6 +128,13 @@ export const CODER_FIELDS: readonly FieldSpec[] = [
   { field: 'multiTopk', key: 'multi_topk', kind: 'bool', help: 'add the Multi-TopK loss' },
   { field: 'skipConnection', key: 'skip_connection', kind: 'bool', help: 'add a linear skip connection' },
   { field: 'transcode', key: 'transcode', kind: 'bool', help: "train a transcoder (module input -> module output)" },
+  { field: 'matryoshkaPrefixes', key: 'matryoshka_prefixes', kind: 'int[]', help: 'batchtopk or topk: Matryoshka prefix widths (strictly increasing; sum of prefix losses)' },
+  { field: 'jumpreluInitThreshold', key: 'jumprelu_init_threshold', kind: 'float', help: 'jumprelu: initial threshold' },
+  { field: 'jumpreluBandwidth', key: 'jumprelu_bandwidth', kind: 'float', help: 'jumprelu: width of the threshold gradient kernel' },
+  { field: 'jumpreluSparsityLossMode', key: 'jumprelu_sparsity_loss_mode', kind: 'enum', choices: ['step', 'tanh'], help: 'jumprelu: L0 penalty as a step or tanh' },
+  { field: 'jumpreluTanhScale', key: 'jumprelu_tanh_scale', kind: 'float', help: 'jumprelu: scale of the tanh L0 penalty' },
+  { field: 'topkThresholdLr', key: 'topk_threshold_lr', kind: 'float', help: 'batchtopk: rate of the running inference threshold' },
+  { field: 'applyBDecToInput', key: 'apply_b_dec_to_input', kind: 'bool', help: 'SAELens kinds: encode x - b_dec (else x)' },
 ];
 
 export const RUN_FIELDS: readonly FieldSpec[] = [
@@ -147,6 +177,11 @@ export const DEFAULT_TRAIN_CONFIG: Readonly<Omit<TrainConfig, 'sae'>> = Object.f
   runName: null,
   wandbLogFrequency: 1,
   saveDir: 'checkpoints',
+  l1Coefficient: 1.0,
+  l1WarmUpSteps: 0,
+  l0Coefficient: 1.0,
+  l0WarmUpSteps: 0,
+  normalizeActivations: 'none',
 });
 
 export const DEFAULT_RUN_FIELDS: Readonly<Omit<RunConfig, keyof TrainConfig>> = Object.freeze({
@@ -238,7 +273,7 @@ function validateFields(cfg: Record<string, unknown>, fields: readonly FieldSpec
 export function validateTrainConfig(cfg: TrainConfig, opts: { resolved?: boolean } = {}): void {
   const where = 'TrainConfig';
   validateCoderConfig(cfg.sae, `${where}.sae`);
-  validateFields(cfg as unknown as Record<string, unknown>, TRAIN_FIELDS, where);
+  validateFields(cfg as unknown as Record<string, unknown>, [...TRAIN_FIELDS, ...SAELENS_TRAIN_FIELDS], where);
   const min = (v: number, key: string, m: number) => {
     if (v < m) throw new ConfigError(`${where}: ${key} must be >= ${m}, got ${v}`);
   };
@@ -252,6 +287,14 @@ export function validateTrainConfig(cfg: TrainConfig, opts: { resolved?: boolean
   min(cfg.layerStride, 'layer_stride', 1);
   min(cfg.saveEvery, 'save_every', 1);
   min(cfg.wandbLogFrequency, 'wandb_log_frequency', 1);
+  min(cfg.l1Coefficient, 'l1_coefficient', 0);
+  min(cfg.l0Coefficient, 'l0_coefficient', 0);
+  min(cfg.l1WarmUpSteps, 'l1_warm_up_steps', 0);
+  min(cfg.l0WarmUpSteps, 'l0_warm_up_steps', 0);
+  if (cfg.normalizeActivations !== 'none' && cfg.sae.transcode)
+    throw new ConfigError(`${where}: normalize_activations "${cfg.normalizeActivations}" is for autoencoders (SAELens scales the input only); not with transcode`);
+  if (isSaeLensKind(cfg.sae.activation) && cfg.auxkAlpha > 0)
+    throw new ConfigError(`${where}: auxk_alpha (AuxK) is not implemented for activation "${cfg.sae.activation}"; use 0`);
   if (cfg.lr !== null && cfg.lr < 0) throw new ConfigError(`${where}: lr must be >= 0 (0 or null = default), got ${cfg.lr}`);
   for (const t of cfg.excludeTokens) if (t < 0) throw new ConfigError(`${where}: exclude_tokens must be token ids (>= 0), got ${t}`);
   if (cfg.runName !== null) checkRunName(cfg.runName);
@@ -266,13 +309,15 @@ export function validateTrainConfig(cfg: TrainConfig, opts: { resolved?: boolean
   if (!opts.resolved && cfg.hookpoints.length > 0 && cfg.layers.length > 0) throw new ConfigError(`${where}: cannot specify both hookpoints and layers`);
 }
 
-const FLOAT_KEYS = new Set(['lr', 'auxk_alpha']);
+const FLOAT_KEYS = new Set(['lr', 'auxk_alpha', 'l1_coefficient', 'l0_coefficient']);
 
 /** snake_case dict in dataclass field order (TrainConfig fields, then RunConfig's own). */
 export function trainConfigToDict(cfg: TrainConfig | RunConfig): Record<string, unknown> {
   const out: Record<string, unknown> = { sae: coderConfigToDict(cfg.sae) };
   const src = cfg as unknown as Record<string, unknown>;
-  const fields = 'model' in cfg ? [...TRAIN_FIELDS, ...RUN_FIELDS] : TRAIN_FIELDS;
+  // A plain sparsify run's config.json stays sparsify's, key for key.
+  const kindFields = hasKindKeys(cfg.sae) || cfg.normalizeActivations !== 'none' ? SAELENS_TRAIN_FIELDS : [];
+  const fields = 'model' in cfg ? [...TRAIN_FIELDS, ...kindFields, ...RUN_FIELDS] : [...TRAIN_FIELDS, ...kindFields];
   for (const f of fields) {
     let v = src[f.field];
     if (f.key === 'hf_token') v = null; // never persisted (sparsify's encoding_fn returns None)
@@ -293,7 +338,7 @@ export function trainConfigFromDict(d: unknown, where = 'config.json'): RunConfi
   const o = d as Record<string, unknown>;
   const init: Record<string, unknown> = {};
   const isRun = 'model' in o || 'dataset' in o;
-  for (const f of isRun ? [...TRAIN_FIELDS, ...RUN_FIELDS] : TRAIN_FIELDS) if (f.key in o) init[f.field] = o[f.key];
+  for (const f of isRun ? [...TRAIN_FIELDS, ...SAELENS_TRAIN_FIELDS, ...RUN_FIELDS] : [...TRAIN_FIELDS, ...SAELENS_TRAIN_FIELDS]) if (f.key in o) init[f.field] = o[f.key];
   const sae: Partial<SparseCoderConfig> = {};
   if (o.sae && typeof o.sae === 'object') {
     const s = o.sae as Record<string, unknown>;

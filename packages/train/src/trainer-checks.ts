@@ -29,12 +29,13 @@ export function checkSizes(sae: SparseCoderConfig, hook: string, width: number):
   const M = numLatentsOf(sae, width);
   const flag = sae.numLatents ? '--num_latents' : '--expansion_factor';
   try {
+    for (const w of sae.matryoshkaPrefixes) if (w > M) throw new ConfigError(`--matryoshka_prefixes ${w} is more than the ${M} latents of the coder at '${hook}'`);
     checkCoderSize({ numLatents: M, dIn: width, skipConnection: sae.skipConnection }, `${flag} ${sae.numLatents || sae.expansionFactor} at '${hook}'`);
   } catch (e) {
     if (e instanceof ValueError) throw new ConfigError(e.message);
     throw e;
   }
-  if (sae.k > M) throw new ConfigError(`-k ${sae.k} is more than the ${M} latents of the coder at '${hook}' (${flag} ${sae.numLatents || sae.expansionFactor}, d_in ${width})`);
+  if (sae.activation !== 'relu' && sae.activation !== 'jumprelu' && sae.k > M) throw new ConfigError(`-k ${sae.k} is more than the ${M} latents of the coder at '${hook}' (${flag} ${sae.numLatents || sae.expansionFactor}, d_in ${width})`);
 }
 
 /** Errors of one coder's step name the hookpoint (a NaN in its activations, say). */

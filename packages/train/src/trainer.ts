@@ -13,6 +13,7 @@ import {
   ConfigError,
   createOptimizer,
   FileFormatError,
+  isSaeLensKind,
   numLatentsOf,
   pyJson,
   readOptimizerStateFile,
@@ -45,6 +46,7 @@ import { checkBatchSize, checkDatasetShape, checkExcludeTokens, checkSizes, with
 import { coderLr, currentK, initialK } from './schedules.js';
 import { assertSupportedLossFn, trainConfigJson, validateTrainConfig, type RunConfig, type TrainConfig } from './train-config.js';
 import { gatherRows, lrMultipliers } from './train-ops.js';
+import { normScalingFactor, warmedUpCoefficient } from './saelens-schedules.js';
 
 /** What the trainer reads from a dataset (InMemoryTokenDataset, TokenDataset, ...). */
 export interface TokenDatasetLike {
@@ -187,6 +189,8 @@ export class Trainer extends EventEmitter {
   private initialized = false;
   private resumed = false;
   private resuming = false;
+  /** normalize_activations: the scale s of each hookpoint (set by its first batch). */
+  private normScale = new Map<string, number>();
   private lock?: RunLock;
   private stopRequested = false;
   private readonly opts: TrainerOptions;
@@ -271,6 +275,10 @@ export class Trainer extends EventEmitter {
     cfg.hookpoints = [...this.hookpoints];
 
     let finetuneDir: string | undefined;
+    if (this.evaluator && cfg.normalizeActivations !== 'none')
+      throw new ConfigError(`--eval_every: not with --normalize_activations ${cfg.normalizeActivations} yet (the coders in training read s·x); evaluate the saved run instead`);
+    if ((cfg.finetune || this.opts.initFrom) && cfg.normalizeActivations !== 'none')
+      throw new ConfigError(`--finetune: not with --normalize_activations ${cfg.normalizeActivations} (saved coders have the scale folded in)`);
     if (cfg.finetune) finetuneDir = await resolveLocalOrHub(cfg.finetune);
     const multi = cfg.initSeeds.length > 1;
     for (const hook of this.hookpoints) checkSizes(cfg.sae, hook, this.widths.get(hook)!);
@@ -308,6 +316,8 @@ export class Trainer extends EventEmitter {
       throw new ConfigError(`${what}: d_in ${coder.dIn} and ${coder.numLatents} latents, but this run needs d_in ${width} and ${M} latents`);
     if (coder.cfg.transcode !== this.cfg.sae.transcode || coder.cfg.skipConnection !== this.cfg.sae.skipConnection)
       throw new ConfigError(`${what}: transcode/skip_connection differ from this run's settings`);
+    if (coder.cfg.activation !== this.cfg.sae.activation && (isSaeLensKind(coder.cfg.activation) || isSaeLensKind(this.cfg.sae.activation)))
+      throw new ConfigError(`${what}: activation "${coder.cfg.activation}", but this run trains --activation ${this.cfg.sae.activation}`);
     // Train with this run's settings (k, activation, ...), as sparsify loads weights into coders built from cfg.sae.
     Object.assign(coder.cfg, this.cfg.sae);
   }
@@ -324,6 +334,8 @@ export class Trainer extends EventEmitter {
   /** Restores a checkpoint written by save() (weights, optimizer state, counters, step); checks it first (resume-check.ts). */
   async loadState(dir: string = this.runDir): Promise<void> {
     this.resuming = true;
+    if (this.cfg.normalizeActivations !== 'none')
+      throw new ConfigError(`--resume: a run with --normalize_activations ${this.cfg.normalizeActivations} cannot be resumed yet (its checkpoints hold the folded coders)`);
     await this.init();
     try {
       await this.restore(dir);
@@ -377,13 +389,14 @@ export class Trainer extends EventEmitter {
       for (const e of entries) {
         const i = this.coders.indexOf(e);
         const opt = this.optimizers[i];
+        const fold = { activationScale: this.normScale.get(e.hook) };
         if (isSignum) {
           await opt.eval();
-          await e.coder.saveToDisk(join(tmp, e.name));
+          await e.coder.saveToDisk(join(tmp, e.name), fold);
           await opt.train();
-          await e.coder.saveToDisk(join(tmp, e.name, TRAIN_ITERATE));
+          await e.coder.saveToDisk(join(tmp, e.name, TRAIN_ITERATE), fold);
         } else {
-          await e.coder.saveToDisk(join(tmp, e.name));
+          await e.coder.saveToDisk(join(tmp, e.name), fold);
         }
         const sd = await opt.readStateDict(); // copies, on every device
         try {
@@ -393,6 +406,7 @@ export class Trainer extends EventEmitter {
         }
       }
       writeFileAtomic(join(tmp, 'config.json'), [trainConfigJson(this.cfg)]);
+      if (this.normScale.size) writeFileAtomic(join(tmp, 'activation_scaler.json'), [pyJson(Object.fromEntries(this.normScale))]);
       saveInt64Safetensors(join(tmp, 'dead_counters.safetensors'), new Map(entries.map((e) => [e.name, e.counter.counts])));
       const best: Record<string, number | null> = {};
       for (const e of entries) {
@@ -543,6 +557,15 @@ export class Trainer extends EventEmitter {
           owned.push(x);
         } else x = y;
       }
+      if (cfg.normalizeActivations === 'expected_average_only_in') {
+        // SAELens: the coders see s·x, s = sqrt(d_in) / E||x|| (estimated from this hookpoint's first batch).
+        if (x.device !== 'cpu') throw new ConfigError('--normalize_activations expected_average_only_in: CPU activations only for now');
+        let s = this.normScale.get(hook);
+        if (s === undefined) this.normScale.set(hook, (s = normScalingFactor([x.toFloat32Array()], x.shape[1])));
+        const scale = s;
+        x = y = Tensor.from(x.toFloat32Array().map((v) => v * scale), x.shape);
+        owned.push(x);
+      }
       const entries = this.coders.filter((e) => e.hook === hook);
       if (firstBatch) for (const e of entries) await withHookpointContext(e.name, () => e.coder.initBiasesFromBatch(x, transcode ? y : undefined), this.model.path);
       const N = y.shape[0];
@@ -560,6 +583,9 @@ export class Trainer extends EventEmitter {
             auxkAlpha: cfg.auxkAlpha,
             lossScale: 1 / (cfg.gradAccSteps * cfg.microAccSteps),
             trackFired: true,
+            // SAELens kinds: the sparsity coefficients at this optimizer step (SAELens's warm-up law).
+            l1Coefficient: warmedUpCoefficient(cfg.l1Coefficient, this.optStep, cfg.l1WarmUpSteps),
+            l0Coefficient: warmedUpCoefficient(cfg.l0Coefficient, this.optStep, cfg.l0WarmUpSteps),
           }), this.model.path);
           totals.add(e.name, res);
         }

@@ -10,7 +10,7 @@
  *
  * No GPU was available while this was written; it is exercised against test/cuda/standin.ts.
  */
-import { CODER_PARAM_NAMES, NATIVE_PARAM_KEYS, type CoderParamName } from '../coder-params.js';
+import { CODER_PARAM_NAMES, NATIVE_PARAM_KEYS, type CoderParamName, type NativeCoderParamName } from '../coder-params.js';
 import type { SparseCoderConfig } from '../config.js';
 import { DeviceError, DisposedError, ShapeError, ValueError } from '../errors.js';
 import type { NativeObject, StateGradKey } from '../addon-types.js';
@@ -64,7 +64,7 @@ export class CudaCoderState implements CoderState {
   static async create(cfg: SparseCoderConfig, params: Map<CoderParamName, Tensor>): Promise<CudaCoderState> {
     const n = requireCuda('SparseCoder');
     if (params.has('W_dec')) {
-      const handles = Object.fromEntries([...params].map(([name, t]) => [NATIVE_PARAM_KEYS[name], t.handle]));
+      const handles = Object.fromEntries([...params].map(([name, t]) => [NATIVE_PARAM_KEYS[name as NativeCoderParamName], t.handle]));
       const sae = await n.cudaSaeCreate(handles, { k: cfg.k, activation: cfg.activation, transcode: cfg.transcode, normalizeDecoder: cfg.normalizeDecoder });
       return new CudaCoderState(params, cfg, sae, undefined);
     }
@@ -89,7 +89,7 @@ export class CudaCoderState implements CoderState {
     const r = await native().cudaSaeRead(this.sae, {});
     for (const name of this.paramShapes.keys()) {
       this.params.get(name)?.dispose();
-      this.params.set(name, new Tensor(r[NATIVE_PARAM_KEYS[name]]!));
+      this.params.set(name, new Tensor(r[NATIVE_PARAM_KEYS[name as NativeCoderParamName]]!));
     }
     this.stale = false;
   }
@@ -103,7 +103,7 @@ export class CudaCoderState implements CoderState {
     const r = await native().cudaSaeRead(sae, { grads: true });
     const out = new Map<CoderParamName, Tensor>();
     for (const name of this.paramShapes.keys()) {
-      const key = NATIVE_PARAM_KEYS[name];
+      const key = NATIVE_PARAM_KEYS[name as NativeCoderParamName];
       new Tensor(r[key]!).dispose(); // the parameters come along; only the gradients are wanted
       out.set(name, new Tensor(r[`grad${key[0].toUpperCase()}${key.slice(1)}` as StateGradKey]!));
     }

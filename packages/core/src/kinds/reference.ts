@@ -2,8 +2,8 @@
  * Float64 reference of the training step of the SAELens coder kinds: ReLU + L1 ("standard"),
  * JumpReLU (straight-through threshold gradient with a rectangle kernel of width `bandwidth`,
  * step or tanh L0), BatchTopK (top floor(k·N) of the whole batch on decoder-norm-scaled
- * pre-activations, running threshold) and Matryoshka over BatchTopK (prefix reconstruction
- * losses). Dense loops and hand-written gradients, slow and obvious on purpose: the CPU / CUDA
+ * pre-activations, running threshold), TopK of the same values per row (`perRow`) and Matryoshka
+ * over either (prefix reconstruction losses). Dense loops and hand-written gradients, slow and obvious on purpose: the CPU / CUDA
  * kernels of these kinds are checked against it, and it is checked against PyTorch autograd
  * of SAELens 6.18's formulas (scripts/make-kinds-fixtures.py; formulas in docs/saelens.md).
  *
@@ -12,11 +12,13 @@
  */
 import { ValueError } from '../errors.js';
 
-export type KindSpec =
+/** applyBDecToInput (SAELens apply_b_dec_to_input, default true): x' = x - b_dec, else x' = x. */
+export type KindSpec = { applyBDecToInput?: boolean } & (
   | { kind: 'relu'; l1Coefficient: number }
   | { kind: 'jumprelu'; bandwidth: number; sparsityLoss: 'step' | 'tanh'; l0Coefficient: number; tanhScale?: number }
-  | { kind: 'batchtopk'; k: number; thresholdLr: number; threshold: number }
-  | { kind: 'matryoshka'; k: number; thresholdLr: number; threshold: number; widths: readonly number[] };
+  | { kind: 'batchtopk'; k: number; thresholdLr: number; threshold: number; perRow?: boolean }
+  | { kind: 'matryoshka'; k: number; thresholdLr: number; threshold: number; widths: readonly number[]; perRow?: boolean }
+);
 
 export interface KindParams {
   encW: Float64Array;
@@ -46,7 +48,8 @@ export function kindStepReference(p: KindParams, x: Float64Array, N: number, spe
   const M = p.encB.length, D = p.b_dec.length;
   if (p.encW.length !== M * D || p.W_dec.length !== M * D || x.length !== N * D) throw new ValueError('kindStepReference: inconsistent shapes');
   const xin = new Float64Array(N * D);
-  for (let i = 0; i < N * D; i++) xin[i] = x[i] - p.b_dec[i % D];
+  const applyBDec = spec.applyBDecToInput ?? true;
+  for (let i = 0; i < N * D; i++) xin[i] = applyBDec ? x[i] - p.b_dec[i % D] : x[i];
   const h = new Float64Array(N * M);
   for (let r = 0; r < N; r++)
     for (let m = 0; m < M; m++) {
@@ -74,10 +77,12 @@ export function kindStepReference(p: KindParams, x: Float64Array, N: number, spe
   } else {
     const a = new Float64Array(N * M);
     for (let i = 0; i < N * M; i++) a[i] = Math.max(0, h[i] * norm[i % M]);
-    const kk = Math.floor(spec.k * N);
-    const order = Array.from({ length: N * M }, (_, i) => i).sort((i, j) => a[j] - a[i] || i - j);
+    // perRow (TopK): the top k of each row instead of the top floor(k N) of the batch.
+    const kk = spec.perRow ? spec.k : Math.floor(spec.k * N);
+    const groups = spec.perRow ? Array.from({ length: N }, (_, r) => Array.from({ length: M }, (_, m) => r * M + m)) : [Array.from({ length: N * M }, (_, i) => i)];
+    const kept = groups.flatMap((g) => g.sort((i, j) => a[j] - a[i] || i - j).slice(0, kk));
     let minPos = Infinity;
-    for (const i of order.slice(0, kk)) {
+    for (const i of kept) {
       f[i] = a[i];
       u[i] = a[i] / norm[i % M];
       if (a[i] > 0) minPos = Math.min(minPos, a[i]);
@@ -166,7 +171,7 @@ export function kindStepReference(p: KindParams, x: Float64Array, N: number, spe
       grads.encB[m] += g;
       for (let d = 0; d < D; d++) {
         grads.encW[m * D + d] += g * xin[r * D + d];
-        grads.b_dec[d] -= g * p.encW[m * D + d];
+        if (applyBDec) grads.b_dec[d] -= g * p.encW[m * D + d];
       }
     }
   return { latents: f, saeOut: out, mse, sparsity, loss: mse + sparsity, grads, ...(thresholdAfter !== undefined ? { thresholdAfter } : {}) };

@@ -73,6 +73,10 @@ export interface ThresholdStepOptions {
   tanhScale?: number;
   /** Gradients added are lossScale * d(loss). */
   lossScale?: number;
+  /** int32 [M]: set to 1 for each latent with a positive activation in this batch. */
+  didFire?: Tensor;
+  /** SAELens apply_b_dec_to_input (default true): encode x - b_dec, else x. */
+  applyBDecToInput?: boolean;
 }
 
 const stepHandles = (t: ThresholdStepTensors) => ({ encW: t.encW.handle, encB: t.encB.handle, logThreshold: t.logThreshold?.handle, W_dec: t.W_dec.handle, b_dec: t.b_dec.handle });
@@ -87,7 +91,8 @@ export async function thresholdStep(
   x: Tensor,
   opts: ThresholdStepOptions,
 ): Promise<{ mse: number; sparsity: number; loss: number }> {
-  return native().thresholdStep(stepHandles(w), stepHandles(grads), x.handle, opts);
+  const { didFire, ...rest } = opts;
+  return native().thresholdStep(stepHandles(w), stepHandles(grads), x.handle, { ...rest, didFire: didFire?.handle });
 }
 
 export interface BatchTopKStepOptions {
@@ -96,6 +101,12 @@ export interface BatchTopKStepOptions {
   /** Matryoshka prefix widths; a last width equal to num_latents is the full decode (dropped). */
   widths?: readonly number[];
   lossScale?: number;
+  /** int32 [M]: set to 1 for each latent with a positive kept activation. */
+  didFire?: Tensor;
+  /** TopK instead: the top k (an integer) of each row. */
+  perRow?: boolean;
+  /** SAELens apply_b_dec_to_input (default true). */
+  applyBDecToInput?: boolean;
 }
 
 /**
@@ -111,5 +122,5 @@ export async function batchTopKStep(
 ): Promise<{ mse: number; inner: number; loss: number; minKept: number; kept: number }> {
   const M = w.encB.shape[0];
   const widths = (opts.widths ?? []).filter((v, i, a) => !(i === a.length - 1 && v === M));
-  return native().batchTopKStep(stepHandles(w), stepHandles(grads), x.handle, { k: opts.k, widths, lossScale: opts.lossScale });
+  return native().batchTopKStep(stepHandles(w), stepHandles(grads), x.handle, { k: opts.k, widths, lossScale: opts.lossScale, didFire: opts.didFire?.handle, perRow: opts.perRow, applyBDecToInput: opts.applyBDecToInput });
 }

@@ -19,7 +19,7 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { coderConfigFromJson, coderConfigToDict, type SparseCoderConfig } from '../config.js';
+import { coderConfigFromJson, coderConfigJson, DEFAULT_SPARSE_CODER_CONFIG, type SparseCoderConfig } from '../config.js';
 import { ConfigError, FileFormatError, ValueError } from '../errors.js';
 import { loadSafetensors, readSafetensorsHeader, saveSafetensors, writeFileAtomic } from '../safetensors.js';
 import { Tensor } from '../tensor.js';
@@ -189,7 +189,7 @@ function sparsifyCfgOf(cfg: SaeLensConfig, where: string): SparseCoderConfig {
     const M = c.numLatents || dIn * c.expansionFactor;
     if (dIn === cfg.dIn && M === cfg.dSae && c.k === cfg.k && c.activation === 'topk' && !c.transcode && !c.skipConnection) return c;
   }
-  return { activation: 'topk', expansionFactor: 32, normalizeDecoder: false, numLatents: cfg.dSae, k: cfg.k!, multiTopk: false, skipConnection: false, transcode: false };
+  return { ...DEFAULT_SPARSE_CODER_CONFIG, activation: 'topk', expansionFactor: 32, normalizeDecoder: false, numLatents: cfg.dSae, k: cfg.k!, multiTopk: false, skipConnection: false, transcode: false };
 }
 
 /** A TopK SAELens folder as the parts of a sparsify coder (cfg + encoder.weight / encoder.bias / W_dec / b_dec). */
@@ -287,7 +287,7 @@ export function writeSparsifyAsSaeLens(dir: string, cfg: SparseCoderConfig, dIn:
     reshapeActivations: 'none',
     k: cfg.k,
     rescaleActsByDecoderNorm: false,
-    metadata: baseMetadata({ sparsify_cfg: { ...coderConfigToDict(cfg), d_in: dIn } }, opts),
+    metadata: baseMetadata({ sparsify_cfg: JSON.parse(coderConfigJson(cfg, dIn)) as Record<string, unknown> }, opts),
     extra: {},
     upgraded: false,
   };

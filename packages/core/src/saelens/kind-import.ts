@@ -1,0 +1,61 @@
+/**
+ * A SAELens standard / jumprelu (or batchtopk checkpoint) folder as a trainable SparseCoder of a
+ * SAELens kind, the inverse of kind-export.ts: standard → relu; jumprelu → jumprelu with
+ * log_threshold = log(threshold); a jumprelu folder we exported from a batchtopk coder (its
+ * metadata.sparsify_cfg says so, one shared threshold) and a SAELens batchtopk checkpoint whose
+ * decoder norms fold away (rescale_acts_by_decoder_norm) → batchtopk with topk_threshold = θ.
+ */
+import { coderConfigFromJson, DEFAULT_SPARSE_CODER_CONFIG, type SparseCoderConfig } from '../config.js';
+import { ConfigError } from '../errors.js';
+import { Tensor } from '../tensor.js';
+import { foldSaeLens, transpose, type SaeLensFolder, type SaeLensLoadOptions } from './format.js';
+
+export function saeLensToKind(folder: SaeLensFolder, opts: SaeLensLoadOptions = {}, where = 'SAELens folder'): { cfg: SparseCoderConfig; dIn: number; tensors: Map<string, Tensor> } {
+  const { kind, t } = foldSaeLens(folder, opts, where);
+  if (kind === 'gated' || kind === 'topk') throw new ConfigError(`${where}: architecture "${folder.cfg.architecture}" does not load as a trainable SAELens kind; load it with loadSaeLensCoder`);
+  const D = folder.cfg.dIn, M = folder.cfg.dSae;
+  const W_enc = t.get('W_enc')!, b_enc = t.get('b_enc')!, b_dec = t.get('b_dec')!, W_dec = t.get('W_dec')!;
+  const apply = folder.cfg.applyBDecToInput;
+  const found = savedCfg(folder, D, M, where);
+  const saved = found && { ...found, applyBDecToInput: apply };
+  const tensors = new Map<string, Tensor>([
+    ['encoder.weight', Tensor.from(transpose(W_enc, D, M), [M, D])],
+    ['encoder.bias', Tensor.from(b_enc, [M])],
+    ['W_dec', Tensor.from(W_dec, [M, D])],
+    ['b_dec', Tensor.from(b_dec, [D])],
+  ]);
+  const base = { ...DEFAULT_SPARSE_CODER_CONFIG, numLatents: M, matryoshkaPrefixes: [] as number[], applyBDecToInput: apply };
+  if (kind === 'relu') return { cfg: saved?.activation === 'relu' ? saved : { ...base, activation: 'relu' }, dIn: D, tensors };
+  const th = t.get('threshold')!;
+  const shared = th.every((v) => v === th[0]);
+  const arch = folder.cfg.architecture;
+  const k = saved?.activation === 'batchtopk' ? saved.k : folder.cfg.k;
+  const unitRows = rowNormsNear1(W_dec, M, D);
+  if (shared && unitRows && k !== undefined && Number.isInteger(k) && k >= 1 && (saved?.activation === 'batchtopk' || arch === 'batchtopk' || arch === 'matryoshka_batchtopk')) {
+    tensors.set('topk_threshold', Tensor.from(new Float32Array([th[0]]), [1]));
+    return { cfg: saved?.activation === 'batchtopk' ? saved : { ...base, activation: 'batchtopk', k }, dIn: D, tensors };
+  }
+  for (let m = 0; m < M; m++)
+    if (!(th[m] > 0)) {
+      for (const x of tensors.values()) x.dispose();
+      throw new ConfigError(`${where}: threshold[${m}] = ${th[m]} is not > 0, so it has no log_threshold to train; load it with loadSaeLensCoder`);
+    }
+  tensors.set('log_threshold', Tensor.from(th.map(Math.log), [M]));
+  return { cfg: saved?.activation === 'jumprelu' ? saved : { ...base, activation: 'jumprelu' }, dIn: D, tensors };
+}
+
+function savedCfg(folder: SaeLensFolder, D: number, M: number, where: string): SparseCoderConfig | undefined {
+  const s = folder.cfg.metadata.sparsify_cfg;
+  if (!s || typeof s !== 'object') return undefined;
+  const { cfg, dIn } = coderConfigFromJson(s, `${where} metadata.sparsify_cfg`);
+  return dIn === D && (cfg.numLatents || dIn * cfg.expansionFactor) === M ? cfg : undefined;
+}
+
+function rowNormsNear1(W_dec: Float32Array, M: number, D: number): boolean {
+  for (let m = 0; m < M; m++) {
+    let q = 0;
+    for (let d = 0; d < D; d++) q += W_dec[m * D + d] ** 2;
+    if (Math.abs(Math.sqrt(q) - 1) > 1e-4) return false;
+  }
+  return true;
+}
