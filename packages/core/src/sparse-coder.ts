@@ -18,6 +18,7 @@ import { checkDevice, createCoderState } from './backend/create-coder-state.js';
 import { checkTensorArg, checkTotalVariance } from './coder-args.js';
 import { listCoderDirs, readCoderDir, writeCoderDir } from './checkpoint.js';
 import { CODER_PARAM_NAMES, coderParamShapes, type CoderParamName } from './coder-params.js';
+import { checkComputeDtype, type ComputeDType } from './compute-dtype.js';
 import { coderSpecProblem, numLatentsOf, sparseCoderConfig, type SparseCoderConfig } from './config.js';
 import { DisposedError, FileFormatError, ShapeError, ValueError } from './errors.js';
 import { snapshotDownload } from './hub.js';
@@ -61,6 +62,8 @@ export interface ForwardBackwardOptions {
    * times the rows' share of it, computed on the coder's device (PR #138's micro-batches).
    */
   batchVariance?: boolean;
+  /** This call's compute dtype instead of `coder.computeDtype` (the backward stays f32). */
+  computeDtype?: ComputeDType;
 }
 
 export class SparseCoder implements Disposable {
@@ -71,6 +74,7 @@ export class SparseCoder implements Disposable {
   readonly device: Device;
   /** @internal The coder's resident state on its device (parameters, gradients, optimizer moments). */
   readonly state: CoderState;
+  private dtype: ComputeDType = 'f32';
 
   private constructor(cfg: SparseCoderConfig, dIn: number, state: CoderState) {
     this.cfg = cfg;
@@ -234,10 +238,25 @@ export class SparseCoder implements Disposable {
     return this.state.readGrads();
   }
 
-  async encode(x: Tensor, opts: { returnPreActs?: boolean } = {}): Promise<{ topActs: Tensor; topIndices: Tensor; preActs?: Tensor }> {
+  /**
+   * The compute dtype of the encoder product in encode / forward / forwardBackward: 'f32'
+   * (default) or 'bf16' (opt-in, CPU: bf16-rounded operands, f32 accumulation, `vdpbf16ps`
+   * where the CPU has AVX512_BF16; the top-k may differ from f32 at near-ties; docs/gemm.md).
+   */
+  get computeDtype(): ComputeDType {
+    return this.dtype;
+  }
+  set computeDtype(v: ComputeDType) {
+    this.dtype = checkComputeDtype(v, 'computeDtype');
+  }
+
+  async encode(
+    x: Tensor,
+    opts: { returnPreActs?: boolean; computeDtype?: ComputeDType } = {},
+  ): Promise<{ topActs: Tensor; topIndices: Tensor; preActs?: Tensor }> {
     this.alive();
     checkTensorArg(x, 'encode: x');
-    return this.state.encode(x, this.call(), opts.returnPreActs ?? false);
+    return this.state.encode(x, this.call(opts.computeDtype), opts.returnPreActs ?? false);
   }
 
   /** Σ_j topActs[n,j] W_dec[topIndices[n,j]] + b_dec. */
@@ -251,12 +270,15 @@ export class SparseCoder implements Disposable {
   }
 
   /** sparsify's SparseCoder.forward (no gradients). */
-  async forward(x: Tensor, opts: { y?: Tensor; deadMask?: Tensor | Uint8Array; totalVariance?: number } = {}): Promise<ForwardResult> {
+  async forward(
+    x: Tensor,
+    opts: { y?: Tensor; deadMask?: Tensor | Uint8Array; totalVariance?: number; computeDtype?: ComputeDType } = {},
+  ): Promise<ForwardResult> {
     this.alive();
     checkTensorArg(x, 'forward: x');
     if (opts.y !== undefined) checkTensorArg(opts.y, 'forward: y');
     checkTotalVariance(opts.totalVariance, 'forward');
-    return this.state.forward(x, { ...this.call(), y: opts.y, deadMask: opts.deadMask, totalVariance: opts.totalVariance });
+    return this.state.forward(x, { ...this.call(opts.computeDtype), y: opts.y, deadMask: opts.deadMask, totalVariance: opts.totalVariance });
   }
 
   /** The trainer's first-batch init: b_dec = mean_0(y ?? x); transcoders also encoder.bias = -(mean_0(x) W_enc^T). */
@@ -279,7 +301,7 @@ export class SparseCoder implements Disposable {
     if (typeof opts?.auxkAlpha !== 'number' || !(opts.auxkAlpha >= 0))
       throw new ValueError(`forwardBackward: auxkAlpha must be a number >= 0, got ${opts?.auxkAlpha}`);
     return this.state.forwardBackward(x, {
-      ...this.call(),
+      ...this.call(opts.computeDtype),
       y: opts.y,
       deadMask: opts.auxkAlpha > 0 ? opts.deadMask : undefined,
       auxkAlpha: opts.auxkAlpha,
@@ -330,11 +352,14 @@ export class SparseCoder implements Disposable {
     if (this.state.isDisposed) throw new DisposedError('SparseCoder has been disposed');
   }
 
-  /** This call's k / activation / multi_topk (cfg may have changed since the last call), checked. */
-  private call(): { k: number; activation: SparseCoderConfig['activation']; multiTopk: boolean } {
+  /** This call's k / activation / multi_topk (cfg may have changed since the last call) and compute dtype, checked. */
+  private call(dtype?: ComputeDType): { k: number; activation: SparseCoderConfig['activation']; multiTopk: boolean; computeDtype: ComputeDType } {
     const problem = coderSpecProblem(this.cfg, this.numLatents);
     if (problem) throw new ValueError(problem);
-    return { k: this.cfg.k, activation: this.cfg.activation, multiTopk: this.cfg.multiTopk };
+    const computeDtype = dtype === undefined ? this.dtype : checkComputeDtype(dtype, 'computeDtype');
+    if (computeDtype === 'bf16' && this.device !== 'cpu')
+      throw new ValueError(`computeDtype 'bf16' runs on the CPU only; this coder is on ${this.device}`);
+    return { k: this.cfg.k, activation: this.cfg.activation, multiTopk: this.cfg.multiTopk, computeDtype };
   }
 
   /** @internal The host parameters as the native kernels name them (tests; cpu, or cuda after syncToHost). */
