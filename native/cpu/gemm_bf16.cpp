@@ -269,18 +269,21 @@ void gemm_bf16_prepacked(int64_t M, int64_t n0, int64_t n1, const uint16_t* A, i
     return;
   }
   const int64_t mc = bf16_blocking().mc;
-  // Chunks as in gemm.cpp: columns first (>= 256 wide), then rows (>= 96), ~4 per thread.
-  const int64_t nt = num_threads();
-  int64_t cn = 1, cm = 1;
-  if (nt > 1) {
-    const int64_t target = 4 * nt;
-    cn = std::clamp<int64_t>(N / 256, 1, target);
-    cm = std::clamp<int64_t>(ceil_div(target, cn), 1, std::max<int64_t>(1, M / 96));
-  }
-  const int64_t wn = round_up(ceil_div(N, cn), NR), wm = round_up(ceil_div(M, cm), MR);
-  cn = ceil_div(N, wn), cm = ceil_div(M, wm);
-  parallel_for(cn * cm, 1, [&](int64_t c0, int64_t c1) {
-    for (int64_t c = c0; c < c1; ++c) {
+  std::atomic<int64_t> next{0};
+  parallel_threads([&](int, int nt) {
+    // Chunks as in gemm.cpp: columns first (>= 256 wide), then rows (>= 96), ~4 per thread; the
+    // grid depends only on nt (1 when nested in a parallel region), so every thread derives it.
+    int64_t cn = 1, cm = 1;
+    if (nt > 1) {
+      const int64_t target = 4 * int64_t(nt);
+      cn = std::clamp<int64_t>(N / 256, 1, target);
+      cm = std::clamp<int64_t>(ceil_div(target, cn), 1, std::max<int64_t>(1, M / 96));
+    }
+    const int64_t wn = round_up(ceil_div(N, cn), NR), wm = round_up(ceil_div(M, cm), MR);
+    cn = ceil_div(N, wn), cm = ceil_div(M, wm);
+    for (;;) {
+      const int64_t c = next.fetch_add(1);
+      if (c >= cn * cm) break;
       const int64_t ci = c % cm, cj = c / cm;
       run_chunk(B, n0, ci * wm, std::min(M, (ci + 1) * wm), cj * wn, std::min(N, (cj + 1) * wn), A, lda, C, ldc,
                 bias, mc);
