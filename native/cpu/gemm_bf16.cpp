@@ -291,13 +291,4 @@ void gemm_bf16_prepacked(int64_t M, int64_t n0, int64_t n1, const uint16_t* A, i
   });
 }
 
-void gemm_bf16(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const GemmB& B, float* C, int64_t ldc,
-               const float* bias) {
-  if (M <= 0 || N <= 0) return;
-  std::vector<uint16_t> a(size_t(std::max<int64_t>(1, M * K)));
-  for (int64_t m = 0; m < M; ++m) round_to_bf16(K, A + m * lda, a.data() + m * K);
-  GemmBf16PackedB packed = gemm_bf16_pack_b(N, K, B);
-  gemm_bf16_prepacked(M, 0, N, a.data(), K, packed, C, ldc, bias);
-}
-
 }  // namespace sparsify

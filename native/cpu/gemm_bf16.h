@@ -59,10 +59,6 @@ GemmBf16PackedB gemm_bf16_pack_b(int64_t N, int64_t K, const GemmB& B);
 void gemm_bf16_prepacked(int64_t M, int64_t n0, int64_t n1, const uint16_t* A, int64_t lda,
                          const GemmBf16PackedB& B, float* C, int64_t ldc, const float* bias = nullptr);
 
-// The whole product from f32 A: rounds A, packs B, multiplies (tests, benchmarks).
-void gemm_bf16(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const GemmB& B, float* C, int64_t ldc,
-               const float* bias = nullptr);
-
 // Reference (native/ref/gemm_bf16_reference.cpp): the operands rounded with f32_to_bf16_rne,
 // products and sum in double.
 void gemm_bf16_reference(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const GemmB& B, float* C,
