@@ -81,6 +81,16 @@ struct Scratch {
 thread_local Scratch<uint32_t> tl_pack_a;
 thread_local Scratch<float> tl_widen_a;
 
+// f32_to_bf16_rne without branches (same results), for loops the compiler vectorizes.
+inline uint16_t f32_to_bf16_rne_branchless(float x) {
+  uint32_t u;
+  __builtin_memcpy(&u, &x, 4);
+  const uint32_t rne = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+  const uint32_t zero = (u >> 16) & 0x8000u, nan = (u >> 16) | 0x0040u;
+  const uint32_t r = (u & 0x7f800000u) == 0 ? zero : (u & 0x7fffffffu) > 0x7f800000u ? nan : rne;
+  return uint16_t(r);
+}
+
 inline uint32_t pair_of(uint16_t lo, uint16_t hi) { return uint32_t(lo) | (uint32_t(hi) << 16); }
 
 // Rows [0, rows) (rows <= MR), depth [k0, k0+kc) of bf16 A into dst[p*MR + i]; rows past `rows`
@@ -116,10 +126,17 @@ void pack_b_panel(const GemmB& B, int64_t n0, int64_t cols, int64_t k0, int64_t 
     }
     const int64_t n = n0 + j;
     if (B.trans && B.dtype == DType::F32) {  // the encoder's case: a contiguous f32 row of W_enc
+      // Rounded in chunks by a branch-free loop the compiler vectorizes, then spread over the panel
+      // (a row's consecutive bf16 pair is one uint32 of the layout).
       const float* b = static_cast<const float*>(B.data) + n * B.ld + k0;
-      for (int64_t p = 0; p < kc / 2; ++p)
-        dst[p * PANEL + j] = pair_of(f32_to_bf16_rne(b[2 * p]), f32_to_bf16_rne(b[2 * p + 1]));
-      if (kc & 1) dst[(kc / 2) * PANEL + j] = pair_of(f32_to_bf16_rne(b[kc - 1]), 0);
+      alignas(64) uint16_t row[256];
+      for (int64_t c0 = 0; c0 < kc; c0 += 256) {
+        const int64_t cn = std::min<int64_t>(256, kc - c0);
+        for (int64_t q = 0; q < cn; ++q) row[q] = f32_to_bf16_rne_branchless(b[c0 + q]);
+        if (cn & 1) row[cn] = 0;
+        const int64_t p0 = c0 / 2, pn = ceil_div(cn, 2);
+        for (int64_t p = 0; p < pn; ++p) dst[(p0 + p) * PANEL + j] = pair_of(row[2 * p], row[2 * p + 1]);
+      }
     } else {
       for (int64_t p = 0; p < kp; ++p) {
         const int64_t k = k0 + 2 * p;

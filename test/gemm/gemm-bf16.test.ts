@@ -110,6 +110,36 @@ test('the reference rounds both operands to bf16 (nearest even, subnormals to ze
     }
 });
 
+// Values whose rounding matters: ties (to even, both ways), subnormals, the largest finite values.
+function specialValues(n: number, seed: number): Float32Array {
+  const r = mulberry32(seed);
+  const pick = [1 + 2 ** -8, 1 + 3 * 2 ** -8, -(1 + 2 ** -8), 2 ** -130, -(2 ** -127), 1e-40, 3.3895313892515355e38, 1.5, -0.0, 0];
+  return Float32Array.from({ length: n }, (_, i) => (i % 3 === 0 ? pick[i % pick.length] : (2 * r() - 1) * 2 ** Math.floor(20 * r() - 10)));
+}
+
+for (const [kernels, widen, name] of PATHS) {
+  test(`${name}: B is rounded exactly like the reference (ties to even, subnormals to zero)`, async () => {
+    usePath(kernels, widen);
+    const N = 70, K = 300;
+    const b = specialValues(N * K, 3);
+    for (const bTrans of [true, false]) {
+      // A = e_k rows (one-hot): C[k, n] = bf16(B[n, k]) exactly, whatever the accumulation order.
+      const M = K, a = new Float32Array(M * K);
+      for (let k = 0; k < K; k++) a[k * K + k] = 1;
+      const B = bTrans ? Tensor.from(b, [N, K]) : Tensor.from(Float32Array.from({ length: K * N }, (_, i) => b[(i % N) * K + Math.floor(i / N)]), [K, N]);
+      const got = (await matmulBf16(Tensor.from(a, [M, K]), B, { bTrans })).toFloat32Array();
+      for (let k = 0; k < K; k++)
+        for (let n = 0; n < N; n++) {
+          const want = bf16(b[n * K + k]);
+          if (!Object.is(got[k * N + n], want) && !(want === 0 && got[k * N + n] === 0))
+            assert.fail(`bTrans ${bTrans}: B[${n},${k}] = ${b[n * K + k]} -> ${got[k * N + n]}, expected ${want}`);
+        }
+    }
+    testing.gemmBf16ForceWiden(false);
+    gemmForceKernels('auto');
+  });
+}
+
 const EDGE = [1, 5, 12, 13, 16, 31, 33, 65];
 
 for (const [kernels, widen, name] of PATHS) {
