@@ -10,7 +10,7 @@ import { loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { createOptimizer, nativePath, Rng, setNumThreads, SparseCoder, Tensor } from '@sparsify/core';
+import { createOptimizer, gemmBf16Path, nativePath, Rng, setNumThreads, SparseCoder, Tensor } from '@sparsify/core';
 import { sectionHeaderLines, smokeMode } from './lib/machine.js';
 import { findPython, PyServer, referenceEnv } from './lib/py-server.js';
 
@@ -91,7 +91,7 @@ async function median(fn: () => Promise<void>, what = '', label = ''): Promise<{
 }
 
 type Pair = { ours: number; sparsify?: number }; // tokens/s
-interface Row { trainCpuSeconds: number; d: number; m: number; k: number; n: number; encode: Pair; decode: number; forward: Pair; train: Pair; trainAuxk: Pair }
+interface Row { encodeBf16: number; trainCpuSeconds: number; d: number; m: number; k: number; n: number; encode: Pair; decode: number; forward: Pair; train: Pair; trainAuxk: Pair }
 const rows: Row[] = [];
 const loadStart = loadavg()[0];
 for (const s of SHAPES) {
@@ -114,6 +114,12 @@ for (const s of SHAPES) {
     r.topActs.dispose();
     r.topIndices.dispose();
   }, 'encode');
+  // The opt-in bf16 compute mode (ours only: sparsify's CPU encode has no bf16 counterpart here).
+  const tEncBf16 = await median(async () => {
+    const r = await coder.encode(x, { computeDtype: 'bf16' });
+    r.topActs.dispose();
+    r.topIndices.dispose();
+  });
   const tDec = await median(async () => (await coder.decode(enc.topActs, enc.topIndices)).dispose());
   const tFwd = await median(async () => {
     const r = await coder.forward(x);
@@ -130,7 +136,7 @@ for (const s of SHAPES) {
     await coder.forwardBackward(x, { auxkAlpha: 1 / 32, deadMask: dead, didFire });
     await opt.step();
   }, 'train_auxk');
-  rows.push({ ...s, trainCpuSeconds: cpu[`train${s.d}`], encode: perSec(tEnc), decode: s.n / tDec.ours, forward: perSec(tFwd), train: perSec(tTrain), trainAuxk: perSec(tAux) });
+  rows.push({ ...s, encodeBf16: s.n / tEncBf16.ours, trainCpuSeconds: cpu[`train${s.d}`], encode: perSec(tEnc), decode: s.n / tDec.ours, forward: perSec(tFwd), train: perSec(tTrain), trainAuxk: perSec(tAux) });
   opt.dispose();
   coder.dispose();
   console.error(`done ${s.d}x${s.m}`);
@@ -151,6 +157,9 @@ if (refLibrary && refNote) md += `Reference stopped: ${refNote}; its later cells
 md += '| d_in | latents | k | tokens | encode (sparsify) | decode | forward (sparsify) | train step signum (sparsify) | train step AuxK 10% dead (sparsify) |\n';
 md += '|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n';
 for (const r of rows) md += `| ${r.d} | ${r.m} | ${r.k} | ${r.n} | ${cell(r.encode)} | ${fmt(r.decode)} | ${cell(r.forward)} | ${cell(r.train)} | ${cell(r.trainAuxk)} |\n`;
+md += `\nbf16 compute mode (\`computeDtype: 'bf16'\`, bf16 GEMM path ${gemmBf16Path()}), encode tokens/s, ours bf16 (ours bf16 / ours f32):\n\n`;
+md += '| d_in | latents | k | tokens | encode bf16 (/ f32) |\n|---:|---:|---:|---:|---:|\n';
+for (const r of rows) md += `| ${r.d} | ${r.m} | ${r.k} | ${r.n} | ${fmt(r.encodeBf16)} (${(r.encodeBf16 / r.encode.ours).toFixed(2)}x) |\n`;
 md += '\nCPU seconds per train step (all threads; wall time on an idle machine is about this / threads): ' + rows.map((r) => `${r.d}x${r.m}: ${r.trainCpuSeconds.toFixed(2)} s`).join(', ') + '\n';
 console.log(md);
 const out = join(dirname(fileURLToPath(import.meta.url)), 'out');

@@ -36,6 +36,9 @@ struct SaeSpec {
   bool groupmax = false;
   bool transcode = false;  // no b_dec subtraction on the encoder input
   bool multi_topk = false;
+  // compute_dtype bf16: the encoder pre-activations come from the bf16-operand GEMM
+  // (cpu/gemm_bf16.h); the selection, decode, losses and backward stay f32.
+  bool bf16 = false;
 };
 
 // ---- fused encoder ----

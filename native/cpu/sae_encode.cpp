@@ -17,6 +17,7 @@
 #include "core/errors.h"
 #include "core/parallel.h"
 #include "cpu/gemm.h"
+#include "cpu/gemm_bf16.h"
 #include "core/coder_spec.h"
 #include "cpu/isa.h"
 #include "cpu/sae.h"
@@ -213,6 +214,15 @@ void sae_encode(const SaeWeights& w, const SaeSpec& s, int64_t N, const float* x
       dead_start[size_t(ti + 1)] = int64_t(dead_pos.size());
     }
   }
+  // bf16 compute mode: W_enc rounded and packed once, the encoder input rounded once (T is a
+  // multiple of 16, as the prepacked product's column offset must be).
+  GemmBf16PackedB w_bf16;
+  std::vector<uint16_t> x_bf16;
+  if (s.bf16) {
+    w_bf16 = gemm_bf16_pack_b(M, D, GemmB{w.W_enc, DType::F32, D, true});
+    x_bf16.resize(size_t(N * D));
+    round_to_bf16(N * D, xin, x_bf16.data());
+  }
   const int64_t R = std::max<int64_t>(16, std::min<int64_t>(512, (N + 2 * num_threads() - 1) / (2 * num_threads())));
   const int64_t nblocks = (N + R - 1) / R;
   parallel_for(nblocks, 1, [&](int64_t b0, int64_t b1) {
@@ -221,8 +231,12 @@ void sae_encode(const SaeWeights& w, const SaeSpec& s, int64_t N, const float* x
       const int64_t r0 = b * R, rn = std::min(R, N - r0);
       for (int64_t m0 = 0; m0 < M; m0 += T) {
         const int64_t tn = std::min(T, M - m0);
-        GemmB gb{w.W_enc + m0 * D, DType::F32, D, true};
-        gemm(rn, tn, D, xin + r0 * D, D, gb, C.data(), T, false, w.b_enc + m0);
+        if (s.bf16) {
+          gemm_bf16_prepacked(rn, m0, m0 + tn, x_bf16.data() + r0 * D, D, w_bf16, C.data(), T, w.b_enc + m0);
+        } else {
+          GemmB gb{w.W_enc + m0 * D, DType::F32, D, true};
+          gemm(rn, tn, D, xin + r0 * D, D, gb, C.data(), T, false, w.b_enc + m0);
+        }
         const int32_t* dp = dead_pos.data() + (ka ? dead_start[size_t(m0 / T)] : 0);
         const int64_t nd = ka ? dead_start[size_t(m0 / T + 1)] - dead_start[size_t(m0 / T)] : 0;
         for (int64_t rr = 0; rr < rn; ++rr) {

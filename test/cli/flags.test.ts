@@ -96,6 +96,16 @@ test('the SAELens-kind flags parse, in both spellings, each with its activation'
   for (const f of SAELENS_TRAIN_FIELDS) assert.ok(exercised.has(f.key), `flag --${f.key} not exercised`);
 });
 
+test('--compute_dtype: f32 by default, bf16 when given, not part of the RunConfig; other values are usage errors', () => {
+  assert.equal(parseTrainArgs([]).computeDtype, 'f32');
+  const p = parseTrainArgs(['--compute_dtype', 'bf16', 'gpt2']);
+  assert.equal(p.computeDtype, 'bf16');
+  assert.equal(p.model, 'gpt2');
+  assert.ok(!('computeDtype' in p.init));
+  assert.equal(parseTrainArgs(['--compute-dtype=f32']).computeDtype, 'f32');
+  assert.throws(() => parseTrainArgs(['--compute_dtype', 'fp16']), (e: Error) => e instanceof UsageError && /compute_dtype/.test(e.message));
+});
+
 test('booleans: --flag, --flag true/false, --noflag, --no-flag, --flag=0', () => {
   assert.equal(parseTrainArgs(['--transcode']).init.sae!.transcode, true);
   assert.equal(parseTrainArgs(['--transcode', 'False']).init.sae!.transcode, false);
@@ -156,6 +166,7 @@ test('main: usage errors exit 2 with a message; --help lists every flag with its
   assert.match(help, /--batch_size int .*\(default: 32\)/);
   assert.match(help, /--dead_feature_threshold int .*\(default: 10000000\)/);
   assert.match(help, /--device \{auto,cpu,cuda\} .*\(default: auto\)/);
+  assert.match(help, /--compute_dtype \{bf16,f32\} .*\(default: f32\)/);
   assert.equal(trainHelp(), help.trimEnd());
 });
 

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 
-import { gemmAvailableKernels, gemmForceKernels, gemmInfo, nativePath } from '@sparsify/core';
+import { gemmAvailableKernels, gemmBf16Path, gemmForceKernels, gemmInfo, nativePath } from '@sparsify/core';
 import { main } from '@sparsify/cli';
 
 function capture() {
@@ -19,6 +19,8 @@ test('sparsify info --native names the addon, the kernel set in use, its blockin
   assert.ok(c.o.out.includes(`addon:        ${nativePath()}`), c.o.out);
   assert.match(c.o.out, new RegExp(`^gemm kernels: ${g.kernels} \\(tile ${g.mr}x${g.nr}; MC ${g.mc}, KC ${g.kc}, NC ${g.nc}; L1d `, 'm'));
   assert.match(c.o.out, new RegExp(`^available:    ${gemmAvailableKernels().join(', ')} `, 'm'));
+  assert.match(c.o.out, new RegExp(`^bf16 gemm:    ${gemmBf16Path()} \\(--compute_dtype bf16\\)$`, 'm'));
+  assert.match(gemmBf16Path(), /^(avx512_bf16|widen-(avx512|avx2|portable))$/);
   const bad = capture();
   assert.equal(await main(['info', '--native', 'extra'], bad.io), 2);
   assert.match(bad.o.err, /info --native: takes no other arguments/);
@@ -39,6 +41,7 @@ test('SPARSIFY_GEMM: a kernel set the CPU runs is reported; an unknown or unsupp
   const forced = cliWithGemm(available[available.length - 1]);
   assert.equal(forced.status, 0, forced.stderr);
   assert.match(forced.stdout, /^gemm kernels: portable \(tile 6x16;/m);
+  assert.match(forced.stdout, /^bf16 gemm:    widen-portable /m);
   for (const value of ['fastest', ...['avx512', 'avx2'].filter((k) => !available.includes(k))]) {
     const r = cliWithGemm(value);
     assert.equal(r.status, 2, `${value}: ${r.stdout}\n${r.stderr}`);

@@ -100,6 +100,9 @@ SaeSpec read_spec(Napi::Object o, int64_t M) {
   s.groupmax = opt_bool(o, "groupmax", false);
   s.transcode = opt_bool(o, "transcode", false);
   s.multi_topk = opt_bool(o, "multiTopk", false);
+  const std::string cd = opt_string(o, "computeDtype", "f32");
+  if (cd != "f32" && cd != "bf16") fail(ErrorKind::Value, "computeDtype must be 'f32' or 'bf16', got '" + cd + "'");
+  s.bf16 = cd == "bf16";
   check_coder_spec(M, s.k, s.groupmax, s.multi_topk);
   return s;
 }

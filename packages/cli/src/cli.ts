@@ -289,6 +289,7 @@ async function trainCommand(argv: readonly string[], io: CliIO): Promise<number>
   let lastStep: train.StepInfo | undefined;
   const trainer = new train.Trainer(cfg, dataset, model, {
     device,
+    computeDtype: args.computeDtype,
     overwrite: args.overwrite,
     evaluation: held.evaluation,
     onStep: (s) => {

@@ -41,6 +41,15 @@ const CLI_ONLY: CliFlag[] = [
     default: 'auto',
   },
   {
+    field: 'computeDtype',
+    key: 'compute_dtype',
+    kind: 'enum',
+    choices: ['bf16', 'f32'],
+    help: "the coders' encoder product: f32, or bf16 (CPU, opt-in: bf16 operands, f32 accumulation; the backward stays f32)",
+    group: 'cli',
+    default: 'f32',
+  },
+  {
     field: 'overwrite',
     key: 'overwrite',
     kind: 'bool',
@@ -73,6 +82,8 @@ export interface ParsedTrainArgs {
   device: 'auto' | 'cpu' | 'cuda';
   /** --overwrite: a fresh run may replace an existing run folder. */
   overwrite: boolean;
+  /** --compute_dtype: the coders' encoder product (not written to config.json). */
+  computeDtype: 'f32' | 'bf16';
   /** --eval_every / --eval_examples / --best_metric as given. */
   evaluation: Partial<EvalTrainFlags>;
   /** snake_case keys given explicitly (so callers can tell defaults from choices). */
@@ -274,12 +285,14 @@ export function parseTrainArgs(argv: readonly string[]): ParsedTrainArgs {
   const sae: Record<string, unknown> = {};
   let device: 'auto' | 'cpu' | 'cuda' = 'auto';
   let overwrite = false;
+  let computeDtype: 'f32' | 'bf16' = 'f32';
   const evaluation: Record<string, unknown> = {};
   for (const [key, v] of values) {
     const f = BY_KEY.get(key)!;
     if (f.group === 'sae') sae[f.field] = v;
     else if (f.group === 'eval') evaluation[f.field] = v;
     else if (f.key === 'overwrite') overwrite = v as boolean;
+    else if (f.key === 'compute_dtype') computeDtype = v as 'f32' | 'bf16';
     else if (f.group === 'cli') device = v as 'auto' | 'cpu' | 'cuda';
     else (init as Record<string, unknown>)[f.field] = v;
   }
@@ -287,7 +300,7 @@ export function parseTrainArgs(argv: readonly string[]): ParsedTrainArgs {
   checkKindFlags(given, (sae.activation as string | undefined) ?? DEFAULT_SPARSE_CODER_CONFIG.activation);
   if (positionals[0] !== undefined) init.model = positionals[0];
   if (positionals[1] !== undefined) init.dataset = positionals[1];
-  return { model: positionals[0], dataset: positionals[1], init, device, overwrite, evaluation, given, help };
+  return { model: positionals[0], dataset: positionals[1], init, device, overwrite, computeDtype, evaluation, given, help };
 }
 
 /** The SAELens-kind flags that only mean something for one activation. */

@@ -25,6 +25,7 @@ export function nativeInfoText(): string {
     `threads:      ${core.numThreads()}`,
     `gemm kernels: ${core.gemmSummary()}`,
     `available:    ${core.gemmAvailableKernels().join(', ')} (SPARSIFY_GEMM=${process.env.SPARSIFY_GEMM || 'auto'})`,
+    `bf16 gemm:    ${core.gemmBf16Path()} (--compute_dtype bf16)`,
   ];
   const probe = core.cudaProbe();
   if (probe) lines.push(`cuda:         ${probe.devices} device(s)${probe.name ? `, ${probe.name}` : ''}${probe.error ? ` (${probe.error})` : ''}`);

@@ -26,6 +26,8 @@ export interface CoderSpecArg {
   groupmax: boolean;
   transcode: boolean;
   multiTopk: boolean;
+  /** 'bf16': the encoder product on bf16 operands (default 'f32'). */
+  computeDtype?: 'f32' | 'bf16';
 }
 
 /** saeReference's float64 results (testing). */
@@ -128,6 +130,9 @@ export interface Addon {
   gemmAvailableKernels(): string[];
   gemmForceKernels(name: 'auto' | 'avx512' | 'avx2' | 'portable'): string;
   gemmInfo(): GemmInfo;
+  // ---- native/bindings/cpu/gemm_bf16.cpp
+  matmulBf16(a: H, b: H, opts: Opts): Promise<H>;
+  gemmBf16Path(): string;
 
   // ---- native/bindings/cpu/model.cpp
   NativeModel: new (spec: unknown, weights: unknown) => NativeModelHandle;
@@ -196,6 +201,9 @@ export interface AddonTesting {
   optimReference(kind: string, arrays: Record<string, Float64Array>, hyper: Opts): Record<string, Float64Array>;
   modelActivation(x: H, name: string): H;
   modelAttention(q: H, k: H, v: H, opts: Opts): Promise<H>;
+  // native/bindings/cpu/gemm_bf16.cpp
+  matmulBf16Reference(a: H, b: H, opts: Opts): Promise<H>;
+  gemmBf16ForceWiden(on: boolean): string;
   // native/bindings/cuda/*.cpp: the single kernels the resident state composes
   cudaFusedTopkMaxK(): number;
   cudaGemmPath(): { wgmma: boolean; why: string };

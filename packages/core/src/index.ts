@@ -20,6 +20,9 @@ export {
   matmulPacked,
 } from './ops/gemm.js';
 export type { GemmInfo, MatmulOptions, MatmulPackedOptions } from './ops/gemm.js';
+export { matmulBf16, gemmBf16Path } from './ops/gemm-bf16.js';
+export type { MatmulBf16Options } from './ops/gemm-bf16.js';
+export { COMPUTE_DTYPES, checkComputeDtype, type ComputeDType } from './compute-dtype.js';
 export * from './sparse-coder.js';
 export { cudaUsable, requireCuda } from './backend/cuda-device.js';
 export * from './optim/index.js';

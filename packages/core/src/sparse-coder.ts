@@ -20,6 +20,7 @@ import { foldActivationScale } from './activation-fold.js';
 import { checkTensorArg, checkTotalVariance } from './coder-args.js';
 import { listCoderDirs, readCoderDir, writeCoderDir } from './checkpoint.js';
 import { CODER_PARAM_NAMES, coderParamShapes, type CoderParamName } from './coder-params.js';
+import { checkComputeDtype, type ComputeDType } from './compute-dtype.js';
 import { coderSpecProblem, numLatentsOf, sparseCoderConfig, type SparseCoderConfig } from './config.js';
 import { DisposedError, FileFormatError, ShapeError, ValueError } from './errors.js';
 import { snapshotDownload } from './hub.js';
@@ -66,6 +67,8 @@ export interface ForwardBackwardOptions extends KindCoefficients {
    * times the rows' share of it, computed on the coder's device (PR #138's micro-batches).
    */
   batchVariance?: boolean;
+  /** This call's compute dtype instead of `coder.computeDtype` (the backward stays f32). */
+  computeDtype?: ComputeDType;
 }
 
 export class SparseCoder implements Disposable {
@@ -78,6 +81,7 @@ export class SparseCoder implements Disposable {
   readonly state: CoderState;
   /** SAELens kinds (relu / jumprelu / batchtopk): what is not an optimizer parameter (kind-step.ts). */
   private readonly kind: KindState | undefined;
+  private dtype: ComputeDType = 'f32';
 
   private constructor(cfg: SparseCoderConfig, dIn: number, state: CoderState, kind: KindState | undefined) {
     this.cfg = cfg;
@@ -283,17 +287,35 @@ export class SparseCoder implements Disposable {
    * TopK / GroupMax: k latents per row. relu / jumprelu / batchtopk: a variable number per row in
    * the padded sparse form of ops/threshold.ts (`counts` per row; padding slots are value 0 at
    * index 0), which decode, evaluate() and the features pass accept as is.
+   *
+   * `computeDtype` 'bf16' (opt-in, CPU, TopK / GroupMax): the encoder product takes bf16-rounded
+   * operands with f32 accumulation (`vdpbf16ps` where the CPU has AVX512_BF16; docs/gemm.md).
    */
-  async encode(x: Tensor, opts: { returnPreActs?: boolean } = {}): Promise<{ topActs: Tensor; topIndices: Tensor; preActs?: Tensor; counts?: Tensor }> {
+  async encode(
+    x: Tensor,
+    opts: { returnPreActs?: boolean; computeDtype?: ComputeDType } = {},
+  ): Promise<{ topActs: Tensor; topIndices: Tensor; preActs?: Tensor; counts?: Tensor }> {
     this.alive();
     checkTensorArg(x, 'encode: x');
     if (this.kind) {
       if (opts.returnPreActs) throw new ValueError(`encode: returnPreActs is not available for activation "${this.cfg.activation}" (its encoder never writes the N x M pre-activations)`);
-      this.call();
+      this.call(opts.computeDtype);
       const r: SparseLatents = await kindEncode(this.state, this.cfg, this.kind, x);
       return r;
     }
-    return this.state.encode(x, this.call(), opts.returnPreActs ?? false);
+    return this.state.encode(x, this.call(opts.computeDtype), opts.returnPreActs ?? false);
+  }
+
+  /**
+   * The compute dtype of the encoder product in encode / forward / forwardBackward: 'f32'
+   * (default) or 'bf16' (opt-in, CPU: bf16-rounded operands, f32 accumulation, `vdpbf16ps`
+   * where the CPU has AVX512_BF16; the top-k may differ from f32 at near-ties; docs/gemm.md).
+   */
+  get computeDtype(): ComputeDType {
+    return this.dtype;
+  }
+  set computeDtype(v: ComputeDType) {
+    this.dtype = checkComputeDtype(v, 'computeDtype');
   }
 
   /** Σ_j topActs[n,j] W_dec[topIndices[n,j]] + b_dec. */
@@ -307,13 +329,19 @@ export class SparseCoder implements Disposable {
   }
 
   /** sparsify's SparseCoder.forward (no gradients). */
-  async forward(x: Tensor, opts: { y?: Tensor; deadMask?: Tensor | Uint8Array; totalVariance?: number } = {}): Promise<ForwardResult> {
+  async forward(
+    x: Tensor,
+    opts: { y?: Tensor; deadMask?: Tensor | Uint8Array; totalVariance?: number; computeDtype?: ComputeDType } = {},
+  ): Promise<ForwardResult> {
     this.alive();
     checkTensorArg(x, 'forward: x');
     if (opts.y !== undefined) checkTensorArg(opts.y, 'forward: y');
     checkTotalVariance(opts.totalVariance, 'forward');
-    if (this.kind) return kindForward(this.state, this.cfg, this.kind, x, { y: opts.y, totalVariance: opts.totalVariance });
-    return this.state.forward(x, { ...this.call(), y: opts.y, deadMask: opts.deadMask, totalVariance: opts.totalVariance });
+    if (this.kind) {
+      this.call(opts.computeDtype);
+      return kindForward(this.state, this.cfg, this.kind, x, { y: opts.y, totalVariance: opts.totalVariance });
+    }
+    return this.state.forward(x, { ...this.call(opts.computeDtype), y: opts.y, deadMask: opts.deadMask, totalVariance: opts.totalVariance });
   }
 
   /** The trainer's first-batch init: b_dec = mean_0(y ?? x); transcoders also encoder.bias = -(mean_0(x) W_enc^T). */
@@ -340,7 +368,7 @@ export class SparseCoder implements Disposable {
       return kindForwardBackward(this.state, this.cfg, this.kind, x, { ...opts, lossScale: opts.lossScale ?? 1 });
     }
     return this.state.forwardBackward(x, {
-      ...this.call(),
+      ...this.call(opts.computeDtype),
       y: opts.y,
       deadMask: opts.auxkAlpha > 0 ? opts.deadMask : undefined,
       auxkAlpha: opts.auxkAlpha,
@@ -393,11 +421,14 @@ export class SparseCoder implements Disposable {
     if (this.state.isDisposed) throw new DisposedError('SparseCoder has been disposed');
   }
 
-  /** This call's k / activation / multi_topk (cfg may have changed since the last call), checked. */
-  private call(): { k: number; activation: SparseCoderConfig['activation']; multiTopk: boolean } {
+  /** This call's k / activation / multi_topk (cfg may have changed since the last call) and compute dtype, checked. */
+  private call(dtype?: ComputeDType): { k: number; activation: SparseCoderConfig['activation']; multiTopk: boolean; computeDtype: ComputeDType } {
     const problem = coderSpecProblem(this.cfg, this.numLatents);
     if (problem) throw new ValueError(problem);
-    return { k: this.cfg.k, activation: this.cfg.activation, multiTopk: this.cfg.multiTopk };
+    const computeDtype = dtype === undefined ? this.dtype : checkComputeDtype(dtype, 'computeDtype');
+    if (computeDtype === 'bf16' && this.device !== 'cpu')
+      throw new ValueError(`computeDtype 'bf16' runs on the CPU only; this coder is on ${this.device}`);
+    return { k: this.cfg.k, activation: this.cfg.activation, multiTopk: this.cfg.multiTopk, computeDtype };
   }
 
   /** @internal The host parameters as the native kernels name them (tests; cpu, or cuda after syncToHost). */

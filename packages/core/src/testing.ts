@@ -4,6 +4,7 @@
  */
 import type { SaeReferenceRaw } from './addon-types.js';
 import { native } from './native.js';
+import { gemmBf16ForceWiden, matmulBf16Reference } from './ops/gemm-bf16.js';
 import { deadArg, weightHandles, type CoderSpec, type CoderWeights } from './ops/sae.js';
 import type { Tensor } from './tensor.js';
 
@@ -33,6 +34,8 @@ function saeReference(
 
 export const testing = {
   saeReference,
+  matmulBf16Reference,
+  gemmBf16ForceWiden,
   /** W_dec rows /= (norm + float32 eps), in place (what forwardBackward does first with normalize_decoder). */
   async normalizeDecoder(W_dec: Tensor): Promise<void> {
     await native().testing.saeNormalizeDecoder(W_dec.handle);

@@ -10,6 +10,7 @@
  * reads save_dir, save points are every save_every optimizer steps (not off by one).
  */
 import {
+  checkComputeDtype,
   ConfigError,
   createOptimizer,
   FileFormatError,
@@ -24,6 +25,7 @@ import {
   Tensor,
   ValueError,
   writeFileAtomic,
+  type ComputeDType,
   type Device,
   type LanguageModel,
   type Optimizer,
@@ -119,6 +121,11 @@ export interface TrainerOptions {
   overwrite?: boolean;
   /** Held-out evaluation with the coders spliced into the model (see eval/training-eval.ts). */
   evaluation?: TrainingEvalOptions;
+  /**
+   * The coders' encoder product: 'f32' (default) or 'bf16' (CPU, opt-in: bf16 forward of the
+   * encoder GEMM, f32 backward, like autocast; docs/gemm.md). Not written to config.json.
+   */
+  computeDtype?: ComputeDType;
 }
 
 interface CoderEntry {
@@ -194,6 +201,7 @@ export class Trainer extends EventEmitter {
   private lock?: RunLock;
   private stopRequested = false;
   private readonly opts: TrainerOptions;
+  private readonly computeDtype: ComputeDType;
   private initialK = 0;
   private lastStepMetrics: Record<string, CoderMetrics> = {};
   private readonly evaluator: TrainingEvaluator | undefined;
@@ -207,6 +215,9 @@ export class Trainer extends EventEmitter {
     this.dataset = dataset;
     this.model = model;
     this.device = opts.device ?? 'cpu';
+    this.computeDtype = checkComputeDtype(opts.computeDtype ?? 'f32', 'TrainerOptions.computeDtype');
+    if (this.computeDtype === 'bf16' && this.device !== 'cpu')
+      throw new ValueError(`TrainerOptions.computeDtype 'bf16' runs on the CPU only; the coders are on ${this.device}`);
     this.opts = opts;
     this.runDir = runDirOf(this.cfg);
     this.evaluator = opts.evaluation ? new TrainingEvaluator(opts.evaluation, model as unknown as EvalModel) : undefined;
@@ -301,6 +312,7 @@ export class Trainer extends EventEmitter {
         } else {
           coder = await SparseCoder.create(width, { ...cfg.sae }, { seed, device: this.device });
         }
+        coder.computeDtype = this.computeDtype;
         this.coders.push({ name, hook, seed, coder, counter: new DeadLatentCounter(coder.numLatents, cfg.deadFeatureThreshold) });
       }
     }
@@ -357,6 +369,7 @@ export class Trainer extends EventEmitter {
       const src = trainIterateDir(dir, e.name) ?? join(dir, e.name);
       const coder = await SparseCoder.loadFromDisk(src, { device: this.device });
       this.checkCompatible(coder, this.widths.get(e.hook)!, src);
+      coder.computeDtype = this.computeDtype;
       e.coder.dispose();
       e.coder = coder;
       e.counter = new DeadLatentCounter(coder.numLatents, this.cfg.deadFeatureThreshold, checkCounters(countersFile, e.name, counters.get(e.name), coder.numLatents));

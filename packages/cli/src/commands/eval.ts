@@ -30,6 +30,7 @@ const EVAL_FLAGS = new Set([
   'revision',
   'data_preprocessing_num_proc',
   'device',
+  'compute_dtype',
 ]);
 
 /** eval's own defaults where train's would be too much for logits (see docs/eval.md). */
@@ -55,6 +56,7 @@ options (as for sparsify train):
   --hookpoints str ...        evaluate only the coders whose names match these patterns
   --split, --text_column, --data_args, --data_preprocessing_num_proc, --revision, --hf_token
   --device {auto,cpu,cuda}    where the model runs (default auto)
+  --compute_dtype {f32,bf16}  the TopK coders' encoder product (default f32; bf16: CPU, opt-in)
   --json FILE                 also write the report as JSON
 `;
 
@@ -93,6 +95,14 @@ function localCoderDirs(root: string): Map<string, string> {
   }
   if (out.size === 0) throw new FileFormatError(`${root}: no sparse coders found (no cfg.json in it or in its subfolders)`);
   return out;
+}
+
+/** --compute_dtype bf16 applies to TopK / GroupMax coders (the encoder GEMM); other kinds refuse it. */
+function setComputeDtype(coders: Map<string, SparseCoder | ThresholdCoder>, dtype: 'f32' | 'bf16'): void {
+  for (const [name, c] of coders) {
+    if (c instanceof SparseCoder) c.computeDtype = dtype;
+    else if (dtype !== 'f32') throw new UsageError(`--compute_dtype ${dtype}: ${name} is not a TopK / GroupMax coder; only those have a bf16 mode`);
+  }
 }
 
 async function loadCoders(spec: string, patterns: readonly string[], device: core.Device): Promise<Map<string, SparseCoder | ThresholdCoder>> {
@@ -183,6 +193,7 @@ export async function evalCommand(argv: readonly string[], io: { stdout: Output;
   const model = await core.loadModel(cfg.model, { device, revision: cfg.revision ?? undefined });
   const coders = await loadCoders(coderSpec, cfg.hookpoints, 'cpu');
   try {
+    setComputeDtype(coders, args.computeDtype);
     const dataset = await openEvalDataset(args, cfg, model);
     const tty = !!io.stderr.isTTY;
     const report = await train.evaluate(model, coders, dataset, {

@@ -31,6 +31,7 @@ const SPECS: Record<string, FlagSpec> = {
   ignore_special: { kind: 'bool', help: 'count BOS/EOS/pad tokens as not evaluated' },
   neuronpedia: { kind: 'string', help: 'also write the SAEDashboard/Neuronpedia batch JSON to this folder' },
   device: { kind: 'enum', choices: ['auto', 'cpu', 'cuda'], help: 'where the model and coders run' },
+  compute_dtype: { kind: 'enum', choices: ['f32', 'bf16'], help: "the coders' encoder product (bf16: CPU, opt-in; bf16 operands, f32 accumulation)" },
 };
 
 const DEFAULTS: Record<string, unknown> = {
@@ -45,6 +46,7 @@ const DEFAULTS: Record<string, unknown> = {
   text_column: 'text',
   ignore_special: true,
   device: 'auto',
+  compute_dtype: 'f32',
 };
 
 export const FEATURES_USAGE = `usage: sparsify features <coders> [model] [dataset] [--flags]
@@ -129,6 +131,7 @@ export async function featuresCommand(argv: readonly string[], io: CliIO): Promi
   let unembedding: core.Unembedding | undefined;
   try {
     for (const e of found.entries) coders.push({ name: e.name, hookpoint: e.hookpoint, coder: await SparseCoder.loadFromDisk(e.dir, { device }) });
+    for (const c of coders) c.coder.computeDtype = (v<'f32' | 'bf16'>('compute_dtype') ?? 'f32');
     unembedding = readUnembeddingOrSay(model, io);
     const tokenizer = existsSync(join(model.path, 'tokenizer.json')) ? await core.loadTokenizer(model.path) : undefined;
     const shuffleSeed = v<number>('shuffle_seed') ?? null;

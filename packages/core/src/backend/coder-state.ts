@@ -8,6 +8,7 @@
  * resident state (`cudaSae*`). The device is chosen once, in `createCoderState`.
  */
 import type { CoderParamName } from '../coder-params.js';
+import type { ComputeDType } from '../compute-dtype.js';
 import type { Activation, SparseCoderConfig } from '../config.js';
 import type { Device, Tensor } from '../tensor.js';
 
@@ -16,6 +17,8 @@ export interface CoderCall {
   k: number;
   activation: Activation;
   multiTopk: boolean;
+  /** 'bf16': the encoder product on bf16 operands (CPU; default 'f32'). */
+  computeDtype?: ComputeDType;
 }
 
 export interface EncodeResult {

@@ -22,7 +22,7 @@ import {
 } from './coder-state.js';
 
 function spec(call: CoderCall, transcode: boolean): CoderSpec {
-  return { k: call.k, groupmax: call.activation === 'groupmax', transcode, multiTopk: call.multiTopk };
+  return { k: call.k, groupmax: call.activation === 'groupmax', transcode, multiTopk: call.multiTopk, computeDtype: call.computeDtype ?? 'f32' };
 }
 
 function coderWeights(t: Map<CoderParamName, Tensor>): CoderWeights {

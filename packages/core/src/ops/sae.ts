@@ -4,6 +4,7 @@
  */
 import type { SaeStepResultRaw, WeightHandles } from '../addon-types.js';
 import { native } from '../native.js';
+import type { ComputeDType } from '../compute-dtype.js';
 import { Tensor } from '../tensor.js';
 
 /** The parameter tensors as the native side names them. */
@@ -20,6 +21,8 @@ export interface CoderSpec {
   groupmax: boolean;
   transcode: boolean;
   multiTopk: boolean;
+  /** 'bf16': the encoder product on bf16 operands (default 'f32'; see compute-dtype.ts). */
+  computeDtype?: ComputeDType;
 }
 
 /** @internal */
