@@ -52,10 +52,9 @@ test('the CUDA build without a device: DeviceError from SparseCoder; the new cud
     out.encodeArg = await err(() => n.cudaSaeEncode({}, x.handle, {}));
     out.stateArg = await err(() => n.cudaSaeLoadState({ _native: 1 }, {}));
     out.lerpArg = await err(() => n.cudaSaeLerp(undefined, 0.5));
-    out.tvShape = await err(() => n.cudaTotalVariance(Tensor.zeros([4]).handle));
-    out.tvInt = await err(() => n.cudaTotalVariance(Tensor.zeros([4, 2], { dtype: 'int32' }).handle));
-    out.tvNoDevice = await err(() => n.cudaTotalVariance(x.handle));
-    out.fns = ['cudaSaeEncode', 'cudaSaeDecode', 'cudaSaeReadState', 'cudaSaeLoadState', 'cudaSaeLerp', 'cudaTotalVariance'].filter((f) => typeof n[f] !== 'function');
+    out.deadArg = await err(() => n.cudaSaeUpdateDeadLatents({}, 1));
+    out.fns = ['cudaSaeEncode', 'cudaSaeDecode', 'cudaSaeReadState', 'cudaSaeLoadState', 'cudaSaeLerp', 'cudaSaeUpdateDeadLatents', 'cudaSaeDeadLatentCounts', 'cudaSaeLoadDeadLatents'].filter((f) => typeof n[f] !== 'function');
+    out.gone = ['cudaTotalVariance'].filter((f) => f in n);
     console.log(JSON.stringify(out));`;
   const r = spawnSync(process.execPath, ['--conditions=sparsify-source', '--import', 'tsx', '--input-type=module', '-e', code], {
     cwd: repoRoot,
@@ -72,7 +71,6 @@ test('the CUDA build without a device: DeviceError from SparseCoder; the new cud
   assert.match(out.encodeArg, /^ERR_SPARSIFY_VALUE: argument 'sae' must be an object from cudaSaeCreate/);
   assert.match(out.stateArg, /^ERR_SPARSIFY_VALUE: argument 'sae' must be an object from cudaSaeCreate/);
   assert.match(out.lerpArg, /^ERR_SPARSIFY_VALUE: argument 'sae' must be an object from cudaSaeCreate/);
-  assert.match(out.tvShape, /^ERR_SPARSIFY_SHAPE: /);
-  assert.match(out.tvInt, /^ERR_SPARSIFY_DTYPE: /);
-  assert.match(out.tvNoDevice, /^ERR_SPARSIFY_CUDA_UNAVAILABLE: /);
+  assert.match(out.deadArg, /^ERR_SPARSIFY_VALUE: argument 'sae' must be an object from cudaSaeCreate/);
+  assert.deepEqual(out.gone, [], 'the batch variance is computed inside the step (batchVariance)');
 });

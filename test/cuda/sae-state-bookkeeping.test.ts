@@ -48,7 +48,7 @@ test('batchVariance: a row range normalised by its share of the whole batch vari
   const N = 48, D = 32, M = 256, k = 4, r0 = 12, r1 = 36;
   const { a, b, x } = await twoStates(M, D, k);
   const xt = Tensor.from(x, [N, D]);
-  const tv = await addon!.cudaTotalVariance(xt.handle);
+  const tv = await addon!.trainTotalVariance(xt.handle); // float64 on the host
   const ra = await addon!.cudaSaeForwardBackward(a, xt.handle, { rowBegin: r0, rowEnd: r1, totalVariance: (tv * (r1 - r0)) / N });
   const rb = await addon!.cudaSaeForwardBackward(b, xt.handle, { rowBegin: r0, rowEnd: r1, batchVariance: true });
   assert.ok(Math.abs(rb.totalVariance - ra.totalVariance) <= 1e-5 * ra.totalVariance, `tv ${rb.totalVariance} vs ${ra.totalVariance} ${tag}`);

@@ -1,5 +1,4 @@
-// N-API bindings (CUDA build only): The resident training state of one coder on the device (native/cuda/sae_state.cu): cudaSae*,
-// cudaTotalVariance.
+// N-API bindings (CUDA build only): The resident training state of one coder on the device (native/cuda/sae_state.cu): cudaSae*.
 // GPU failures reject with DeviceError (codes: ERR_SPARSIFY_CUDA_OOM, _STICKY, _UNAVAILABLE, ERR_SPARSIFY_DEVICE).
 #include <cuda_runtime_api.h>
 
@@ -27,7 +26,7 @@ using namespace cuda_binding;
 //   (wSkip [d_in, d_in]: skip_connection, a fifth parameter)
 // cudaSaeForwardBackward(sae, x, {y?, deadMask?, auxkAlpha?, lossScale?, auxkIncludesBDec?, k?, activation?,
 //   normalizeDecoder?, totalVariance?, backward? = true, outputs? = false, multiTopk? = false, didFire?, trackFired?,
-//   rowBegin?, rowEnd?, batchVariance?}) -> Promise<{fvu, auxkLoss, multiTopkFvu, kAux, numDead, totalVariance, indices?, acts?, saeOut?}>
+//   rowBegin?, rowEnd?, batchVariance?, deadFromCounters?}) -> Promise<{fvu, auxkLoss, multiTopkFvu, kAux, numDead, totalVariance, indices?, acts?, saeOut?}>
 //   (indices only with outputs or didFire; trackFired records the selection on the device, cudaSaeTakeFired reads it)
 //   (gradients accumulate on the device; with multiTopk indices / acts / saeOut are the 4k selection's)
 // cudaSaeEncode(sae, x, {k?, activation?}) -> Promise<{acts, indices}>;  cudaSaeDecode(sae, acts, indices) -> Promise<[N,D]>
@@ -38,6 +37,9 @@ using namespace cuda_binding;
 // cudaSaeLoadState(sae, {params?: {wEnc?, ..., wSkip?}, m?, v?, z?, resetOptimizer?, zeroGrads?}) -> Promise<undefined>
 //   (slot arrays of 4, or 5 for a state with wSkip)
 // cudaSaeLerp(sae, weight) -> Promise<undefined>  (schedule-free eval/train: p = lerp(p, z, weight))
+// cudaSaeUpdateDeadLatents(sae, tokens) -> Promise<number dead>;  cudaSaeDeadLatentCounts(sae) -> Promise<Float64Array>
+// cudaSaeLoadDeadLatents(sae, counts: Float64Array | undefined, threshold) -> Promise<undefined>
+//   (sparsify's num_tokens_since_fired on the device; deadFromCounters steps take AuxK's mask from it)
 using SaeHolder = std::shared_ptr<cuda::ResidentSae>;
 
 SaeHolder& sae_arg(const Napi::CallbackInfo& info, size_t i) {
@@ -148,7 +150,9 @@ Napi::Value cuda_sae_forward_backward(const Napi::CallbackInfo& info) {
     if (y.defined()) y = y.rows(b, e);
   }
   check_sae_input(x, D, "x");
-  int64_t num_dead = 0;
+  call.dead_from_counters = opt_bool(o, "deadFromCounters", false);
+  if (call.dead_from_counters && dm.defined()) fail(ErrorKind::Value, "pass deadMask or deadFromCounters, not both");
+  int64_t num_dead = call.dead_from_counters ? cuda::sae_num_dead(*sae) : 0;
   if (dm.defined()) {
     expect_dtype(dm, DType::I32, "deadMask");
     expect_shape(dm, {M}, "deadMask");
@@ -374,16 +378,47 @@ Napi::Value cuda_sae_lerp(const Napi::CallbackInfo& info) {
       info.Env(), [=] { cuda::sae_lerp_z(*sae, w); }, [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
 }
 
-// cudaTotalVariance(y [N,D]) -> Promise<number>: Σ (y − column mean)² (f32 on the device).
-Napi::Value cuda_total_variance(const Napi::CallbackInfo& info) {
-  Tensor y = arg_tensor(info, 0, "y");
-  expect_float(y, "y");
-  expect_ndim(y, 2, "y");
-  if (y.dim(0) * std::max<int64_t>(y.dim(1), 1) >= (int64_t(1) << 40)) fail(ErrorKind::Value, "y is too large");
-  auto res = std::make_shared<double>(0.0);
+Napi::Value cuda_sae_update_dead(const Napi::CallbackInfo& info) {
+  SaeHolder sae = sae_arg(info, 0);
+  const double tokens = arg_number(info, 1, "tokens");
+  if (!(tokens >= 0) || !std::isfinite(tokens)) fail(ErrorKind::Value, "tokens must be a finite number >= 0");
+  auto dead = std::make_shared<int64_t>(0);
   return run_async(
-      info.Env(), [=] { *res = cuda::total_variance(y); },
-      [res](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, *res); });
+      info.Env(), [=] { *dead = cuda::sae_update_dead(*sae, tokens); },
+      [dead](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, double(*dead)); });
+}
+
+Napi::Value cuda_sae_dead_counts(const Napi::CallbackInfo& info) {
+  SaeHolder sae = sae_arg(info, 0);
+  auto out = std::make_shared<std::vector<double>>();
+  return run_async(
+      info.Env(), [=] { *out = cuda::sae_read_dead(*sae); },
+      [out](Napi::Env env) -> Napi::Value {
+        Napi::Float64Array a = Napi::Float64Array::New(env, out->size());
+        std::copy(out->begin(), out->end(), a.Data());
+        return a;
+      });
+}
+
+Napi::Value cuda_sae_load_dead(const Napi::CallbackInfo& info) {
+  SaeHolder sae = sae_arg(info, 0);
+  std::vector<double> counts;
+  if (!(info[1].IsUndefined() || info[1].IsNull())) {
+    if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
+      fail(ErrorKind::Value, "argument 'counts' must be a Float64Array");
+    auto a = info[1].As<Napi::Float64Array>();
+    counts.assign(a.Data(), a.Data() + a.ElementLength());
+    if (int64_t(counts.size()) != cuda::sae_num_latents(*sae))
+      fail(ErrorKind::Shape, "dead-latent counters have " + std::to_string(counts.size()) + " entries, expected num_latents=" +
+                                 std::to_string(cuda::sae_num_latents(*sae)));
+    for (double c : counts)
+      if (!(c >= 0) || !std::isfinite(c)) fail(ErrorKind::Value, "dead-latent counters must be finite and >= 0");
+  }
+  const double threshold = arg_number(info, 2, "threshold");
+  if (std::isnan(threshold)) fail(ErrorKind::Value, "threshold must be a number");
+  return run_async(
+      info.Env(), [=] { cuda::sae_load_dead(*sae, counts, threshold); },
+      [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
 }
 
 Napi::Value cuda_sae_dispose(const Napi::CallbackInfo& info) {
@@ -407,7 +442,9 @@ void init(Napi::Env env, Napi::Object exports) {
   export_fn(env, exports, "cudaSaeLoadState", cuda_sae_load_state, Accepts::AnyDeviceTensors);
   export_fn(env, exports, "cudaSaeLerp", cuda_sae_lerp, Accepts::AnyDeviceTensors);
   export_fn(env, exports, "cudaSaeTakeFired", cuda_sae_take_fired, Accepts::AnyDeviceTensors);
-  export_fn(env, exports, "cudaTotalVariance", cuda_total_variance, Accepts::AnyDeviceTensors);
+  export_fn(env, exports, "cudaSaeUpdateDeadLatents", cuda_sae_update_dead, Accepts::AnyDeviceTensors);
+  export_fn(env, exports, "cudaSaeDeadLatentCounts", cuda_sae_dead_counts, Accepts::AnyDeviceTensors);
+  export_fn(env, exports, "cudaSaeLoadDeadLatents", cuda_sae_load_dead, Accepts::AnyDeviceTensors);
 }
 
 }  // namespace

@@ -92,6 +92,22 @@ export interface NativeModelHandle {
   dispose(): void;
 }
 
+/** native/bindings/cpu/sae_state.cpp: parameters, gradients, moments, fired latents and dead-latent counters of one coder. */
+export interface CpuSaeStateHandle {
+  forwardBackward(x: H, opts: Opts): Promise<SaeStepResultRaw>;
+  optimizerStep(update: Opts): Promise<void>;
+  lerpToZ(weight: number): Promise<void>;
+  grads(): Partial<Record<StateParamKey, H>>;
+  zeroGrads(): void;
+  moments(): Record<'m' | 'v' | 'z', Partial<Record<StateParamKey, H>>>;
+  loadMoments(moments: Partial<Record<'m' | 'v' | 'z', Partial<Record<StateParamKey, H>>>>): void;
+  takeFired(): H;
+  updateDeadLatents(tokens: number): Promise<number>;
+  deadLatentCounts(): Float64Array;
+  loadDeadLatents(counts: Float64Array | undefined, threshold: number): void;
+  dispose(): void;
+}
+
 export interface BuildInfo {
   cuda: boolean;
   version?: string;
@@ -132,6 +148,9 @@ export interface Addon {
   // ---- native/bindings/cpu/model.cpp
   NativeModel: new (spec: unknown, weights: unknown) => NativeModelHandle;
 
+  // ---- native/bindings/cpu/sae_state.cpp (the CPU resident state of one coder)
+  CpuSaeState: new (params: Partial<Record<StateParamKey, H>>, opts: { transcode: boolean }) => CpuSaeStateHandle;
+
   // ---- native/bindings/cpu/sae.cpp
   zeroTensors(ts: H[]): void;
   saeEncode(w: WeightHandles, x: H, opts: CoderSpecArg & { preActs: boolean }): Promise<{ acts: H; indices: H; preActs?: H }>;
@@ -167,8 +186,10 @@ export interface Addon {
   cudaSaeLoadState(sae: NativeObject, opts: StateSlots & { params?: Partial<Record<StateParamKey, H>>; resetOptimizer?: boolean; zeroGrads?: boolean }): Promise<void>;
   cudaSaeLerp(sae: NativeObject, weight: number): Promise<void>;
   cudaSaeTakeFired(sae: NativeObject): Promise<H>;
+  cudaSaeUpdateDeadLatents(sae: NativeObject, tokens: number): Promise<number>;
+  cudaSaeDeadLatentCounts(sae: NativeObject): Promise<Float64Array>;
+  cudaSaeLoadDeadLatents(sae: NativeObject, counts: Float64Array | undefined, threshold: number): Promise<void>;
   cudaSaeDispose(sae: NativeObject): void;
-  cudaTotalVariance(y: H): Promise<number>;
 
   // ---- native/bindings/cuda/sae_encode.cpp (the resident encoder of encoder-only coders)
   cudaEncoderCreate(wEnc: H, bEnc: H, bDec?: H): Promise<NativeObject>;

@@ -1,9 +1,11 @@
 /**
  * The CUDA CoderState: the CUDA build's resident training state (`cudaSae*`,
- * native/cuda/sae_state.cu) holds parameters, gradient accumulators and optimizer moments on
- * the device; encoder-only coders hold a resident encoder (`cudaEncoderCreate`, inference only).
- * The selected latents of training steps are recorded on the device (trackFired) and read once
- * per optimizer step (takeFired); the [N,k] indices never leave the device then.
+ * native/cuda/sae_state.cu) holds parameters, gradient accumulators, optimizer moments and
+ * sparsify's dead-latent counters on the device; encoder-only coders hold a resident encoder
+ * (`cudaEncoderCreate`, inference only). The selected latents of training steps are recorded on
+ * the device (trackFired) and folded into the counters there once per optimizer step
+ * (updateDeadLatents, which reads back the dead mask for the next steps' AuxK); the [N,k]
+ * indices never leave the device.
  * The host f32 tensors stay the source of truth for saving; `stale` says the device copy is
  * newer (after a training step) and must be read back before the host tensors are used.
  * Calls that JS makes synchronously (zeroGrads, loadMoments) are carried out by the next device call.
@@ -143,6 +145,7 @@ export class CudaCoderState implements CoderState {
       lossScale: call.lossScale,
       didFire: f?.handle,
       trackFired: call.trackFired ?? false,
+      deadFromCounters: call.deadFromCounters ?? false,
       normalizeDecoder: call.normalizeDecoder,
       ...(call.rows ? { rowBegin: call.rows[0], rowEnd: call.rows[1], batchVariance: call.batchVariance ?? false } : {}),
     });
@@ -159,6 +162,18 @@ export class CudaCoderState implements CoderState {
     } finally {
       t.dispose();
     }
+  }
+
+  async updateDeadLatents(tokens: number): Promise<number> {
+    return native().cudaSaeUpdateDeadLatents(await this.ready('updateDeadLatents'), tokens);
+  }
+
+  async readDeadLatents(): Promise<Float64Array> {
+    return native().cudaSaeDeadLatentCounts(await this.ready('readDeadLatents'));
+  }
+
+  async loadDeadLatents(threshold: number, counts?: Float64Array): Promise<void> {
+    await native().cudaSaeLoadDeadLatents(await this.ready('loadDeadLatents'), counts, threshold);
   }
 
   async initBiases(x: Tensor, y: Tensor | undefined, transcode: boolean): Promise<void> {
