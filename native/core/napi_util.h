@@ -23,6 +23,21 @@ inline Napi::Error make_error(Napi::Env env, const NativeError& e) { return make
 
 // Runs fn and turns NativeError / std::exception into typed JS exceptions.
 Napi::Value guarded(const Napi::CallbackInfo& info, Napi::Value (*fn)(const Napi::CallbackInfo&));
+// The same for the body of an ObjectWrap constructor or method (any result type).
+template <class F>
+auto translate(Napi::Env env, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const NativeError& e) {
+    throw make_error(env, e);
+  } catch (const std::bad_alloc&) {
+    throw make_error(env, ErrorKind::Value, "out of host memory");
+  } catch (const std::exception& e) {
+    throw make_error(env, ErrorKind::Internal, e.what());
+  }
+}
 
 // ---- tensor handles ----
 class TensorHandle : public Napi::ObjectWrap<TensorHandle> {

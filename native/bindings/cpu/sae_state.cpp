@@ -20,6 +20,7 @@
 #include <string>
 
 #include "core/coder_spec.h"
+#include "bindings/sae_args.h"
 #include "core/napi_util.h"
 #include "cpu/sae_state.h"
 
@@ -28,56 +29,13 @@ namespace {
 
 const char* const kKeys[kSaeParams] = {"wEnc", "bEnc", "wDec", "bDec", "wSkip"};
 
-template <class F>
-auto translate(Napi::Env env, F&& f) -> decltype(f()) {
-  try {
-    return f();
-  } catch (const Napi::Error&) {
-    throw;
-  } catch (const NativeError& e) {
-    throw make_error(env, e);
-  } catch (const std::bad_alloc&) {
-    throw make_error(env, ErrorKind::Value, "out of host memory");
-  } catch (const std::exception& e) {
-    throw make_error(env, ErrorKind::Internal, e.what());
-  }
-}
-
 void expect_host_f32(const Tensor& t, const std::vector<int64_t>& shape, const std::string& name) {
   expect_dtype(t, DType::F32, name.c_str());
   expect_shape(t, shape, name.c_str());
   if (t.device() != Device::CPU) fail(ErrorKind::Device, name + " must be a CPU tensor");
 }
 
-Tensor read_input(Napi::Value v, int64_t D, const char* name) {
-  Tensor t = value_to_tensor(v, name);
-  expect_dtype(t, DType::F32, name);
-  if (t.ndim() != 2 || t.dim(1) != D)
-    fail(ErrorKind::Shape, std::string(name) + " must be [tokens, " + std::to_string(D) + "], got " + shape_str(t.shape));
-  if (t.device() != Device::CPU) fail(ErrorKind::Device, std::string(name) + " must be a CPU tensor");
-  return t;
-}
 
-// A dead mask: Uint8Array, or a tensor (int32 / float32) of M entries; nonzero = dead.
-std::shared_ptr<std::vector<uint8_t>> read_dead(Napi::Value v, int64_t M) {
-  if (v.IsUndefined() || v.IsNull()) return nullptr;
-  auto out = std::make_shared<std::vector<uint8_t>>(size_t(M));
-  if (v.IsTypedArray()) {
-    auto ta = v.As<Napi::TypedArray>();
-    if (ta.TypedArrayType() != napi_uint8_array) fail(ErrorKind::DType, "deadMask must be a Uint8Array or a tensor");
-    if (int64_t(ta.ElementLength()) != M)
-      fail(ErrorKind::Shape, "deadMask has " + std::to_string(ta.ElementLength()) + " entries, expected num_latents=" +
-                                 std::to_string(M));
-    const uint8_t* src = static_cast<const uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
-    for (int64_t m = 0; m < M; ++m) (*out)[size_t(m)] = src[m] ? 1 : 0;
-    return out;
-  }
-  Tensor t = value_to_tensor(v, "deadMask");
-  if (t.numel() != M || t.ndim() != 1)
-    fail(ErrorKind::Shape, "deadMask must be [" + std::to_string(M) + "], got " + shape_str(t.shape));
-  for (int64_t m = 0; m < M; ++m) (*out)[size_t(m)] = load_as_f32(t.raw(), t.dtype, m) != 0.f ? 1 : 0;
-  return out;
-}
 
 Napi::Object wrap_slots(Napi::Env env, const Tensor (&t)[kSaeParams]) {
   Napi::Object o = Napi::Object::New(env);
@@ -137,12 +95,12 @@ class CpuSaeStateWrap : public Napi::ObjectWrap<CpuSaeStateWrap> {
     return translate(info.Env(), [&]() -> Napi::Value {
       auto st = alive();
       const int64_t M = st->M, D = st->D;
-      Tensor x = read_input(info[0], D, "x");
+      Tensor x = read_coder_input(info[0], D, "x");
       Napi::Object o = arg_object(info, 1, "options");
       Tensor y;
       Napi::Value yv = o.Get("y");
       if (!yv.IsUndefined() && !yv.IsNull()) {
-        y = read_input(yv, D, "y");
+        y = read_coder_input(yv, D, "y");
         if (y.dim(0) != x.dim(0))
           fail(ErrorKind::Shape, "y has " + std::to_string(y.dim(0)) + " rows but x has " + std::to_string(x.dim(0)));
       }
@@ -155,7 +113,7 @@ class CpuSaeStateWrap : public Napi::ObjectWrap<CpuSaeStateWrap> {
       c.backward = opt_bool(o, "backward", true);
       c.outputs = opt_bool(o, "outputs", false);
       c.normalize_decoder = opt_bool(o, "normalizeDecoder", false);
-      c.dead_mask = read_dead(o.Get("deadMask"), M);
+      c.dead_mask = read_dead_mask(o.Get("deadMask"), M);
       c.dead_from_counters = opt_bool(o, "deadFromCounters", false);
       if (c.dead_mask && c.dead_from_counters) fail(ErrorKind::Value, "forwardBackward: pass deadMask or deadFromCounters, not both");
       c.auxk_alpha = opt_number(o, "auxkAlpha", 0.0);
