@@ -21,6 +21,11 @@ Napi::Error make_error(Napi::Env env, ErrorKind kind, const std::string& msg, co
 inline Napi::Error make_error(Napi::Env env, const NativeError& e) { return make_error(env, e.kind, e.what(), e.code); }
 [[noreturn]] void throw_js(Napi::Env env, ErrorKind kind, const std::string& msg);
 
+// ObjectWrap classes whose instances native code creates (e.g. in an async job's done): the
+// constructor is kept per env under `name`.
+void keep_class(Napi::Env env, const char* name, Napi::Function ctor);
+Napi::Function kept_class(Napi::Env env, const char* name);
+
 // Runs fn and turns NativeError / std::exception into typed JS exceptions.
 Napi::Value guarded(const Napi::CallbackInfo& info, Napi::Value (*fn)(const Napi::CallbackInfo&));
 // The same for the body of an ObjectWrap constructor or method (any result type).
@@ -81,6 +86,18 @@ class HostTensorsOnly {
   ~HostTensorsOnly();
   HostTensorsOnly(const HostTensorsOnly&) = delete;
   HostTensorsOnly& operator=(const HostTensorsOnly&) = delete;
+
+ private:
+  bool saved_;
+};
+// The method of a device object (an ObjectWrap class of the CUDA build): while one lives, tensor
+// readers accept tensors on any device, as in an Accepts::AnyDeviceTensors function.
+class AnyDeviceTensors {
+ public:
+  AnyDeviceTensors();
+  ~AnyDeviceTensors();
+  AnyDeviceTensors(const AnyDeviceTensors&) = delete;
+  AnyDeviceTensors& operator=(const AnyDeviceTensors&) = delete;
 
  private:
   bool saved_;

@@ -108,6 +108,25 @@ export interface CpuSaeStateHandle {
   dispose(): void;
 }
 
+/** native/bindings/cuda/sae_state.cpp: the resident training state of one coder on the device. */
+export interface CudaSaeStateHandle {
+  readonly numLatents: number;
+  readonly dIn: number;
+  forwardBackward(x: H, opts: Opts): Promise<CudaStepResult>;
+  encode(x: H, opts: Opts): Promise<{ acts: H; indices: H }>;
+  decode(acts: H, indices: H): Promise<H>;
+  apply(opts: Opts): Promise<void>;
+  read(opts: { evalBeta?: number; grads?: boolean }): Promise<Partial<Record<StateParamKey | StateGradKey, H>>>;
+  readState(): Promise<StateSlots>;
+  loadState(opts: StateSlots & { params?: Partial<Record<StateParamKey, H>>; resetOptimizer?: boolean; zeroGrads?: boolean }): Promise<void>;
+  lerp(weight: number): Promise<void>;
+  takeFired(): Promise<H>;
+  updateDeadLatents(tokens: number): Promise<number>;
+  deadLatentCounts(): Promise<Float64Array>;
+  loadDeadLatents(counts: Float64Array | undefined, threshold: number): Promise<void>;
+  dispose(): void;
+}
+
 export interface BuildInfo {
   cuda: boolean;
   version?: string;
@@ -176,20 +195,7 @@ export interface Addon {
   cudaSelfTest?(): { ok: boolean; kernel?: string; error?: string; ms: number };
 
   // ---- native/bindings/cuda/sae_state.cpp (the resident training state)
-  cudaSaeCreate(params: Partial<Record<StateParamKey, H>>, opts: Opts): Promise<NativeObject>;
-  cudaSaeForwardBackward(sae: NativeObject, x: H, opts: Opts): Promise<CudaStepResult>;
-  cudaSaeEncode(sae: NativeObject, x: H, opts: Opts): Promise<{ acts: H; indices: H }>;
-  cudaSaeDecode(sae: NativeObject, acts: H, indices: H): Promise<H>;
-  cudaSaeApply(sae: NativeObject, opts: Opts): Promise<void>;
-  cudaSaeRead(sae: NativeObject, opts: { evalBeta?: number; grads?: boolean }): Promise<Partial<Record<StateParamKey | StateGradKey, H>>>;
-  cudaSaeReadState(sae: NativeObject): Promise<StateSlots>;
-  cudaSaeLoadState(sae: NativeObject, opts: StateSlots & { params?: Partial<Record<StateParamKey, H>>; resetOptimizer?: boolean; zeroGrads?: boolean }): Promise<void>;
-  cudaSaeLerp(sae: NativeObject, weight: number): Promise<void>;
-  cudaSaeTakeFired(sae: NativeObject): Promise<H>;
-  cudaSaeUpdateDeadLatents(sae: NativeObject, tokens: number): Promise<number>;
-  cudaSaeDeadLatentCounts(sae: NativeObject): Promise<Float64Array>;
-  cudaSaeLoadDeadLatents(sae: NativeObject, counts: Float64Array | undefined, threshold: number): Promise<void>;
-  cudaSaeDispose(sae: NativeObject): void;
+  cudaSaeCreate(params: Partial<Record<StateParamKey, H>>, opts: Opts): Promise<CudaSaeStateHandle>;
 
   // ---- native/bindings/cuda/sae_encode.cpp (the resident encoder of encoder-only coders)
   cudaEncoderCreate(wEnc: H, bEnc: H, bDec?: H): Promise<NativeObject>;
