@@ -24,7 +24,10 @@
 //     parameters with the momentum buffer in m[], muon.cu; Adam on b_enc / b_dec), gradients
 //     zeroed; W_skip is neither renormalised nor projected.
 // Also: forward-only calls (SparseCoder.forward), encode/decode with the resident parameters,
-// optimizer state in/out (checkpoints) and the schedule-free eval/train lerp.
+// optimizer state in/out (checkpoints), the schedule-free eval/train lerp, and sparsify's
+// dead-latent counters (num_tokens_since_fired, float64) updated from the tracked selections.
+// CPU twin: native/cpu/sae_state.cpp (the same state over the CPU kernels); float64 references:
+// native/ref/sae_reference.cpp, optim_reference.cpp.
 // NOTE: never run on a GPU (written and compiled without one); tests: test/cuda/coder.test.ts.
 #include <cstring>
 #include <limits>
