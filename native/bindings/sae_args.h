@@ -1,11 +1,13 @@
-// Argument readers shared by the CPU sparse-coder bindings (bindings/cpu/sae.cpp, the stateless
-// kernels, and bindings/cpu/sae_state.cpp, the resident state).
+// Argument readers and results shared by the sparse-coder bindings (bindings/cpu/sae.cpp, the
+// stateless kernels; bindings/cpu/sae_state.cpp and bindings/cuda/sae_state.cpp, the states).
 #pragma once
+#include <cmath>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "core/napi_util.h"
+#include "cpu/sae.h"
 
 namespace sparsify {
 
@@ -38,6 +40,41 @@ inline std::shared_ptr<std::vector<uint8_t>> read_dead_mask(Napi::Value v, int64
     fail(ErrorKind::Shape, "deadMask must be [" + std::to_string(M) + "], got " + shape_str(t.shape));
   for (int64_t m = 0; m < M; ++m) (*out)[size_t(m)] = load_as_f32(t.raw(), t.dtype, m) != 0.f ? 1 : 0;
   return out;
+}
+
+// Dead-latent counters (num_tokens_since_fired) from JS: undefined (all 0) or a Float64Array of
+// M finite counts >= 0, as the CPU and CUDA states' loadDeadLatents take them.
+inline std::vector<double> read_dead_counts(Napi::Value v, int64_t M) {
+  std::vector<double> counts;
+  if (v.IsUndefined() || v.IsNull()) return counts;
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
+    fail(ErrorKind::Value, "argument 'counts' must be a Float64Array");
+  auto a = v.As<Napi::Float64Array>();
+  counts.assign(a.Data(), a.Data() + a.ElementLength());
+  if (int64_t(counts.size()) != M)
+    fail(ErrorKind::Shape, "dead-latent counters have " + std::to_string(counts.size()) + " entries, expected num_latents=" +
+                               std::to_string(M));
+  for (double c : counts)
+    if (!(c >= 0) || !std::isfinite(c)) fail(ErrorKind::Value, "dead-latent counters must be finite and >= 0");
+  return counts;
+}
+
+// A CPU coder step's result: the losses, and the forward's outputs when they were asked for.
+inline Napi::Object wrap_step_result(Napi::Env env, const SaeLosses& L, const Tensor& sae_out, const Tensor& acts,
+                                     const Tensor& idx) {
+  Napi::Object r = Napi::Object::New(env);
+  r.Set("fvu", L.fvu);
+  r.Set("auxkLoss", L.auxk);
+  r.Set("multiTopkFvu", L.multi_topk_fvu);
+  r.Set("loss", L.loss);
+  r.Set("totalVariance", L.total_variance);
+  r.Set("numDead", double(L.num_dead));
+  if (sae_out.defined()) {
+    r.Set("saeOut", TensorHandle::Wrap(env, sae_out));
+    r.Set("latentActs", TensorHandle::Wrap(env, acts));
+    r.Set("latentIndices", TensorHandle::Wrap(env, idx));
+  }
+  return r;
 }
 
 }  // namespace sparsify

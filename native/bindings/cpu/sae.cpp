@@ -246,21 +246,7 @@ Napi::Value sae_step_js(const Napi::CallbackInfo& info) {
         }
         res->L = sae_forward_backward(w.view(), s, a, with_grads ? &gr : nullptr);
       },
-      [res, outputs](Napi::Env env) -> Napi::Value {
-        Napi::Object r = Napi::Object::New(env);
-        r.Set("fvu", res->L.fvu);
-        r.Set("auxkLoss", res->L.auxk);
-        r.Set("multiTopkFvu", res->L.multi_topk_fvu);
-        r.Set("loss", res->L.loss);
-        r.Set("totalVariance", res->L.total_variance);
-        r.Set("numDead", double(res->L.num_dead));
-        if (outputs) {
-          r.Set("saeOut", TensorHandle::Wrap(env, res->sae_out));
-          r.Set("latentActs", TensorHandle::Wrap(env, res->acts));
-          r.Set("latentIndices", TensorHandle::Wrap(env, res->idx));
-        }
-        return r;
-      });
+      [res](Napi::Env env) -> Napi::Value { return wrap_step_result(env, res->L, res->sae_out, res->acts, res->idx); });
 }
 
 Napi::Value sae_init_biases_js(const Napi::CallbackInfo& info) {

@@ -144,20 +144,8 @@ class CpuSaeStateWrap : public Napi::ObjectWrap<CpuSaeStateWrap> {
       auto res = std::make_shared<SaeStepOut>();
       return run_async(
           info.Env(), [st, x, y, c, res] { *res = sae_state_step(*st, x, y, c); },
-          [res, outputs = c.outputs](Napi::Env env) -> Napi::Value {
-            Napi::Object r = Napi::Object::New(env);
-            r.Set("fvu", res->losses.fvu);
-            r.Set("auxkLoss", res->losses.auxk);
-            r.Set("multiTopkFvu", res->losses.multi_topk_fvu);
-            r.Set("loss", res->losses.loss);
-            r.Set("totalVariance", res->losses.total_variance);
-            r.Set("numDead", double(res->losses.num_dead));
-            if (outputs) {
-              r.Set("saeOut", TensorHandle::Wrap(env, res->sae_out));
-              r.Set("latentActs", TensorHandle::Wrap(env, res->latent_acts));
-              r.Set("latentIndices", TensorHandle::Wrap(env, res->latent_idx));
-            }
-            return r;
+          [res](Napi::Env env) -> Napi::Value {
+            return wrap_step_result(env, res->losses, res->sae_out, res->latent_acts, res->latent_idx);
           });
     });
   }
@@ -290,15 +278,7 @@ class CpuSaeStateWrap : public Napi::ObjectWrap<CpuSaeStateWrap> {
   Napi::Value LoadDeadLatents(const Napi::CallbackInfo& info) {
     return translate(info.Env(), [&]() -> Napi::Value {
       auto st = alive();
-      std::vector<double> counts;
-      if (!(info[0].IsUndefined() || info[0].IsNull())) {
-        if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
-          fail(ErrorKind::Value, "argument 'counts' must be a Float64Array");
-        auto a = info[0].As<Napi::Float64Array>();
-        counts.assign(a.Data(), a.Data() + a.ElementLength());
-        for (double c : counts)
-          if (!(c >= 0) || !std::isfinite(c)) fail(ErrorKind::Value, "dead-latent counters must be finite and >= 0");
-      }
+      const std::vector<double> counts = read_dead_counts(info[0], st->M);
       const double threshold = arg_number(info, 1, "threshold");
       if (std::isnan(threshold)) fail(ErrorKind::Value, "threshold must be a number");
       sae_state_load_dead(*st, counts, threshold);

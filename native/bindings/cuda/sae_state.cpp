@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "bindings/cuda/cuda_binding_util.h"
+#include "bindings/sae_args.h"
 #include "cuda/cuda_check.h"
 #include "cuda/cuda_context.h"
 #include "cuda/cuda_ops.h"
@@ -431,18 +432,7 @@ Napi::Value cuda_sae_dead_counts(const Napi::CallbackInfo& info) {
 
 Napi::Value cuda_sae_load_dead(const Napi::CallbackInfo& info) {
   SaeHolder sae = sae_of(info);
-  std::vector<double> counts;
-  if (!(info[0].IsUndefined() || info[0].IsNull())) {
-    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
-      fail(ErrorKind::Value, "argument 'counts' must be a Float64Array");
-    auto a = info[0].As<Napi::Float64Array>();
-    counts.assign(a.Data(), a.Data() + a.ElementLength());
-    if (int64_t(counts.size()) != cuda::sae_num_latents(*sae))
-      fail(ErrorKind::Shape, "dead-latent counters have " + std::to_string(counts.size()) + " entries, expected num_latents=" +
-                                 std::to_string(cuda::sae_num_latents(*sae)));
-    for (double c : counts)
-      if (!(c >= 0) || !std::isfinite(c)) fail(ErrorKind::Value, "dead-latent counters must be finite and >= 0");
-  }
+  const std::vector<double> counts = read_dead_counts(info[0], cuda::sae_num_latents(*sae));
   const double threshold = arg_number(info, 1, "threshold");
   if (std::isnan(threshold)) fail(ErrorKind::Value, "threshold must be a number");
   return run_async(
