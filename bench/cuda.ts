@@ -9,7 +9,7 @@
  * 2b. Inference encode with the encoder weights resident on the device, tokens/s.
  * 3. One SAE training step (encode, decode, decode/encoder backward, projection, 2x Adam, renorm)
  *    through the host-tensor API, tokens/s, transfers included.
- * 3b. The same step with the training state resident on the device (cudaSae*) and x a device
+ * 3b. The same step with the training state resident on the device (CudaSaeState) and x a device
  *     tensor (as the GPU model forward's captures are), tokens/s.
  * 4. The transformer forward on the GPU (loadModel(..., {device: 'cuda'})): a GPT-2-small-shaped
  *    model with random weights (bench/lib/gpt2-checkpoint.ts), batch 8 x 256 (quick: 4 x 256),
@@ -139,8 +139,8 @@ results.trainStep = { N, D, M, k, ms: stepMs, tokensPerSecond: (N * 1000) / step
   const xs = Tensor.from(rnd(n * d, 2), [n, d], { device: 'cuda' });
   const dead = Tensor.from(new Int32Array(m).map((_, i) => (i % 10 === 0 ? 1 : 0)), [m]);
   const once = async (t: number) => {
-    await addon.cudaSaeForwardBackward(sae, xs.handle, { deadMask: dead.handle, auxkAlpha: 1 / 32 });
-    await addon.cudaSaeApply(sae, { optimizer: 'adam', lr: 1e-4, step: t });
+    await sae.forwardBackward(xs.handle, { deadMask: dead.handle, auxkAlpha: 1 / 32 });
+    await sae.apply({ optimizer: 'adam', lr: 1e-4, step: t });
   };
   await once(1);
   const t1 = performance.now(), reps = quick ? 2 : 5;
@@ -148,7 +148,7 @@ results.trainStep = { N, D, M, k, ms: stepMs, tokensPerSecond: (N * 1000) / step
   const ms = (performance.now() - t1) / reps;
   rows.push([`resident SAE train step N=${n} D=${d} M=${m} k=${kk} (+AuxK, Adam)`, `${ms.toFixed(0)} ms, ${((n * 1000) / ms).toFixed(0)} tokens/s`]);
   results.residentTrainStep = { n, d, m, k: kk, ms, tokensPerSecond: (n * 1000) / ms };
-  addon.cudaSaeDispose(sae);
+  sae.dispose();
 }
 
 // 4. Transformer forward on the GPU (weights resident; the forward is one native call).

@@ -92,7 +92,7 @@ export function compareGpu(ours: unknown, ref: unknown): GpuComparison {
   const sameDevice = oursDevice !== null && oursDevice === refDevice;
   if (!sameDevice) notes.push(`devices differ or are unknown (ours: ${oursDevice}, sparsify: ${refDevice}): no ratios`);
 
-  // Training step: ours resident (cudaSae*) vs sparsify's trainer step, same N, D, M, k.
+  // Training step: ours resident (CudaSaeState) vs sparsify's trainer step, same N, D, M, k.
   const stepKeys = ['n', 'd', 'm', 'k'];
   const oursStep = obj(o.residentTrainStep), refShape = obj(r.shape);
   const stepMatch = sameShape(oursStep, refShape, stepKeys);

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <map>
 #include <new>
 #include <utility>
 
@@ -11,6 +12,7 @@ namespace sparsify {
 struct EnvData {
   Napi::FunctionReference tensor_ctor;
   Napi::FunctionReference error_classes[kNumErrorKinds];
+  std::map<std::string, Napi::FunctionReference> classes;  // keep_class
 };
 
 static EnvData& env_data(Napi::Env env) {
@@ -38,6 +40,15 @@ Napi::Error make_error(Napi::Env env, ErrorKind kind, const std::string& msg, co
 }
 
 void throw_js(Napi::Env env, ErrorKind kind, const std::string& msg) { throw make_error(env, kind, msg); }
+
+void keep_class(Napi::Env env, const char* name, Napi::Function ctor) { env_data(env).classes[name] = Napi::Persistent(ctor); }
+
+Napi::Function kept_class(Napi::Env env, const char* name) {
+  auto& classes = env_data(env).classes;
+  auto it = classes.find(name);
+  if (it == classes.end()) fail(ErrorKind::Internal, std::string("native class ") + name + " is not registered");
+  return it->second.Value();
+}
 
 Napi::Value guarded(const Napi::CallbackInfo& info, Napi::Value (*fn)(const Napi::CallbackInfo&)) {
   try {
@@ -221,6 +232,8 @@ struct DeviceTensorsAllowed {
 
 HostTensorsOnly::HostTensorsOnly() : saved_(t_device_tensors_ok) { t_device_tensors_ok = false; }
 HostTensorsOnly::~HostTensorsOnly() { t_device_tensors_ok = saved_; }
+AnyDeviceTensors::AnyDeviceTensors() : saved_(t_device_tensors_ok) { t_device_tensors_ok = true; }
+AnyDeviceTensors::~AnyDeviceTensors() { t_device_tensors_ok = saved_; }
 
 Tensor value_to_tensor(Napi::Value v, const char* name) {
   if (!TensorHandle::Is(v)) fail(ErrorKind::DType, arg_name(name) + " must be a Tensor");

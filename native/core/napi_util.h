@@ -21,8 +21,28 @@ Napi::Error make_error(Napi::Env env, ErrorKind kind, const std::string& msg, co
 inline Napi::Error make_error(Napi::Env env, const NativeError& e) { return make_error(env, e.kind, e.what(), e.code); }
 [[noreturn]] void throw_js(Napi::Env env, ErrorKind kind, const std::string& msg);
 
+// ObjectWrap classes whose instances native code creates (e.g. in an async job's done): the
+// constructor is kept per env under `name`.
+void keep_class(Napi::Env env, const char* name, Napi::Function ctor);
+Napi::Function kept_class(Napi::Env env, const char* name);
+
 // Runs fn and turns NativeError / std::exception into typed JS exceptions.
 Napi::Value guarded(const Napi::CallbackInfo& info, Napi::Value (*fn)(const Napi::CallbackInfo&));
+// The same for the body of an ObjectWrap constructor or method (any result type).
+template <class F>
+auto translate(Napi::Env env, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const NativeError& e) {
+    throw make_error(env, e);
+  } catch (const std::bad_alloc&) {
+    throw make_error(env, ErrorKind::Value, "out of host memory");
+  } catch (const std::exception& e) {
+    throw make_error(env, ErrorKind::Internal, e.what());
+  }
+}
 
 // ---- tensor handles ----
 class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
@@ -66,6 +86,18 @@ class HostTensorsOnly {
   ~HostTensorsOnly();
   HostTensorsOnly(const HostTensorsOnly&) = delete;
   HostTensorsOnly& operator=(const HostTensorsOnly&) = delete;
+
+ private:
+  bool saved_;
+};
+// The method of a device object (an ObjectWrap class of the CUDA build): while one lives, tensor
+// readers accept tensors on any device, as in an Accepts::AnyDeviceTensors function.
+class AnyDeviceTensors {
+ public:
+  AnyDeviceTensors();
+  ~AnyDeviceTensors();
+  AnyDeviceTensors(const AnyDeviceTensors&) = delete;
+  AnyDeviceTensors& operator=(const AnyDeviceTensors&) = delete;
 
  private:
   bool saved_;

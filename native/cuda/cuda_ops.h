@@ -6,6 +6,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "core/tensor.h"
 
@@ -124,6 +125,7 @@ struct SaeCall {
   bool outputs = false;        // also return sae_out [N,D] and the latent acts [N,k]
   bool multi_topk = false;     // Multi-TopK: also the 4k selection, its FVU and (loss/8) its W_dec/b_dec gradient
   bool track_fired = false;    // record the selected latents in the state (sae_take_fired)
+  bool dead_from_counters = false;  // AuxK's dead mask: the state's dead-latent counters (not dead_mask)
   // Micro-batches: when defined (and total_variance <= 0), the normaliser is this whole batch's
   // variance times variance_fraction (rows / batch rows), computed on the device.
   Tensor variance_of;
@@ -144,6 +146,15 @@ SaeStepResult sae_forward_backward(ResidentSae& sae, const Tensor& x, const Tens
                                    const SaeCall& call, const Tensor& did_fire);
 // The latents selected by track_fired steps since the last call (host int32 [M], 0/1); clears them.
 Tensor sae_take_fired(ResidentSae& sae);
+// sparsify's dead-latent counters (num_tokens_since_fired, float64 on the device; CPU twin:
+// native/cpu/sae_state.cpp): at an optimizer step counters += tokens, 0 where a tracked step
+// selected the latent (cleared); the dead mask (counter > threshold) comes back once per update
+// for the next steps' AuxK. Returns the number of dead latents.
+int64_t sae_update_dead(ResidentSae& sae, double tokens);
+std::vector<double> sae_read_dead(ResidentSae& sae);
+// counts empty: all 0.
+void sae_load_dead(ResidentSae& sae, const std::vector<double>& counts, double threshold);
+int64_t sae_num_dead(const ResidentSae& sae);
 // Inference with the resident parameters: TopK/GroupMax codes of x (host outputs), decode of codes.
 struct SaeCodes {
   Tensor acts, indices;  // [N, k] f32, int32
@@ -185,9 +196,6 @@ void sae_load_state(ResidentSae& sae, const Tensor (&params)[kSaeMaxParams], con
 // Schedule-free eval()/train(): p = lerp(p, z, weight) for every parameter that has a z (torch's lerp).
 void sae_lerp_z(ResidentSae& sae, double weight);
 const SaeConfig& sae_config(const ResidentSae& sae);
-// Σ_{n,d} (y − mean_n y)² of y [N, D] (any float dtype; f32 fixed-grid reductions): the trainer's
-// micro-batch normaliser (PR #138) for activations that live on the device.
-double total_variance(const Tensor& y);
 int64_t sae_num_latents(const ResidentSae& sae);
 int64_t sae_d_in(const ResidentSae& sae);
 int64_t sae_k(const ResidentSae& sae);

@@ -24,9 +24,13 @@
 //     parameters with the momentum buffer in m[], muon.cu; Adam on b_enc / b_dec), gradients
 //     zeroed; W_skip is neither renormalised nor projected.
 // Also: forward-only calls (SparseCoder.forward), encode/decode with the resident parameters,
-// optimizer state in/out (checkpoints) and the schedule-free eval/train lerp.
+// optimizer state in/out (checkpoints), the schedule-free eval/train lerp, and sparsify's
+// dead-latent counters (num_tokens_since_fired, float64) updated from the tracked selections.
+// CPU twin: native/cpu/sae_state.cpp (the same state over the CPU kernels); float64 references:
+// native/ref/sae_reference.cpp, optim_reference.cpp.
 // NOTE: never run on a GPU (written and compiled without one); tests: test/cuda/coder.test.ts.
 #include <cstring>
+#include <limits>
 #include <cmath>
 #include <vector>
 
@@ -180,6 +184,12 @@ struct ResidentSae {
   // int32 [M + 1]: 1 for the latents selected by tracked steps since the last sae_take_fired
   // (the dead-latent bookkeeping stays here); entry M flags an out-of-range index (a kernel bug).
   DevArray fired;
+  // num_tokens_since_fired, float64 [M] (stored in 2M floats); the dead mask derived from it at the
+  // last update (host int32 [M], read by the encoder's AuxK bookkeeping) and its count.
+  DevArray since_fired;
+  double dead_threshold = std::numeric_limits<double>::infinity();
+  Tensor dead_host;
+  int64_t num_dead = 0;
   int num_params() const { return cfg.skip ? 5 : 4; }
   DevArray& param(int i) { return i == 0 ? w_enc : i == 1 ? b_enc : i == 2 ? w_dec : i == 3 ? b_dec : w_skip; }
   DevArray& grad(int i) { return i == 0 ? g_w_enc : i == 1 ? g_b_enc : i == 2 ? g_w_dec : i == 3 ? g_b_dec : g_w_skip; }
@@ -217,6 +227,9 @@ std::shared_ptr<ResidentSae> make_resident_sae(const Tensor& w_enc, const Tensor
   }
   r->fired.alloc(r->M + 1);
   CUDA_CHECK(cudaMemsetAsync(r->fired.p, 0, size_t(r->M + 1) * 4, s));
+  r->since_fired.alloc(2 * r->M);
+  CUDA_CHECK(cudaMemsetAsync(r->since_fired.p, 0, size_t(r->M) * 8, s));
+  r->dead_host = Tensor::zeros({r->M}, DType::I32);
   ses.sync();
   return r;
 }
@@ -339,14 +352,19 @@ SaeStepResult sae_forward_backward(ResidentSae& sae, const Tensor& x, const Tens
   o.groupmax = call.groupmax;
   o.compute = sae.cfg.compute;
   int64_t num_dead = 0;
-  if (dead_mask.defined()) {
+  Tensor dead = dead_mask;
+  if (call.dead_from_counters) {
+    // The state's mask, read back once per counter update: no copy per step.
+    dead = sae.dead_host;
+    num_dead = sae.num_dead;
+  } else if (dead_mask.defined()) {
     const Tensor dm_host = host_copy(dead_mask);  // small [M]; may come from the device
     const int32_t* dm = dm_host.data<int32_t>();
     for (int64_t m = 0; m < M; ++m) num_dead += dm[m] != 0;
   }
   const int64_t k_aux_nominal = D / 2;
   if (num_dead > 0 && k_aux_nominal > 0) {
-    o.dead_mask = dead_mask;
+    o.dead_mask = dead;
     o.k_aux = k_aux_nominal;
   }
   // Multi-TopK: the 4k selection, plain TopK whatever the activation (as the CPU encoder; the
@@ -504,6 +522,76 @@ Tensor sae_take_fired(ResidentSae& sae) {
   std::memcpy(out.raw(), all.raw(), size_t(sae.M) * 4);
   return out;
 }
+
+namespace {
+// counts[m] = fired[m] ? 0 : counts[m] + tokens; dead[m] = counts[m] > threshold; fired cleared.
+// Entry M carries (and clears) the out-of-range flag of mark_fired_kernel.
+__global__ void update_dead_kernel(double* __restrict__ counts, int* __restrict__ fired, int64_t M, double tokens,
+                                   double threshold, int* __restrict__ dead) {
+  for (int64_t m = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; m <= M; m += int64_t(gridDim.x) * blockDim.x) {
+    if (m == M) {
+      dead[M] = fired[M];
+      fired[M] = 0;
+      continue;
+    }
+    const double c = fired[m] ? 0.0 : counts[m] + tokens;
+    counts[m] = c;
+    dead[m] = c > threshold ? 1 : 0;
+    fired[m] = 0;
+  }
+}
+
+void set_dead_host(ResidentSae& sae, const int32_t* dead) {
+  int32_t* out = sae.dead_host.data<int32_t>();
+  sae.num_dead = 0;
+  for (int64_t m = 0; m < sae.M; ++m) {
+    out[m] = dead[m];
+    sae.num_dead += dead[m] != 0;
+  }
+}
+}  // namespace
+
+int64_t sae_update_dead(ResidentSae& sae, double tokens) {
+  Session ses;
+  cudaStream_t s = ses.stream();
+  DeviceBuffer dead(size_t(sae.M + 1) * 4, s);
+  SPX_LAUNCH(grid_for(sae.M + 1), 256, 0, s, update_dead_kernel)(reinterpret_cast<double*>(sae.since_fired.p),
+                                                               reinterpret_cast<int*>(sae.fired.p), sae.M, tokens,
+                                                               sae.dead_threshold, dead.as<int>());
+  CUDA_CHECK_LAUNCH();
+  Tensor host = download(dead.get(), {sae.M + 1}, DType::I32, s);
+  ses.sync();
+  if (host.data<int32_t>()[sae.M]) throw NativeError(ErrorKind::Internal, "CUDA encoder selected a latent index outside [0, num_latents)");
+  // A fresh host tensor: a step still reading the previous mask keeps its own.
+  sae.dead_host = Tensor::empty({sae.M}, DType::I32);
+  set_dead_host(sae, host.data<int32_t>());
+  return sae.num_dead;
+}
+
+std::vector<double> sae_read_dead(ResidentSae& sae) {
+  Session ses;
+  std::vector<double> out(size_t(sae.M));
+  if (sae.M) CUDA_CHECK(cudaMemcpyAsync(out.data(), sae.since_fired.p, size_t(sae.M) * 8, cudaMemcpyDeviceToHost, ses.stream()));
+  ses.sync();
+  return out;
+}
+
+void sae_load_dead(ResidentSae& sae, const std::vector<double>& counts, double threshold) {
+  if (!counts.empty() && int64_t(counts.size()) != sae.M)
+    throw NativeError(ErrorKind::Shape, "dead-latent counters have " + std::to_string(counts.size()) +
+                                            " entries, expected num_latents=" + std::to_string(sae.M));
+  std::vector<double> c = counts.empty() ? std::vector<double>(size_t(sae.M), 0.0) : counts;
+  Session ses;
+  if (sae.M) CUDA_CHECK(cudaMemcpyAsync(sae.since_fired.p, c.data(), size_t(sae.M) * 8, cudaMemcpyHostToDevice, ses.stream()));
+  ses.sync();
+  sae.dead_threshold = threshold;
+  std::vector<int32_t> dead(size_t(sae.M));
+  for (int64_t m = 0; m < sae.M; ++m) dead[size_t(m)] = c[size_t(m)] > threshold ? 1 : 0;
+  sae.dead_host = Tensor::empty({sae.M}, DType::I32);
+  set_dead_host(sae, dead.data());
+}
+
+int64_t sae_num_dead(const ResidentSae& sae) { return sae.num_dead; }
 
 SaeCodes sae_encode(ResidentSae& sae, const Tensor& x, int64_t k, bool groupmax) {
   const int64_t N = x.dim(0);
@@ -663,17 +751,6 @@ void sae_lerp_z(ResidentSae& sae, double weight) {
 }
 
 const SaeConfig& sae_config(const ResidentSae& sae) { return sae.cfg; }
-
-double total_variance(const Tensor& y) {
-  Session ses;
-  cudaStream_t s = ses.stream();
-  DeviceBuffer out(4, s);
-  total_variance_on_device(y, out.as<float>(), s);
-  float h = 0;
-  CUDA_CHECK(cudaMemcpyAsync(&h, out.get(), 4, cudaMemcpyDeviceToHost, s));
-  ses.sync();
-  return double(h);
-}
 
 }  // namespace cuda
 }  // namespace sparsify

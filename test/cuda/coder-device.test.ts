@@ -40,7 +40,7 @@ const noCudaBuild = !existsSync(cudaBuildPath)
     ? 'a CUDA device is present: the no-device path cannot be exercised'
     : false;
 
-test('the CUDA build without a device: DeviceError from SparseCoder; the new cudaSae* bindings validate first', { skip: noCudaBuild }, () => {
+test('the CUDA build without a device: DeviceError from SparseCoder; cudaSaeCreate validates first', { skip: noCudaBuild }, () => {
   const code = `
     import { SparseCoder, Tensor, native, nativePath, DeviceError } from '@sparsify/core';
     const out = { path: nativePath() };
@@ -49,13 +49,10 @@ test('the CUDA build without a device: DeviceError from SparseCoder; the new cud
     out.load = await err(() => SparseCoder.loadFromDisk(${JSON.stringify(join(SAE_FIXTURES, 'sae_d64_k8', 'state'))}, { device: 'cuda' }));
     const n = native();
     const x = Tensor.zeros([4, 16]);
-    out.encodeArg = await err(() => n.cudaSaeEncode({}, x.handle, {}));
-    out.stateArg = await err(() => n.cudaSaeLoadState({ _native: 1 }, {}));
-    out.lerpArg = await err(() => n.cudaSaeLerp(undefined, 0.5));
-    out.tvShape = await err(() => n.cudaTotalVariance(Tensor.zeros([4]).handle));
-    out.tvInt = await err(() => n.cudaTotalVariance(Tensor.zeros([4, 2], { dtype: 'int32' }).handle));
-    out.tvNoDevice = await err(() => n.cudaTotalVariance(x.handle));
-    out.fns = ['cudaSaeEncode', 'cudaSaeDecode', 'cudaSaeReadState', 'cudaSaeLoadState', 'cudaSaeLerp', 'cudaTotalVariance'].filter((f) => typeof n[f] !== 'function');
+    out.createArg = await err(() => n.cudaSaeCreate({ bEnc: x.handle }, { k: 1 }));
+    out.fns = ['cudaSaeCreate', 'cudaEncoderCreate'].filter((f) => typeof n[f] !== 'function');
+    // The state's calls are methods of the object cudaSaeCreate resolves to (CudaSaeState).
+    out.gone = ['cudaTotalVariance', 'cudaSaeEncode', 'cudaSaeForwardBackward', 'cudaSaeApply', 'cudaSaeLoadState', 'cudaSaeLerp', 'cudaSaeTakeFired', 'cudaSaeDispose'].filter((f) => f in n);
     console.log(JSON.stringify(out));`;
   const r = spawnSync(process.execPath, ['--conditions=sparsify-source', '--import', 'tsx', '--input-type=module', '-e', code], {
     cwd: repoRoot,
@@ -69,10 +66,6 @@ test('the CUDA build without a device: DeviceError from SparseCoder; the new cud
   assert.deepEqual(out.fns, [], 'every new binding is exported');
   assert.match(out.create, /^ERR_SPARSIFY_CUDA_UNAVAILABLE: SparseCoder: device 'cuda' but no CUDA device is usable \(cudaError/);
   assert.match(out.load, /^ERR_SPARSIFY_CUDA_UNAVAILABLE: /);
-  assert.match(out.encodeArg, /^ERR_SPARSIFY_VALUE: argument 'sae' must be an object from cudaSaeCreate/);
-  assert.match(out.stateArg, /^ERR_SPARSIFY_VALUE: argument 'sae' must be an object from cudaSaeCreate/);
-  assert.match(out.lerpArg, /^ERR_SPARSIFY_VALUE: argument 'sae' must be an object from cudaSaeCreate/);
-  assert.match(out.tvShape, /^ERR_SPARSIFY_SHAPE: /);
-  assert.match(out.tvInt, /^ERR_SPARSIFY_DTYPE: /);
-  assert.match(out.tvNoDevice, /^ERR_SPARSIFY_CUDA_UNAVAILABLE: /);
+  assert.match(out.createArg, /^ERR_SPARSIFY_VALUE: params.wEnc is required/);
+  assert.deepEqual(out.gone, [], 'no free functions over the state; the batch variance is computed inside the step (batchVariance)');
 });

@@ -1,4 +1,4 @@
-// The device-resident training state (cudaSae*): one forward/backward against a float64 reference
+// The device-resident training state (CudaSaeState from cudaSaeCreate): one forward/backward against a float64 reference
 // of sparsify's SAE forward, FVU + AuxK loss and FusedEncoder/embedding-bag backward, then Adam
 // and signum updates. Skipped with the reason when there is no CUDA build or device.
 import { test } from 'node:test';
@@ -26,13 +26,13 @@ test('resident SAE step: losses, indices and gradients match the float64 referen
   const T = (a: Float32Array, s: number[]) => Tensor.from(a, s).handle;
   const sae = await addon!.cudaSaeCreate({ wEnc: T(wEnc, [M, D]), bEnc: T(bEnc, [M]), wDec: T(wDec, [M, D]), bDec: T(bDec, [D]) }, { k });
   assert.equal(sae.numLatents, M);
-  const res = await addon!.cudaSaeForwardBackward(sae, T(x, [N, D]), { deadMask: Tensor.from(dead, [M]).handle, auxkAlpha: alpha, outputs: true }); // outputs: the indices come back
+  const res = await sae.forwardBackward(T(x, [N, D]), { deadMask: Tensor.from(dead, [M]).handle, auxkAlpha: alpha, outputs: true }); // outputs: the indices come back
   const ref = referenceSaeStep({ wEnc: Float64Array.from(wEnc), bEnc: Float64Array.from(bEnc), wDec: Float64Array.from(wDec), bDec: Float64Array.from(bDec) },
     x, N, D, M, k, dead, alpha);
   assert.ok(Math.abs(res.fvu - ref.fvu) <= 1e-4 * ref.fvu, `fvu ${res.fvu} vs ${ref.fvu} ${tag}`);
   assert.ok(Math.abs(res.auxkLoss - ref.auxk) <= 1e-4 * ref.auxk + 1e-9, `auxk ${res.auxkLoss} vs ${ref.auxk} ${tag}`);
   assert.deepEqual([...new Tensor(res.indices).toInt32Array()], [...ref.idx], `indices ${tag}`);
-  const got = await addon!.cudaSaeRead(sae, { grads: true });
+  const got = await sae.read({ grads: true });
   for (const [name, want] of [['gradWEnc', ref.g.wEnc], ['gradBEnc', ref.g.bEnc], ['gradWDec', ref.g.wDec], ['gradBDec', ref.g.bDec]] as const) {
     const scale = Math.max(...Array.from(want, Math.abs));
     const w = worst(f32(got[name]), want, 1e-3, 1e-4 * scale);
@@ -40,16 +40,16 @@ test('resident SAE step: losses, indices and gradients match the float64 referen
   }
   // sparsify HEAD's AuxK (e_hat + b_dec, #132) on request.
   const s3 = await addon!.cudaSaeCreate({ wEnc: T(wEnc, [M, D]), bEnc: T(bEnc, [M]), wDec: T(wDec, [M, D]), bDec: T(bDec, [D]) }, { k });
-  const r3 = await addon!.cudaSaeForwardBackward(s3, T(x, [N, D]), { deadMask: Tensor.from(dead, [M]).handle, auxkAlpha: alpha, auxkIncludesBDec: true });
+  const r3 = await s3.forwardBackward(T(x, [N, D]), { deadMask: Tensor.from(dead, [M]).handle, auxkAlpha: alpha, auxkIncludesBDec: true });
   const ref3 = referenceSaeStep({ wEnc: Float64Array.from(wEnc), bEnc: Float64Array.from(bEnc), wDec: Float64Array.from(wDec), bDec: Float64Array.from(bDec) },
     x, N, D, M, k, dead, alpha, 'bfloat16', true);
   assert.ok(Math.abs(r3.auxkLoss - ref3.auxk) <= 1e-4 * ref3.auxk + 1e-9, `auxk with b_dec ${tag}`);
-  const g3 = await addon!.cudaSaeRead(s3, { grads: true });
+  const g3 = await s3.read({ grads: true });
   for (const [name, want] of [['gradWDec', ref3.g.wDec], ['gradBDec', ref3.g.bDec]] as const) {
     const w = worst(f32(g3[name]), want, 1e-3, 1e-4 * Math.max(...Array.from(want, Math.abs)));
     assert.ok(w.ratio <= 1, `${name} (e_hat + b_dec)[${w.at}] ${tag}`);
   }
-  addon!.cudaSaeDispose(s3);
+  s3.dispose();
 
   const wDecNow = f32(got.wDec);  // renormalised on the device
   const wn = worst(wDecNow, ref.wDecNormalized, 1e-5, 1e-7);
@@ -57,9 +57,9 @@ test('resident SAE step: losses, indices and gradients match the float64 referen
 
   // Adam: projection of the W_dec gradient, then one update; compare with the device's own gradients.
   const lr = 1e-3;
-  const before = await addon!.cudaSaeRead(sae, { grads: true });
-  await addon!.cudaSaeApply(sae, { optimizer: 'adam', lr, step: 1 });
-  const after = await addon!.cudaSaeRead(sae, { grads: true });
+  const before = await sae.read({ grads: true });
+  await sae.apply({ optimizer: 'adam', lr, step: 1 });
+  const after = await sae.read({ grads: true });
   const pNames = [['wEnc', 'gradWEnc'], ['bEnc', 'gradBEnc'], ['wDec', 'gradWDec'], ['bDec', 'gradBDec']] as const;
   for (const [pn, gn] of pNames) {
     const p0 = f32(before[pn]), g0 = Float64Array.from(f32(before[gn])), p1 = f32(after[pn]);
@@ -86,10 +86,10 @@ test('resident SAE step: losses, indices and gradients match the float64 referen
 
   // Signum (schedule-free) on a fresh state: z starts at y; check one step elementwise.
   const s2 = await addon!.cudaSaeCreate({ wEnc: T(wEnc, [M, D]), bEnc: T(bEnc, [M]), wDec: T(wDec, [M, D]), bDec: T(bDec, [D]) }, { k, normalizeDecoder: false });
-  await addon!.cudaSaeForwardBackward(s2, T(x, [N, D]), {});
-  const b2 = await addon!.cudaSaeRead(s2, { grads: true });
-  await addon!.cudaSaeApply(s2, { optimizer: 'signum', lr: 5e-3, c: 1 });
-  const a2 = await addon!.cudaSaeRead(s2, {}), ev = await addon!.cudaSaeRead(s2, { evalBeta: 0.95 });
+  await s2.forwardBackward(T(x, [N, D]), {});
+  const b2 = await s2.read({ grads: true });
+  await s2.apply({ optimizer: 'signum', lr: 5e-3, c: 1 });
+  const a2 = await s2.read({}), ev = await s2.read({ evalBeta: 0.95 });
   const y0 = f32(b2.bEnc), g2 = f32(b2.gradBEnc), y1 = f32(a2.bEnc), x1 = f32(ev.bEnc);
   for (let i = 0; i < M; i++) {
     let xx = lerp(y0[i], y0[i], 1 - 1 / 0.95);
@@ -99,9 +99,9 @@ test('resident SAE step: losses, indices and gradients match the float64 referen
     assert.ok(Math.abs(y1[i] - y) <= 1e-6, `signum y[${i}] ${tag}`);
     assert.ok(Math.abs(x1[i] - lerp(y, z, 1 - 1 / 0.95)) <= 1e-6, `signum eval x[${i}] ${tag}`);
   }
-  addon!.cudaSaeDispose(sae);
-  addon!.cudaSaeDispose(s2);
-  assert.throws(() => addon!.cudaSaeRead(sae, {}), { code: 'ERR_SPARSIFY_DISPOSED' });
+  sae.dispose();
+  s2.dispose();
+  assert.throws(() => sae.read({}), { code: 'ERR_SPARSIFY_DISPOSED' });
 });
 
 test('resident SAE step agrees with the CPU saeStep of @sparsify/core', opts, async () => {
@@ -118,11 +118,11 @@ test('resident SAE step agrees with the CPU saeStep of @sparsify/core', opts, as
     { deadMask: dead, auxkAlpha: alpha, lossScale: 1, normalizeDecoder: true });
   const sae = await addon!.cudaSaeCreate({ wEnc: Tensor.from(wEnc, [M, D]).handle, bEnc: Tensor.from(bEnc, [M]).handle,
     wDec: Tensor.from(wEnc, [M, D]).handle, bDec: Tensor.from(bDec, [D]).handle }, { k });
-  const gpu = await addon!.cudaSaeForwardBackward(sae, Tensor.from(x, [N, D]).handle,
+  const gpu = await sae.forwardBackward(Tensor.from(x, [N, D]).handle,
     { deadMask: Tensor.from(Int32Array.from(dead), [M]).handle, auxkAlpha: alpha });
   assert.ok(Math.abs(gpu.fvu - cpu.fvu) <= 1e-4 * cpu.fvu, `fvu gpu ${gpu.fvu} cpu ${cpu.fvu} ${tag}`);
   assert.ok(Math.abs(gpu.auxkLoss - cpu.auxkLoss) <= 1e-4 * cpu.auxkLoss + 1e-9, `auxk gpu ${gpu.auxkLoss} cpu ${cpu.auxkLoss} ${tag}`);
-  const got = await addon!.cudaSaeRead(sae, { grads: true });
+  const got = await sae.read({ grads: true });
   for (const [gn, cn] of [['gradWEnc', 'encW'], ['gradBEnc', 'encB'], ['gradWDec', 'W_dec'], ['gradBDec', 'b_dec']] as const) {
     const want = g[cn].toFloat32Array(), have = f32(got[gn]);
     const wr = worst(have, want, 1e-3, 1e-4 * Math.max(...Array.from(want, Math.abs)));
@@ -130,7 +130,7 @@ test('resident SAE step agrees with the CPU saeStep of @sparsify/core', opts, as
   }
   const wd = worst(f32(got.wDec), w.W_dec.toFloat32Array(), 1e-6, 1e-7);
   assert.ok(wd.ratio <= 1, `normalised W_dec gpu vs cpu ${tag}`);
-  addon!.cudaSaeDispose(sae);
+  sae.dispose();
 });
 
 // skip_connection (W_skip, a fifth resident parameter) and Multi-TopK on the device, against the
@@ -150,7 +150,7 @@ test('resident SAE step with W_skip and Multi-TopK agrees with the CPU saeStep; 
     { deadMask: dead, auxkAlpha: alpha, lossScale: 1, normalizeDecoder: true, outputs: true });
   const params = () => ({ wEnc: T(wEnc, [M, D]).handle, bEnc: T(bEnc, [M]).handle, wDec: T(wEnc, [M, D]).handle, bDec: T(bDec, [D]).handle, wSkip: T(wSkip, [D, D]).handle });
   const sae = await addon!.cudaSaeCreate(params(), { k });
-  const gpu = await addon!.cudaSaeForwardBackward(sae, T(x, [N, D]).handle,
+  const gpu = await sae.forwardBackward(T(x, [N, D]).handle,
     { deadMask: Tensor.from(Int32Array.from(dead), [M]).handle, auxkAlpha: alpha, multiTopk: true, outputs: true });
   for (const [name, a, b] of [['fvu', gpu.fvu, cpu.fvu], ['auxk', gpu.auxkLoss, cpu.auxkLoss], ['multi_topk_fvu', gpu.multiTopkFvu, cpu.multiTopkFvu]] as const)
     assert.ok(Math.abs(a - b) <= 1e-4 * b + 1e-9, `${name} gpu ${a} cpu ${b} ${tag}`);
@@ -162,7 +162,7 @@ test('resident SAE step with W_skip and Multi-TopK agrees with the CPU saeStep; 
     assert.deepEqual([...gi.subarray(n * 4 * k, (n + 1) * 4 * k)].sort((p, q) => p - q), [...ci.subarray(n * 4 * k, (n + 1) * 4 * k)].sort((p, q) => p - q), `row ${n} ${tag}`);
   const so = worst(f32(gpu.saeOut), cpu.saeOut!.toFloat32Array(), 1e-4, 1e-5);
   assert.ok(so.ratio <= 1, `saeOut (the 4k decode) [${so.at}] ${tag}`);
-  const got = await addon!.cudaSaeRead(sae, { grads: true });
+  const got = await sae.read({ grads: true });
   for (const [gn, cn] of [['gradWEnc', 'encW'], ['gradBEnc', 'encB'], ['gradWDec', 'W_dec'], ['gradBDec', 'b_dec'], ['gradWSkip', 'W_skip']] as const) {
     const want = g[cn].toFloat32Array(), have = f32(got[gn]);
     const wr = worst(have, want, 1e-3, 1e-4 * Math.max(...Array.from(want, Math.abs)));
@@ -172,8 +172,8 @@ test('resident SAE step with W_skip and Multi-TopK agrees with the CPU saeStep; 
 
   // Adam on five parameters: W_skip moves by ~lr against its gradient's sign (first step), and is not projected.
   const lr = 1e-3;
-  await addon!.cudaSaeApply(sae, { optimizer: 'adam', lr, step: 1 });
-  const after = await addon!.cudaSaeRead(sae, { grads: true });
+  await sae.apply({ optimizer: 'adam', lr, step: 1 });
+  const after = await sae.read({ grads: true });
   const gs = f32(got.gradWSkip), ws1 = f32(after.wSkip);
   let moved = 0;
   for (let i = 0; i < D * D; i++) {
@@ -183,20 +183,44 @@ test('resident SAE step with W_skip and Multi-TopK agrees with the CPU saeStep; 
   }
   assert.ok(moved > D * D * 0.9, `W_skip entries updated: ${moved}`);
   assert.ok(f32(after.gradWSkip).every((v) => v === 0), 'W_skip gradient zeroed');
-  const st = await addon!.cudaSaeReadState(sae);
+  const st = await sae.readState();
   assert.equal(st.m.length, 5);
   assert.deepEqual(new Tensor(st.m[4]).shape, [D, D]);
   // State into a fresh coder with W_skip: read back equal.
   const s2 = await addon!.cudaSaeCreate(params(), { k });
-  await addon!.cudaSaeLoadState(s2, { params: { wSkip: after.wSkip }, m: st.m, v: st.v });
-  const st2 = await addon!.cudaSaeReadState(s2);
+  await s2.loadState({ params: { wSkip: after.wSkip }, m: st.m, v: st.v });
+  const st2 = await s2.readState();
   for (let i = 0; i < 5; i++) assert.deepEqual(f32(st2.v[i]), f32(st.v[i]), `v[${i}]`);
-  assert.deepEqual(f32((await addon!.cudaSaeRead(s2, {})).wSkip), ws1);
+  assert.deepEqual(f32((await s2.read({})).wSkip), ws1);
   // multi_topk needs 4k <= num_latents (and <= 8192 on CUDA): a typed error before any GPU work.
-  await assert.rejects(async () => addon!.cudaSaeForwardBackward(s2, T(x, [N, D]).handle, { multiTopk: true, k: M / 2 }), /multi_topk needs 4\*k/);
+  await assert.rejects(async () => s2.forwardBackward(T(x, [N, D]).handle, { multiTopk: true, k: M / 2 }), /multi_topk needs 4\*k/);
   // A state without W_skip rejects W_skip entries.
   const s3 = await addon!.cudaSaeCreate({ ...params(), wSkip: undefined }, { k });
-  await assert.rejects(async () => addon!.cudaSaeLoadState(s3, { params: { wSkip: after.wSkip } }), /no skip connection/);
-  await assert.rejects(async () => addon!.cudaSaeLoadState(s3, { m: st.m, v: st.v }), /array of 4 tensors/);
-  for (const s of [sae, s2, s3]) addon!.cudaSaeDispose(s);
+  await assert.rejects(async () => s3.loadState({ params: { wSkip: after.wSkip } }), /no skip connection/);
+  await assert.rejects(async () => s3.loadState({ m: st.m, v: st.v }), /array of 4 tensors/);
+  for (const s of [sae, s2, s3]) s.dispose();
+});
+
+test('CudaSaeState: apply validates its options (muon included); methods are the state calls', opts, async () => {
+  const M = 8, D = 2;
+  const z = (n: number, s: number[]) => Tensor.from(new Float32Array(n), s).handle;
+  const sae = await addon!.cudaSaeCreate({ wEnc: z(M * D, [M, D]), bEnc: z(M, [M]), wDec: z(M * D, [M, D]), bDec: z(D, [D]) }, { k: 2 });
+  assert.equal(sae.numLatents, M);
+  assert.equal(sae.dIn, D);
+  const muon = { optimizer: 'muon', lr: 1e-3, vectorLr: 5e-4, step: 1 };
+  const bad: [Record<string, unknown>, RegExp][] = [
+    [{ optimizer: 'sgd', lr: 1e-3 }, /^optimizer must be 'adam', 'signum' or 'muon', got 'sgd'/],
+    [{ ...muon, vectorLr: undefined }, /^muon: vectorLr \(the Adam half's lr\) must be a finite number >= 0/],
+    [{ ...muon, lr: Infinity }, /^muon: lr must be a finite number >= 0/],
+    [{ ...muon, momentum: 1 }, /^muon: momentum must be in \[0, 1\)/],
+    [{ ...muon, weightDecay: -0.1 }, /^muon: weightDecay must be a finite number >= 0/],
+    [{ ...muon, nsSteps: 101 }, /^muon: nsSteps must be in \[0, 100\]/],
+    [{ ...muon, step: 0 }, /^muon: step must be >= 1/],
+  ];
+  for (const [o, msg] of bad) assert.throws(() => sae.apply(o), (e: any) => e.code === 'ERR_SPARSIFY_VALUE' && msg.test(e.message), String(msg));
+  await sae.apply(muon);
+  // A method on another object is an error (the class's receiver check), not a crash.
+  assert.throws(() => (sae.read as any).call({}, {}), TypeError);
+  sae.dispose();
+  assert.throws(() => sae.takeFired(), { code: 'ERR_SPARSIFY_DISPOSED' });
 });

@@ -6,12 +6,12 @@ import { join } from 'node:path';
 
 import { FileFormatError, loadOptimizerState, native, saveOptimizerState, Tensor, ValueError, type OptimizerState } from '@sparsify/core';
 import {
-  DeadLatentCounter,
   gatherRows,
   loadInt64Safetensors,
   saveInt64Safetensors,
   InMemoryTokenDataset,
 } from '@sparsify/train';
+import { DeadLatentCounter } from './dead-latent-reference.ts';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'spx-train-'));
 

@@ -17,21 +17,6 @@ namespace {
 
 using namespace model;
 
-template <class F>
-auto translate(Napi::Env env, F&& f) -> decltype(f()) {
-  try {
-    return f();
-  } catch (const Napi::Error&) {
-    throw;
-  } catch (const NativeError& e) {
-    throw make_error(env, e);
-  } catch (const std::bad_alloc&) {
-    throw make_error(env, ErrorKind::Value, "out of host memory");
-  } catch (const std::exception& e) {
-    throw make_error(env, ErrorKind::Internal, e.what());
-  }
-}
-
 std::vector<float> vec_f32(Napi::Object o, const char* key) {
   Tensor t = opt_tensor(o, key);
   std::vector<float> v;

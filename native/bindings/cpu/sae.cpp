@@ -20,6 +20,7 @@
 #include "cpu/optim.h"
 #include "cpu/sae.h"
 #include "core/coder_spec.h"
+#include "bindings/sae_args.h"
 #include "core/napi_util.h"
 #include "core/parallel.h"
 
@@ -85,14 +86,6 @@ void expect_weights_writable(const WeightsArg& w, const std::string& what) {
   expect_writable(w.W_skip, what + " W_skip");
 }
 
-Tensor read_input(Napi::Value v, int64_t D, const char* name) {
-  Tensor t = value_to_tensor(v, name);
-  expect_dtype(t, DType::F32, name);
-  if (t.ndim() != 2 || t.dim(1) != D)
-    fail(ErrorKind::Shape, std::string(name) + " must be [tokens, " + std::to_string(D) + "], got " + shape_str(t.shape));
-  if (t.device() != Device::CPU) fail(ErrorKind::Device, std::string(name) + " must be a CPU tensor");
-  return t;
-}
 
 SaeSpec read_spec(Napi::Object o, int64_t M) {
   SaeSpec s;
@@ -100,33 +93,11 @@ SaeSpec read_spec(Napi::Object o, int64_t M) {
   s.groupmax = opt_bool(o, "groupmax", false);
   s.transcode = opt_bool(o, "transcode", false);
   s.multi_topk = opt_bool(o, "multiTopk", false);
-  const std::string cd = opt_string(o, "computeDtype", "f32");
-  if (cd != "f32" && cd != "bf16") fail(ErrorKind::Value, "computeDtype must be 'f32' or 'bf16', got '" + cd + "'");
-  s.bf16 = cd == "bf16";
+  s.bf16 = read_compute_bf16(o);
   check_coder_spec(M, s.k, s.groupmax, s.multi_topk);
   return s;
 }
 
-// A dead mask: Uint8Array, or a tensor (int32 / float32) of M entries; nonzero = dead.
-std::shared_ptr<std::vector<uint8_t>> read_dead(Napi::Value v, int64_t M) {
-  if (v.IsUndefined() || v.IsNull()) return nullptr;
-  auto out = std::make_shared<std::vector<uint8_t>>(size_t(M));
-  if (v.IsTypedArray()) {
-    auto ta = v.As<Napi::TypedArray>();
-    if (ta.TypedArrayType() != napi_uint8_array) fail(ErrorKind::DType, "deadMask must be a Uint8Array or a tensor");
-    if (int64_t(ta.ElementLength()) != M)
-      fail(ErrorKind::Shape, "deadMask has " + std::to_string(ta.ElementLength()) + " entries, expected num_latents=" +
-                                 std::to_string(M));
-    const uint8_t* src = static_cast<const uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
-    for (int64_t m = 0; m < M; ++m) (*out)[size_t(m)] = src[m] ? 1 : 0;
-    return out;
-  }
-  Tensor t = value_to_tensor(v, "deadMask");
-  if (t.numel() != M || t.ndim() != 1)
-    fail(ErrorKind::Shape, "deadMask must be [" + std::to_string(M) + "], got " + shape_str(t.shape));
-  for (int64_t m = 0; m < M; ++m) (*out)[size_t(m)] = load_as_f32(t.raw(), t.dtype, m) != 0.f ? 1 : 0;
-  return out;
-}
 
 Napi::Object obj_of(Napi::Value v) { return v.IsObject() ? v.As<Napi::Object>() : Napi::Object(); }
 
@@ -134,7 +105,7 @@ Napi::Object obj_of(Napi::Value v) { return v.IsObject() ? v.As<Napi::Object>() 
 Napi::Value sae_encode_js(const Napi::CallbackInfo& info) {
   WeightsArg w = read_weights(info[0], "weights");
   const int64_t M = w.encW.dim(0), D = w.encW.dim(1);
-  Tensor x = read_input(info[1], D, "x");
+  Tensor x = read_coder_input(info[1], D, "x");
   Napi::Object o = arg_object(info, 2, "options");
   SaeSpec s = read_spec(o, M);
   const bool want_pre = opt_bool(o, "preActs", false);
@@ -206,16 +177,16 @@ Napi::Value sae_step_js(const Napi::CallbackInfo& info) {
   if (with_grads && (!g.W_dec.defined() || g.encW.dim(0) != M || g.encW.dim(1) != D ||
                      g.W_skip.defined() != w.W_skip.defined()))
     fail(ErrorKind::Shape, "grads do not match the coder's parameters");
-  Tensor x = read_input(info[2], D, "x");
+  Tensor x = read_coder_input(info[2], D, "x");
   Tensor y;
   if (!(info[3].IsUndefined() || info[3].IsNull())) {
-    y = read_input(info[3], D, "y");
+    y = read_coder_input(info[3], D, "y");
     if (y.dim(0) != x.dim(0))
       fail(ErrorKind::Shape, "y has " + std::to_string(y.dim(0)) + " rows but x has " + std::to_string(x.dim(0)));
   }
   Napi::Object o = arg_object(info, 4, "options");
   SaeSpec s = read_spec(o, M);
-  auto dead = read_dead(o.Get("deadMask"), M);
+  auto dead = read_dead_mask(o.Get("deadMask"), M);
   const double auxk_alpha = opt_number(o, "auxkAlpha", 0.0);
   const double loss_scale = opt_number(o, "lossScale", 1.0);
   const double tv = opt_number(o, "totalVariance", -1.0);
@@ -276,29 +247,15 @@ Napi::Value sae_step_js(const Napi::CallbackInfo& info) {
         }
         res->L = sae_forward_backward(w.view(), s, a, with_grads ? &gr : nullptr);
       },
-      [res, outputs](Napi::Env env) -> Napi::Value {
-        Napi::Object r = Napi::Object::New(env);
-        r.Set("fvu", res->L.fvu);
-        r.Set("auxkLoss", res->L.auxk);
-        r.Set("multiTopkFvu", res->L.multi_topk_fvu);
-        r.Set("loss", res->L.loss);
-        r.Set("totalVariance", res->L.total_variance);
-        r.Set("numDead", double(res->L.num_dead));
-        if (outputs) {
-          r.Set("saeOut", TensorHandle::Wrap(env, res->sae_out));
-          r.Set("latentActs", TensorHandle::Wrap(env, res->acts));
-          r.Set("latentIndices", TensorHandle::Wrap(env, res->idx));
-        }
-        return r;
-      });
+      [res](Napi::Env env) -> Napi::Value { return wrap_step_result(env, res->L, res->sae_out, res->acts, res->idx); });
 }
 
 Napi::Value sae_init_biases_js(const Napi::CallbackInfo& info) {
   WeightsArg w = read_weights(info[0], "weights");
   const int64_t D = w.encW.dim(1);
-  Tensor x = read_input(info[1], D, "x");
+  Tensor x = read_coder_input(info[1], D, "x");
   Tensor y;
-  if (!(info[2].IsUndefined() || info[2].IsNull())) y = read_input(info[2], D, "y");
+  if (!(info[2].IsUndefined() || info[2].IsNull())) y = read_coder_input(info[2], D, "y");
   const bool transcode = arg_bool(info, 3, "transcode");
   if (x.dim(0) < 1) fail(ErrorKind::Shape, "x must have at least one row");
   if (y.defined() && y.dim(0) < 1) fail(ErrorKind::Shape, "y must have at least one row");
@@ -355,12 +312,12 @@ Napi::Value sae_reference_js(const Napi::CallbackInfo& info) {
     if (f.encW.shape != w.encW.shape || f.W_dec.defined() != w.W_dec.defined() || f.W_skip.defined() != w.W_skip.defined())
       fail(ErrorKind::Shape, "frozen weights must have the shapes of the weights");
   }
-  Tensor x = read_input(info[2], D, "x");
+  Tensor x = read_coder_input(info[2], D, "x");
   Tensor y;
-  if (!(info[3].IsUndefined() || info[3].IsNull())) y = read_input(info[3], D, "y");
+  if (!(info[3].IsUndefined() || info[3].IsNull())) y = read_coder_input(info[3], D, "y");
   Napi::Object o = arg_object(info, 4, "options");
   SaeSpec s = read_spec(o, M);
-  auto dead = read_dead(o.Get("deadMask"), M);
+  auto dead = read_dead_mask(o.Get("deadMask"), M);
   SaeWeights fv = has_frozen ? f.view() : SaeWeights();
   SaeRefResult R = sae_reference(w.view(), has_frozen ? &fv : nullptr, s, x.dim(0), x.data<float>(),
                                  y.defined() ? y.data<float>() : nullptr, dead ? dead->data() : nullptr,

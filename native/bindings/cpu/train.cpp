@@ -3,13 +3,10 @@
 //   trainGatherRows(x [N,D] f32, idx int32 [n]) -> Promise<[n,D]>   (exclude_tokens masking)
 //   trainRowSlice(x [N,...], begin, end) -> view of rows [begin,end) (micro-batches; shares memory)
 //   trainTotalVariance(y [N,D] f32) -> Promise<number>  sum_{n,d} (y - mean_n y)^2, float64 sums
-#include <cmath>
-#include <vector>
-
 #include "bindings/row_gather_args.h"
 #include "core/napi_util.h"
 #include "cpu/row_gather.h"
-#include "core/parallel.h"
+#include "cpu/sae_state.h"
 
 namespace sparsify {
 namespace {
@@ -37,7 +34,7 @@ Napi::Value row_slice(const Napi::CallbackInfo& info) {
   return TensorHandle::Wrap(info.Env(), x.rows(b, e));
 }
 
-Napi::Value total_variance(const Napi::CallbackInfo& info) {
+Napi::Value total_variance_js(const Napi::CallbackInfo& info) {
   Tensor y = arg_tensor(info, 0, "y");
   expect_dtype(y, DType::F32, "y");
   expect_ndim(y, 2, "y");
@@ -45,32 +42,14 @@ Napi::Value total_variance(const Napi::CallbackInfo& info) {
   auto result = std::make_shared<double>(0.0);
   return run_async(
       info.Env(),
-      [y, result] {
-        const int64_t N = y.dim(0), D = y.dim(1);
-        const float* p = y.data<float>();
-        std::vector<double> mean(size_t(D), 0.0), ss(size_t(D), 0.0);
-        // Two passes per column block: the mean, then the centred sum of squares (stable).
-        parallel_for(D, 16, [&](int64_t b, int64_t e) {
-          for (int64_t n = 0; n < N; n++)
-            for (int64_t d = b; d < e; d++) mean[size_t(d)] += p[n * D + d];
-          for (int64_t d = b; d < e; d++) mean[size_t(d)] /= double(N);
-          for (int64_t n = 0; n < N; n++)
-            for (int64_t d = b; d < e; d++) {
-              double c = p[n * D + d] - mean[size_t(d)];
-              ss[size_t(d)] += c * c;
-            }
-        });
-        double t = 0;
-        for (double v : ss) t += v;
-        *result = t;
-      },
+      [y, result] { *result = total_variance(y.dim(0), y.dim(1), y.data<float>()); },
       [result](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, *result); });
 }
 
 void init(Napi::Env env, Napi::Object exports) {
   export_fn(env, exports, "trainGatherRows", gather_rows_js);
   export_fn(env, exports, "trainRowSlice", row_slice);
-  export_fn(env, exports, "trainTotalVariance", total_variance);
+  export_fn(env, exports, "trainTotalVariance", total_variance_js);
 }
 
 }  // namespace

@@ -1,5 +1,4 @@
-// N-API bindings (CUDA build only): The resident training state of one coder on the device (native/cuda/sae_state.cu): cudaSae*,
-// cudaTotalVariance.
+// N-API bindings (CUDA build only): The resident training state of one coder on the device (native/cuda/sae_state.cu): cudaSae*.
 // GPU failures reject with DeviceError (codes: ERR_SPARSIFY_CUDA_OOM, _STICKY, _UNAVAILABLE, ERR_SPARSIFY_DEVICE).
 #include <cuda_runtime_api.h>
 
@@ -8,6 +7,7 @@
 #include <memory>
 
 #include "bindings/cuda/cuda_binding_util.h"
+#include "bindings/sae_args.h"
 #include "cuda/cuda_check.h"
 #include "cuda/cuda_context.h"
 #include "cuda/cuda_ops.h"
@@ -22,31 +22,66 @@ constexpr int64_t kMaxK = 8192;
 constexpr const char* kOnCuda = " on the CUDA backend";
 using namespace cuda_binding;
 
-// ---- resident training state (sae_state.cu) ----
-// cudaSaeCreate({wEnc, bEnc, wDec, bDec, wSkip?}, {k, activation?, transcode?, normalizeDecoder?, computeDtype?}) -> Promise<sae>
-//   (wSkip [d_in, d_in]: skip_connection, a fifth parameter)
-// cudaSaeForwardBackward(sae, x, {y?, deadMask?, auxkAlpha?, lossScale?, auxkIncludesBDec?, k?, activation?,
+// ---- resident training state (sae_state.cu): a CudaSaeState object (ObjectWrap) ----
+// cudaSaeCreate({wEnc, bEnc, wDec, bDec, wSkip?}, {k, activation?, transcode?, normalizeDecoder?, computeDtype?}) -> Promise<CudaSaeState>
+//   (wSkip [d_in, d_in]: skip_connection, a fifth parameter; the object has numLatents and dIn)
+// sae.forwardBackward(x, {y?, deadMask?, auxkAlpha?, lossScale?, auxkIncludesBDec?, k?, activation?,
 //   normalizeDecoder?, totalVariance?, backward? = true, outputs? = false, multiTopk? = false, didFire?, trackFired?,
-//   rowBegin?, rowEnd?, batchVariance?}) -> Promise<{fvu, auxkLoss, multiTopkFvu, kAux, numDead, totalVariance, indices?, acts?, saeOut?}>
-//   (indices only with outputs or didFire; trackFired records the selection on the device, cudaSaeTakeFired reads it)
+//   rowBegin?, rowEnd?, batchVariance?, deadFromCounters?}) -> Promise<{fvu, auxkLoss, multiTopkFvu, kAux, numDead, totalVariance, indices?, acts?, saeOut?}>
+//   (indices only with outputs or didFire; trackFired records the selection on the device, takeFired reads it)
 //   (gradients accumulate on the device; with multiTopk indices / acts / saeOut are the 4k selection's)
-// cudaSaeEncode(sae, x, {k?, activation?}) -> Promise<{acts, indices}>;  cudaSaeDecode(sae, acts, indices) -> Promise<[N,D]>
-// cudaSaeApply(sae, {optimizer: 'adam'|'signum'|'muon', lr, beta1?, beta2?, eps?, step?, c?, beta?, project?,
+// sae.encode(x, {k?, activation?}) -> Promise<{acts, indices}>;  sae.decode(acts, indices) -> Promise<[N,D]>
+// sae.apply({optimizer: 'adam'|'signum'|'muon', lr, beta1?, beta2?, eps?, step?, c?, beta?, project?,
 //   muon: vectorLr (the Adam half's lr), momentum?, nesterov?, weightDecay?, nsSteps?}) -> Promise<undefined>
-// cudaSaeRead(sae, {evalBeta?, grads?}) -> Promise<{wEnc, bEnc, wDec, bDec, wSkip?, gradWEnc?, ...}>;  cudaSaeDispose(sae)
-// cudaSaeReadState(sae) -> Promise<{m?, v?, z?}> (arrays of 4 in wEnc, bEnc, wDec, bDec order; 5 with wSkip)
-// cudaSaeLoadState(sae, {params?: {wEnc?, ..., wSkip?}, m?, v?, z?, resetOptimizer?, zeroGrads?}) -> Promise<undefined>
+// sae.read({evalBeta?, grads?}) -> Promise<{wEnc, bEnc, wDec, bDec, wSkip?, gradWEnc?, ...}>;  sae.dispose()
+// sae.readState() -> Promise<{m?, v?, z?}> (arrays of 4 in wEnc, bEnc, wDec, bDec order; 5 with wSkip)
+// sae.loadState({params?: {wEnc?, ..., wSkip?}, m?, v?, z?, resetOptimizer?, zeroGrads?}) -> Promise<undefined>
 //   (slot arrays of 4, or 5 for a state with wSkip)
-// cudaSaeLerp(sae, weight) -> Promise<undefined>  (schedule-free eval/train: p = lerp(p, z, weight))
+// sae.lerp(weight) -> Promise<undefined>  (schedule-free eval/train: p = lerp(p, z, weight))
+// sae.takeFired() -> Promise<host int32 [M]>
+// sae.updateDeadLatents(tokens) -> Promise<number dead>;  sae.deadLatentCounts() -> Promise<Float64Array>
+// sae.loadDeadLatents(counts: Float64Array | undefined, threshold) -> Promise<undefined>
+//   (sparsify's num_tokens_since_fired on the device; deadFromCounters steps take AuxK's mask from it)
 using SaeHolder = std::shared_ptr<cuda::ResidentSae>;
 
-SaeHolder& sae_arg(const Napi::CallbackInfo& info, size_t i) {
-  Napi::Value v = info[i];
-  Napi::Value ext = v.IsObject() ? v.As<Napi::Object>().Get("_native") : v;
-  if (!ext.IsExternal()) fail(ErrorKind::Value, "argument 'sae' must be an object from cudaSaeCreate");
-  SaeHolder* h = ext.As<Napi::External<SaeHolder>>().Data();
-  if (!*h) fail(ErrorKind::Disposed, "the CUDA sparse coder state was disposed");
-  return *h;
+// Marks CudaSaeState objects, so a method called on another object is a typed error.
+constexpr napi_type_tag kSaeStateTag = {0x5e7a1c0d3b2f4e91ULL, 0xa8c64d2e7f105b39ULL};
+
+// The object every cudaSaeCreate resolves to; its methods are the functions below.
+class CudaSaeStateWrap : public Napi::ObjectWrap<CudaSaeStateWrap> {
+ public:
+  static Napi::Function Init(Napi::Env env);
+  explicit CudaSaeStateWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<CudaSaeStateWrap>(info) {
+    translate(info.Env(), [&] {
+      if (!info[0].IsExternal()) fail(ErrorKind::Value, "CudaSaeState objects come from cudaSaeCreate");
+      sae = *info[0].As<Napi::External<SaeHolder>>().Data();
+      if (napi_type_tag_object(info.Env(), info.This(), &kSaeStateTag) != napi_ok)
+        fail(ErrorKind::Internal, "could not tag the CudaSaeState object");
+      return 0;
+    });
+  }
+  SaeHolder sae;  // reset by dispose(); jobs hold their own reference
+
+ private:
+  template <Napi::Value (*F)(const Napi::CallbackInfo&)>
+  Napi::Value Call(const Napi::CallbackInfo& info) {
+    AnyDeviceTensors any_device;
+    return guarded(info, F);
+  }
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    sae.reset();
+    return info.Env().Undefined();
+  }
+};
+
+// The state of the method's object (this).
+SaeHolder& sae_of(const Napi::CallbackInfo& info) {
+  bool tagged = false;
+  if (info.This().IsObject()) napi_check_object_type_tag(info.Env(), info.This(), &kSaeStateTag, &tagged);
+  if (!tagged) fail(ErrorKind::Value, "a CudaSaeState method called on another object");
+  CudaSaeStateWrap* w = CudaSaeStateWrap::Unwrap(info.This().As<Napi::Object>());
+  if (!w->sae) fail(ErrorKind::Disposed, "the CUDA sparse coder state was disposed");
+  return w->sae;
 }
 
 Napi::Value cuda_sae_create(const Napi::CallbackInfo& info) {
@@ -82,8 +117,7 @@ Napi::Value cuda_sae_create(const Napi::CallbackInfo& info) {
   return run_async(
       info.Env(), [=] { *res = cuda::make_resident_sae(we, be, wd, bd, ws, cfg); },
       [res](Napi::Env env) -> Napi::Value {
-        Napi::Object obj = Napi::Object::New(env);
-        obj.Set("_native", Napi::External<SaeHolder>::New(env, new SaeHolder(*res), [](Napi::Env, SaeHolder* h) { delete h; }));
+        Napi::Object obj = kept_class(env, "CudaSaeState").New({Napi::External<SaeHolder>::New(env, res.get())});
         obj.Set("numLatents", double(cuda::sae_num_latents(**res)));
         obj.Set("dIn", double(cuda::sae_d_in(**res)));
         return obj;
@@ -113,9 +147,9 @@ void check_sae_input(const Tensor& x, int64_t D, const char* name) {
 }
 
 Napi::Value cuda_sae_forward_backward(const Napi::CallbackInfo& info) {
-  SaeHolder sae = sae_arg(info, 0);
-  Tensor x = arg_tensor(info, 1, "x");
-  Napi::Object o = opts_at(info, 2);
+  SaeHolder sae = sae_of(info);
+  Tensor x = arg_tensor(info, 0, "x");
+  Napi::Object o = opts_at(info, 1);
   Tensor y = opt_tensor(o, "y"), dm = opt_tensor(o, "deadMask"), fired = opt_tensor(o, "didFire");
   cuda::SaeCall call = read_sae_call(o, *sae);
   call.auxk_alpha = opt_number(o, "auxkAlpha", 0.0);  // as the CPU saeStep: AuxK only when asked
@@ -148,7 +182,9 @@ Napi::Value cuda_sae_forward_backward(const Napi::CallbackInfo& info) {
     if (y.defined()) y = y.rows(b, e);
   }
   check_sae_input(x, D, "x");
-  int64_t num_dead = 0;
+  call.dead_from_counters = opt_bool(o, "deadFromCounters", false);
+  if (call.dead_from_counters && dm.defined()) fail(ErrorKind::Value, "pass deadMask or deadFromCounters, not both");
+  int64_t num_dead = call.dead_from_counters ? cuda::sae_num_dead(*sae) : 0;
   if (dm.defined()) {
     expect_dtype(dm, DType::I32, "deadMask");
     expect_shape(dm, {M}, "deadMask");
@@ -195,7 +231,7 @@ Napi::Value cuda_sae_forward_backward(const Napi::CallbackInfo& info) {
 // cudaSaeTakeFired(sae) -> Promise<host int32 [M]>: the latents selected by trackFired steps since
 // the last call (0/1), cleared on the device.
 Napi::Value cuda_sae_take_fired(const Napi::CallbackInfo& info) {
-  SaeHolder sae = sae_arg(info, 0);
+  SaeHolder sae = sae_of(info);
   auto out = std::make_shared<Tensor>();
   return run_async(
       info.Env(), [=] { *out = cuda::sae_take_fired(*sae); },
@@ -203,9 +239,9 @@ Napi::Value cuda_sae_take_fired(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value cuda_sae_encode(const Napi::CallbackInfo& info) {
-  SaeHolder sae = sae_arg(info, 0);
-  Tensor x = arg_tensor(info, 1, "x");
-  cuda::SaeCall call = read_sae_call(opts_at(info, 2), *sae);
+  SaeHolder sae = sae_of(info);
+  Tensor x = arg_tensor(info, 0, "x");
+  cuda::SaeCall call = read_sae_call(opts_at(info, 1), *sae);
   check_sae_input(x, cuda::sae_d_in(*sae), "x");
   if (int64_t(x.dim(0)) * call.k >= (int64_t(1) << 31)) fail(ErrorKind::Value, "x rows * k must be < 2^31");
   auto res = std::make_shared<cuda::SaeCodes>();
@@ -215,9 +251,9 @@ Napi::Value cuda_sae_encode(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value cuda_sae_decode(const Napi::CallbackInfo& info) {
-  SaeHolder sae = sae_arg(info, 0);
-  Tensor a = arg_tensor(info, 1, "acts");
-  Tensor i = arg_tensor(info, 2, "indices");
+  SaeHolder sae = sae_of(info);
+  Tensor a = arg_tensor(info, 0, "acts");
+  Tensor i = arg_tensor(info, 1, "indices");
   check_sparse_pair(a, i, "acts", "indices");
   expect_indices(i, cuda::sae_num_latents(*sae), "indices");
   auto out = std::make_shared<Tensor>();
@@ -227,9 +263,7 @@ Napi::Value cuda_sae_decode(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value cuda_sae_apply(const Napi::CallbackInfo& info) {
-  // The options are checked before the state argument, so bad options are typed errors even on a
-  // machine without a device (where no state can exist).
-  Napi::Object o = opts_at(info, 1);
+  Napi::Object o = opts_at(info, 0);
   cuda::SaeOptim so;
   std::string kind = opt_string(o, "optimizer", "");
   if (kind != "adam" && kind != "signum" && kind != "muon")
@@ -266,15 +300,15 @@ Napi::Value cuda_sae_apply(const Napi::CallbackInfo& info) {
     if (so.step < 1) fail(ErrorKind::Value, kind + ": step must be >= 1");
     if (!(so.beta1 >= 0 && so.beta1 < 1 && so.beta2 >= 0 && so.beta2 < 1)) fail(ErrorKind::Value, kind + ": betas must be in [0, 1)");
   }
-  SaeHolder sae = sae_arg(info, 0);
+  SaeHolder sae = sae_of(info);
   return run_async(
       info.Env(), [=] { cuda::sae_apply(*sae, so); },
       [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
 }
 
 Napi::Value cuda_sae_read(const Napi::CallbackInfo& info) {
-  SaeHolder sae = sae_arg(info, 0);
-  Napi::Object o = opts_at(info, 1);
+  SaeHolder sae = sae_of(info);
+  Napi::Object o = opts_at(info, 0);
   double eval_beta = opt_number(o, "evalBeta", 0);
   bool with_grads = opt_bool(o, "grads", false);
   if (eval_beta < 0 || eval_beta >= 1) fail(ErrorKind::Value, "evalBeta must be in [0, 1)");
@@ -291,7 +325,7 @@ Napi::Value cuda_sae_read(const Napi::CallbackInfo& info) {
 const char* const kSaeParamNames[cuda::kSaeMaxParams] = {"wEnc", "bEnc", "wDec", "bDec", "wSkip"};
 
 Napi::Value cuda_sae_read_state(const Napi::CallbackInfo& info) {
-  SaeHolder sae = sae_arg(info, 0);
+  SaeHolder sae = sae_of(info);
   auto res = std::make_shared<cuda::SaeOptState>();
   const uint32_t np = uint32_t(cuda::sae_num_params(*sae));
   return run_async(
@@ -314,8 +348,8 @@ Napi::Value cuda_sae_read_state(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value cuda_sae_load_state(const Napi::CallbackInfo& info) {
-  SaeHolder sae = sae_arg(info, 0);
-  Napi::Object o = arg_object(info, 1, "state");
+  SaeHolder sae = sae_of(info);
+  Napi::Object o = arg_object(info, 0, "state");
   const int64_t M = cuda::sae_num_latents(*sae), D = cuda::sae_d_in(*sae);
   const int np = cuda::sae_num_params(*sae);
   const std::vector<int64_t> shapes[cuda::kSaeMaxParams] = {{M, D}, {M}, {M, D}, {D}, {D, D}};
@@ -367,47 +401,62 @@ Napi::Value cuda_sae_load_state(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value cuda_sae_lerp(const Napi::CallbackInfo& info) {
-  SaeHolder sae = sae_arg(info, 0);
-  double w = arg_number(info, 1, "weight");
+  SaeHolder sae = sae_of(info);
+  double w = arg_number(info, 0, "weight");
   if (!std::isfinite(w)) fail(ErrorKind::Value, "weight must be finite");
   return run_async(
       info.Env(), [=] { cuda::sae_lerp_z(*sae, w); }, [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
 }
 
-// cudaTotalVariance(y [N,D]) -> Promise<number>: Σ (y − column mean)² (f32 on the device).
-Napi::Value cuda_total_variance(const Napi::CallbackInfo& info) {
-  Tensor y = arg_tensor(info, 0, "y");
-  expect_float(y, "y");
-  expect_ndim(y, 2, "y");
-  if (y.dim(0) * std::max<int64_t>(y.dim(1), 1) >= (int64_t(1) << 40)) fail(ErrorKind::Value, "y is too large");
-  auto res = std::make_shared<double>(0.0);
+Napi::Value cuda_sae_update_dead(const Napi::CallbackInfo& info) {
+  SaeHolder sae = sae_of(info);
+  const double tokens = arg_number(info, 0, "tokens");
+  if (!(tokens >= 0) || !std::isfinite(tokens)) fail(ErrorKind::Value, "tokens must be a finite number >= 0");
+  auto dead = std::make_shared<int64_t>(0);
   return run_async(
-      info.Env(), [=] { *res = cuda::total_variance(y); },
-      [res](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, *res); });
+      info.Env(), [=] { *dead = cuda::sae_update_dead(*sae, tokens); },
+      [dead](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, double(*dead)); });
 }
 
-Napi::Value cuda_sae_dispose(const Napi::CallbackInfo& info) {
-  Napi::Value v = info[0];
-  if (v.IsObject()) {
-    Napi::Value ext = v.As<Napi::Object>().Get("_native");
-    if (ext.IsExternal()) ext.As<Napi::External<SaeHolder>>().Data()->reset();
-  }
-  return info.Env().Undefined();
+Napi::Value cuda_sae_dead_counts(const Napi::CallbackInfo& info) {
+  SaeHolder sae = sae_of(info);
+  auto out = std::make_shared<std::vector<double>>();
+  return run_async(
+      info.Env(), [=] { *out = cuda::sae_read_dead(*sae); },
+      [out](Napi::Env env) -> Napi::Value {
+        Napi::Float64Array a = Napi::Float64Array::New(env, out->size());
+        std::copy(out->begin(), out->end(), a.Data());
+        return a;
+      });
+}
+
+Napi::Value cuda_sae_load_dead(const Napi::CallbackInfo& info) {
+  SaeHolder sae = sae_of(info);
+  const std::vector<double> counts = read_dead_counts(info[0], cuda::sae_num_latents(*sae));
+  const double threshold = arg_number(info, 1, "threshold");
+  if (std::isnan(threshold)) fail(ErrorKind::Value, "threshold must be a number");
+  return run_async(
+      info.Env(), [=] { cuda::sae_load_dead(*sae, counts, threshold); },
+      [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
+}
+
+Napi::Function CudaSaeStateWrap::Init(Napi::Env env) {
+  using W = CudaSaeStateWrap;
+  return DefineClass(env, "CudaSaeState",
+                     {InstanceMethod<&W::Call<cuda_sae_forward_backward>>("forwardBackward"),
+                      InstanceMethod<&W::Call<cuda_sae_encode>>("encode"), InstanceMethod<&W::Call<cuda_sae_decode>>("decode"),
+                      InstanceMethod<&W::Call<cuda_sae_apply>>("apply"), InstanceMethod<&W::Call<cuda_sae_read>>("read"),
+                      InstanceMethod<&W::Call<cuda_sae_read_state>>("readState"),
+                      InstanceMethod<&W::Call<cuda_sae_load_state>>("loadState"), InstanceMethod<&W::Call<cuda_sae_lerp>>("lerp"),
+                      InstanceMethod<&W::Call<cuda_sae_take_fired>>("takeFired"),
+                      InstanceMethod<&W::Call<cuda_sae_update_dead>>("updateDeadLatents"),
+                      InstanceMethod<&W::Call<cuda_sae_dead_counts>>("deadLatentCounts"),
+                      InstanceMethod<&W::Call<cuda_sae_load_dead>>("loadDeadLatents"), InstanceMethod<&W::Dispose>("dispose")});
 }
 
 void init(Napi::Env env, Napi::Object exports) {
+  keep_class(env, "CudaSaeState", CudaSaeStateWrap::Init(env));
   export_fn(env, exports, "cudaSaeCreate", cuda_sae_create, Accepts::AnyDeviceTensors);
-  export_fn(env, exports, "cudaSaeForwardBackward", cuda_sae_forward_backward, Accepts::AnyDeviceTensors);
-  export_fn(env, exports, "cudaSaeApply", cuda_sae_apply, Accepts::AnyDeviceTensors);
-  export_fn(env, exports, "cudaSaeRead", cuda_sae_read, Accepts::AnyDeviceTensors);
-  export_fn(env, exports, "cudaSaeDispose", cuda_sae_dispose, Accepts::AnyDeviceTensors);
-  export_fn(env, exports, "cudaSaeEncode", cuda_sae_encode, Accepts::AnyDeviceTensors);
-  export_fn(env, exports, "cudaSaeDecode", cuda_sae_decode, Accepts::AnyDeviceTensors);
-  export_fn(env, exports, "cudaSaeReadState", cuda_sae_read_state, Accepts::AnyDeviceTensors);
-  export_fn(env, exports, "cudaSaeLoadState", cuda_sae_load_state, Accepts::AnyDeviceTensors);
-  export_fn(env, exports, "cudaSaeLerp", cuda_sae_lerp, Accepts::AnyDeviceTensors);
-  export_fn(env, exports, "cudaSaeTakeFired", cuda_sae_take_fired, Accepts::AnyDeviceTensors);
-  export_fn(env, exports, "cudaTotalVariance", cuda_total_variance, Accepts::AnyDeviceTensors);
 }
 
 }  // namespace

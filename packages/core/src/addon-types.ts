@@ -56,7 +56,7 @@ export interface SaeStepResultRaw {
 }
 
 /** The resident state's parameter (and gradient) keys. */
-export type StateParamKey = 'wEnc' | 'bEnc' | 'wDec' | 'bDec' | 'wSkip';
+export type StateParamKey = 'wEnc' | 'bEnc' | 'wDec' | 'bDec' | 'wSkip' | 'logThreshold';
 export type StateGradKey = 'gradWEnc' | 'gradBEnc' | 'gradWDec' | 'gradBDec' | 'gradWSkip';
 /** Moment slots by parameter, in wEnc, bEnc, wDec, bDec(, wSkip) order. */
 export type StateSlots = Partial<Record<'m' | 'v' | 'z', (H | undefined)[]>>;
@@ -91,6 +91,41 @@ export interface ModelForwardResult {
 export interface NativeModelHandle {
   modules(): { name: string; width: number; inWidth: number; layer: number }[];
   forward(tokens: H, request: ModelForwardRequest): Promise<ModelForwardResult>;
+  dispose(): void;
+}
+
+/** native/bindings/cpu/sae_state.cpp: parameters, gradients, moments, fired latents and dead-latent counters of one coder. */
+export interface CpuSaeStateHandle {
+  forwardBackward(x: H, opts: Opts): Promise<SaeStepResultRaw>;
+  optimizerStep(update: Opts): Promise<void>;
+  lerpToZ(weight: number): Promise<void>;
+  grads(): Partial<Record<StateParamKey, H>>;
+  zeroGrads(): void;
+  moments(): Record<'m' | 'v' | 'z', Partial<Record<StateParamKey, H>>>;
+  loadMoments(moments: Partial<Record<'m' | 'v' | 'z', Partial<Record<StateParamKey, H>>>>): void;
+  takeFired(): H;
+  updateDeadLatents(tokens: number): Promise<number>;
+  deadLatentCounts(): Float64Array;
+  loadDeadLatents(counts: Float64Array | undefined, threshold: number): void;
+  dispose(): void;
+}
+
+/** native/bindings/cuda/sae_state.cpp: the resident training state of one coder on the device. */
+export interface CudaSaeStateHandle {
+  readonly numLatents: number;
+  readonly dIn: number;
+  forwardBackward(x: H, opts: Opts): Promise<CudaStepResult>;
+  encode(x: H, opts: Opts): Promise<{ acts: H; indices: H }>;
+  decode(acts: H, indices: H): Promise<H>;
+  apply(opts: Opts): Promise<void>;
+  read(opts: { evalBeta?: number; grads?: boolean }): Promise<Partial<Record<StateParamKey | StateGradKey, H>>>;
+  readState(): Promise<StateSlots>;
+  loadState(opts: StateSlots & { params?: Partial<Record<StateParamKey, H>>; resetOptimizer?: boolean; zeroGrads?: boolean }): Promise<void>;
+  lerp(weight: number): Promise<void>;
+  takeFired(): Promise<H>;
+  updateDeadLatents(tokens: number): Promise<number>;
+  deadLatentCounts(): Promise<Float64Array>;
+  loadDeadLatents(counts: Float64Array | undefined, threshold: number): Promise<void>;
   dispose(): void;
 }
 
@@ -137,6 +172,9 @@ export interface Addon {
   // ---- native/bindings/cpu/model.cpp
   NativeModel: new (spec: unknown, weights: unknown) => NativeModelHandle;
 
+  // ---- native/bindings/cpu/sae_state.cpp (the CPU resident state of one coder)
+  CpuSaeState: new (params: Partial<Record<StateParamKey, H>>, opts: { transcode: boolean }) => CpuSaeStateHandle;
+
   // ---- native/bindings/cpu/sae.cpp
   zeroTensors(ts: H[]): void;
   saeEncode(w: WeightHandles, x: H, opts: CoderSpecArg & { preActs: boolean }): Promise<{ acts: H; indices: H; preActs?: H }>;
@@ -162,18 +200,7 @@ export interface Addon {
   cudaSelfTest?(): { ok: boolean; kernel?: string; error?: string; ms: number };
 
   // ---- native/bindings/cuda/sae_state.cpp (the resident training state)
-  cudaSaeCreate(params: Partial<Record<StateParamKey, H>>, opts: Opts): Promise<NativeObject>;
-  cudaSaeForwardBackward(sae: NativeObject, x: H, opts: Opts): Promise<CudaStepResult>;
-  cudaSaeEncode(sae: NativeObject, x: H, opts: Opts): Promise<{ acts: H; indices: H }>;
-  cudaSaeDecode(sae: NativeObject, acts: H, indices: H): Promise<H>;
-  cudaSaeApply(sae: NativeObject, opts: Opts): Promise<void>;
-  cudaSaeRead(sae: NativeObject, opts: { evalBeta?: number; grads?: boolean }): Promise<Partial<Record<StateParamKey | StateGradKey, H>>>;
-  cudaSaeReadState(sae: NativeObject): Promise<StateSlots>;
-  cudaSaeLoadState(sae: NativeObject, opts: StateSlots & { params?: Partial<Record<StateParamKey, H>>; resetOptimizer?: boolean; zeroGrads?: boolean }): Promise<void>;
-  cudaSaeLerp(sae: NativeObject, weight: number): Promise<void>;
-  cudaSaeTakeFired(sae: NativeObject): Promise<H>;
-  cudaSaeDispose(sae: NativeObject): void;
-  cudaTotalVariance(y: H): Promise<number>;
+  cudaSaeCreate(params: Partial<Record<StateParamKey, H>>, opts: Opts): Promise<CudaSaeStateHandle>;
 
   // ---- native/bindings/cuda/sae_encode.cpp (the resident encoder of encoder-only coders)
   cudaEncoderCreate(wEnc: H, bEnc: H, bDec?: H): Promise<NativeObject>;

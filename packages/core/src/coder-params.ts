@@ -8,11 +8,11 @@ import type { SparseCoderConfig } from './config.js';
 export const CODER_PARAM_NAMES = ['encoder.weight', 'encoder.bias', 'W_dec', 'b_dec', 'W_skip', 'log_threshold', 'topk_threshold'] as const;
 export type CoderParamName = (typeof CODER_PARAM_NAMES)[number];
 
-/** The parameters of sparsify's kinds, the ones the native resident state (CUDA) holds. */
-export type NativeCoderParamName = Exclude<CoderParamName, 'log_threshold' | 'topk_threshold'>;
+/** The parameters the native resident state holds (topk_threshold is a buffer, not trained; log_threshold: CPU state only for now). */
+export type NativeCoderParamName = Exclude<CoderParamName, 'topk_threshold'>;
 
 /** The native state's key of each parameter (cudaSaeCreate / Read / LoadState; its slot order is CODER_PARAM_NAMES'). */
-export const NATIVE_PARAM_KEYS = { 'encoder.weight': 'wEnc', 'encoder.bias': 'bEnc', W_dec: 'wDec', b_dec: 'bDec', W_skip: 'wSkip' } as const satisfies Record<NativeCoderParamName, string>;
+export const NATIVE_PARAM_KEYS = { 'encoder.weight': 'wEnc', 'encoder.bias': 'bEnc', W_dec: 'wDec', b_dec: 'bDec', W_skip: 'wSkip', log_threshold: 'logThreshold' } as const satisfies Record<NativeCoderParamName, string>;
 export type NativeParamKey = (typeof NATIVE_PARAM_KEYS)[NativeCoderParamName];
 
 /**

@@ -48,6 +48,8 @@ export interface ForwardBackwardOptions extends KindCoefficients {
   y?: Tensor;
   /** Dead latents (nonzero = dead) for the AuxK loss. */
   deadMask?: Tensor | Uint8Array;
+  /** AuxK's dead latents are the coder's own dead-latent counters (updateDeadLatents), on its device. Not with deadMask. */
+  deadFromCounters?: boolean;
   auxkAlpha: number;
   /** Gradients added are lossScale * d(loss) (e.g. 1 / grad_acc_steps). Default 1. */
   lossScale?: number;
@@ -81,6 +83,8 @@ export class SparseCoder implements Disposable {
   readonly state: CoderState;
   /** SAELens kinds (relu / jumprelu / batchtopk): what is not an optimizer parameter (kind-step.ts). */
   private readonly kind: KindState | undefined;
+  /** dead_feature_threshold as last given to loadDeadLatents (the state's default until then). */
+  private deadThreshold = Infinity;
   private dtype: ComputeDType = 'f32';
 
   private constructor(cfg: SparseCoderConfig, dIn: number, state: CoderState, kind: KindState | undefined) {
@@ -371,6 +375,7 @@ export class SparseCoder implements Disposable {
       ...this.call(opts.computeDtype),
       y: opts.y,
       deadMask: opts.auxkAlpha > 0 ? opts.deadMask : undefined,
+      deadFromCounters: opts.auxkAlpha > 0 && (opts.deadFromCounters ?? false),
       auxkAlpha: opts.auxkAlpha,
       lossScale: opts.lossScale ?? 1,
       totalVariance: opts.totalVariance,
@@ -386,6 +391,44 @@ export class SparseCoder implements Disposable {
   async takeFiredLatents(): Promise<Int32Array> {
     this.alive();
     return this.kind ? this.kind.takeFired() : this.state.takeFired();
+  }
+
+  /**
+   * sparsify's dead-latent bookkeeping, kept in the coder's state on its device: at each
+   * optimizer step num_tokens_since_fired += tokens, then 0 for the latents the `trackFired`
+   * steps selected since the last update (cleared). Dead = counter > threshold. Returns the number dead.
+   */
+  async updateDeadLatents(tokens: number): Promise<number> {
+    this.alive();
+    if (!(tokens >= 0) || !Number.isFinite(tokens)) throw new ValueError(`updateDeadLatents: tokens must be a finite number >= 0, got ${tokens}`);
+    if (!this.kind) return this.state.updateDeadLatents(tokens);
+    // SAELens kinds record their fired latents in kind-step.ts (their steps are not the state's
+    // step): the same update, then the counters go back into the state.
+    const fired = this.kind.takeFired();
+    const counts = await this.state.readDeadLatents();
+    let dead = 0;
+    for (let m = 0; m < counts.length; m++) {
+      counts[m] = fired[m] ? 0 : counts[m] + tokens;
+      if (counts[m] > this.deadThreshold) dead++;
+    }
+    await this.state.loadDeadLatents(this.deadThreshold, counts);
+    return dead;
+  }
+
+  /** The dead-latent counters (tokens since each latent fired), a host copy. */
+  async readDeadLatents(): Promise<Float64Array> {
+    this.alive();
+    return this.state.readDeadLatents();
+  }
+
+  /** Sets the dead-latent threshold (dead_feature_threshold) and the counters (default: all 0, e.g. from a checkpoint). */
+  async loadDeadLatents(threshold: number, counts?: Float64Array): Promise<void> {
+    this.alive();
+    if (typeof threshold !== 'number' || Number.isNaN(threshold)) throw new ValueError(`loadDeadLatents: threshold must be a number, got ${threshold}`);
+    if (counts && counts.length !== this.numLatents)
+      throw new ValueError(`loadDeadLatents: ${counts.length} counters, the coder has ${this.numLatents} latents`);
+    this.deadThreshold = threshold;
+    await this.state.loadDeadLatents(threshold, counts);
   }
 
   /** Clears the accumulated gradients (on a device: done by its next call). */

@@ -1,6 +1,5 @@
 export * from './train-config.js';
 export * from './schedules.js';
-export * from './dead-latents.js';
 export * from './run-folder.js';
 export * from './run-lock.js';
 export * from './run-claim.js';

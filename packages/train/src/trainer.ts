@@ -34,7 +34,6 @@ import { EventEmitter } from 'node:events';
 import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { DeadLatentCounter } from './dead-latents.js';
 import { TrainingEvaluator, type TrainingEvalOptions } from './eval/training-eval.js';
 import type { EvalModel } from './eval/evaluate.js';
 import { loadInt64Safetensors, saveInt64Safetensors } from './int64-safetensors.js';
@@ -133,7 +132,6 @@ interface CoderEntry {
   hook: string;
   seed: number;
   coder: SparseCoder;
-  counter: DeadLatentCounter;
 }
 
 /** One batch of token rows: the ids, and (with exclude_tokens) the positions kept. */
@@ -313,7 +311,8 @@ export class Trainer extends EventEmitter {
           coder = await SparseCoder.create(width, { ...cfg.sae }, { seed, device: this.device });
         }
         coder.computeDtype = this.computeDtype;
-        this.coders.push({ name, hook, seed, coder, counter: new DeadLatentCounter(coder.numLatents, cfg.deadFeatureThreshold) });
+        await coder.loadDeadLatents(cfg.deadFeatureThreshold);
+        this.coders.push({ name, hook, seed, coder });
       }
     }
     for (const e of this.coders) this.bestLoss.set(e.name, Infinity);
@@ -372,7 +371,7 @@ export class Trainer extends EventEmitter {
       coder.computeDtype = this.computeDtype;
       e.coder.dispose();
       e.coder = coder;
-      e.counter = new DeadLatentCounter(coder.numLatents, this.cfg.deadFeatureThreshold, checkCounters(countersFile, e.name, counters.get(e.name), coder.numLatents));
+      await coder.loadDeadLatents(this.cfg.deadFeatureThreshold, checkCounters(countersFile, e.name, counters.get(e.name), coder.numLatents));
     }
     this.createOptimizers();
     for (let i = 0; i < this.optimizers.length; i++) {
@@ -420,7 +419,9 @@ export class Trainer extends EventEmitter {
       }
       writeFileAtomic(join(tmp, 'config.json'), [trainConfigJson(this.cfg)]);
       if (this.normScale.size) writeFileAtomic(join(tmp, 'activation_scaler.json'), [pyJson(Object.fromEntries(this.normScale))]);
-      saveInt64Safetensors(join(tmp, 'dead_counters.safetensors'), new Map(entries.map((e) => [e.name, e.counter.counts])));
+      const counts = new Map<string, Float64Array>();
+      for (const e of entries) counts.set(e.name, await e.coder.readDeadLatents());
+      saveInt64Safetensors(join(tmp, 'dead_counters.safetensors'), counts);
       const best: Record<string, number | null> = {};
       for (const e of entries) {
         const b = this.bestLoss.get(e.name)!;
@@ -584,7 +585,6 @@ export class Trainer extends EventEmitter {
       const N = y.shape[0];
       const chunks = Math.min(cfg.microAccSteps, N);
       for (const e of entries) {
-        const deadMask = cfg.auxkAlpha > 0 ? e.counter.deadMask() : undefined;
         for (let c = 0; c < chunks; c++) {
           const r0 = Math.floor((c * N) / chunks);
           const r1 = Math.floor(((c + 1) * N) / chunks);
@@ -592,7 +592,8 @@ export class Trainer extends EventEmitter {
             y: transcode ? y : undefined,
             // Micro-batches: row ranges, each normalised by the whole batch's variance (its share).
             ...(chunks > 1 ? { rows: [r0, r1] as [number, number], batchVariance: true } : {}),
-            deadMask,
+            // AuxK's dead latents: the coder's own counters, on its device.
+            deadFromCounters: true,
             auxkAlpha: cfg.auxkAlpha,
             lossScale: 1 / (cfg.gradAccSteps * cfg.microAccSteps),
             trackFired: true,
@@ -621,10 +622,10 @@ export class Trainer extends EventEmitter {
     this.tokensSeen += totals.tokens;
     const metrics: Record<string, CoderMetrics> = {};
     for (const e of this.coders) {
-      e.counter.update(totals.tokens, await e.coder.takeFiredLatents());
+      const numDead = await e.coder.updateDeadLatents(totals.tokens);
       const s = totals.perCoder.get(e.name)!;
       const n = Math.max(1, s.n);
-      metrics[e.name] = { fvu: s.fvu / n, auxk: s.auxk / n, multiTopkFvu: s.mt / n, deadPct: e.counter.deadFraction(), numDead: e.counter.numDead() };
+      metrics[e.name] = { fvu: s.fvu / n, auxk: s.auxk / n, multiTopkFvu: s.mt / n, deadPct: numDead / e.coder.numLatents, numDead };
     }
     totals.resetStep();
     this.lastStepMetrics = metrics;

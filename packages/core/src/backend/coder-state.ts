@@ -2,10 +2,12 @@
  * The one interface between a SparseCoder (and its optimizer) and the device it lives on.
  *
  * A CoderState is the resident state of one coder on its device: parameters, gradient
- * accumulators, optimizer moments. A training micro-step is one `forwardBackward` call and an
- * optimizer step one `optimizerStep` call, whatever the device. `cpu-coder-state.ts` keeps the
- * state in host tensors and runs the CPU kernels; `cuda-coder-state.ts` holds the CUDA build's
- * resident state (`cudaSae*`). The device is chosen once, in `createCoderState`.
+ * accumulators, optimizer moments, the latents its steps selected and sparsify's dead-latent
+ * counters. A training micro-step is one `forwardBackward` call and an optimizer step one
+ * `optimizerStep` call, whatever the device. Both implementations are thin wrappers over one
+ * native state object: `cpu-coder-state.ts` over `CpuSaeState` (native/cpu/sae_state.cpp),
+ * `cuda-coder-state.ts` over the CUDA build's state (native/cuda/sae_state.cu). The device is
+ * chosen once, in `createCoderState`.
  */
 import type { CoderParamName } from '../coder-params.js';
 import type { ComputeDType } from '../compute-dtype.js';
@@ -50,6 +52,8 @@ export interface StepCall extends CoderCall {
   y?: Tensor;
   /** Dead latents (nonzero = dead) for the AuxK loss. */
   deadMask?: Tensor | Uint8Array;
+  /** AuxK's dead latents are the state's own counters above their threshold (see updateDeadLatents). Not with deadMask. */
+  deadFromCounters?: boolean;
   auxkAlpha: number;
   lossScale: number;
   /** Normaliser of the losses instead of this batch's variance. */
@@ -120,6 +124,16 @@ export interface CoderState {
   forwardBackward(x: Tensor, call: StepCall): Promise<StepLosses>;
   /** The latents selected by trackFired steps since the last call, 0/1 per latent; clears them. */
   takeFired(): Promise<Int32Array>;
+  /**
+   * sparsify's dead-latent bookkeeping at an optimizer step: num_tokens_since_fired += tokens,
+   * then 0 for the latents selected by trackFired steps since the last update (which clears
+   * them). A latent is dead when its counter exceeds the threshold. Returns the number dead.
+   */
+  updateDeadLatents(tokens: number): Promise<number>;
+  /** The counters (tokens since each latent fired), a host copy. */
+  readDeadLatents(): Promise<Float64Array>;
+  /** Sets the threshold (dead_feature_threshold) and the counters (default: all 0). */
+  loadDeadLatents(threshold: number, counts?: Float64Array): Promise<void>;
   /** b_dec = mean_0(y ?? x); transcoders also encoder.bias = -(mean_0(x) W_enc^T). */
   initBiases(x: Tensor, y: Tensor | undefined, transcode: boolean): Promise<void>;
 

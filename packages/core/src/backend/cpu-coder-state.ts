@@ -1,21 +1,24 @@
 /**
- * The CPU CoderState: parameters, gradient accumulators and optimizer moments are host f32
- * tensors; a micro-step is one `saeStep` call and an optimizer step one `optimStep` call
- * (native/src/bindings/sae_ops.cpp, optim_ops.cpp).
+ * The CPU CoderState: a thin wrapper over `CpuSaeState` (native/cpu/sae_state.cpp), which holds
+ * the parameters (the host f32 tensors of hostParams(), shared, so they stay live), gradient
+ * accumulators, optimizer moments, fired latents and dead-latent counters. A micro-step is one
+ * `forwardBackward` call and an optimizer step one `optimizerStep` call, as on CUDA.
+ * Encoding, decoding and the bias init are the stateless kernels over the live host tensors.
  */
-import type { CoderParamName } from '../coder-params.js';
+import { CODER_PARAM_NAMES, NATIVE_PARAM_KEYS, type CoderParamName, type NativeCoderParamName } from '../coder-params.js';
+import type { CpuSaeStateHandle, StateParamKey } from '../addon-types.js';
 import { DisposedError, ValueError } from '../errors.js';
 import { native } from '../native.js';
-import { saeDecode, saeEncode, saeInitBiases, saeStep, type CoderSpec, type CoderWeights } from '../ops/sae.js';
+import { deadArg, saeDecode, saeEncode, saeInitBiases, type CoderSpec, type CoderWeights } from '../ops/sae.js';
 import { Tensor } from '../tensor.js';
 import {
-  disposeMoments,
   emptyMoments,
   type CoderCall,
   type CoderState,
   type EncodeResult,
   type ForwardResult,
   type Moments,
+  type MomentSlot,
   type OptimizerUpdate,
   type StepCall,
   type StepLosses,
@@ -29,16 +32,34 @@ function coderWeights(t: Map<CoderParamName, Tensor>): CoderWeights {
   return { encW: t.get('encoder.weight')!, encB: t.get('encoder.bias')!, W_dec: t.get('W_dec'), b_dec: t.get('b_dec')!, W_skip: t.get('W_skip') };
 }
 
+/** topk_threshold is the batchtopk kind's buffer (kind-step.ts), not a state parameter. */
+const isNativeParam = (name: CoderParamName): name is NativeCoderParamName => name in NATIVE_PARAM_KEYS;
+
+/** The state's {wEnc: H, ...} as tensors by parameter name. */
+function byName(handles: Partial<Record<StateParamKey, Tensor['handle']>>): Map<CoderParamName, Tensor> {
+  const out = new Map<CoderParamName, Tensor>();
+  for (const name of CODER_PARAM_NAMES) {
+    if (!isNativeParam(name)) continue;
+    const h = handles[NATIVE_PARAM_KEYS[name]];
+    if (h) out.set(name, new Tensor(h));
+  }
+  return out;
+}
+
+function byKey(tensors: Map<CoderParamName, Tensor>): Partial<Record<StateParamKey, Tensor['handle']>> {
+  return Object.fromEntries([...tensors].filter(([name]) => isNativeParam(name)).map(([name, t]) => [NATIVE_PARAM_KEYS[name as NativeCoderParamName], t.handle]));
+}
+
 export class CpuCoderState implements CoderState {
   readonly device = 'cpu' as const;
   readonly paramShapes: ReadonlyMap<CoderParamName, readonly number[]>;
   readonly hasDecoder: boolean;
+  private readonly native: CpuSaeStateHandle;
+  /** JS views of the state's gradient accumulators (made on first use). */
   private grads: Map<CoderParamName, Tensor> | undefined;
-  /** int32 [M]: the latents selected by trackFired steps since the last takeFired. */
-  private fired: Tensor | undefined;
-  /** The last batch variance computed (one per batch, reused by its micro-batches). */
-  private variance: { of: Tensor['handle']; value: number } | undefined;
+  /** JS views of the state's moments; refreshed when a step may have created new ones. */
   private moments = emptyMoments();
+  private momentsKind: OptimizerUpdate['kind'] | undefined;
   private disposed = false;
 
   constructor(
@@ -47,6 +68,7 @@ export class CpuCoderState implements CoderState {
   ) {
     this.paramShapes = new Map([...params].map(([n, t]) => [n, [...t.shape]]));
     this.hasDecoder = params.has('W_dec');
+    this.native = new (native().CpuSaeState)(byKey(params), { transcode });
   }
 
   get isDisposed(): boolean {
@@ -62,10 +84,7 @@ export class CpuCoderState implements CoderState {
 
   liveGrads(): Map<CoderParamName, Tensor> {
     this.alive();
-    if (!this.grads) {
-      this.grads = new Map();
-      for (const [name, t] of this.params) this.grads.set(name, Tensor.zeros(t.shape));
-    }
+    this.grads ??= byName(this.native.grads());
     return this.grads;
   }
 
@@ -74,7 +93,7 @@ export class CpuCoderState implements CoderState {
   }
 
   zeroGrads(): void {
-    if (this.grads) native().zeroTensors([...this.grads.values()].map((g) => g.handle));
+    if (!this.disposed) this.native.zeroGrads();
   }
 
   async encode(x: Tensor, call: CoderCall, returnPreActs: boolean): Promise<EncodeResult> {
@@ -88,45 +107,52 @@ export class CpuCoderState implements CoderState {
   }
 
   async forward(x: Tensor, call: CoderCall & { y?: Tensor; deadMask?: Tensor | Uint8Array; totalVariance?: number }): Promise<ForwardResult> {
-    const r = await saeStep(coderWeights(this.hostParams()), undefined, x, call.y, spec(call, this.transcode), {
-      deadMask: call.deadMask,
-      totalVariance: call.totalVariance,
-      outputs: true,
-    });
-    return { saeOut: r.saeOut!, latentActs: r.latentActs!, latentIndices: r.latentIndices!, fvu: r.fvu, auxkLoss: r.auxkLoss, multiTopkFvu: r.multiTopkFvu };
+    const r = await this.step(x, call, { backward: false, outputs: true, deadMask: deadArg(call.deadMask), totalVariance: call.totalVariance ?? -1 });
+    return {
+      saeOut: new Tensor(r.saeOut!), latentActs: new Tensor(r.latentActs!), latentIndices: new Tensor(r.latentIndices!),
+      fvu: r.fvu, auxkLoss: r.auxkLoss, multiTopkFvu: r.multiTopkFvu,
+    };
   }
 
   async forwardBackward(x: Tensor, call: StepCall): Promise<StepLosses> {
-    const p = this.hostParams();
     if (!this.hasDecoder) throw new ValueError('forwardBackward: this coder has no decoder (loaded with decoder: false)');
-    // A micro-batch is a view of rows [begin, end): no copy.
-    const rows = (t: Tensor) => (call.rows ? new Tensor(native().trainRowSlice(t.handle, call.rows[0], call.rows[1])) : t);
-    if (call.trackFired && call.didFire) throw new ValueError('forwardBackward: pass didFire or trackFired, not both');
-    if (call.trackFired) this.fired ??= Tensor.zeros([this.paramShapes.get('encoder.bias')![0]], { dtype: 'int32' });
-    const r = await saeStep(coderWeights(p), coderWeights(this.liveGrads()), rows(x), call.y && rows(call.y), spec(call, this.transcode), {
-      deadMask: call.deadMask,
+    const r = await this.step(x, call, {
+      deadMask: deadArg(call.deadMask),
+      deadFromCounters: call.deadFromCounters ?? false,
       auxkAlpha: call.auxkAlpha,
       lossScale: call.lossScale,
-      totalVariance: call.totalVariance ?? (call.batchVariance && call.rows ? await this.rowsVariance(call.y ?? x, call.rows) : undefined),
-      didFire: call.trackFired ? this.fired : call.didFire,
+      totalVariance: call.totalVariance ?? -1,
+      didFire: call.didFire?.handle,
+      trackFired: call.trackFired ?? false,
       normalizeDecoder: call.normalizeDecoder,
+      ...(call.rows ? { rowBegin: call.rows[0], rowEnd: call.rows[1], batchVariance: call.batchVariance ?? false } : {}),
     });
     return { loss: r.loss, fvu: r.fvu, auxkLoss: r.auxkLoss, multiTopkFvu: r.multiTopkFvu };
   }
 
-  /** The whole batch's variance times the share of `rows` in it. */
-  private async rowsVariance(batch: Tensor, [r0, r1]: [number, number]): Promise<number> {
-    if (this.variance?.of !== batch.handle) this.variance = { of: batch.handle, value: await native().trainTotalVariance(batch.handle) };
-    return (this.variance.value * (r1 - r0)) / batch.shape[0];
-  }
-
   async takeFired(): Promise<Int32Array> {
     this.alive();
-    const M = this.paramShapes.get('encoder.bias')![0];
-    if (!this.fired) return new Int32Array(M);
-    const out = this.fired.toInt32Array();
-    native().zeroTensors([this.fired.handle]);
-    return out;
+    const t = new Tensor(this.native.takeFired());
+    try {
+      return t.toInt32Array();
+    } finally {
+      t.dispose();
+    }
+  }
+
+  async updateDeadLatents(tokens: number): Promise<number> {
+    this.alive();
+    return this.native.updateDeadLatents(tokens);
+  }
+
+  async readDeadLatents(): Promise<Float64Array> {
+    this.alive();
+    return this.native.deadLatentCounts();
+  }
+
+  async loadDeadLatents(threshold: number, counts?: Float64Array): Promise<void> {
+    this.alive();
+    this.native.loadDeadLatents(counts, threshold);
   }
 
   async initBiases(x: Tensor, y: Tensor | undefined, transcode: boolean): Promise<void> {
@@ -135,35 +161,16 @@ export class CpuCoderState implements CoderState {
 
   async optimizerStep(u: OptimizerUpdate): Promise<void> {
     if (this.disposed) throw new ValueError('optimizer step: a coder has been disposed');
-    const grads = this.liveGrads();
-    const slot = (s: keyof Moments, name: CoderParamName, init: () => Tensor) => {
-      let t = this.moments[s].get(name);
-      if (!t) this.moments[s].set(name, (t = init()));
-      return t.handle;
-    };
-    const entries: Record<string, unknown>[] = [];
-    for (const [name, param] of this.params) {
-      const zeros = () => Tensor.zeros(param.shape);
-      const base = { param: param.handle, grad: grads.get(name)!.handle, project: u.project && name === 'W_dec' };
-      const adam = (lr: number, a: { beta1: number; beta2: number; eps: number; step: number }) => ({
-        ...base, kind: 'adam', state: [slot('m', name, zeros), slot('v', name, zeros)], lr, beta1: a.beta1, beta2: a.beta2, eps: a.eps, step: a.step,
-      });
-      if (u.kind === 'adam') entries.push(adam(u.lr, u));
-      else if (u.kind === 'signum')
-        // z starts as a copy of the parameters (y), as schedule-free does.
-        entries.push({ ...base, kind: 'signum', state: [slot('z', name, () => param.clone())], lr: u.lr, momentum: u.momentum, ckp1: u.ckp1 });
-      else if (param.shape.length >= 2)
-        entries.push({
-          ...base, kind: 'muon', state: [slot('m', name, zeros)], lr: u.lr, momentum: u.momentum, nesterov: u.nesterov, weightDecay: u.weightDecay, nsSteps: u.nsSteps,
-        });
-      else entries.push(adam(u.vectorLr, u));
-    }
-    await native().optimStep(entries);
+    const { kind, ...hyper } = u;
+    await this.native.optimizerStep({ optimizer: kind, ...hyper });
+    // The first step of a kind creates its moments: take JS views of them.
+    if (this.momentsKind !== kind) this.refreshMoments();
+    this.momentsKind = kind;
   }
 
   async lerpToZ(weight: number): Promise<void> {
-    const pairs = [...this.moments.z].map(([name, z]) => ({ param: this.params.get(name)!.handle, z: z.handle }));
-    if (pairs.length) await native().optimLerp(pairs, weight);
+    this.alive();
+    await this.native.lerpToZ(weight);
   }
 
   liveMoments(): Moments {
@@ -179,17 +186,34 @@ export class CpuCoderState implements CoderState {
 
   loadMoments(moments: Moments): void {
     this.alive();
+    this.native.loadMoments({ m: byKey(moments.m), v: byKey(moments.v), z: byKey(moments.z) });
     // The replaced tensors are not disposed: a caller of stateDict() may still hold them (GC frees them).
     this.moments = moments;
+    this.momentsKind = undefined;
   }
 
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
+    this.native.dispose();
     for (const t of this.params.values()) t.dispose();
     for (const t of this.grads?.values() ?? []) t.dispose();
-    this.fired?.dispose();
-    disposeMoments(this.moments);
+    for (const slot of Object.values(this.moments)) for (const t of slot.values()) t.dispose();
+  }
+
+  private refreshMoments(): void {
+    const all = this.native.moments();
+    for (const slot of ['m', 'v', 'z'] as MomentSlot[])
+      for (const [name, t] of byName(all[slot])) {
+        if (this.moments[slot].has(name)) t.dispose();
+        else this.moments[slot].set(name, t);
+      }
+  }
+
+  private async step(x: Tensor, call: CoderCall & { y?: Tensor }, opts: Record<string, unknown>) {
+    this.alive();
+    const s = spec(call, this.transcode);
+    return this.native.forwardBackward(x.handle, { y: call.y?.handle, k: s.k, groupmax: s.groupmax, multiTopk: s.multiTopk, computeDtype: s.computeDtype, ...opts });
   }
 
   private alive(): void {

@@ -1,9 +1,11 @@
 /**
- * The CUDA CoderState: the CUDA build's resident training state (`cudaSae*`,
- * native/cuda/sae_state.cu) holds parameters, gradient accumulators and optimizer moments on
- * the device; encoder-only coders hold a resident encoder (`cudaEncoderCreate`, inference only).
- * The selected latents of training steps are recorded on the device (trackFired) and read once
- * per optimizer step (takeFired); the [N,k] indices never leave the device then.
+ * The CUDA CoderState: a thin wrapper over the CUDA build's resident training state (a
+ * `CudaSaeState` from `cudaSaeCreate`, native/cuda/sae_state.cu), which holds parameters, gradient accumulators, optimizer moments and
+ * sparsify's dead-latent counters on the device; encoder-only coders hold a resident encoder
+ * (`cudaEncoderCreate`, inference only). The selected latents of training steps are recorded on
+ * the device (trackFired) and folded into the counters there once per optimizer step
+ * (updateDeadLatents, which reads back the dead mask for the next steps' AuxK); the [N,k]
+ * indices never leave the device.
  * The host f32 tensors stay the source of truth for saving; `stale` says the device copy is
  * newer (after a training step) and must be read back before the host tensors are used.
  * Calls that JS makes synchronously (zeroGrads, loadMoments) are carried out by the next device call.
@@ -13,7 +15,7 @@
 import { CODER_PARAM_NAMES, NATIVE_PARAM_KEYS, type CoderParamName, type NativeCoderParamName } from '../coder-params.js';
 import type { SparseCoderConfig } from '../config.js';
 import { DeviceError, DisposedError, ShapeError, ValueError } from '../errors.js';
-import type { NativeObject, StateGradKey } from '../addon-types.js';
+import type { CudaSaeStateHandle, NativeObject, StateGradKey } from '../addon-types.js';
 import { native } from '../native.js';
 import { saeInitBiases } from '../ops/sae.js';
 import { Tensor } from '../tensor.js';
@@ -32,7 +34,6 @@ import {
 } from './coder-state.js';
 import { requireCuda } from './cuda-device.js';
 
-type Handle = NativeObject;
 type Slots = Record<MomentSlot, (Tensor | undefined)[]>;
 
 export class CudaCoderState implements CoderState {
@@ -53,9 +54,9 @@ export class CudaCoderState implements CoderState {
     private params: Map<CoderParamName, Tensor>,
     private readonly cfg: SparseCoderConfig,
     /** cudaSaeCreate state (coders with a decoder). */
-    private sae: Handle | undefined,
+    private sae: CudaSaeStateHandle | undefined,
     /** cudaEncoderCreate state (encoder-only coders). */
-    private encoder: Handle | undefined,
+    private encoder: NativeObject | undefined,
   ) {
     this.paramShapes = new Map([...params].map(([n, t]) => [n, [...t.shape]]));
     this.hasDecoder = sae !== undefined;
@@ -86,7 +87,7 @@ export class CudaCoderState implements CoderState {
   async syncToHost(): Promise<void> {
     this.alive();
     if (!this.sae || !this.stale) return;
-    const r = await native().cudaSaeRead(this.sae, {});
+    const r = await this.sae.read({});
     for (const name of this.paramShapes.keys()) {
       this.params.get(name)?.dispose();
       this.params.set(name, new Tensor(r[NATIVE_PARAM_KEYS[name as NativeCoderParamName]]!));
@@ -100,7 +101,7 @@ export class CudaCoderState implements CoderState {
 
   async readGrads(): Promise<Map<CoderParamName, Tensor>> {
     const sae = await this.ready('readGrads');
-    const r = await native().cudaSaeRead(sae, { grads: true });
+    const r = await sae.read({ grads: true });
     const out = new Map<CoderParamName, Tensor>();
     for (const name of this.paramShapes.keys()) {
       const key = NATIVE_PARAM_KEYS[name as NativeCoderParamName];
@@ -118,13 +119,13 @@ export class CudaCoderState implements CoderState {
     this.alive();
     if (returnPreActs) throw new ValueError('encode: returnPreActs is not implemented on the CUDA backend');
     const c = { k: call.k, activation: call.activation };
-    const r = this.sae ? await native().cudaSaeEncode(this.sae, x.handle, c) : await native().cudaEncoderEncode(this.encoder!, x.handle, c);
+    const r = this.sae ? await this.sae.encode(x.handle, c) : await native().cudaEncoderEncode(this.encoder!, x.handle, c);
     return { topActs: new Tensor(r.acts), topIndices: new Tensor(r.indices) };
   }
 
   async decode(topActs: Tensor, topIndices: Tensor): Promise<Tensor> {
     this.alive();
-    return new Tensor(await native().cudaSaeDecode(await this.ready('decode'), topActs.handle, topIndices.handle));
+    return new Tensor(await (await this.ready('decode')).decode(topActs.handle, topIndices.handle));
   }
 
   async forward(x: Tensor, call: CoderCall & { y?: Tensor; deadMask?: Tensor | Uint8Array; totalVariance?: number }): Promise<ForwardResult> {
@@ -143,6 +144,7 @@ export class CudaCoderState implements CoderState {
       lossScale: call.lossScale,
       didFire: f?.handle,
       trackFired: call.trackFired ?? false,
+      deadFromCounters: call.deadFromCounters ?? false,
       normalizeDecoder: call.normalizeDecoder,
       ...(call.rows ? { rowBegin: call.rows[0], rowEnd: call.rows[1], batchVariance: call.batchVariance ?? false } : {}),
     });
@@ -153,12 +155,24 @@ export class CudaCoderState implements CoderState {
   }
 
   async takeFired(): Promise<Int32Array> {
-    const t = new Tensor(await native().cudaSaeTakeFired(await this.ready('takeFiredLatents')));
+    const t = new Tensor(await (await this.ready('takeFiredLatents')).takeFired());
     try {
       return t.toInt32Array();
     } finally {
       t.dispose();
     }
+  }
+
+  async updateDeadLatents(tokens: number): Promise<number> {
+    return (await this.ready('updateDeadLatents')).updateDeadLatents(tokens);
+  }
+
+  async readDeadLatents(): Promise<Float64Array> {
+    return (await this.ready('readDeadLatents')).deadLatentCounts();
+  }
+
+  async loadDeadLatents(threshold: number, counts?: Float64Array): Promise<void> {
+    await (await this.ready('loadDeadLatents')).loadDeadLatents(counts, threshold);
   }
 
   async initBiases(x: Tensor, y: Tensor | undefined, transcode: boolean): Promise<void> {
@@ -174,7 +188,7 @@ export class CudaCoderState implements CoderState {
       if (hx !== x) hx.dispose();
       if (hy !== y) hy?.dispose();
     }
-    await native().cudaSaeLoadState(sae, { params: { bEnc: this.params.get('encoder.bias')!.handle, bDec: this.params.get('b_dec')!.handle } });
+    await sae.loadState({ params: { bEnc: this.params.get('encoder.bias')!.handle, bDec: this.params.get('b_dec')!.handle } });
   }
 
   async optimizerStep(u: OptimizerUpdate): Promise<void> {
@@ -189,14 +203,14 @@ export class CudaCoderState implements CoderState {
               optimizer: 'muon', lr: u.lr, vectorLr: u.vectorLr, momentum: u.momentum, nesterov: u.nesterov, weightDecay: u.weightDecay,
               nsSteps: u.nsSteps, beta1: u.beta1, beta2: u.beta2, eps: u.eps, step: u.step,
             };
-    await native().cudaSaeApply(sae, { ...call, project: u.project });
+    await sae.apply({ ...call, project: u.project });
     this.stale = true;
     this.hasMoments = true;
   }
 
   async lerpToZ(weight: number): Promise<void> {
     const sae = await this.ready('optimizer');
-    await native().cudaSaeLerp(sae, weight);
+    await sae.lerp(weight);
     this.stale = true;
   }
 
@@ -206,7 +220,7 @@ export class CudaCoderState implements CoderState {
 
   async readMoments(): Promise<Moments> {
     const sae = await this.ready('readStateDict');
-    const st = (await native().cudaSaeReadState(sae)) as Partial<Slots & Record<MomentSlot, Handle[]>>;
+    const st = (await sae.readState()) as Partial<Slots & Record<MomentSlot, Tensor['handle'][]>>;
     const out = emptyMoments();
     for (const slot of ['m', 'v', 'z'] as const)
       (st[slot] ?? []).forEach((h, i) => {
@@ -227,7 +241,7 @@ export class CudaCoderState implements CoderState {
     if (this.disposed) return;
     this.disposed = true;
     const n = native();
-    if (this.sae) n.cudaSaeDispose(this.sae);
+    this.sae?.dispose();
     if (this.encoder) n.cudaEncoderDispose(this.encoder);
     this.sae = this.encoder = undefined;
     for (const t of this.params.values()) t.dispose();
@@ -239,10 +253,10 @@ export class CudaCoderState implements CoderState {
   }
 
   /** The resident training state with the deferred zeroGrads / loadMoments carried out. */
-  private async ready(what: string): Promise<Handle> {
+  private async ready(what: string): Promise<CudaSaeStateHandle> {
     this.alive();
     if (!this.sae) throw new ValueError(`${what}: this coder has no decoder (loaded with decoder: false)`);
-    if (this.pendingZero) await native().cudaSaeLoadState(this.sae, { zeroGrads: true });
+    if (this.pendingZero) await this.sae.loadState({ zeroGrads: true });
     this.pendingZero = false;
     const pend = this.pendingMoments;
     if (pend) {
@@ -255,7 +269,7 @@ export class CudaCoderState implements CoderState {
       }
       this.hasMoments = Object.keys(arrays).length > 0;
       try {
-        await native().cudaSaeLoadState(this.sae, { resetOptimizer: true, ...arrays });
+        await this.sae.loadState({ resetOptimizer: true, ...arrays });
       } finally {
         disposeMoments(pend);
       }
@@ -263,7 +277,7 @@ export class CudaCoderState implements CoderState {
     return this.sae;
   }
 
-  /** One cudaSaeForwardBackward call (forward only or with gradients) with this call's settings. */
+  /** One CudaSaeState.forwardBackward call (forward only or with gradients) with this call's settings. */
   private async step(
     x: Tensor,
     what: string,
@@ -274,7 +288,7 @@ export class CudaCoderState implements CoderState {
     const M = this.paramShapes.get('encoder.bias')![0];
     const dead = deadMaskI32(call.deadMask, M);
     try {
-      return await native().cudaSaeForwardBackward(sae, x.handle, {
+      return await sae.forwardBackward(x.handle, {
         ...extra,
         y: call.y?.handle,
         deadMask: dead?.handle,

@@ -1,5 +1,6 @@
 /**
- * Dead-latent bookkeeping (reference 3.3): per coder, tokens since each latent last fired.
+ * The plain reference of the dead-latent counters that the coders' native states keep
+ * (sparsify's trainer: num_tokens_since_fired): per coder, tokens since each latent last fired.
  * At every optimizer step: counts += tokens in the step, then counts[fired] = 0. A latent is
  * dead when its count exceeds dead_feature_threshold. Counts are float64 (exact to 2^53).
  */
