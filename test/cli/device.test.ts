@@ -47,15 +47,11 @@ test('--device auto picks cpu without a GPU (and cuda with one) and trains', asy
   assert.match(c.o.out, /done: 2 steps/);
 });
 
-test('--device auto trains on cuda with muon, and with multi_topk + transcode + skip_connection', { skip: gpu ? false : 'needs a usable CUDA device (the emulated pass runs it)' }, async () => {
+test('--device auto trains on cuda with muon, multi_topk, transcode and skip_connection', { skip: gpu ? false : 'needs a usable CUDA device (the emulated pass runs it)' }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'spx-dev-'));
-  const m = capture();
-  assert.equal(await main(['train', '--optimizer', 'muon', '--max_examples', '8', '--batch_size', '4', '--save_dir', dir, '--run_name', 'm'], m.io), 0, m.o.err);
-  assert.match(m.o.err, /--device auto: using cuda/);
-  assert.match(m.o.out, /done: 2 steps/);
-  const d = capture();
-  const multi = ['--multi_topk', '--transcode', '--skip_connection', '--hookpoints', 'h.0.mlp'];
-  assert.equal(await main(['train', ...multi, '--max_examples', '8', '--batch_size', '4', '--save_dir', dir, '--run_name', 'd'], d.io), 0, d.o.err);
-  assert.match(d.o.err, /--device auto: using cuda/);
-  assert.match(d.o.out, /done: 2 steps/);
+  const c = capture();
+  const flags = ['--optimizer', 'muon', '--multi_topk', '--transcode', '--skip_connection', '--hookpoints', 'h.0.mlp'];
+  assert.equal(await main(['train', ...flags, '--max_examples', '8', '--batch_size', '4', '--save_dir', dir, '--run_name', 'm'], c.io), 0, c.o.err);
+  assert.match(c.o.err, /--device auto: using cuda/);
+  assert.match(c.o.out, /done: 2 steps/);
 });
