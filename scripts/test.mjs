@@ -14,6 +14,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
+import { createRequire } from 'node:module';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -40,8 +41,8 @@ if (process.argv.length <= 2) {
 }
 
 // The CUDA suites by what they need. Device suites hold only tests that need a usable CUDA device:
-// in the default run they run on the emulated device and are left out of the first pass (where
-// they could only skip). Mixed suites also hold "no device" tests (the CPU build, the CUDA build
+// in the default run they run on the emulated device and, unless the first pass's addon sees a real
+// GPU, are left out of the first pass (where they could only skip). Mixed suites also hold "no device" tests (the CPU build, the CUDA build
 // without a device): they run in both passes, each test skipping precisely where its condition
 // fails, so that across the passes each one runs at least once.
 const deviceSuites = ['coder', 'gemm-path', 'parity', 'sae-state-bookkeeping', 'sae-train', 'self-test'].map((n) =>
@@ -116,9 +117,21 @@ if (args[0] === '--emu') {
   process.exit(status);
 }
 
+// Whether the first pass's addon sees a real CUDA device: then the device suites run there too.
+function realDevice() {
+  const p = process.env.SPARSIFY_NATIVE ?? join(root, 'native', 'build-cuda', 'Release', 'sparsify.node');
+  if (process.env.SPARSIFY_DEVICE === 'cpu' || !existsSync(p)) return false;
+  try {
+    const a = createRequire(import.meta.url)(p);
+    return Boolean(a.buildInfo?.().cuda) && a.cudaProbe().devices > 0;
+  } catch {
+    return false;
+  }
+}
+
 const withEmu = args.length === 0 && process.env.SPARSIFY_TEST_EMU !== '0';
 const all = args.length > 0 ? args : collect(join(root, 'test'), []);
-const files = withEmu ? all.filter((f) => !deviceSuites.includes(f)) : all;
+const files = withEmu && !realDevice() ? all.filter((f) => !deviceSuites.includes(f)) : all;
 if (files.length === 0) {
   console.error('no test files found');
   process.exit(1);
