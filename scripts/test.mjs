@@ -3,8 +3,10 @@
 // the `sparsify-source` export condition + tsx). An explicit file list, since Node 20's
 // `node --test` finds no .ts files by itself and would still exit 0.
 //   node scripts/test.mjs [files...]     default: every test/**/*.test.ts
-//   node scripts/test.mjs --emu [files...] run files (default: the CUDA suites) against the emulated
-//                                          CUDA device (native/build-cuda-emu, built first)
+//   node scripts/test.mjs --emu [files...] run files (default: the CUDA suites, then the no-device
+//                                          tests without a device, then the kernel parity suites
+//                                          on sm_80) against the emulated CUDA device
+//                                          (native/build-cuda-emu, built first)
 //   SPARSIFY_TEST_LONG=1                  include the long suites (test/long/)
 //   SPARSIFY_TEST_EMU=0                   the default run skips its second pass on the emulated device
 // The default run (no arguments) runs everything but the device-only CUDA suites against the addon
@@ -53,6 +55,10 @@ const mixedSuites = ['load', 'model-forward'].map((n) => join('test', 'cuda', `$
   join('test', 'cli', 'device.test.ts'),
 );
 const emuSuites = () => [...deviceSuites, ...mixedSuites];
+// The suites with tests of the CUDA build without a device.
+const noDeviceSuites = ['load', 'coder-device', 'model-forward'].map((n) => join('test', 'cuda', `${n}.test.ts`)).concat(
+  join('test', 'core', 'device-tensor.test.ts'),
+);
 
 const passes = [];
 function runFiles(label, files, env = process.env, concurrency = undefined) {
@@ -94,7 +100,7 @@ function printSummary() {
   for (const [k, why] of never) console.log(`    ${k}${why ? ` -- ${why}` : ''}`);
 }
 
-function runOnEmulator(files, withSm80 = true) {
+function runOnEmulator(files, full = true) {
   const b = spawnSync(process.execPath, [join(root, 'scripts', 'build-native.mjs'), '--cuda-emu'], { cwd: root, stdio: 'inherit' });
   if (b.status !== 0) return b.status ?? 1;
   const addon = join(root, 'native', 'build-cuda-emu', 'Release', 'sparsify.node');
@@ -102,12 +108,16 @@ function runOnEmulator(files, withSm80 = true) {
   // The emulator runs a kernel's blocks on one core: two test files at a time use both cores.
   const parallel = Math.max(1, Math.min(4, availableParallelism()));
   const sm90 = runFiles('emulated sm_90', files, { ...process.env, SPARSIFY_NATIVE: addon }, parallel);
+  if (!full) return sm90;
+  // The no-device paths of the CUDA build (typed DeviceErrors, argument checks before GPU work) on
+  // the emulated build with no device, as a machine whose driver sees no GPU.
+  console.log('[sparsify] the no-device tests on the emulated CUDA build without a device (SPARSIFY_CUDA_EMU_DEVICES=0)');
+  const noDevice = runFiles('emulated, no device', noDeviceSuites, { ...process.env, SPARSIFY_NATIVE: addon, SPARSIFY_CUDA_EMU_DEVICES: '0' }, parallel);
   // The kernel parity suites once more on an sm_80 device, where the mma.sync paths run.
-  if (!withSm80) return sm90;
   console.log('[sparsify] the kernel parity suites on the emulated sm_80 device (the mma.sync paths)');
   const sm80Files = ['parity', 'gemm-path', 'sae-train'].map((n) => join('test', 'cuda', `${n}.test.ts`));
   const sm80 = runFiles('emulated sm_80', sm80Files, { ...process.env, SPARSIFY_NATIVE: addon, SPARSIFY_CUDA_EMU_ARCH: 'sm_80' }, parallel);
-  return sm90 || sm80;
+  return sm90 || noDevice || sm80;
 }
 
 const args = process.argv.slice(2);
