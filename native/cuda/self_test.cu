@@ -406,20 +406,25 @@ std::string check_activation(Problem& pr) {
   const int64_t n = 300;
   Tensor x = pr.rand({n}, false);
   for (int64_t i = 0; i < n; ++i) x.data<float>()[i] *= 4;
-  const std::pair<Act, double (*)(double)> acts[] = {
-      {Act::GeluErf, [](double v) { return 0.5 * v * (1 + std::erf(v / std::sqrt(2.0))); }},
-      {Act::GeluTanh, [](double v) { return 0.5 * v * (1 + std::tanh(std::sqrt(2 / 3.14159265358979323846) * (v + 0.044715 * v * v * v))); }},
-      {Act::Silu, [](double v) { return v / (1 + std::exp(-v)); }},
-      {Act::Relu, [](double v) { return std::max(v, 0.0); }},
-      {Act::QuickGelu, [](double v) { return v / (1 + std::exp(-1.702 * v)); }},
+  struct Case {
+    Act act;
+    const char* name;
+    double (*f)(double);
   };
-  for (const auto& [act, f] : acts) {
+  const Case acts[] = {
+      {Act::GeluErf, "gelu (erf)", [](double v) { return 0.5 * v * (1 + std::erf(v / std::sqrt(2.0))); }},
+      {Act::GeluTanh, "gelu (tanh)", [](double v) { return 0.5 * v * (1 + std::tanh(std::sqrt(2 / 3.14159265358979323846) * (v + 0.044715 * v * v * v))); }},
+      {Act::Silu, "silu", [](double v) { return v / (1 + std::exp(-v)); }},
+      {Act::Relu, "relu", [](double v) { return std::max(v, 0.0); }},
+      {Act::QuickGelu, "quick_gelu", [](double v) { return v / (1 + std::exp(-1.702 * v)); }},
+  };
+  for (const auto& [act, name, f] : acts) {
     Tensor keep;
     float* got = const_cast<float*>(host_f32(activation(x, act), keep));
     if (act == Act::QuickGelu) maybe_inject("activation", got);
     std::vector<double> want(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) want[size_t(i)] = f(x.data<float>()[i]);
-    std::string e = compare(("activation " + std::to_string(int(act))).c_str(), got, want, 1e-5);
+    std::string e = compare(name, got, want, 1e-5);
     if (!e.empty()) return e;
   }
   return "";
