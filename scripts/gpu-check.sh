@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# One command for a machine with an NVIDIA GPU: build the CUDA variant, run the CUDA tests
-# (parity against the float64/CPU references), the CUDA benchmarks, Python sparsify's training
+# One command for a machine with an NVIDIA GPU: build the CUDA variant, run the start-up self-test
+# and the CUDA tests (parity against the float64/CPU references), the CUDA benchmarks, Python sparsify's training
 # step on the same GPU with the comparison (bench/README.md: GPU comparison), then the core tests
 # against the CUDA build. Everything goes under $OUT (default bench/out/gpu-check-<time>/); the
 # short summary (summary.txt) is printed last.
@@ -69,13 +69,22 @@ if ! limited node scripts/build-native.mjs --cuda > "$OUT/build.log" 2>&1; then
 fi
 echo "build: $(( $(date +%s) - t ))s" | tee -a "$S"
 
-phase "probe" && node -e "const a=require('./native/build-cuda/Release/sparsify.node'); let g; try { g = a.cudaGemmPath(); } catch (e) { g = String(e.message); } console.log(JSON.stringify({probe:a.cudaProbe(), fusedTopkMaxK:a.cudaFusedTopkMaxK(), gemmPath:g}))" \
+phase "probe" && node -e "const a=require('./native/build-cuda/Release/sparsify.node'); let g; try { g = a.testing.cudaGemmPath(); } catch (e) { g = String(e.message); } console.log(JSON.stringify({probe:a.cudaProbe(), fusedTopkMaxK:a.testing.cudaFusedTopkMaxK(), gemmPath:g}))" \
   | tee "$OUT/probe.json" | tee -a "$S"
+
+# The start-up self-test first (native/cuda/self_test.cu: every kernel family against host
+# references); a failure here means CUDA would be disabled for users of this GPU.
+if phase "start-up self-test"; then
+  if ! limited node -e "const r=require('./native/build-cuda/Release/sparsify.node').cudaSelfTest(); console.log('self-test: ' + JSON.stringify(r)); process.exit(r.ok && r.ms < 1000 ? 0 : 1)" 2>&1 | tee -a "$S"; then
+    echo "self-test FAILED (or took >= 1 s)" | tee -a "$S"; status=1
+  fi
+fi
 
 if phase "CUDA tests"; then
   t=$(date +%s)
-  limited node scripts/test.mjs test/cuda/*.test.ts > "$OUT/tests.tap" 2>&1 || status=1
-  grep -E "^# (tests|pass|fail|skipped)|^not ok" "$OUT/tests.tap" | tee -a "$S"
+  # The CUDA suites of the emulated pass of npm test, here on the real device.
+  limited node scripts/test.mjs test/cuda/*.test.ts test/core/device-tensor.test.ts test/cli/device.test.ts > "$OUT/tests.tap" 2>&1 || status=1
+  grep -E "^# (tests|pass|fail|skipped)|^not ok|^  (tests|skipped in every pass)|^    test/" "$OUT/tests.tap" | tee -a "$S"
   echo "CUDA tests: $(( $(date +%s) - t ))s" | tee -a "$S"
 fi
 

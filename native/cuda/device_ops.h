@@ -59,6 +59,10 @@ void muon_dev(float* p, float* g, float* buf, int64_t rows, int64_t cols, double
 // of 32), f32 accumulation and output, C row stride N.
 void gemm_bf16_dev(const void* A, const void* B, const float* bias, float* C, int64_t M, int64_t N, int64_t Kp,
                    cudaStream_t s);
+// gemm.cu: gemm_bf16_dev on the main loop named (the self-test's check of both paths; wgmma
+// needs an sm_90 device).
+void gemm_bf16_dev_on_path(bool wgmma, const void* A, const void* B, const float* bias, float* C, int64_t M, int64_t N,
+                           int64_t Kp, cudaStream_t s);
 // layers.cu: one row of D per CTA; w/b may be null (no affine / no bias).
 void layer_norm_dev(const float* x, const float* w, const float* b, int64_t rows, int64_t D, float eps, float* out,
                     cudaStream_t s);

@@ -237,6 +237,17 @@ void gemm_bf16_dev(const void* A, const void* B, const float* bias, float* C, in
                              Kp, s);
 }
 
+// The start-up self-test's handle on each main loop (self_test.cu): the same GEMM on the path named,
+// whichever gemm_path() chose (wgmma only where the device is sm_90).
+void gemm_bf16_dev_on_path(bool wgmma, const void* A, const void* B, const float* bias, float* C, int64_t M, int64_t N,
+                           int64_t Kp, cudaStream_t s) {
+  if (M <= 0 || N <= 0) return;
+  const auto* a = static_cast<const __nv_bfloat16*>(A);
+  const auto* b = static_cast<const __nv_bfloat16*>(B);
+  if (wgmma) launch_gemm_wgmma<__nv_bfloat16>(a, b, bias, C, M, N, Kp, s);
+  else launch_gemm_mma<__nv_bfloat16>(a, b, bias, C, M, N, Kp, s);
+}
+
 // ---- benchmarks (device-resident) ----
 namespace {
 __global__ void fill_random_bf16(__nv_bfloat16* p, int64_t n, uint32_t seed) {

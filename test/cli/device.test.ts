@@ -46,3 +46,12 @@ test('--device auto picks cpu without a GPU (and cuda with one) and trains', asy
   else assert.doesNotMatch(c.o.err, /using cuda/);
   assert.match(c.o.out, /done: 2 steps/);
 });
+
+test('--device auto trains on cuda with muon, multi_topk, transcode and skip_connection', { skip: gpu ? false : 'needs a usable CUDA device (the emulated pass runs it)' }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'spx-dev-'));
+  const c = capture();
+  const flags = ['--optimizer', 'muon', '--multi_topk', '--transcode', '--skip_connection', '--hookpoints', 'h.0.mlp'];
+  assert.equal(await main(['train', ...flags, '--max_examples', '8', '--batch_size', '4', '--save_dir', dir, '--run_name', 'm'], c.io), 0, c.o.err);
+  assert.match(c.o.err, /--device auto: using cuda/);
+  assert.match(c.o.out, /done: 2 steps/);
+});

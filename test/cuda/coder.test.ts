@@ -122,6 +122,22 @@ for (const variant of VARIANTS) {
   });
 }
 
+test('cuda encoder-only coder (decoder: false): the resident encoder selects as the full coder; forward is a clear error', opts, async () => {
+  for (const variant of ['sae_d64_k8', 'sae_d64_k8_groupmax', 'transcoder_d64_k8']) {
+    const dir = join(SAE_FIXTURES, variant, 'state');
+    const x = loadGolden(variant).get('x')!;
+    const full = await SparseCoder.loadFromDisk(dir, { device: 'cuda' });
+    const enc = await SparseCoder.loadFromDisk(dir, { device: 'cuda', decoder: false });
+    assert.equal(enc.device, 'cuda');
+    const a = await full.encode(x), b = await enc.encode(x);
+    // The same bf16 GEMM on both sides: the same selection and values.
+    assert.deepEqual([...b.topIndices.toInt32Array()], [...a.topIndices.toInt32Array()], variant);
+    assert.ok(relErrToMax(b.topActs.toFloat32Array(), a.topActs.toFloat32Array()) < 1e-5, variant);
+    await assert.rejects(enc.forward(x), /no decoder/);
+    for (const c of [full, enc]) c.dispose();
+  }
+});
+
 test('cuda: what the CUDA backend lacks is a clear error', opts, async () => {
   const c = await SparseCoder.create(32, { numLatents: 128, k: 4 }, { device: 'cuda' });
   assert.throws(() => c.grads(), /readGrads/);

@@ -5,6 +5,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
 
 import { cudaBuildPath, cpuBuildPath, probeCudaBuild, repoRoot } from './cuda-env.js';
 
@@ -47,7 +49,8 @@ test('the CUDA build loads and its probe is well formed', { skip: noBuild }, () 
 test('without a device, GPU work rejects with a typed DeviceError and CPU work still runs', { skip: noBuild }, (t) => {
   const probe = probeCudaBuild()!;
   if (probe.devices > 0) return t.skip(`a CUDA device is present (${probe.name}); the no-device path cannot be exercised`);
-  // SPARSIFY_DEVICE=cuda makes the loader keep the CUDA build even without a device.
+  // SPARSIFY_DEVICE=cuda makes the loader keep the CUDA build even without a device (the build
+  // under test: $SPARSIFY_NATIVE when set, e.g. the emulated device with SPARSIFY_CUDA_EMU_DEVICES=0).
   const out = runChild(
     `import { Tensor, nativePath, native, matmul, DeviceError, backend, cudaProbe } from '@sparsify/core';
      const a = Tensor.from(new Float32Array([1, 2, 3, 4]), [2, 2]);
@@ -59,7 +62,7 @@ test('without a device, GPU work rejects with a typed DeviceError and CPU work s
      console.log(JSON.stringify({ path: nativePath(), backend: backend(), probe: cudaProbe(), createCode: err2?.code,
        isDeviceError: err instanceof DeviceError, name: err?.name,
        code: err?.code, message: err?.message, cpu: [...c.toFloat32Array()] }));`,
-    { SPARSIFY_DEVICE: 'cuda', SPARSIFY_NATIVE: undefined },
+    { SPARSIFY_DEVICE: 'cuda', SPARSIFY_NATIVE: process.env.SPARSIFY_NATIVE },
   );
   assert.equal(out.path, cudaBuildPath);
   assert.equal(out.backend, 'cuda');
@@ -72,8 +75,12 @@ test('without a device, GPU work rejects with a typed DeviceError and CPU work s
   assert.deepEqual(out.cpu, [5, 11, 11, 25]);
 });
 
-test('the core loader falls back to the CPU build when the CUDA build sees no device', { skip: noBuild }, (t) => {
-  const probe = probeCudaBuild()!;
+// The loader's own candidate, native/build-cuda (not $SPARSIFY_NATIVE, which the loader takes as is).
+const loaderCudaBuild = join(repoRoot, 'native', 'build-cuda', 'Release', 'sparsify.node');
+test('the core loader falls back to the CPU build when the CUDA build sees no device', {
+  skip: existsSync(loaderCudaBuild) ? false : `no CUDA build at ${loaderCudaBuild} (the loader's candidate; needs nvcc)`,
+}, (t) => {
+  const probe = createRequire(import.meta.url)(loaderCudaBuild).cudaProbe() as { devices: number; name?: string };
   if (probe.devices > 0) return t.skip(`a CUDA device is present (${probe.name}); the loader keeps the CUDA build`);
   if (!existsSync(cpuBuildPath)) return t.skip(`no CPU build at ${cpuBuildPath}`);
   const out = runChild(

@@ -78,11 +78,24 @@ cudaError_t copy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) 
 }
 }  // namespace
 
-cudaError_t cudaGetDeviceCount(int* count) {
-  *count = 1;
-  return cudaSuccess;
+// SPARSIFY_CUDA_EMU_DEVICES=0: a machine whose driver sees no GPU, as the nvcc build reports it
+// there (cudaErrorNoDevice), so the CUDA build's no-device paths run without an nvcc build.
+static bool no_device() {
+  static const bool none = [] {
+    const char* d = std::getenv("SPARSIFY_CUDA_EMU_DEVICES");
+    return d && std::strcmp(d, "0") == 0;
+  }();
+  return none;
 }
-cudaError_t cudaSetDevice(int device) { return ret(device == 0 ? cudaSuccess : cudaErrorInvalidDevice); }
+
+cudaError_t cudaGetDeviceCount(int* count) {
+  *count = no_device() ? 0 : 1;
+  return no_device() ? ret(cudaErrorNoDevice) : cudaSuccess;
+}
+cudaError_t cudaSetDevice(int device) {
+  if (no_device()) return ret(cudaErrorNoDevice);
+  return ret(device == 0 ? cudaSuccess : cudaErrorInvalidDevice);
+}
 cudaError_t cudaGetDevice(int* device) {
   *device = 0;
   return ret(cudaSuccess);
