@@ -177,6 +177,8 @@ export interface Addon {
 
   // ---- native/bindings/cuda/train.cpp, model.cpp
   cudaGatherRows(x: H, idx: H): Promise<H>;
+  // ---- native/bindings/cuda/threshold_encode.cpp (twin of thresholdEncode; tensors on any device, results on x's)
+  cudaThresholdEncode(w: Record<string, unknown>, x: H, bDec?: H): Promise<{ acts: H; indices: H; counts: H }>;
   cudaModelCreate(model: NativeModelHandle): Promise<NativeObject>;
   cudaModelForward(model: NativeObject, tokens: H, request: ModelForwardRequest): Promise<ModelForwardResult>;
   cudaModelDispose(model: NativeObject): void;

@@ -40,9 +40,14 @@ function handles(w: ThresholdWeights): Record<string, unknown> {
   };
 }
 
-/** Fused encode (never materialises N x M); the input is x - bDec when bDec is given. */
+/**
+ * Fused encode (never materialises N x M); the input is x - bDec when bDec is given. Runs where
+ * x is: the CUDA kernel (native/cuda/threshold_encode.cu) for a cuda x, results on the device.
+ */
 export async function thresholdEncode(w: ThresholdWeights, x: Tensor, bDec?: Tensor): Promise<SparseLatents> {
-  const r = await native().thresholdEncode(handles(w), x.handle, bDec?.handle);
+  const n = native();
+  const encode = x.device === 'cuda' ? n.cudaThresholdEncode : n.thresholdEncode;
+  const r = await encode(handles(w), x.handle, bDec?.handle);
   return { topActs: new Tensor(r.acts), topIndices: new Tensor(r.indices), counts: new Tensor(r.counts) };
 }
 
