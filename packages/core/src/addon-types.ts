@@ -179,6 +179,9 @@ export interface Addon {
   cudaGatherRows(x: H, idx: H): Promise<H>;
   // ---- native/bindings/cuda/threshold_encode.cpp (twin of thresholdEncode; tensors on any device, results on x's)
   cudaThresholdEncode(w: Record<string, unknown>, x: H, bDec?: H): Promise<{ acts: H; indices: H; counts: H }>;
+  // ---- native/bindings/cuda/threshold_step.cpp (twins of thresholdStep / batchTopKStep; tensors on any device)
+  cudaThresholdStep(w: Record<string, unknown>, grads: Record<string, unknown>, x: H, opts: object): Promise<{ mse: number; sparsity: number; loss: number }>;
+  cudaBatchTopKStep(w: Record<string, unknown>, grads: Record<string, unknown>, x: H, opts: object): Promise<{ mse: number; inner: number; loss: number; minKept: number; kept: number }>;
   cudaModelCreate(model: NativeModelHandle): Promise<NativeObject>;
   cudaModelForward(model: NativeObject, tokens: H, request: ModelForwardRequest): Promise<ModelForwardResult>;
   cudaModelDispose(model: NativeObject): void;

@@ -84,7 +84,8 @@ const stepHandles = (t: ThresholdStepTensors) => ({ encW: t.encW.handle, encB: t
 
 /**
  * One training forward + backward of a ReLU + L1 or JumpReLU coder (native/cpu/threshold_step.cpp;
- * float64 reference: kinds/reference.ts). Adds the gradients into `grads`.
+ * float64 reference: kinds/reference.ts). Adds the gradients into `grads`. Runs where x is: a
+ * cuda x runs native/cuda/threshold_step.cu (the other tensors may be on either device).
  */
 export async function thresholdStep(
   w: ThresholdStepTensors,
@@ -92,7 +93,8 @@ export async function thresholdStep(
   x: Tensor,
   opts: ThresholdStepOptions,
 ): Promise<{ mse: number; sparsity: number; loss: number }> {
-  return native().thresholdStep(stepHandles(w), stepHandles(grads), x.handle, opts);
+  const n = native();
+  return (x.device === 'cuda' ? n.cudaThresholdStep : n.thresholdStep)(stepHandles(w), stepHandles(grads), x.handle, opts);
 }
 
 export interface BatchTopKStepOptions {
@@ -107,6 +109,7 @@ export interface BatchTopKStepOptions {
  * One training forward + backward of a BatchTopK (or Matryoshka BatchTopK) coder
  * (native/cpu/batchtopk_step.cpp; float64 reference: kinds/reference.ts). Adds the gradients into
  * `grads`. `minKept` is what SAELens's threshold update reads: θ ← (1 − lr)θ + lr·minKept.
+ * A cuda x runs native/cuda/batchtopk_step.cu (radix select over the whole batch).
  */
 export async function batchTopKStep(
   w: ThresholdStepTensors,
@@ -116,5 +119,6 @@ export async function batchTopKStep(
 ): Promise<{ mse: number; inner: number; loss: number; minKept: number; kept: number }> {
   const M = w.encB.shape[0];
   const widths = (opts.widths ?? []).filter((v, i, a) => !(i === a.length - 1 && v === M));
-  return native().batchTopKStep(stepHandles(w), stepHandles(grads), x.handle, { k: opts.k, widths, lossScale: opts.lossScale });
+  const n = native();
+  return (x.device === 'cuda' ? n.cudaBatchTopKStep : n.batchTopKStep)(stepHandles(w), stepHandles(grads), x.handle, { k: opts.k, widths, lossScale: opts.lossScale });
 }
