@@ -7,7 +7,7 @@
 // memory, as the encoder does: the N x M values are never stored). Then one pass counts per row
 // the values > T and == T; ties at T are kept in flat-index order (row, then latent), the CPU
 // kernel's order, by giving each row its share of the ties from a prefix over rows; a last pass
-// writes the kept (value, latent) pairs in CSR form. Five tile passes instead of one with a
+// writes the kept (value, latent) pairs in CSR form. Six tile passes instead of one with a
 // candidate buffer: memory stays O(N + M) whatever k is. The rest follows the CPU kernel: decodes
 // of the full width and of each prefix, g_h per kept entry, per-latent (stable CSR) and per-column
 // gradient sums in double.
