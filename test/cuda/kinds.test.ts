@@ -179,3 +179,8 @@ test('CUDA threshold encode: bad shapes, dtypes and values are typed errors', op
   bad[13] = NaN;
   await assert.rejects(thresholdOps.thresholdEncode(h.w, Tensor.from(bad, [4, 8], { device: 'cuda' })), (e) => e instanceof ValueError && /first at flat index 13/.test((e as Error).message));
 });
+
+test('the kinds\' start-up check (native/cuda/self_test_kinds.cu) passes on this device', opts, () => {
+  const r = addon!.testing.cudaSelfTestKinds();
+  assert.deepEqual(r, { ok: true }, `cudaSelfTestKinds: ${r.error}`);
+});

@@ -208,6 +208,8 @@ export interface AddonTesting {
   cudaBench(what: string, opts: Opts): Promise<number>;
   cudaTopkEncode(x: H, wEnc: H, bEnc: H, opts: Opts): Promise<Record<string, H>>;
   cudaDecode(acts: H, indices: H, wDec: H, bDec?: H): Promise<H>;
+  // native/bindings/cuda/self_test_kinds.cpp: the SAELens kinds' start-up check
+  cudaSelfTestKinds(): { ok: boolean; error?: string };
   cudaDecoderCreate(wDec: H, bDec?: H): Promise<NativeObject>;
   cudaDecoderDecode(dec: NativeObject, acts: H, indices: H): Promise<H>;
   cudaDecoderDispose(dec: NativeObject): void;
