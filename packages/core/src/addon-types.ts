@@ -209,6 +209,11 @@ export interface Addon {
 
   // ---- native/bindings/cuda/train.cpp, model.cpp
   cudaGatherRows(x: H, idx: H): Promise<H>;
+  // ---- native/bindings/cuda/threshold_encode.cpp (twin of thresholdEncode; tensors on any device, results on x's)
+  cudaThresholdEncode(w: Record<string, unknown>, x: H, bDec?: H): Promise<{ acts: H; indices: H; counts: H }>;
+  // ---- native/bindings/cuda/threshold_step.cpp (twins of thresholdStep / batchTopKStep; tensors on any device)
+  cudaThresholdStep(w: Record<string, unknown>, grads: Record<string, unknown>, x: H, opts: object): Promise<{ mse: number; sparsity: number; loss: number }>;
+  cudaBatchTopKStep(w: Record<string, unknown>, grads: Record<string, unknown>, x: H, opts: object): Promise<{ mse: number; inner: number; loss: number; minKept: number; kept: number }>;
   cudaModelCreate(model: NativeModelHandle): Promise<NativeObject>;
   cudaModelForward(model: NativeObject, tokens: H, request: ModelForwardRequest): Promise<ModelForwardResult>;
   cudaModelDispose(model: NativeObject): void;
@@ -238,6 +243,8 @@ export interface AddonTesting {
   cudaBench(what: string, opts: Opts): Promise<number>;
   cudaTopkEncode(x: H, wEnc: H, bEnc: H, opts: Opts): Promise<Record<string, H>>;
   cudaDecode(acts: H, indices: H, wDec: H, bDec?: H): Promise<H>;
+  // native/bindings/cuda/self_test_kinds.cpp: the SAELens kinds' start-up check
+  cudaSelfTestKinds(): { ok: boolean; error?: string };
   cudaDecoderCreate(wDec: H, bDec?: H): Promise<NativeObject>;
   cudaDecoderDecode(dec: NativeObject, acts: H, indices: H): Promise<H>;
   cudaDecoderDispose(dec: NativeObject): void;

@@ -2,6 +2,7 @@
  * Typed wrappers over the threshold encoder (native/bindings/cpu/threshold_encode.cpp): ReLU,
  * JumpReLU and gated latents, whose rows have a variable number of non-zeros.
  */
+import { DeviceError } from '../errors.js';
 import { native } from '../native.js';
 import { Tensor } from '../tensor.js';
 
@@ -40,9 +41,14 @@ function handles(w: ThresholdWeights): Record<string, unknown> {
   };
 }
 
-/** Fused encode (never materialises N x M); the input is x - bDec when bDec is given. */
+/**
+ * Fused encode (never materialises N x M); the input is x - bDec when bDec is given. Runs where
+ * x is: the CUDA kernel (native/cuda/threshold_encode.cu) for a cuda x, results on the device.
+ */
 export async function thresholdEncode(w: ThresholdWeights, x: Tensor, bDec?: Tensor): Promise<SparseLatents> {
-  const r = await native().thresholdEncode(handles(w), x.handle, bDec?.handle);
+  const n = native();
+  const encode = x.device === 'cuda' ? n.cudaThresholdEncode : n.thresholdEncode;
+  const r = await encode(handles(w), x.handle, bDec?.handle);
   return { topActs: new Tensor(r.acts), topIndices: new Tensor(r.indices), counts: new Tensor(r.counts) };
 }
 
@@ -83,7 +89,8 @@ const stepHandles = (t: ThresholdStepTensors) => ({ encW: t.encW.handle, encB: t
 
 /**
  * One training forward + backward of a ReLU + L1 or JumpReLU coder (native/cpu/threshold_step.cpp;
- * float64 reference: kinds/reference.ts). Adds the gradients into `grads`.
+ * float64 reference: kinds/reference.ts). Adds the gradients into `grads`. Runs where x is: a
+ * cuda x runs native/cuda/threshold_step.cu (the other tensors may be on either device).
  */
 export async function thresholdStep(
   w: ThresholdStepTensors,
@@ -92,6 +99,10 @@ export async function thresholdStep(
   opts: ThresholdStepOptions,
 ): Promise<{ mse: number; sparsity: number; loss: number }> {
   const { didFire, ...rest } = opts;
+  if (x.device === 'cuda') {
+    cudaLacks('thresholdStep', { didFire: didFire !== undefined, applyBDecToInput: opts.applyBDecToInput === false });
+    return native().cudaThresholdStep(stepHandles(w), stepHandles(grads), x.handle, rest);
+  }
   return native().thresholdStep(stepHandles(w), stepHandles(grads), x.handle, { ...rest, didFire: didFire?.handle });
 }
 
@@ -113,6 +124,7 @@ export interface BatchTopKStepOptions {
  * One training forward + backward of a BatchTopK (or Matryoshka BatchTopK) coder
  * (native/cpu/batchtopk_step.cpp; float64 reference: kinds/reference.ts). Adds the gradients into
  * `grads`. `minKept` is what SAELens's threshold update reads: θ ← (1 − lr)θ + lr·minKept.
+ * A cuda x runs native/cuda/batchtopk_step.cu (radix select over the whole batch).
  */
 export async function batchTopKStep(
   w: ThresholdStepTensors,
@@ -122,5 +134,15 @@ export async function batchTopKStep(
 ): Promise<{ mse: number; inner: number; loss: number; minKept: number; kept: number }> {
   const M = w.encB.shape[0];
   const widths = (opts.widths ?? []).filter((v, i, a) => !(i === a.length - 1 && v === M));
+  if (x.device === 'cuda') {
+    cudaLacks('batchTopKStep', { didFire: opts.didFire !== undefined, perRow: opts.perRow === true, applyBDecToInput: opts.applyBDecToInput === false });
+    return native().cudaBatchTopKStep(stepHandles(w), stepHandles(grads), x.handle, { k: opts.k, widths, lossScale: opts.lossScale });
+  }
   return native().batchTopKStep(stepHandles(w), stepHandles(grads), x.handle, { k: opts.k, widths, lossScale: opts.lossScale, didFire: opts.didFire?.handle, perRow: opts.perRow, applyBDecToInput: opts.applyBDecToInput });
+}
+
+/** The options the CUDA kernels of the kinds do not have yet: a DeviceError naming them. */
+function cudaLacks(fn: string, used: Record<string, boolean>): void {
+  const names = Object.entries(used).filter(([, on]) => on).map(([k]) => k);
+  if (names.length) throw new DeviceError(`${fn}: ${names.join(', ')} not yet supported on cuda (run it on cpu)`);
 }

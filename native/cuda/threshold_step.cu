@@ -1,0 +1,334 @@
+// Training step (loss + gradients) of ReLU + L1 and JumpReLU coders on the device. CUDA twin of
+// native/cpu/threshold_step.cpp (formulas in native/cpu/threshold_step.h); float64 reference:
+// packages/core/src/kinds/reference.ts. Passes, each a kernel on the stream:
+//   1. x' = x - b_dec, decoder row norms, theta = exp(log_threshold);
+//   2. the kept latents in CSR form (threshold_encode.cu: count, row offsets, write; never N x M);
+//   3. decode + residual per row: g_out = 2 (out - x) / N, squared error per row (double);
+//   4. per kept entry: g_h = <g_out[n], W_dec[m]> + the sparsity term (one warp per entry);
+//   5. jumprelu: the threshold gradient over every (row, latent) with |h - t| < eps/2, from two
+//      f32 tile products (h and g_out W_dec^T) kept in shared memory; per-CTA partial sums per
+//      latent in double, added in CTA order (deterministic);
+//   6. per latent (stable latent-sorted CSR, sae_backward.cu build_csr): W_enc, b_enc, W_dec;
+//      per column: b_dec. Gradients are added, times loss_scale, into the grad buffers.
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "core/errors.h"
+#include "cuda/common.cuh"
+#include "cuda/cuda_context.h"
+#include "cuda/device_ops.h"
+#include "cuda/threshold_device.h"
+#include "cuda/threshold_step_device.h"
+
+namespace sparsify {
+namespace cuda {
+namespace {
+
+constexpr int TR = 32, TL = 32, TK = 32;
+
+__global__ void latent_prep_kernel(const float* __restrict__ W_dec, const float* __restrict__ log_t, int64_t M, int64_t D,
+                                   float* __restrict__ norm, float* __restrict__ theta) {
+  const int64_t m = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (m >= M) return;
+  double q = 0;
+  for (int64_t d = 0; d < D; ++d) q += double(W_dec[m * D + d]) * W_dec[m * D + d];
+  norm[m] = float(sqrt(q));
+  if (log_t) theta[m] = expf(log_t[m]);
+}
+
+__global__ void row_of_kernel(const int64_t* __restrict__ row_ptr, int64_t N, int* __restrict__ row_of) {
+  const int64_t n = blockIdx.x;
+  if (n >= N) return;
+  for (int64_t j = row_ptr[n] + threadIdx.x; j < row_ptr[n + 1]; j += blockDim.x) row_of[j] = int(n);
+}
+
+// One CTA per row: out = b_dec + sum_j vals[j] W_dec[idx[j]] (u = vals[j] * (scale ? 1 / scale[m] : 1)),
+// g_out = 2 (out - x) / N, se[n] = sum (out - x)^2 in double.
+__global__ void decode_residual_kernel(const int64_t* __restrict__ row_ptr, const float* __restrict__ vals,
+                                       const int* __restrict__ idx, const float* __restrict__ W_dec,
+                                       const float* __restrict__ b_dec, const float* __restrict__ x, int64_t N, int64_t D,
+                                       float* __restrict__ gout, double* __restrict__ se) {
+  __shared__ double scratch[32];
+  const int64_t n = blockIdx.x;
+  double q = 0;
+  for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
+    float o = b_dec[d];
+    for (int64_t j = row_ptr[n]; j < row_ptr[n + 1]; ++j) o += vals[j] * W_dec[int64_t(idx[j]) * D + d];
+    const float e = o - x[n * D + d];
+    q += double(e) * e;
+    gout[n * D + d] = float(2.0 * e / double(N));
+  }
+  q = block_sum_f64(q, scratch);
+  if (threadIdx.x == 0) se[n] = q;
+}
+
+// One warp per kept entry: g_h and its sparsity term.
+__global__ void entry_grad_kernel(const int* __restrict__ row_of, const float* __restrict__ vals, const int* __restrict__ idx,
+                                  int64_t nnz, const float* __restrict__ gout, const float* __restrict__ W_dec,
+                                  const float* __restrict__ norm, int64_t D, StepMath sm, float* __restrict__ gh,
+                                  double* __restrict__ sp) {
+  const int64_t j = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) >> 5;
+  const int lane = threadIdx.x & 31;
+  if (j >= nnz) return;
+  const int64_t n = row_of[j], m = idx[j];
+  double gu = 0;
+  for (int64_t d = lane; d < D; d += 32) gu += double(gout[n * D + d]) * W_dec[m * D + d];
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) gu += __shfl_xor_sync(FULL_MASK, gu, o);
+  if (lane != 0) return;
+  const double f = vals[j], nm = norm[m];
+  double s = 0;
+  if (!sm.jumprelu) {
+    s = sm.c * f * nm;
+    gu += sm.c * nm;
+  } else if (sm.tanh_l0) {
+    const double t = tanh(sm.tanh_scale * f * nm);
+    s = sm.c * t;
+    gu += sm.c * (1 - t * t) * sm.tanh_scale * nm;
+  } else {
+    s = sm.c;
+  }
+  gh[j] = float(gu);
+  sp[j] = s;
+}
+
+// JumpReLU threshold gradient: CTA = 32 rows; per 32-latent tile, h = x' W_enc^T + b_enc and
+// gu = g_out W_dec^T in shared memory; part[block, m] = sum over the CTA's rows (row order).
+__global__ void __launch_bounds__(256) threshold_grad_kernel(const float* __restrict__ xin, const float* __restrict__ gout,
+                                                               const float* __restrict__ W_enc, const float* __restrict__ b_enc,
+                                                               const float* __restrict__ W_dec, const float* __restrict__ theta,
+                                                               const float* __restrict__ norm, int64_t N, int64_t M, int64_t D,
+                                                               StepMath sm, double* __restrict__ part) {
+  __shared__ float Xs[TR][TK + 1], Gs[TR][TK + 1], Es[TL][TK + 1], Ds[TL][TK + 1];
+  __shared__ double C[TR][TL + 1];
+  const int64_t r0 = int64_t(blockIdx.x) * TR;
+  const int tid = threadIdx.x, col = tid % TL, rg = tid / TL;
+  for (int64_t m0 = 0; m0 < M; m0 += TL) {
+    float h[4] = {0.f, 0.f, 0.f, 0.f}, gu[4] = {0.f, 0.f, 0.f, 0.f};
+    for (int64_t k0 = 0; k0 < D; k0 += TK) {
+      __syncthreads();
+      for (int e = tid; e < TR * TK; e += 256) {
+        const int r = e / TK, k = e % TK;
+        const int64_t n = r0 + r, d = k0 + k, m = m0 + r;
+        const bool rd = n < N && d < D, md = m < M && d < D;
+        Xs[r][k] = rd ? xin[n * D + d] : 0.f;
+        Gs[r][k] = rd ? gout[n * D + d] : 0.f;
+        Es[r][k] = md ? W_enc[m * D + d] : 0.f;
+        Ds[r][k] = md ? W_dec[m * D + d] : 0.f;
+      }
+      __syncthreads();
+      for (int k = 0; k < TK; ++k) {
+        const float e = Es[col][k], dd = Ds[col][k];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          h[i] = fmaf(Xs[rg + 8 * i][k], e, h[i]);
+          gu[i] = fmaf(Gs[rg + 8 * i][k], dd, gu[i]);
+        }
+      }
+    }
+    const int64_t m = m0 + col;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int r = rg + 8 * i;
+      double v = 0;
+      if (r0 + r < N && m < M) {
+        const double th = theta[m], hv = double(h[i] + b_enc[m]);
+        const double z = (hv - th) / sm.eps;
+        if (z > -0.5 && z < 0.5) {
+          double gf = gu[i];
+          if (sm.tanh_l0) {
+            const double tt = hv > th ? tanh(sm.tanh_scale * hv * norm[m]) : 0.0;
+            gf += sm.c * (1 - tt * tt) * sm.tanh_scale * norm[m];
+          } else {
+            v += -(1.0 / sm.eps) * sm.c;
+          }
+          v += -(th / sm.eps) * gf;
+        }
+      }
+      C[r][col] = v;
+    }
+    __syncthreads();
+    if (tid < TL && m0 + tid < M) {
+      double t = 0;
+      for (int r = 0; r < TR; ++r) t += C[r][tid];
+      part[int64_t(blockIdx.x) * M + m0 + tid] = t;
+    }
+  }
+}
+
+__global__ void threshold_grad_reduce_kernel(const double* __restrict__ part, int64_t nblocks, int64_t M,
+                                             const float* __restrict__ theta, double ls, float* __restrict__ g_log_t) {
+  const int64_t m = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (m >= M) return;
+  double t = 0;
+  for (int64_t b = 0; b < nblocks; ++b) t += part[b * M + m];
+  g_log_t[m] += float(ls * t * theta[m]);
+}
+
+// One CTA per latent: its entries in row order (stable CSR) give W_enc, b_enc, W_dec gradients.
+__global__ void latent_grad_kernel(const int64_t* __restrict__ start, const int* __restrict__ slots,
+                                   const int* __restrict__ row_of, const float* __restrict__ gh, const float* __restrict__ vals,
+                                   const float* __restrict__ xin, const float* __restrict__ gout,
+                                   const float* __restrict__ W_dec, const float* __restrict__ norm, int64_t D, StepMath sm,
+                                   double ls, float* __restrict__ g_W_enc, float* __restrict__ g_b_enc,
+                                   float* __restrict__ g_W_dec) {
+  const int64_t m = blockIdx.x;
+  const double nm = norm[m];
+  double gb = 0, gnorm = 0;
+  for (int64_t p = start[m]; p < start[m + 1]; ++p) {
+    const int64_t j = slots[p];
+    const double f = vals[j];
+    gb += gh[j];
+    if (!sm.jumprelu) gnorm += sm.c * f;
+    else if (sm.tanh_l0) {
+      const double t = tanh(sm.tanh_scale * f * nm);
+      gnorm += sm.c * (1 - t * t) * sm.tanh_scale * f;
+    }
+  }
+  if (threadIdx.x == 0) g_b_enc[m] += float(ls * gb);
+  for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
+    double ae = 0, ad = 0;
+    for (int64_t p = start[m]; p < start[m + 1]; ++p) {
+      const int64_t j = slots[p], n = row_of[j];
+      ae += double(gh[j]) * xin[n * D + d];
+      ad += double(vals[j]) * gout[n * D + d];
+    }
+    g_W_enc[m * D + d] += float(ls * ae);
+    g_W_dec[m * D + d] += float(ls * (ad + (nm > 0 ? gnorm * W_dec[m * D + d] / nm : 0.0)));
+  }
+}
+
+// b_dec: sum_n g_out[n] - sum_j g_h[j] W_enc[idx[j]], one thread per column.
+__global__ void bdec_grad_kernel(const int64_t* __restrict__ row_ptr, const int* __restrict__ idx, const float* __restrict__ gh,
+                                 const float* __restrict__ gout, const float* __restrict__ W_enc, int64_t N, int64_t D,
+                                 double ls, float* __restrict__ g_b_dec) {
+  const int64_t d = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (d >= D) return;
+  double t = 0;
+  for (int64_t n = 0; n < N; ++n) {
+    t += gout[n * D + d];
+    for (int64_t j = row_ptr[n]; j < row_ptr[n + 1]; ++j) t -= double(gh[j]) * W_enc[int64_t(idx[j]) * D + d];
+  }
+  g_b_dec[d] += float(ls * t);
+}
+
+}  // namespace
+
+void latent_prep_dev(const float* W_dec, const float* log_t, int64_t M, int64_t D, float* norm, float* theta, cudaStream_t s) {
+  if (M == 0) return;
+  SPX_LAUNCH(ceil_div(M, 128), 128, 0, s, latent_prep_kernel)(W_dec, log_t, M, D, norm, theta);
+  CUDA_CHECK_LAUNCH();
+}
+
+void row_of_dev(const int64_t* row_ptr, int64_t N, int* row_of, cudaStream_t s) {
+  if (N == 0) return;
+  SPX_LAUNCH(unsigned(N), 128, 0, s, row_of_kernel)(row_ptr, N, row_of);
+  CUDA_CHECK_LAUNCH();
+}
+
+GradTarget::GradTarget(const Tensor& t, cudaStream_t s) : t_(t), s_(s) {
+  if (t.device() == Device::CUDA) {
+    ptr_ = t.data<float>();
+  } else {
+    copy_ = upload_owned(t, s);
+    ptr_ = static_cast<float*>(copy_.buf.get());
+  }
+}
+
+void GradTarget::write_back() {
+  if (t_.defined() && t_.device() != Device::CUDA && t_.nbytes())
+    CUDA_CHECK(cudaMemcpyAsync(t_.raw(), ptr_, t_.nbytes(), cudaMemcpyDeviceToHost, s_));
+}
+
+StepMath step_math(const ThresholdStepArgs& a, int64_t N) {
+  StepMath sm;
+  sm.jumprelu = a.jumprelu;
+  sm.tanh_l0 = a.tanh_l0;
+  sm.tanh_scale = a.tanh_scale;
+  sm.eps = a.bandwidth;
+  sm.c = (a.jumprelu ? a.l0_coefficient : a.l1_coefficient) / double(N);
+  return sm;
+}
+
+ThresholdStepLossesDev threshold_step(const ThresholdStepArgs& a) {
+  const int64_t N = a.x.dim(0), D = a.w_enc.dim(1), M = a.w_enc.dim(0);
+  SPX_CHECK(N >= 1, Value, "threshold_step needs at least one row");
+  SPX_CHECK(!a.jumprelu || a.bandwidth > 0, Value, "jumprelu bandwidth must be > 0, got " + std::to_string(a.bandwidth));
+  Session ses;
+  cudaStream_t s = ses.stream();
+  DeviceTensor dx = upload(a.x, s), dwe = upload(a.w_enc, s), dbe = upload(a.b_enc, s), dwd = upload(a.w_dec, s),
+               dbd = upload(a.b_dec, s), dlt;
+  if (a.jumprelu) dlt = upload(a.log_threshold, s);
+  auto F = [](const DeviceTensor& t) { return static_cast<const float*>(t.data()); };
+  const float *x = F(dx), *W_enc = F(dwe), *b_enc = F(dbe), *W_dec = F(dwd), *b_dec = F(dbd);
+  GradTarget gwe(a.g_w_enc, s), gbe(a.g_b_enc, s), gwd(a.g_w_dec, s), gbd(a.g_b_dec, s);
+  GradTarget glt = a.jumprelu ? GradTarget(a.g_log_threshold, s) : GradTarget();
+
+  DeviceBuffer xin(size_t(N * D) * 4, s), norm(size_t(std::max<int64_t>(M, 1)) * 4, s), theta(size_t(std::max<int64_t>(M, 1)) * 4, s);
+  encoder_input_dev(x, b_dec, N, D, xin.as<float>(), s);
+  latent_prep_dev(W_dec, a.jumprelu ? F(dlt) : nullptr, M, D, norm.as<float>(), theta.as<float>(), s);
+  ThresholdDev tw{D, M, W_enc, b_enc, a.jumprelu ? theta.as<float>() : nullptr, nullptr, b_enc};
+  DeviceBuffer counts(size_t(N) * 4, s), row_ptr(size_t(N + 1) * 8, s);
+  threshold_count_dev(xin.as<float>(), tw, N, counts.as<int>(), s);
+  row_ptr_dev(counts.as<int>(), N, row_ptr.as<int64_t>(), s);
+  int64_t nnz = 0;
+  CUDA_CHECK(cudaMemcpyAsync(&nnz, row_ptr.as<int64_t>() + N, 8, cudaMemcpyDeviceToHost, s));
+  ses.sync();
+  const size_t nz = size_t(std::max<int64_t>(nnz, 1));
+  DeviceBuffer vals(nz * 4, s), idx(nz * 4, s), row_of(nz * 4, s), gh(nz * 4, s), sp(nz * 8, s);
+  threshold_write_dev(xin.as<float>(), tw, N, row_ptr.as<int64_t>(), 0, vals.as<float>(), idx.as<int>(), s);
+  row_of_dev(row_ptr.as<int64_t>(), N, row_of.as<int>(), s);
+
+  DeviceBuffer gout(size_t(N * D) * 4, s), se(size_t(N) * 8, s);
+  SPX_LAUNCH(unsigned(N), 128, 0, s, decode_residual_kernel)(row_ptr.as<int64_t>(), vals.as<float>(), idx.as<int>(), W_dec,
+                                                             b_dec, x, N, D, gout.as<float>(), se.as<double>());
+  CUDA_CHECK_LAUNCH();
+  const StepMath sm = step_math(a, N);
+  if (nnz > 0) {
+    SPX_LAUNCH(ceil_div(nnz * 32, 256), 256, 0, s, entry_grad_kernel)(row_of.as<int>(), vals.as<float>(), idx.as<int>(), nnz,
+                                                                      gout.as<float>(), W_dec, norm.as<float>(), D, sm,
+                                                                      gh.as<float>(), sp.as<double>());
+    CUDA_CHECK_LAUNCH();
+  }
+  if (a.jumprelu && M > 0) {
+    const int64_t nblocks = (N + TR - 1) / TR;
+    DeviceBuffer part(size_t(nblocks * M) * 8, s);
+    SPX_LAUNCH(unsigned(nblocks), 256, 0, s, threshold_grad_kernel)(xin.as<float>(), gout.as<float>(), W_enc, b_enc, W_dec,
+                                                                    theta.as<float>(), norm.as<float>(), N, M, D, sm,
+                                                                    part.as<double>());
+    CUDA_CHECK_LAUNCH();
+    SPX_LAUNCH(ceil_div(M, 128), 128, 0, s, threshold_grad_reduce_kernel)(part.as<double>(), nblocks, M, theta.as<float>(),
+                                                                          a.loss_scale, glt.ptr());
+    CUDA_CHECK_LAUNCH();
+  }
+  if (M > 0) {
+    Csr c = build_csr(idx.as<int>(), nnz, M, s);
+    SPX_LAUNCH(unsigned(M), 128, 0, s, latent_grad_kernel)(c.start.as<int64_t>(), c.slots.as<int>(), row_of.as<int>(),
+                                                           gh.as<float>(), vals.as<float>(), xin.as<float>(), gout.as<float>(),
+                                                           W_dec, norm.as<float>(), D, sm, a.loss_scale, gwe.ptr(), gbe.ptr(),
+                                                           gwd.ptr());
+    CUDA_CHECK_LAUNCH();
+    ses.sync();  // c's buffers go at the end of this scope
+  }
+  if (D > 0) {
+    SPX_LAUNCH(ceil_div(D, 128), 128, 0, s, bdec_grad_kernel)(row_ptr.as<int64_t>(), idx.as<int>(), gh.as<float>(),
+                                                              gout.as<float>(), W_enc, N, D, a.loss_scale, gbd.ptr());
+    CUDA_CHECK_LAUNCH();
+  }
+  for (GradTarget* g : {&gwe, &gbe, &gwd, &gbd, &glt}) g->write_back();
+  std::vector<double> hse(static_cast<size_t>(N)), hsp(static_cast<size_t>(nnz));
+  CUDA_CHECK(cudaMemcpyAsync(hse.data(), se.get(), size_t(N) * 8, cudaMemcpyDeviceToHost, s));
+  if (nnz) CUDA_CHECK(cudaMemcpyAsync(hsp.data(), sp.get(), size_t(nnz) * 8, cudaMemcpyDeviceToHost, s));
+  ses.sync();
+  ThresholdStepLossesDev L;
+  for (double v : hse) L.mse += v;
+  L.mse /= double(N);
+  for (double v : hsp) L.sparsity += v;
+  L.loss = L.mse + L.sparsity;
+  return L;
+}
+
+}  // namespace cuda
+}  // namespace sparsify

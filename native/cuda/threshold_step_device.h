@@ -1,0 +1,73 @@
+// Host entry points of the threshold-coder training steps on the device (threshold_step.cu,
+// batchtopk_step.cu) and the pieces they share. Same arguments and results as the CPU steps
+// (native/cpu/threshold_step.h, batchtopk_step.h); tensors f32, on the host or the device,
+// checked by the binding (native/bindings/cuda/threshold_step.cpp).
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "core/tensor.h"
+#include "cuda/cuda_context.h"
+
+namespace sparsify {
+namespace cuda {
+
+struct ThresholdStepArgs {
+  Tensor w_enc, b_enc, log_threshold, w_dec, b_dec;          // weights (log_threshold: jumprelu)
+  Tensor g_w_enc, g_b_enc, g_log_threshold, g_w_dec, g_b_dec;  // gradients, added into
+  Tensor x;
+  bool jumprelu = false;
+  double l1_coefficient = 0, l0_coefficient = 0, bandwidth = 0.05;
+  bool tanh_l0 = false;
+  double tanh_scale = 4.0, loss_scale = 1.0;
+};
+struct ThresholdStepLossesDev {
+  double mse = 0, sparsity = 0, loss = 0;
+};
+ThresholdStepLossesDev threshold_step(const ThresholdStepArgs& a);
+
+struct BatchTopKStepArgs {
+  Tensor w_enc, b_enc, w_dec, b_dec;
+  Tensor g_w_enc, g_b_enc, g_w_dec, g_b_dec;
+  Tensor x;
+  double k = 0;
+  std::vector<int64_t> widths;  // matryoshka prefix widths (< M), strictly increasing
+  double loss_scale = 1.0;
+};
+struct BatchTopKLossesDev {
+  double mse = 0, inner = 0, loss = 0, min_kept = 0;
+  int64_t kept = 0;
+};
+BatchTopKLossesDev batchtopk_step(const BatchTopKStepArgs& a);
+
+// Scalars of the sparsity terms, passed by value to the kernels. c = coefficient / N.
+struct StepMath {
+  bool jumprelu = false, tanh_l0 = false;
+  double tanh_scale = 4.0, eps = 0.05, c = 0;
+};
+
+// norm[m] = ||W_dec[m]|| (double sum, as the CPU); theta[m] = exp(log_t[m]) when log_t is given.
+void latent_prep_dev(const float* W_dec, const float* log_t, int64_t M, int64_t D, float* norm, float* theta, cudaStream_t s);
+// row_of[j] = the row of CSR entry j.
+void row_of_dev(const int64_t* row_ptr, int64_t N, int* row_of, cudaStream_t s);
+
+// A gradient buffer the kernels add into: a device tensor in place, or a device copy of a host
+// tensor that write_back() copies back (the caller syncs the stream after).
+class GradTarget {
+ public:
+  GradTarget() = default;
+  GradTarget(const Tensor& t, cudaStream_t s);
+  float* ptr() const { return ptr_; }
+  void write_back();
+
+ private:
+  Tensor t_;
+  cudaStream_t s_ = nullptr;
+  DeviceTensor copy_;
+  float* ptr_ = nullptr;
+};
+
+}  // namespace cuda
+}  // namespace sparsify
