@@ -159,7 +159,12 @@ async function measure(modelDir: string, inner: TokenDatasetLike, init: TrainCon
   let tokens = 0;
   const setDead = () => {
     // latents i % 10 == 0 dead before every step, as sparsify's side does
-    for (const e of trainer.coders) for (let i = 0; i < e.counter.counts.length; i++) e.counter.counts[i] = i % 10 === 0 ? e.counter.threshold + 1 : 0;
+    // (the CPU state sets its counters synchronously inside the call: onStep cannot await)
+    const threshold = trainer.cfg.deadFeatureThreshold;
+    for (const e of trainer.coders) {
+      const counts = new Float64Array(e.coder.numLatents).map((_, i) => (i % 10 === 0 ? threshold + 1 : 0));
+      void e.coder.loadDeadLatents(threshold, counts);
+    }
   };
   const trainer: Trainer = new Trainer(trainConfig({ ...init, saveDir, logToWandb: false }), dataset, model, {
     save: false,
