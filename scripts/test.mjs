@@ -43,10 +43,11 @@ if (process.argv.length <= 2) {
 }
 
 // The CUDA suites by what they need. Device suites hold only tests that need a usable CUDA device:
-// in the default run they run on the emulated device and, unless the first pass's addon sees a real
-// GPU, are left out of the first pass (where they could only skip). Mixed suites also hold "no device" tests (the CPU build, the CUDA build
-// without a device): they run in both passes, each test skipping precisely where its condition
-// fails, so that across the passes each one runs at least once.
+// in the default run they run on the emulated device and, unless the first pass's addon sees a
+// real GPU, are left out of the first pass (where they could only skip). Mixed suites also hold
+// "no device" tests (the CPU build, the CUDA build without a device): they run in several passes,
+// each test skipping precisely where its condition fails, so that across the passes each one runs
+// at least once (the summary lists any that did not).
 const deviceSuites = ['coder', 'gemm-path', 'parity', 'sae-state-bookkeeping', 'sae-train', 'self-test'].map((n) =>
   join('test', 'cuda', `${n}.test.ts`),
 );
