@@ -153,6 +153,62 @@ ScanFn scan_for(Isa isa) {
   return scan_topk;
 }
 
+// The AuxK selection over the dead latents of a tile (positions dp[0..nd) into c): as the scalar loop
+// below, with the dead values gathered 16 at a time and one compare against the heap threshold;
+// the lanes above it are offered in order, so the heap ends the same.
+void scan_dead(TopHeap h, const float* c, const int32_t* dp, int64_t nd, int64_t m0) {
+  float th = h.threshold();
+  for (int64_t q = 0; q < nd; ++q) {
+    const float v = relu(c[dp[q]]);
+    if (v > th) {
+      h.replace_root(v, int32_t(m0 + dp[q]));
+      th = h.threshold();
+    }
+  }
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx512f"))) void scan_dead_avx512(TopHeap h, const float* c, const int32_t* dp, int64_t nd,
+                                                         int64_t m0) {
+  float th = h.threshold();
+  int64_t q = 0;
+  for (; q + 16 <= nd; q += 16) {
+    if (th < 0.f) {  // heap not full yet: every relu value enters
+      for (int64_t u = q; u < q + 16; ++u) {
+        const float v = relu(c[dp[u]]);
+        if (v > th) {
+          h.replace_root(v, int32_t(m0 + dp[u]));
+          th = h.threshold();
+        }
+      }
+      continue;
+    }
+    const __m512 vals = _mm512_i32gather_ps(_mm512_loadu_si512(dp + q), c, 4);
+    unsigned mask = _mm512_cmp_ps_mask(vals, _mm512_set1_ps(th), _CMP_GT_OQ);  // NaN lanes stay clear
+    while (mask) {
+      const int64_t u = q + __builtin_ctz(mask);
+      mask &= mask - 1;
+      const float v = c[dp[u]];
+      if (v > th) {
+        h.replace_root(v, int32_t(m0 + dp[u]));
+        th = h.threshold();
+      }
+    }
+  }
+  if (q < nd) scan_dead(h, c, dp + q, nd - q, m0);
+}
+#endif
+
+using DeadScanFn = void (*)(TopHeap, const float*, const int32_t*, int64_t, int64_t);
+
+DeadScanFn dead_scan_for(Isa isa) {
+#if defined(__x86_64__)
+  if (isa == Isa::Avx512) return scan_dead_avx512;
+#endif
+  (void)isa;
+  return scan_dead;
+}
+
 }  // namespace
 
 const float* sae_encoder_input(const SaeWeights& w, const SaeSpec& s, int64_t N, const float* x, std::vector<float>& buf) {
@@ -176,6 +232,7 @@ void sae_encode(const SaeWeights& w, const SaeSpec& s, int64_t N, const float* x
   const int64_t ka = out.dead ? out.k_aux : 0;
 
   const ScanFn scan = scan_for(active_isa());
+  const DeadScanFn scan_dead_fn = dead_scan_for(active_isa());
 
   // Per-row selection state.
   std::vector<float> hv(size_t(N * (heap_main ? k : 0)));
@@ -234,17 +291,7 @@ void sae_encode(const SaeWeights& w, const SaeSpec& s, int64_t N, const float* x
           }
           if (heap_main) scan(TopHeap{hv.data() + n * k, hi.data() + n * k, k}, c, tn, m0);
           if (k4) scan(TopHeap{h4v.data() + n * k4, h4i.data() + n * k4, k4}, c, tn, m0);
-          if (nd) {
-            TopHeap h{hav.data() + n * ka, hai.data() + n * ka, ka};
-            float th = h.threshold();
-            for (int64_t q = 0; q < nd; ++q) {
-              const float v = relu(c[dp[q]]);
-              if (v > th) {
-                h.replace_root(v, int32_t(m0 + dp[q]));
-                th = h.threshold();
-              }
-            }
-          }
+          if (nd) scan_dead_fn(TopHeap{hav.data() + n * ka, hai.data() + n * ka, ka}, c, dp, nd, m0);
           if (s.groupmax) {
             float* bv = gv.data() + n * k;
             int32_t* bi = gi.data() + n * k;
