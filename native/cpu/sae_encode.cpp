@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #if defined(__x86_64__)
@@ -153,53 +154,76 @@ ScanFn scan_for(Isa isa) {
   return scan_topk;
 }
 
-// The AuxK selection over the dead latents of a tile (positions dp[0..nd) into c): as the scalar loop
-// below, with the dead values gathered 16 at a time and one compare against the heap threshold;
-// the lanes above it are offered in order, so the heap ends the same.
-void scan_dead(TopHeap h, const float* c, const int32_t* dp, int64_t nd, int64_t m0) {
-  float th = h.threshold();
+// The AuxK selection (top k_aux of relu(z) over the dead latents, value desc then index asc): with
+// k_aux in the hundreds a heap costs a sift per entering latent, so candidates above a lagging
+// threshold go into a buffer of 2 k_aux; a full buffer is cut back to its best k_aux
+// (nth_element), which raises the threshold to the worst one kept. Latents arrive in increasing
+// index order, so a later one with the threshold's value loses the tie: `v > th` admits exactly
+// the candidates the best k_aux could still take.
+struct AuxBuffer {
+  std::pair<float, int32_t>* e;  // [2 ka]
+  int64_t* count;
+  float* th;
+  int64_t ka;
+  static bool better(const std::pair<float, int32_t>& a, const std::pair<float, int32_t>& b) {
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
+  }
+  void init() {
+    *count = 0;
+    *th = -1.f;  // below any ReLU output: everything enters until the first cut
+  }
+  void cut() {
+    std::nth_element(e, e + (ka - 1), e + *count, better);
+    *count = ka;
+    *th = e[ka - 1].first;
+  }
+  void offer(float v, int32_t idx) {
+    e[(*count)++] = {v, idx};
+    if (*count == 2 * ka) cut();
+  }
+  // The best ka (unordered), padded with (-1, -1) when fewer latents were dead.
+  void emit(float* v, int32_t* idx) {
+    if (*count > ka) cut();
+    for (int64_t j = 0; j < ka; ++j) {
+      v[j] = j < *count ? e[j].first : -1.f;
+      idx[j] = j < *count ? e[j].second : -1;
+    }
+  }
+};
+
+// Offers the dead latents of a tile (positions dp[0..nd) into c, latent m0 + dp[q]).
+void scan_dead(AuxBuffer b, const float* c, const int32_t* dp, int64_t nd, int64_t m0) {
   for (int64_t q = 0; q < nd; ++q) {
     const float v = relu(c[dp[q]]);
-    if (v > th) {
-      h.replace_root(v, int32_t(m0 + dp[q]));
-      th = h.threshold();
-    }
+    if (v > *b.th) b.offer(v, int32_t(m0 + dp[q]));
   }
 }
 
 #if defined(__x86_64__)
-__attribute__((target("avx512f"))) void scan_dead_avx512(TopHeap h, const float* c, const int32_t* dp, int64_t nd,
+// scan_dead with the dead values gathered 16 at a time and one compare against the threshold;
+// the lanes above it are offered in order (re-checked, since a cut can raise the threshold).
+__attribute__((target("avx512f"))) void scan_dead_avx512(AuxBuffer b, const float* c, const int32_t* dp, int64_t nd,
                                                          int64_t m0) {
-  float th = h.threshold();
   int64_t q = 0;
   for (; q + 16 <= nd; q += 16) {
-    if (th < 0.f) {  // heap not full yet: every relu value enters
-      for (int64_t u = q; u < q + 16; ++u) {
-        const float v = relu(c[dp[u]]);
-        if (v > th) {
-          h.replace_root(v, int32_t(m0 + dp[u]));
-          th = h.threshold();
-        }
-      }
+    if (*b.th < 0.f) {  // before the first cut every relu value enters
+      scan_dead(b, c, dp + q, 16, m0);
       continue;
     }
     const __m512 vals = _mm512_i32gather_ps(_mm512_loadu_si512(dp + q), c, 4);
-    unsigned mask = _mm512_cmp_ps_mask(vals, _mm512_set1_ps(th), _CMP_GT_OQ);  // NaN lanes stay clear
+    unsigned mask = _mm512_cmp_ps_mask(vals, _mm512_set1_ps(*b.th), _CMP_GT_OQ);  // NaN lanes stay clear
     while (mask) {
       const int64_t u = q + __builtin_ctz(mask);
       mask &= mask - 1;
-      const float v = c[dp[u]];
-      if (v > th) {
-        h.replace_root(v, int32_t(m0 + dp[u]));
-        th = h.threshold();
-      }
+      const float v = c[dp[u]];  // > a threshold >= 0, so relu(v) = v
+      if (v > *b.th) b.offer(v, int32_t(m0 + dp[u]));
     }
   }
-  if (q < nd) scan_dead(h, c, dp + q, nd - q, m0);
+  if (q < nd) scan_dead(b, c, dp + q, nd - q, m0);
 }
 #endif
 
-using DeadScanFn = void (*)(TopHeap, const float*, const int32_t*, int64_t, int64_t);
+using DeadScanFn = void (*)(AuxBuffer, const float*, const int32_t*, int64_t, int64_t);
 
 DeadScanFn dead_scan_for(Isa isa) {
 #if defined(__x86_64__)
@@ -239,15 +263,17 @@ void sae_encode(const SaeWeights& w, const SaeSpec& s, int64_t N, const float* x
   std::vector<int32_t> hi(hv.size());
   std::vector<float> h4v(size_t(N * k4));
   std::vector<int32_t> h4i(h4v.size());
-  std::vector<float> hav(size_t(N * ka));
-  std::vector<int32_t> hai(hav.size());
+  std::vector<std::pair<float, int32_t>> aux_e(size_t(N * 2 * ka));
+  std::vector<int64_t> aux_count(size_t(ka ? N : 0));
+  std::vector<float> aux_th(aux_count.size());
+  auto aux = [&](int64_t n) { return AuxBuffer{aux_e.data() + n * 2 * ka, &aux_count[size_t(n)], &aux_th[size_t(n)], ka}; };
   std::vector<float> gv(size_t(s.groupmax ? N * k : 0));
   std::vector<int32_t> gi(gv.size());
   parallel_for(N, 256, [&](int64_t r0, int64_t r1) {
     for (int64_t n = r0; n < r1; ++n) {
       if (heap_main) TopHeap{hv.data() + n * k, hi.data() + n * k, k}.init();
       if (k4) TopHeap{h4v.data() + n * k4, h4i.data() + n * k4, k4}.init();
-      if (ka) TopHeap{hav.data() + n * ka, hai.data() + n * ka, ka}.init();
+      if (ka) aux(n).init();
       if (s.groupmax)
         for (int64_t g = 0; g < k; ++g) {
           gv[size_t(n * k + g)] = -1.f;
@@ -291,7 +317,7 @@ void sae_encode(const SaeWeights& w, const SaeSpec& s, int64_t N, const float* x
           }
           if (heap_main) scan(TopHeap{hv.data() + n * k, hi.data() + n * k, k}, c, tn, m0);
           if (k4) scan(TopHeap{h4v.data() + n * k4, h4i.data() + n * k4, k4}, c, tn, m0);
-          if (nd) scan_dead_fn(TopHeap{hav.data() + n * ka, hai.data() + n * ka, ka}, c, dp, nd, m0);
+          if (nd) scan_dead_fn(aux(n), c, dp, nd, m0);
           if (s.groupmax) {
             float* bv = gv.data() + n * k;
             int32_t* bi = gi.data() + n * k;
@@ -332,11 +358,7 @@ void sae_encode(const SaeWeights& w, const SaeSpec& s, int64_t N, const float* x
         std::copy(gv.data() + n * k, gv.data() + (n + 1) * k, out.acts + n * k);
         std::copy(gi.data() + n * k, gi.data() + (n + 1) * k, out.idx + n * k);
       }
-      if (ka) {  // AuxK slots stay in heap order (their order does not matter)
-        TopHeap h{hav.data() + n * ka, hai.data() + n * ka, ka};
-        std::copy(h.v, h.v + ka, out.aux_acts + n * ka);
-        std::copy(h.i, h.i + ka, out.aux_idx + n * ka);
-      }
+      if (ka) aux(n).emit(out.aux_acts + n * ka, out.aux_idx + n * ka);  // order does not matter
     }
   });
 }
