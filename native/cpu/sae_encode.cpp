@@ -263,17 +263,12 @@ void sae_encode(const SaeWeights& w, const SaeSpec& s, int64_t N, const float* x
   std::vector<int32_t> hi(hv.size());
   std::vector<float> h4v(size_t(N * k4));
   std::vector<int32_t> h4i(h4v.size());
-  std::vector<std::pair<float, int32_t>> aux_e(size_t(N * 2 * ka));
-  std::vector<int64_t> aux_count(size_t(ka ? N : 0));
-  std::vector<float> aux_th(aux_count.size());
-  auto aux = [&](int64_t n) { return AuxBuffer{aux_e.data() + n * 2 * ka, &aux_count[size_t(n)], &aux_th[size_t(n)], ka}; };
   std::vector<float> gv(size_t(s.groupmax ? N * k : 0));
   std::vector<int32_t> gi(gv.size());
   parallel_for(N, 256, [&](int64_t r0, int64_t r1) {
     for (int64_t n = r0; n < r1; ++n) {
       if (heap_main) TopHeap{hv.data() + n * k, hi.data() + n * k, k}.init();
       if (k4) TopHeap{h4v.data() + n * k4, h4i.data() + n * k4, k4}.init();
-      if (ka) aux(n).init();
       if (s.groupmax)
         for (int64_t g = 0; g < k; ++g) {
           gv[size_t(n * k + g)] = -1.f;
@@ -300,8 +295,15 @@ void sae_encode(const SaeWeights& w, const SaeSpec& s, int64_t N, const float* x
   const int64_t nblocks = (N + R - 1) / R;
   parallel_for(nblocks, 1, [&](int64_t b0, int64_t b1) {
     std::vector<float> C(static_cast<size_t>(R * T));
+    // The AuxK buffers of this block's rows (a block runs all its tiles before the next block).
+    std::vector<std::pair<float, int32_t>> aux_e(size_t(ka ? R * 2 * ka : 0));
+    std::vector<int64_t> aux_count(size_t(ka ? R : 0));
+    std::vector<float> aux_th(aux_count.size());
+    auto aux = [&](int64_t rr) { return AuxBuffer{aux_e.data() + rr * 2 * ka, &aux_count[size_t(rr)], &aux_th[size_t(rr)], ka}; };
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t r0 = b * R, rn = std::min(R, N - r0);
+      if (ka)
+        for (int64_t rr = 0; rr < rn; ++rr) aux(rr).init();
       for (int64_t m0 = 0; m0 < M; m0 += T) {
         const int64_t tn = std::min(T, M - m0);
         GemmB gb{w.W_enc + m0 * D, DType::F32, D, true};
@@ -317,7 +319,7 @@ void sae_encode(const SaeWeights& w, const SaeSpec& s, int64_t N, const float* x
           }
           if (heap_main) scan(TopHeap{hv.data() + n * k, hi.data() + n * k, k}, c, tn, m0);
           if (k4) scan(TopHeap{h4v.data() + n * k4, h4i.data() + n * k4, k4}, c, tn, m0);
-          if (nd) scan_dead_fn(aux(n), c, dp, nd, m0);
+          if (nd) scan_dead_fn(aux(rr), c, dp, nd, m0);
           if (s.groupmax) {
             float* bv = gv.data() + n * k;
             int32_t* bi = gi.data() + n * k;
@@ -332,10 +334,12 @@ void sae_encode(const SaeWeights& w, const SaeSpec& s, int64_t N, const float* x
           }
         }
       }
+      if (ka)  // AuxK slots come out unordered (their order does not matter)
+        for (int64_t rr = 0; rr < rn; ++rr) aux(rr).emit(out.aux_acts + (r0 + rr) * ka, out.aux_idx + (r0 + rr) * ka);
     }
   });
 
-  // Emit: sorted top-k (or groups in order), the 4k selection, the AuxK selection.
+  // Emit: sorted top-k (or groups in order), the 4k selection.
   parallel_for(N, 64, [&](int64_t r0, int64_t r1) {
     for (int64_t n = r0; n < r1; ++n) {
       if (k4) {
@@ -358,7 +362,6 @@ void sae_encode(const SaeWeights& w, const SaeSpec& s, int64_t N, const float* x
         std::copy(gv.data() + n * k, gv.data() + (n + 1) * k, out.acts + n * k);
         std::copy(gi.data() + n * k, gi.data() + (n + 1) * k, out.idx + n * k);
       }
-      if (ka) aux(n).emit(out.aux_acts + n * ka, out.aux_idx + n * ka);  // order does not matter
     }
   });
 }
