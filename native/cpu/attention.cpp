@@ -39,13 +39,11 @@ void attention(const HeadLayout& q, const HeadLayout& k, const HeadLayout& v, fl
           int64_t lo = (window > 0 ? std::max<int64_t>(0, t - window + 1) : 0) - k0, hi = t - k0;  // visible [lo, hi]
           float* sr = score.data() + r * nk;
           scale_softcap(sr + lo, hi - lo + 1, scale, softcap);
-          float mx = -INFINITY;
-          for (int64_t s = lo; s <= hi; ++s) mx = std::max(mx, sr[s]);
-          float sum = exp_shifted_sum(sr + lo, hi - lo + 1, mx);
-          float inv = 1.f / sum;
-          for (int64_t s = 0; s < lo; ++s) sr[s] = 0.f;
-          for (int64_t s = lo; s <= hi; ++s) sr[s] *= inv;
-          for (int64_t s = hi + 1; s < nk; ++s) sr[s] = 0.f;
+          const float mx = row_max(sr + lo, hi - lo + 1);
+          const float sum = exp_shifted_sum(sr + lo, hi - lo + 1, mx);
+          std::fill(sr, sr + lo, 0.f);
+          scale_inplace(sr + lo, hi - lo + 1, 1.f / sum);
+          std::fill(sr + hi + 1, sr + nk, 0.f);
         }
         gemm(rows, head_dim, nk, score.data(), nk, GemmB{vb + k0 * v.stride, DType::F32, v.stride, false},
              ob + t0 * out_stride, out_stride);

@@ -24,15 +24,12 @@ void norm_rows(Norm kind, const float* x, float* y, int64_t rows, int64_t width,
         var /= double(width);
         float rstd = float(1.0 / std::sqrt(var + eps));
         float mf = float(mean);
-        for (int64_t i = 0; i < width; ++i) yr[i] = (xr[i] - mf) * rstd * w[size_t(i)] + (b.empty() ? 0.f : b[size_t(i)]);
+        layer_norm_apply(xr, yr, width, mf, rstd, w.data(), b.empty() ? nullptr : b.data());
       } else {
         double unused, ss;
         row_moments(xr, width, 0.0, &unused, &ss);
         float r_ = float(1.0 / std::sqrt(float(ss / double(width)) + eps));
-        if (kind == Norm::RMS)
-          for (int64_t i = 0; i < width; ++i) yr[i] = w[size_t(i)] * (xr[i] * r_);
-        else
-          for (int64_t i = 0; i < width; ++i) yr[i] = (xr[i] * r_) * (1.f + w[size_t(i)]);
+        rms_norm_apply(xr, yr, width, r_, w.data(), kind != Norm::RMS);
       }
     }
   });

@@ -11,6 +11,7 @@
 #include "core/parallel.h"
 #include "cpu/layers.h"
 #include "core/model.h"
+#include "cpu/vec_math.h"
 
 namespace sparsify {
 namespace model {
@@ -73,7 +74,7 @@ struct Profile {
 
 void add_into(float* x, const float* a, int64_t n) {
   parallel_for(n, 8192, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) x[i] = x[i] + a[i];
+    add_inplace(x + i0, a + i0, i1 - i0);
   });
 }
 
@@ -256,7 +257,7 @@ ForwardResult forward(const Model& m, const ForwardRequest& req) {
       lin(in, H, L.up_w, false, L.up_bf, up, I);
       hk.out(id(l, Role::Up), up);
       parallel_for(BT * I, 8192, [&](int64_t i0, int64_t i1) {
-        for (int64_t i = i0; i < i1; ++i) up[i] = act[i] * up[i];
+        mul_inplace(up + i0, act + i0, i1 - i0);
       });
       hk.in(id(l, Role::Down), up);
       lin(up, I, L.down_w, false, L.down_bf, mo, H);

@@ -4,8 +4,15 @@
 #include <cmath>
 #include <vector>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+// GCC 12 flags the _mm512_undefined_* inside its own AVX-512 intrinsics.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
 #include "core/parallel.h"
 #include "cpu/gemm.h"
+#include "cpu/isa.h"
 #include "cpu/optim.h"
 
 namespace sparsify {
@@ -82,10 +89,113 @@ inline float lerp_w(float a, float b, float w, float one_minus_w) {
 }
 inline float sign_of(float v) { return float(v > 0.f) - float(v < 0.f); }
 
+#if defined(__x86_64__)
+// AVX-512 twins of the element-wise loops: the same op order, one op per intrinsic and no FMA
+// contraction, so every lane rounds like the scalar loop (bitwise equal; sqrt and div are exact in
+// both). The last n % 16 elements go through the scalar loop.
+#define SPX_OPT_AVX512 __attribute__((target("avx512f"), optimize("fp-contract=off")))
+
+SPX_OPT_AVX512 inline __m512 lerp16(__m512 a, __m512 b, __m512 w, __m512 one_minus_w, bool small) {
+  const __m512 d = _mm512_sub_ps(b, a);
+  return small ? _mm512_add_ps(a, _mm512_mul_ps(w, d)) : _mm512_sub_ps(b, _mm512_mul_ps(d, one_minus_w));
+}
+// sign_of(g) = float(g > 0) - float(g < 0): NaN -> 0.
+SPX_OPT_AVX512 inline __m512 sign16(__m512 g) {
+  const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.f);
+  return _mm512_sub_ps(_mm512_maskz_mov_ps(_mm512_cmp_ps_mask(g, zero, _CMP_GT_OQ), one),
+                       _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(g, zero, _CMP_LT_OQ), one));
+}
+
+template <bool kSmallCkp>
+SPX_OPT_AVX512 int64_t signum_avx512(float* p, float* z, float* g, int64_t i0, int64_t i1, float lr, float ckp1,
+                                     float w_yx, float w_y) {
+  const __m512 nlr = _mm512_set1_ps(-lr), c = _mm512_set1_ps(ckp1), omc = _mm512_set1_ps(1.f - ckp1),
+               wyx = _mm512_set1_ps(w_yx), wy = _mm512_set1_ps(w_y), zero = _mm512_setzero_ps();
+  int64_t i = i0;
+  for (; i + 16 <= i1; i += 16) {
+    const __m512 pi = _mm512_loadu_ps(p + i), zi = _mm512_loadu_ps(z + i);
+    const __m512 x = lerp16(pi, zi, wyx, zero, true);
+    const __m512 s = _mm512_add_ps(zi, x);
+    __m512 pz = _mm512_sub_ps(s, x);
+    const __m512 zx = _mm512_sub_ps(s, pz);
+    pz = _mm512_add_ps(pz, _mm512_mul_ps(nlr, sign16(_mm512_loadu_ps(g + i))));
+    const __m512 s2 = _mm512_add_ps(zx, pz);
+    const __m512 px = _mm512_sub_ps(s2, pz);
+    const __m512 zn = _mm512_sub_ps(s2, px);
+    const __m512 x2 = lerp16(px, zn, c, omc, kSmallCkp);
+    _mm512_storeu_ps(p + i, lerp16(x2, zn, wy, zero, true));
+    _mm512_storeu_ps(z + i, zn);
+    _mm512_storeu_ps(g + i, zero);
+  }
+  return i;
+}
+
+template <bool kSmall>
+SPX_OPT_AVX512 int64_t adam_avx512(float* p, float* g, float* m, float* v, int64_t i0, int64_t i1, float w1, float b2,
+                                   float w2, float step_size, float bc2_sqrt, float eps) {
+  const __m512 vw1 = _mm512_set1_ps(w1), omw1 = _mm512_set1_ps(1.f - w1), vb2 = _mm512_set1_ps(b2),
+               vw2 = _mm512_set1_ps(w2), nss = _mm512_set1_ps(-step_size), bc = _mm512_set1_ps(bc2_sqrt),
+               ve = _mm512_set1_ps(eps);
+  int64_t i = i0;
+  for (; i + 16 <= i1; i += 16) {
+    const __m512 gi = _mm512_loadu_ps(g + i);
+    const __m512 mi = lerp16(_mm512_loadu_ps(m + i), gi, vw1, omw1, kSmall);
+    const __m512 vi = _mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(v + i), vb2), _mm512_mul_ps(vw2, _mm512_mul_ps(gi, gi)));
+    const __m512 denom = _mm512_add_ps(_mm512_div_ps(_mm512_sqrt_ps(vi), bc), ve);
+    _mm512_storeu_ps(p + i, _mm512_add_ps(_mm512_loadu_ps(p + i), _mm512_mul_ps(nss, _mm512_div_ps(mi, denom))));
+    _mm512_storeu_ps(m + i, mi);
+    _mm512_storeu_ps(v + i, vi);
+    _mm512_storeu_ps(g + i, _mm512_setzero_ps());
+  }
+  return i;
+}
+
+// Muon's momentum: s0 = lerp(s0, g, wb); g = nesterov ? lerp(g, s0, wg) : s0; p *= decay first.
+SPX_OPT_AVX512 int64_t muon_pre_avx512(float* p, float* s0, float* g, int64_t i0, int64_t i1, bool decay_on, float decay,
+                                       bool momentum_on, float wb, float wg, bool nesterov) {
+  const __m512 dv = _mm512_set1_ps(decay), vwb = _mm512_set1_ps(wb), omwb = _mm512_set1_ps(1.f - wb),
+               vwg = _mm512_set1_ps(wg), omwg = _mm512_set1_ps(1.f - wg);
+  const bool small_b = std::fabs(wb) < 0.5f, small_g = std::fabs(wg) < 0.5f;
+  int64_t i = i0;
+  for (; i + 16 <= i1; i += 16) {
+    if (decay_on) _mm512_storeu_ps(p + i, _mm512_mul_ps(_mm512_loadu_ps(p + i), dv));
+    if (momentum_on) {
+      const __m512 gi = _mm512_loadu_ps(g + i);
+      const __m512 si = lerp16(_mm512_loadu_ps(s0 + i), gi, vwb, omwb, small_b);
+      _mm512_storeu_ps(s0 + i, si);
+      _mm512_storeu_ps(g + i, nesterov ? lerp16(gi, si, vwg, omwg, small_g) : si);
+    }
+  }
+  return i;
+}
+
+// p = p + alpha * O; g = 0.
+SPX_OPT_AVX512 int64_t muon_apply_avx512(float* p, float* g, const float* O, int64_t i0, int64_t i1, float alpha) {
+  const __m512 a = _mm512_set1_ps(alpha);
+  int64_t i = i0;
+  for (; i + 16 <= i1; i += 16) {
+    _mm512_storeu_ps(p + i, _mm512_add_ps(_mm512_loadu_ps(p + i), _mm512_mul_ps(a, _mm512_loadu_ps(O + i))));
+    _mm512_storeu_ps(g + i, _mm512_setzero_ps());
+  }
+  return i;
+}
+#endif
+
+// First index the scalar loop still has to do: i0, or past the AVX-512 part on that variant.
+template <typename Fn>
+inline int64_t simd_prefix(int64_t i0, Fn&& avx512) {
+#if defined(__x86_64__)
+  if (active_isa() == Isa::Avx512) return avx512();
+#endif
+  (void)avx512;
+  return i0;
+}
+
 template <bool kSmallCkp>
 void signum_loop(float* __restrict p, float* __restrict z, float* __restrict g, int64_t i0, int64_t i1, float lr,
                  float ckp1, float w_yx, float w_y) {
   const float one_minus_ckp1 = 1.f - ckp1;
+  i0 = simd_prefix(i0, [&] { return signum_avx512<kSmallCkp>(p, z, g, i0, i1, lr, ckp1, w_yx, w_y); });
   for (int64_t i = i0; i < i1; ++i) {
     const float x = lerp_w<true>(p[i], z[i], w_yx, 0.f);  // y -> x (|1 - 1/momentum| < 0.5)
     const float s = z[i] + x;                             // swap(z, p) by add/sub, as schedulefree does
@@ -117,6 +227,7 @@ void signum_range(const OptUpdate& u, int64_t i0, int64_t i1) {
 template <bool kSmall>
 void adam_loop(float* __restrict p, float* __restrict g, float* __restrict m, float* __restrict v, int64_t i0, int64_t i1,
                float w1, float b2, float w2, float step_size, float bc2_sqrt, float eps) {
+  i0 = simd_prefix(i0, [&] { return adam_avx512<kSmall>(p, g, m, v, i0, i1, w1, b2, w2, step_size, bc2_sqrt, eps); });
   for (int64_t i = i0; i < i1; ++i) {
     const float mi = lerp_w<kSmall>(m[i], g[i], w1, 1.f - w1);  // exp_avg.lerp_(grad, 1 - beta1)
     const float vi = v[i] * b2 + w2 * (g[i] * g[i]);           // exp_avg_sq.mul_(beta2).addcmul_(g, g, 1 - beta2)
@@ -143,6 +254,9 @@ void adam_range(const OptUpdate& u, int64_t i0, int64_t i1) {
 void muon_pre_range(const OptUpdate& u, int64_t i0, int64_t i1) {
   const float decay = float(1.0 - u.lr * u.weight_decay);
   const float wb = float(1.0 - u.momentum), wg = float(u.momentum);
+  i0 = simd_prefix(i0, [&] {
+    return muon_pre_avx512(u.p, u.s0, u.g, i0, i1, u.weight_decay > 0, decay, u.momentum > 0, wb, wg, u.nesterov);
+  });
   for (int64_t i = i0; i < i1; ++i) {
     if (u.weight_decay > 0) u.p[i] *= decay;
     if (u.momentum > 0) {
@@ -176,7 +290,8 @@ void optimizer_update(const OptUpdate& u) {
     newton_schulz(rows, cols, u.g, u.ns_steps, O.data());
     const float alpha = float(-u.lr * 0.2 * std::sqrt(double(std::max(rows, cols))));
     chunks([&](int64_t r0, int64_t r1) {
-      for (int64_t i = r0 * cols; i < r1 * cols; ++i) {
+      const int64_t i0 = simd_prefix(r0 * cols, [&] { return muon_apply_avx512(u.p, u.g, O.data(), r0 * cols, r1 * cols, alpha); });
+      for (int64_t i = i0; i < r1 * cols; ++i) {
         u.p[i] = u.p[i] + alpha * O[size_t(i)];
         u.g[i] = 0.f;
       }

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #if defined(__x86_64__)
@@ -154,6 +155,85 @@ ScanFn scan_for(Isa isa) {
   return scan_topk;
 }
 
+// The AuxK selection (top k_aux of relu(z) over the dead latents, value desc then index asc): with
+// k_aux in the hundreds a heap costs a sift per entering latent, so candidates above a lagging
+// threshold go into a buffer of 2 k_aux; a full buffer is cut back to its best k_aux
+// (nth_element), which raises the threshold to the worst one kept. Latents arrive in increasing
+// index order, so a later one with the threshold's value loses the tie: `v > th` admits exactly
+// the candidates the best k_aux could still take.
+struct AuxBuffer {
+  std::pair<float, int32_t>* e;  // [2 ka]
+  int64_t* count;
+  float* th;
+  int64_t ka;
+  static bool better(const std::pair<float, int32_t>& a, const std::pair<float, int32_t>& b) {
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
+  }
+  void init() {
+    *count = 0;
+    *th = -1.f;  // below any ReLU output: everything enters until the first cut
+  }
+  void cut() {
+    std::nth_element(e, e + (ka - 1), e + *count, better);
+    *count = ka;
+    *th = e[ka - 1].first;
+  }
+  void offer(float v, int32_t idx) {
+    e[(*count)++] = {v, idx};
+    if (*count == 2 * ka) cut();
+  }
+  // The best ka (unordered), padded with (-1, -1) when fewer latents were dead.
+  void emit(float* v, int32_t* idx) {
+    if (*count > ka) cut();
+    for (int64_t j = 0; j < ka; ++j) {
+      v[j] = j < *count ? e[j].first : -1.f;
+      idx[j] = j < *count ? e[j].second : -1;
+    }
+  }
+};
+
+// Offers the dead latents of a tile (positions dp[0..nd) into c, latent m0 + dp[q]).
+void scan_dead(AuxBuffer b, const float* c, const int32_t* dp, int64_t nd, int64_t m0) {
+  for (int64_t q = 0; q < nd; ++q) {
+    const float v = relu(c[dp[q]]);
+    if (v > *b.th) b.offer(v, int32_t(m0 + dp[q]));
+  }
+}
+
+#if defined(__x86_64__)
+// scan_dead with the dead values gathered 16 at a time and one compare against the threshold;
+// the lanes above it are offered in order (re-checked, since a cut can raise the threshold).
+__attribute__((target("avx512f"))) void scan_dead_avx512(AuxBuffer b, const float* c, const int32_t* dp, int64_t nd,
+                                                         int64_t m0) {
+  int64_t q = 0;
+  for (; q + 16 <= nd; q += 16) {
+    if (*b.th < 0.f) {  // before the first cut every relu value enters
+      scan_dead(b, c, dp + q, 16, m0);
+      continue;
+    }
+    const __m512 vals = _mm512_i32gather_ps(_mm512_loadu_si512(dp + q), c, 4);
+    unsigned mask = _mm512_cmp_ps_mask(vals, _mm512_set1_ps(*b.th), _CMP_GT_OQ);  // NaN lanes stay clear
+    while (mask) {
+      const int64_t u = q + __builtin_ctz(mask);
+      mask &= mask - 1;
+      const float v = c[dp[u]];  // > a threshold >= 0, so relu(v) = v
+      if (v > *b.th) b.offer(v, int32_t(m0 + dp[u]));
+    }
+  }
+  if (q < nd) scan_dead(b, c, dp + q, nd - q, m0);
+}
+#endif
+
+using DeadScanFn = void (*)(AuxBuffer, const float*, const int32_t*, int64_t, int64_t);
+
+DeadScanFn dead_scan_for(Isa isa) {
+#if defined(__x86_64__)
+  if (isa == Isa::Avx512) return scan_dead_avx512;
+#endif
+  (void)isa;
+  return scan_dead;
+}
+
 }  // namespace
 
 const float* sae_encoder_input(const SaeWeights& w, const SaeSpec& s, int64_t N, const float* x, std::vector<float>& buf) {
@@ -177,21 +257,19 @@ void sae_encode(const SaeWeights& w, const SaeSpec& s, int64_t N, const float* x
   const int64_t ka = out.dead ? out.k_aux : 0;
 
   const ScanFn scan = scan_for(active_isa());
+  const DeadScanFn scan_dead_fn = dead_scan_for(active_isa());
 
   // Per-row selection state.
   std::vector<float> hv(size_t(N * (heap_main ? k : 0)));
   std::vector<int32_t> hi(hv.size());
   std::vector<float> h4v(size_t(N * k4));
   std::vector<int32_t> h4i(h4v.size());
-  std::vector<float> hav(size_t(N * ka));
-  std::vector<int32_t> hai(hav.size());
   std::vector<float> gv(size_t(s.groupmax ? N * k : 0));
   std::vector<int32_t> gi(gv.size());
   parallel_for(N, 256, [&](int64_t r0, int64_t r1) {
     for (int64_t n = r0; n < r1; ++n) {
       if (heap_main) TopHeap{hv.data() + n * k, hi.data() + n * k, k}.init();
       if (k4) TopHeap{h4v.data() + n * k4, h4i.data() + n * k4, k4}.init();
-      if (ka) TopHeap{hav.data() + n * ka, hai.data() + n * ka, ka}.init();
       if (s.groupmax)
         for (int64_t g = 0; g < k; ++g) {
           gv[size_t(n * k + g)] = -1.f;
@@ -227,8 +305,15 @@ void sae_encode(const SaeWeights& w, const SaeSpec& s, int64_t N, const float* x
   const int64_t nblocks = (N + R - 1) / R;
   parallel_for(nblocks, 1, [&](int64_t b0, int64_t b1) {
     std::vector<float> C(static_cast<size_t>(R * T));
+    // The AuxK buffers of this block's rows (a block runs all its tiles before the next block).
+    std::vector<std::pair<float, int32_t>> aux_e(size_t(ka ? R * 2 * ka : 0));
+    std::vector<int64_t> aux_count(size_t(ka ? R : 0));
+    std::vector<float> aux_th(aux_count.size());
+    auto aux = [&](int64_t rr) { return AuxBuffer{aux_e.data() + rr * 2 * ka, &aux_count[size_t(rr)], &aux_th[size_t(rr)], ka}; };
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t r0 = b * R, rn = std::min(R, N - r0);
+      if (ka)
+        for (int64_t rr = 0; rr < rn; ++rr) aux(rr).init();
       for (int64_t m0 = 0; m0 < M; m0 += T) {
         const int64_t tn = std::min(T, M - m0);
         if (s.bf16) {
@@ -248,17 +333,7 @@ void sae_encode(const SaeWeights& w, const SaeSpec& s, int64_t N, const float* x
           }
           if (heap_main) scan(TopHeap{hv.data() + n * k, hi.data() + n * k, k}, c, tn, m0);
           if (k4) scan(TopHeap{h4v.data() + n * k4, h4i.data() + n * k4, k4}, c, tn, m0);
-          if (nd) {
-            TopHeap h{hav.data() + n * ka, hai.data() + n * ka, ka};
-            float th = h.threshold();
-            for (int64_t q = 0; q < nd; ++q) {
-              const float v = relu(c[dp[q]]);
-              if (v > th) {
-                h.replace_root(v, int32_t(m0 + dp[q]));
-                th = h.threshold();
-              }
-            }
-          }
+          if (nd) scan_dead_fn(aux(rr), c, dp, nd, m0);
           if (s.groupmax) {
             float* bv = gv.data() + n * k;
             int32_t* bi = gi.data() + n * k;
@@ -273,10 +348,12 @@ void sae_encode(const SaeWeights& w, const SaeSpec& s, int64_t N, const float* x
           }
         }
       }
+      if (ka)  // AuxK slots come out unordered (their order does not matter)
+        for (int64_t rr = 0; rr < rn; ++rr) aux(rr).emit(out.aux_acts + (r0 + rr) * ka, out.aux_idx + (r0 + rr) * ka);
     }
   });
 
-  // Emit: sorted top-k (or groups in order), the 4k selection, the AuxK selection.
+  // Emit: sorted top-k (or groups in order), the 4k selection.
   parallel_for(N, 64, [&](int64_t r0, int64_t r1) {
     for (int64_t n = r0; n < r1; ++n) {
       if (k4) {
@@ -298,11 +375,6 @@ void sae_encode(const SaeWeights& w, const SaeSpec& s, int64_t N, const float* x
       if (s.groupmax) {
         std::copy(gv.data() + n * k, gv.data() + (n + 1) * k, out.acts + n * k);
         std::copy(gi.data() + n * k, gi.data() + (n + 1) * k, out.idx + n * k);
-      }
-      if (ka) {  // AuxK slots stay in heap order (their order does not matter)
-        TopHeap h{hav.data() + n * ka, hai.data() + n * ka, ka};
-        std::copy(h.v, h.v + ka, out.aux_acts + n * ka);
-        std::copy(h.i, h.i + ka, out.aux_idx + n * ka);
       }
     }
   });

@@ -1,5 +1,5 @@
-// Vectorised exp-based elementwise functions for the forward (AVX2+FMA chosen at run time, with a
-// portable fallback). exp is a Cephes-style polynomial, within 2 ulp of expf over its range.
+// Vectorised elementwise functions and row reductions for the forward: AVX-512, AVX2+FMA or
+// portable, the variant of isa.h (so SPARSIFY_GEMM / gemm_force_kernels pin it). exp is a Cephes-style polynomial, within 2 ulp of expf over its range.
 #pragma once
 #include <cstdint>
 
@@ -18,6 +18,17 @@ void gelu_erf(const float* x, float* y, int64_t n);
 
 // x[i] = cap * tanh(x[i] * scale / cap) (attention logit soft-capping; cap <= 0: x[i] *= scale).
 void scale_softcap(float* x, int64_t n, float scale, float cap);
+
+// max of x[0..n) (-inf for n = 0; NaN values are passed over, as std::max does).
+float row_max(const float* x, int64_t n);
+// x[i] *= s; x[i] = x[i] + a[i] (residual add); y[i] = a[i] * y[i] (gated MLP).
+void scale_inplace(float* x, int64_t n, float s);
+void add_inplace(float* x, const float* a, int64_t n);
+void mul_inplace(float* y, const float* a, int64_t n);
+// y = (x - mean) * rstd * w + b (b may be null); y = w * (x * r), or (x * r) * (1 + w) for Gemma.
+// Rounded like the scalar loops on every variant.
+void layer_norm_apply(const float* x, float* y, int64_t n, float mean, float rstd, const float* w, const float* b);
+void rms_norm_apply(const float* x, float* y, int64_t n, float r, const float* w, bool one_plus);
 
 // Sum and sum of squared deviations from `center` of x[0..n), accumulated in double.
 void row_moments(const float* x, int64_t n, double center, double* sum, double* sumsq);
