@@ -10,7 +10,7 @@
  * newer (after a training step) and must be read back before the host tensors are used.
  * Calls that JS makes synchronously (zeroGrads, loadMoments) are carried out by the next device call.
  *
- * No GPU was available while this was written; it is exercised against test/cuda/standin.ts.
+ * Tested on the emulated CUDA device (native/cuda/emu) in every test run; docs/cuda.md says what that cannot show.
  */
 import { CODER_PARAM_NAMES, NATIVE_PARAM_KEYS, type CoderParamName, type NativeCoderParamName } from '../coder-params.js';
 import type { SparseCoderConfig } from '../config.js';
