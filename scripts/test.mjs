@@ -48,18 +48,23 @@ if (process.argv.length <= 2) {
 // "no device" tests (the CPU build, the CUDA build without a device): they run in several passes,
 // each test skipping precisely where its condition fails, so that across the passes each one runs
 // at least once (the summary lists any that did not).
-const deviceSuites = ['coder', 'gemm-path', 'parity', 'sae-state-bookkeeping', 'sae-train', 'self-test'].map((n) =>
-  join('test', 'cuda', `${n}.test.ts`),
-);
-const mixedSuites = ['load', 'model-forward'].map((n) => join('test', 'cuda', `${n}.test.ts`)).concat(
+// Every test/cuda suite is a device suite unless it is named here, so a new CUDA suite can never
+// be left out of the emulated pass.
+const cudaSuite = (n) => join('test', 'cuda', `${n}.test.ts`);
+const mixedSuites = ['load', 'model-forward'].map(cudaSuite).concat(
   join('test', 'core', 'device-tensor.test.ts'),
   join('test', 'cli', 'device.test.ts'),
 );
-const emuSuites = () => [...deviceSuites, ...mixedSuites];
 // The suites with tests of the CUDA build without a device.
-const noDeviceSuites = ['load', 'coder-device', 'model-forward'].map((n) => join('test', 'cuda', `${n}.test.ts`)).concat(
+const noDeviceSuites = ['load', 'coder-device', 'model-forward'].map(cudaSuite).concat(
   join('test', 'core', 'device-tensor.test.ts'),
 );
+// Suites that need no device at all: the emulator's own unit tests, the launch macro, the float64 reference.
+const hostSuites = ['emu-device', 'launch-macro', 'sae-reference'].map(cudaSuite);
+const deviceSuites = collect(join(root, 'test', 'cuda'), []).filter(
+  (f) => !mixedSuites.includes(f) && !noDeviceSuites.includes(f) && !hostSuites.includes(f),
+);
+const emuSuites = () => [...deviceSuites, ...mixedSuites];
 
 const passes = [];
 function runFiles(label, files, env = process.env, concurrency = undefined) {
@@ -99,6 +104,7 @@ function printSummary() {
   const cuda = never.filter(([k]) => /^test\/cuda\/|device/.test(k));
   console.log(`  skipped in every pass: ${never.length} (CUDA tests: ${cuda.length})`);
   for (const [k, why] of never) console.log(`    ${k}${why ? ` -- ${why}` : ''}`);
+  return cuda.length;
 }
 
 function runOnEmulator(files, full = true) {
@@ -149,5 +155,11 @@ if (files.length === 0) {
 }
 const status = runFiles(withEmu ? 'first pass (the addon the loader picks)' : 'tests', files);
 const emuStatus = withEmu ? runOnEmulator(emuSuites()) : 0;
-printSummary();
+const cudaNeverRan = printSummary();
+// With the nvcc build present every CUDA test runs in some pass (only the loader-fallback test
+// needs that build): a CUDA test skipped everywhere is then a gap in the passes, and fails the run.
+if (withEmu && cudaNeverRan > 0 && existsSync(join(root, 'native', 'build-cuda', 'Release', 'sparsify.node'))) {
+  console.error(`[sparsify] ${cudaNeverRan} CUDA test(s) ran in no pass (listed above)`);
+  process.exit(emuStatus || status || 1);
+}
 process.exit(emuStatus || status);
