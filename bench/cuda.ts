@@ -84,13 +84,13 @@ results.encode = { ...enc, ms: encMs, tflops: encFlops, pctOfGemm: (100 * encFlo
   const enc = await addon.cudaEncoderCreate(Tensor.from(rnd(m * d, 0.05), [m, d]).handle, Tensor.from(rnd(m, 0.1), [m]).handle,
     Tensor.from(rnd(d, 0.1), [d]).handle);
   const xs = Tensor.from(rnd(n * d, 2), [n, d]);
-  await addon.cudaEncoderEncode(enc, xs.handle, { k: kk });
+  await enc.encode(xs.handle, { k: kk });
   const t1 = performance.now(), reps = 5;
-  for (let i = 0; i < reps; i++) await addon.cudaEncoderEncode(enc, xs.handle, { k: kk });
+  for (let i = 0; i < reps; i++) await enc.encode(xs.handle, { k: kk });
   const ms = (performance.now() - t1) / reps;
   rows.push([`resident encoder N=${n} D=${d} M=${m} k=${kk} (host x in, top-k out)`, `${ms.toFixed(1)} ms, ${((n * 1000) / ms).toFixed(0)} tokens/s`]);
   results.residentEncode = { n, d, m, k: kk, ms, tokensPerSecond: (n * 1000) / ms };
-  addon.cudaEncoderDispose(enc);
+  enc.dispose();
 }
 
 // 3. Training step through the host-tensor API (includes host<->device transfers per op).

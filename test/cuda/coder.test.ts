@@ -246,7 +246,7 @@ for (const shape of ['fixture sae_d64_k8', 'created d=72 M=40'] as const) {
       state.set(n, [Tensor.zeros(p.shape), Tensor.zeros(p.shape)]);
       return { kind: 'adam', param: p.handle, grad: g.handle, state: state.get(n)!.map((t) => t.handle), project: false, lr: lr * 0.25, beta1: 0.9, beta2: 0.999, eps: 1e-8, step: 1 };
     });
-    await native().optimStep(entries);
+    await native().testing.optimStep(entries);
     for (const [n, want] of ref) {
       const got = gpu.params().get(n)!.toFloat32Array(), w = want.toFloat32Array(), o = p0.get(n)!.toFloat32Array();
       if (want.shape.length === 2) {

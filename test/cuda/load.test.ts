@@ -110,7 +110,8 @@ test('bad arguments to CUDA ops are typed errors raised before any GPU work', { 
      tryIt('groupmax', () => a.testing.cudaTopkEncode(f(new Float32Array(4), [2, 2]), f(new Float32Array(6), [3, 2]), f(new Float32Array(3), [3]), { k: 2, activation: 'groupmax' }));
      tryIt('shape', () => a.testing.cudaMatmul(f(new Float32Array(6), [2, 3]), f(new Float32Array(4), [2, 2]), { bTrans: true }));
      tryIt('gqa', () => a.testing.cudaAttention(f(new Float32Array(24), [2, 3, 4]), f(new Float32Array(16), [2, 2, 4]), f(new Float32Array(16), [2, 2, 4])));
-     tryIt('encoder', () => a.cudaEncoderEncode({}, f(new Float32Array(4), [2, 2]), { k: 1 }));
+     tryIt('encoder', () => a.cudaEncoderCreate(f(new Float32Array(8), [4, 2]), f(new Float32Array(3), [3])));
+     res.encoderFns = ['cudaEncoderEncode', 'cudaEncoderDispose', 'cudaDecoderDecode', 'cudaDecoderDispose'].filter((n) => n in a || n in a.testing);
      tryIt('compute', () => a.testing.cudaMatmul(f(new Float32Array(4), [2, 2]), f(new Float32Array(4), [2, 2]), { computeDtype: 'float64' }));
      tryIt('matmulRows', () => a.testing.cudaMatmul(f(new Float32Array(8388609), [8388609, 1]), f(new Float32Array(1), [1, 1]), { bTrans: true }));
      tryIt('bench', () => a.testing.cudaBench('gemm', { m: 0, n: 8, k: 8 }));
@@ -122,7 +123,9 @@ test('bad arguments to CUDA ops are typed errors raised before any GPU work', { 
   assert.match(out.shape, /^ERR_SPARSIFY_SHAPE: cudaMatmul: a is \[2, 3\]/);
   assert.match(out.gqa, /^ERR_SPARSIFY_SHAPE: query heads \(3\) must be a multiple of kv heads \(2\)/);
   assert.match(out.compute, /^ERR_SPARSIFY_DTYPE: computeDtype must be/);
-  assert.match(out.encoder, /^ERR_SPARSIFY_VALUE: argument 'encoder' must be an object from cudaEncoderCreate/);
+  assert.match(out.encoder, /^ERR_SPARSIFY_SHAPE: bEnc/);
+  // The resident encoder's and decoder's calls are methods of their objects (CudaEncoder, CudaDecoder).
+  assert.deepEqual(out.encoderFns, []);
   assert.match(out.matmulRows, /^ERR_SPARSIFY_VALUE: cudaMatmul: a has 8388609 rows .* up to 8388480 rows/);
   assert.match(out.bench, /^ERR_SPARSIFY_VALUE: cudaBench gemm: m, n, k must be >= 1/);
 });

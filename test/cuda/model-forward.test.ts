@@ -9,6 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { DeviceError, Tensor, loadModel, loadSafetensors, native } from '@sparsify/core';
+import type { CudaModelHandle } from '../../packages/core/src/addon-types.ts';
 import { FIXTURES, MODELS, goldenPath, manifest, modelDir, tile } from '../model/helpers.js';
 import { cpuBuildPath, cudaAddon, cudaBuildPath, probeCudaBuild, repoRoot } from './cuda-env.js';
 
@@ -139,14 +140,13 @@ test('a batch of more than 65535 sequences on the GPU matches the CPU forward', 
   cpu.dispose();
 });
 
-// cudaModelForward is a cuda* export, so it accepted a device `tokens` tensor and
-// then range-checked the ids on the host through a device pointer. It is a DeviceError now;
-// LanguageModel.forward moves device ids to the host itself.
-test('device token ids: cudaModelForward rejects them, LanguageModel.forward moves them', { skip }, async () => {
+// CudaModel.forward accepts device tensors (splices), but token ids are range-checked on the host:
+// device ids are a DeviceError; LanguageModel.forward moves device ids to the host itself.
+test('device token ids: CudaModel.forward rejects them, LanguageModel.forward moves them', { skip }, async () => {
   const a = native() as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
   const create = a.cudaModelCreate;
-  let resident: unknown;
-  a.cudaModelCreate = async (...args: unknown[]) => (resident = await create.apply(a, args));
+  let resident: CudaModelHandle | undefined;
+  a.cudaModelCreate = async (...args: unknown[]) => (resident = (await create.apply(a, args)) as CudaModelHandle);
   let gpu;
   try {
     gpu = await loadModel(modelDir('gpt2'), { device: 'cuda' });
@@ -156,13 +156,16 @@ test('device token ids: cudaModelForward rejects them, LanguageModel.forward mov
   const tokens = loadSafetensors(goldenPath('gpt2')).get('input_ids')!;
   const dev = await tokens.to('cuda');
   await assert.rejects(
-    async () => a.cudaModelForward(resident, dev.handle, { outputs: ['h.0'] }),
+    async () => resident!.forward(dev.handle, { outputs: ['h.0'] }),
     (e: unknown) => e instanceof DeviceError && /tokens/.test((e as Error).message),
   );
   const viaDev = (await gpu.forward(dev, { hookpoints: ['h.0'] })).captured.get('h.0')!;
   const viaHost = (await gpu.forward(tokens, { hookpoints: ['h.0'] })).captured.get('h.0')!;
   assert.deepEqual(viaDev.toFloat32Array(), viaHost.toFloat32Array());
+  // A method on another object is an error (the class's receiver check), not a crash.
+  assert.throws(() => (resident!.forward as any).call({}, tokens.handle, { outputs: ['h.0'] }), TypeError);
   gpu.dispose();
+  assert.throws(() => resident!.forward(tokens.handle, { outputs: ['h.0'] }), { code: 'ERR_SPARSIFY_DISPOSED' });
 });
 
 // ---- without a device (runs on CPU-only machines)
@@ -214,21 +217,21 @@ test('an unknown device is rejected', async () => {
   await assert.rejects(loadModel(modelDir('gpt2'), { device: 'tpu' as never }), DeviceError);
 });
 
-test('cudaModel* reject non-model arguments on the JS thread (CUDA build, no device needed)', (t) => {
+test('cudaModelCreate rejects non-model arguments on the JS thread; the model calls are CudaModel methods (CUDA build, no device needed)', (t) => {
   if (!existsSync(cudaBuildPath)) return t.skip(`no CUDA build at ${cudaBuildPath}`);
   const out = runChild(
     `import { native, ValueError, Tensor } from '@sparsify/core';
      const a = native();
      const res = {};
      for (const [k, f] of [['create', () => a.cudaModelCreate({})], ['createTensor', () => a.cudaModelCreate(Tensor.zeros([2]).handle)],
-                           ['forward', () => a.cudaModelForward({}, Tensor.zeros([1, 2], { dtype: 'int32' }).handle, {})]]) {
+                           ]) {
        try { await f(); res[k] = 'no error'; } catch (e) { res[k] = (e instanceof ValueError) + ' ' + e.message; }
      }
-     a.cudaModelDispose({});
+     res.gone = ['cudaModelForward', 'cudaModelDispose'].filter((n) => n in a);
      console.log(JSON.stringify(res));`,
     { SPARSIFY_NATIVE: cudaBuildPath, SPARSIFY_DEVICE: 'cuda' },
   );
   assert.match(out.create, /^true .*must be a NativeModel/);
   assert.match(out.createTensor, /^true .*must be a NativeModel/);
-  assert.match(out.forward, /^true .*from cudaModelCreate/);
+  assert.deepEqual(out.gone, []);
 });

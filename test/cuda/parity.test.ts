@@ -94,11 +94,13 @@ test('fused TopK encoder matches the reference, the fallback and every split/til
     // Weights kept on the device: same arithmetic, same output.
     const enc = await addon!.cudaEncoderCreate(args[1], args[2], T(bDec, [D]).handle);
     assert.equal(enc.numLatents, M);
-    const rr = await addon!.cudaEncoderEncode(enc, args[0], { k });
+    const rr = await enc.encode(args[0], { k });
     assert.deepEqual(f32(rr.acts), acts, `resident encoder values differ ${tag}`);
     assert.deepEqual(i32(rr.indices), idx, `resident encoder indices differ ${tag}`);
-    addon!.cudaEncoderDispose(enc);
-    assert.throws(() => addon!.cudaEncoderEncode(enc, args[0], { k }), { code: 'ERR_SPARSIFY_DISPOSED' });
+    // A method on another object is an error (the class's receiver check), not a crash.
+    assert.throws(() => (enc.encode as any).call({}, args[0], { k }), TypeError);
+    enc.dispose();
+    assert.throws(() => enc.encode(args[0], { k }), { code: 'ERR_SPARSIFY_DISPOSED' });
   }
   // Transcoder-style (no b_dec), f16 compute, and rows with fewer than k positive values (zeros selected).
   const N = 20, D = 64, M = 512, k = 24;
@@ -191,9 +193,10 @@ test('sparse decode and its backward match the references and are bitwise determ
     checkClose(`decode ${wdt}`, dec1, decodeRef(acts, idx, Wr, N, k, D, bDec), 1e-5, 1e-5);
     // Decoder weights kept on the device: the same kernel, the same output.
     const dec = await addon!.testing.cudaDecoderCreate(Wt.handle, B.handle);
-    assert.deepEqual(f32(await addon!.testing.cudaDecoderDecode(dec, A.handle, I.handle)), dec1, `resident decoder differs ${tag}`);
-    addon!.testing.cudaDecoderDispose(dec);
-    assert.throws(() => addon!.testing.cudaDecoderDecode(dec, A.handle, I.handle), { code: 'ERR_SPARSIFY_DISPOSED' });
+    assert.deepEqual(f32(await dec.decode(A.handle, I.handle)), dec1, `resident decoder differs ${tag}`);
+    assert.throws(() => (dec.decode as any).call({}, A.handle, I.handle), TypeError);
+    dec.dispose();
+    assert.throws(() => dec.decode(A.handle, I.handle), { code: 'ERR_SPARSIFY_DISPOSED' });
     const g1 = await addon!.testing.cudaDecodeBackward(T(G, [N, D]).handle, A.handle, I.handle, Wt.handle);
     const ga = new Float64Array(N * k);
     for (let s = 0; s < N * k; s++) {

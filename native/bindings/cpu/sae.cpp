@@ -8,8 +8,8 @@
 //   saeInitBiases(w, x, y|null, transcode)                        -> undefined (writes b_dec / encB)
 //   saeNormalizeDecoder(W_dec), saeProjectDecoderGrad(W_dec, g)   -> undefined
 //   saeReference(w, frozen|null, x, y|null, opts)                 -> float64 results (sync; tests)
-//   optimStep(entries)                                            -> undefined (one call per step)
-//   optimLerp(pairs, weight)                                      -> undefined
+//   optimStep(entries)                                            -> undefined (tests: the CPU optimizers'
+//                                                                    kernels, which CpuSaeState.apply runs)
 //   optimReference(kind, arrays, hyper)                           -> float64 results (sync; tests)
 #include <cmath>
 #include <cstring>
@@ -436,29 +436,6 @@ Napi::Value optim_step_js(const Napi::CallbackInfo& info) {
       [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
 }
 
-Napi::Value optim_lerp_js(const Napi::CallbackInfo& info) {
-  if (!info[0].IsArray()) fail(ErrorKind::Value, "argument 'pairs' must be an array");
-  Napi::Array arr = info[0].As<Napi::Array>();
-  const float weight = float(arg_number(info, 1, "weight"));
-  auto pairs = std::make_shared<std::vector<std::pair<Tensor, Tensor>>>();
-  for (uint32_t i = 0; i < arr.Length(); ++i) {
-    Napi::Object o = obj_of(arr.Get(i));
-    if (o.IsEmpty()) fail(ErrorKind::Value, "pairs[" + std::to_string(i) + "] must be an object");
-    Tensor p = opt_tensor(o, "param"), z = opt_tensor(o, "z");
-    if (!p.defined() || !z.defined()) fail(ErrorKind::Value, "pairs need param and z");
-    expect_dtype(p, DType::F32, "param");
-    expect_f32_shape(z, p.shape, "z");
-    expect_writable(p, "param");
-    pairs->emplace_back(p, z);
-  }
-  return run_async(
-      info.Env(),
-      [pairs, weight] {
-        for (auto& [p, z] : *pairs) lerp_inplace(p.numel(), p.data<float>(), z.data<float>(), weight);
-      },
-      [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
-}
-
 std::vector<double> f64_arg(Napi::Object o, const char* key) {
   Napi::Value v = o.Get(key);
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
@@ -523,8 +500,7 @@ void init(Napi::Env env, Napi::Object exports) {
   export_fn(env, exports, "saeNormalizeDecoder", sae_normalize_decoder_js, Accepts::HostTensors, Audience::Tests);
   export_fn(env, exports, "saeProjectDecoderGrad", sae_project_decoder_grad_js, Accepts::HostTensors, Audience::Tests);
   export_fn(env, exports, "saeReference", sae_reference_js, Accepts::HostTensors, Audience::Tests);
-  export_fn(env, exports, "optimStep", optim_step_js);
-  export_fn(env, exports, "optimLerp", optim_lerp_js);
+  export_fn(env, exports, "optimStep", optim_step_js, Accepts::HostTensors, Audience::Tests);
   export_fn(env, exports, "optimReference", optim_reference_js, Accepts::HostTensors, Audience::Tests);
 }
 

@@ -1,5 +1,5 @@
 // N-API bindings (CUDA build only): The sparse decoder on the device (CPU twin: saeDecode in native/bindings/cpu/sae.cpp): cudaDecode and the
-// resident decoder cudaDecoder*.
+// resident decoder (cudaDecoderCreate -> CudaDecoder).
 // GPU failures reject with DeviceError (codes: ERR_SPARSIFY_CUDA_OOM, _STICKY, _UNAVAILABLE, ERR_SPARSIFY_DEVICE).
 #include <cuda_runtime_api.h>
 
@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "bindings/cuda/cuda_binding_util.h"
+#include "bindings/cuda/resident_object.h"
 #include "cuda/cuda_check.h"
 #include "cuda/cuda_context.h"
 #include "cuda/cuda_ops.h"
@@ -34,18 +35,16 @@ Napi::Value cuda_decode(const Napi::CallbackInfo& info) {
       [out](Napi::Env env) -> Napi::Value { return TensorHandle::Wrap(env, *out); });
 }
 
-// ---- resident decoder: cudaDecoderCreate(wDec, bDec?) -> Promise<decoder>;
-// cudaDecoderDecode(decoder, acts, indices) -> Promise<[N,D] f32>; cudaDecoderDispose(decoder).
-using DecoderHolder = std::shared_ptr<cuda::ResidentDecoder>;
-
-DecoderHolder& decoder_arg(const Napi::CallbackInfo& info, size_t i) {
-  Napi::Value v = info[i];
-  Napi::Value ext = v.IsObject() ? v.As<Napi::Object>().Get("_native") : v;
-  if (!ext.IsExternal()) fail(ErrorKind::Value, "argument 'decoder' must be an object from cudaDecoderCreate");
-  DecoderHolder* h = ext.As<Napi::External<DecoderHolder>>().Data();
-  if (!*h) fail(ErrorKind::Disposed, "the CUDA decoder was disposed");
-  return *h;
-}
+// ---- resident decoder: cudaDecoderCreate(wDec, bDec?) -> Promise<CudaDecoder> (numLatents, dOut, hasBDec);
+// decoder.decode(acts, indices) -> Promise<[N,D] f32>; decoder.dispose().
+struct DecoderTraits {
+  using Value = cuda::ResidentDecoder;
+  static constexpr const char* kClass = "CudaDecoder";
+  static constexpr const char* kFactory = "cudaDecoderCreate";
+  static constexpr const char* kWhat = "the CUDA decoder";
+  static constexpr napi_type_tag kTag = {0x71d4a0c38e5f2b96ULL, 0x4e2b9d67c1a3f850ULL};
+};
+using CudaDecoder = ResidentObject<DecoderTraits>;
 
 Napi::Value cuda_decoder_create(const Napi::CallbackInfo& info) {
   Tensor w = arg_tensor(info, 0, "wDec");
@@ -53,13 +52,11 @@ Napi::Value cuda_decoder_create(const Napi::CallbackInfo& info) {
   expect_float(w, "wDec");
   expect_ndim(w, 2, "wDec");
   if (b.defined()) expect_vec(b, w.dim(1), "bDec");
-  auto res = std::make_shared<DecoderHolder>();
+  auto res = std::make_shared<CudaDecoder::Holder>();
   return run_async(
       info.Env(), [=] { *res = cuda::make_resident_decoder(w, b); },
       [res](Napi::Env env) -> Napi::Value {
-        Napi::Object o = Napi::Object::New(env);
-        o.Set("_native", Napi::External<DecoderHolder>::New(env, new DecoderHolder(*res),
-                                                             [](Napi::Env, DecoderHolder* h) { delete h; }));
+        Napi::Object o = CudaDecoder::New(env, *res);
         o.Set("numLatents", double((*res)->M));
         o.Set("dOut", double((*res)->D));
         o.Set("hasBDec", (*res)->b != nullptr);
@@ -68,9 +65,9 @@ Napi::Value cuda_decoder_create(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value cuda_decoder_decode(const Napi::CallbackInfo& info) {
-  DecoderHolder dec = decoder_arg(info, 0);
-  Tensor a = arg_tensor(info, 1, "acts");
-  Tensor i = arg_tensor(info, 2, "indices");
+  CudaDecoder::Holder dec = CudaDecoder::Of(info);
+  Tensor a = arg_tensor(info, 0, "acts");
+  Tensor i = arg_tensor(info, 1, "indices");
   check_sparse_pair(a, i, "acts", "indices");
   expect_indices(i, dec->M, "indices");
   auto out = std::make_shared<Tensor>();
@@ -79,20 +76,10 @@ Napi::Value cuda_decoder_decode(const Napi::CallbackInfo& info) {
       [out](Napi::Env env) -> Napi::Value { return TensorHandle::Wrap(env, *out); });
 }
 
-Napi::Value cuda_decoder_dispose(const Napi::CallbackInfo& info) {
-  Napi::Value v = info[0];
-  if (v.IsObject()) {
-    Napi::Value ext = v.As<Napi::Object>().Get("_native");
-    if (ext.IsExternal()) ext.As<Napi::External<DecoderHolder>>().Data()->reset();
-  }
-  return info.Env().Undefined();
-}
-
 void init(Napi::Env env, Napi::Object exports) {
   export_fn(env, exports, "cudaDecode", cuda_decode, Accepts::AnyDeviceTensors, Audience::Tests);
+  CudaDecoder::Register(env, {CudaDecoder::InstanceMethod<&CudaDecoder::Call<cuda_decoder_decode>>("decode")});
   export_fn(env, exports, "cudaDecoderCreate", cuda_decoder_create, Accepts::AnyDeviceTensors, Audience::Tests);
-  export_fn(env, exports, "cudaDecoderDecode", cuda_decoder_decode, Accepts::AnyDeviceTensors, Audience::Tests);
-  export_fn(env, exports, "cudaDecoderDispose", cuda_decoder_dispose, Accepts::AnyDeviceTensors, Audience::Tests);
 }
 
 }  // namespace

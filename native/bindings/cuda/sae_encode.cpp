@@ -1,5 +1,5 @@
 // N-API bindings (CUDA build only): The fused TopK / GroupMax / AuxK encoder on the device (CPU twin: saeEncode in
-// native/bindings/cpu/sae.cpp): cudaTopkEncode and the resident encoder cudaEncoder*.
+// native/bindings/cpu/sae.cpp): cudaTopkEncode and the resident encoder (cudaEncoderCreate -> CudaEncoder).
 // GPU failures reject with DeviceError (codes: ERR_SPARSIFY_CUDA_OOM, _STICKY, _UNAVAILABLE, ERR_SPARSIFY_DEVICE).
 #include <cuda_runtime_api.h>
 
@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "bindings/cuda/cuda_binding_util.h"
+#include "bindings/cuda/resident_object.h"
 #include "cuda/cuda_check.h"
 #include "cuda/cuda_context.h"
 #include "cuda/cuda_ops.h"
@@ -18,7 +19,7 @@ namespace sparsify {
 namespace {
 using namespace cuda_binding;
 
-// Encode options shared by cudaTopkEncode and cudaEncoderEncode, validated for M latents and N rows.
+// Encode options shared by cudaTopkEncode and CudaEncoder.encode, validated for M latents and N rows.
 cuda::EncodeOptions read_encode_options(Napi::Object opts, int64_t N, int64_t M) {
   cuda::EncodeOptions o;
   o.k = opt_int(opts, "k", 0);
@@ -71,20 +72,18 @@ Napi::Value cuda_topk_encode(const Napi::CallbackInfo& info) {
       [res](Napi::Env env) -> Napi::Value { return wrap_encode_result(env, *res); });
 }
 
-// ---- resident encoder: cudaEncoderCreate(wEnc, bEnc, bDec?, {computeDtype?}) -> Promise<encoder>,
-// cudaEncoderEncode(encoder, x, {k, activation?, deadMask?, kAux?}) -> Promise<like cudaTopkEncode>,
-// cudaEncoderDispose(encoder) frees the device memory now (GC frees it otherwise).
-using EncoderHolder = std::shared_ptr<cuda::ResidentEncoder>;
-
-EncoderHolder& encoder_arg(const Napi::CallbackInfo& info, size_t i) {
-  Napi::Value v = info[i];
-  if (!v.IsObject()) fail(ErrorKind::Value, "argument 'encoder' must be an object from cudaEncoderCreate");
-  Napi::Value ext = v.As<Napi::Object>().Get("_native");
-  if (!ext.IsExternal()) fail(ErrorKind::Value, "argument 'encoder' must be an object from cudaEncoderCreate");
-  EncoderHolder* h = ext.As<Napi::External<EncoderHolder>>().Data();
-  if (!*h) fail(ErrorKind::Disposed, "the CUDA encoder was disposed");
-  return *h;
-}
+// ---- resident encoder: cudaEncoderCreate(wEnc, bEnc, bDec?, {computeDtype?}) -> Promise<CudaEncoder>
+//   (the object has numLatents, dIn, computeDtype, hasBDec);
+// encoder.encode(x, {k, activation?, deadMask?, kAux?}) -> Promise<like cudaTopkEncode>;
+// encoder.dispose() frees the device memory now (GC frees it otherwise).
+struct EncoderTraits {
+  using Value = cuda::ResidentEncoder;
+  static constexpr const char* kClass = "CudaEncoder";
+  static constexpr const char* kFactory = "cudaEncoderCreate";
+  static constexpr const char* kWhat = "the CUDA encoder";
+  static constexpr napi_type_tag kTag = {0x3c91e5a7d20b4f68ULL, 0x9b17f4c2a6e8d035ULL};
+};
+using CudaEncoder = ResidentObject<EncoderTraits>;
 
 Napi::Value cuda_encoder_create(const Napi::CallbackInfo& info) {
   Tensor w = arg_tensor(info, 0, "wEnc");
@@ -95,13 +94,11 @@ Napi::Value cuda_encoder_create(const Napi::CallbackInfo& info) {
   expect_ndim(w, 2, "wEnc");
   expect_vec(b, w.dim(0), "bEnc");
   if (bd.defined()) expect_vec(bd, w.dim(1), "bDec");
-  auto res = std::make_shared<EncoderHolder>();
+  auto res = std::make_shared<CudaEncoder::Holder>();
   return run_async(
       info.Env(), [=] { *res = cuda::make_resident_encoder(w, b, bd, compute); },
       [res](Napi::Env env) -> Napi::Value {
-        Napi::Object o = Napi::Object::New(env);
-        o.Set("_native", Napi::External<EncoderHolder>::New(env, new EncoderHolder(*res),
-                                                             [](Napi::Env, EncoderHolder* h) { delete h; }));
+        Napi::Object o = CudaEncoder::New(env, *res);
         o.Set("numLatents", double((*res)->M));
         o.Set("dIn", double((*res)->D));
         o.Set("computeDtype", (*res)->compute == DType::F16 ? "float16" : "bfloat16");
@@ -111,33 +108,23 @@ Napi::Value cuda_encoder_create(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value cuda_encoder_encode(const Napi::CallbackInfo& info) {
-  EncoderHolder enc = encoder_arg(info, 0);
-  Tensor x = arg_tensor(info, 1, "x");
+  CudaEncoder::Holder enc = CudaEncoder::Of(info);
+  Tensor x = arg_tensor(info, 0, "x");
   expect_float(x, "x");
   expect_ndim(x, 2, "x");
   if (x.dim(1) != enc->D)
     fail(ErrorKind::Shape, "x is " + shape_str(x.shape) + " but the encoder expects " + std::to_string(enc->D) + " inputs");
-  cuda::EncodeOptions o = read_encode_options(opts_at(info, 2), x.dim(0), enc->M);
+  cuda::EncodeOptions o = read_encode_options(opts_at(info, 1), x.dim(0), enc->M);
   auto res = std::make_shared<cuda::EncodeResult>();
   return run_async(
       info.Env(), [=] { *res = cuda::resident_encode(*enc, x, o); },
       [res](Napi::Env env) -> Napi::Value { return wrap_encode_result(env, *res); });
 }
 
-Napi::Value cuda_encoder_dispose(const Napi::CallbackInfo& info) {
-  Napi::Value v = info[0];
-  if (v.IsObject()) {
-    Napi::Value ext = v.As<Napi::Object>().Get("_native");
-    if (ext.IsExternal()) ext.As<Napi::External<EncoderHolder>>().Data()->reset();  // pending jobs keep their copy
-  }
-  return info.Env().Undefined();
-}
-
 void init(Napi::Env env, Napi::Object exports) {
   export_fn(env, exports, "cudaTopkEncode", cuda_topk_encode, Accepts::AnyDeviceTensors, Audience::Tests);
+  CudaEncoder::Register(env, {CudaEncoder::InstanceMethod<&CudaEncoder::Call<cuda_encoder_encode>>("encode")});
   export_fn(env, exports, "cudaEncoderCreate", cuda_encoder_create, Accepts::AnyDeviceTensors);
-  export_fn(env, exports, "cudaEncoderEncode", cuda_encoder_encode, Accepts::AnyDeviceTensors);
-  export_fn(env, exports, "cudaEncoderDispose", cuda_encoder_dispose, Accepts::AnyDeviceTensors);
 }
 
 }  // namespace

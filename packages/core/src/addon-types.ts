@@ -9,9 +9,6 @@ import type { GemmInfo } from './ops/gemm.js';
 import type { DType, Device, NativeTensor } from './tensor.js';
 
 type H = NativeTensor;
-/** An opaque native object (a resident state, model or encoder); only the addon looks inside. */
-export type NativeObject = object;
-
 /** Sparse-coder weights as the CPU kernels name them (all f32 host tensors). */
 export interface WeightHandles {
   encW: H;
@@ -129,6 +126,32 @@ export interface CudaSaeStateHandle {
   dispose(): void;
 }
 
+/** native/bindings/cuda/sae_encode.cpp: an encoder's weights resident on the device (inference). */
+export interface CudaEncoderHandle {
+  readonly numLatents: number;
+  readonly dIn: number;
+  readonly computeDtype: 'bfloat16' | 'float16';
+  readonly hasBDec: boolean;
+  encode(x: H, opts: Opts): Promise<{ acts: H; indices: H }>;
+  dispose(): void;
+}
+
+/** native/bindings/cuda/sae_decode.cpp: a decoder's weights resident on the device (tests, benches). */
+export interface CudaDecoderHandle {
+  readonly numLatents: number;
+  readonly dOut: number;
+  readonly hasBDec: boolean;
+  decode(acts: H, indices: H): Promise<H>;
+  dispose(): void;
+}
+
+/** native/bindings/cuda/model.cpp: a transformer's weights resident on the device. */
+export interface CudaModelHandle {
+  readonly deviceBytes: number;
+  forward(tokens: H, request: ModelForwardRequest): Promise<ModelForwardResult>;
+  dispose(): void;
+}
+
 export interface BuildInfo {
   cuda: boolean;
   version?: string;
@@ -181,8 +204,6 @@ export interface Addon {
   saeDecode(W_dec: H, b_dec: H | undefined, acts: H, indices: H): Promise<H>;
   saeStep(w: WeightHandles, grads: WeightHandles | undefined, x: H, y: H | undefined, opts: CoderSpecArg & Opts): Promise<SaeStepResultRaw>;
   saeInitBiases(w: WeightHandles, x: H, y: H | undefined, transcode: boolean): Promise<void>;
-  optimStep(entries: Opts[]): Promise<void>;
-  optimLerp(pairs: { param: H; z: H }[], weight: number): Promise<void>;
 
   // ---- native/bindings/cpu/threshold_encode.cpp, threshold_step.cpp (JumpReLU / gated / BatchTopK kinds)
   thresholdEncode(w: Record<string, unknown>, x: H, bDec?: H): Promise<{ acts: H; indices: H; counts: H }>;
@@ -203,9 +224,7 @@ export interface Addon {
   cudaSaeCreate(params: Partial<Record<StateParamKey, H>>, opts: Opts): Promise<CudaSaeStateHandle>;
 
   // ---- native/bindings/cuda/sae_encode.cpp (the resident encoder of encoder-only coders)
-  cudaEncoderCreate(wEnc: H, bEnc: H, bDec?: H): Promise<NativeObject>;
-  cudaEncoderEncode(enc: NativeObject, x: H, opts: Opts): Promise<{ acts: H; indices: H }>;
-  cudaEncoderDispose(enc: NativeObject): void;
+  cudaEncoderCreate(wEnc: H, bEnc: H, bDec?: H, opts?: { computeDtype?: 'bfloat16' | 'float16' }): Promise<CudaEncoderHandle>;
 
   // ---- native/bindings/cuda/train.cpp, model.cpp
   cudaGatherRows(x: H, idx: H): Promise<H>;
@@ -214,9 +233,7 @@ export interface Addon {
   // ---- native/bindings/cuda/threshold_step.cpp (twins of thresholdStep / batchTopKStep; tensors on any device)
   cudaThresholdStep(w: Record<string, unknown>, grads: Record<string, unknown>, x: H, opts: object): Promise<{ mse: number; sparsity: number; loss: number }>;
   cudaBatchTopKStep(w: Record<string, unknown>, grads: Record<string, unknown>, x: H, opts: object): Promise<{ mse: number; inner: number; loss: number; minKept: number; kept: number }>;
-  cudaModelCreate(model: NativeModelHandle): Promise<NativeObject>;
-  cudaModelForward(model: NativeObject, tokens: H, request: ModelForwardRequest): Promise<ModelForwardResult>;
-  cudaModelDispose(model: NativeObject): void;
+  cudaModelCreate(model: NativeModelHandle): Promise<CudaModelHandle>;
 
   /** Exported with Audience::Tests: kernels and references that only tests and benchmarks call. */
   testing: AddonTesting;
@@ -230,6 +247,7 @@ export interface AddonTesting {
   saeNormalizeDecoder(W_dec: H): Promise<void>;
   saeProjectDecoderGrad(W_dec: H, grad: H): Promise<void>;
   saeReference(w: WeightHandles, frozen: WeightHandles | undefined, x: H, y: H | undefined, opts: CoderSpecArg & Opts): SaeReferenceRaw;
+  optimStep(entries: Opts[]): Promise<void>;
   optimReference(kind: string, arrays: Record<string, Float64Array>, hyper: Opts): Record<string, Float64Array>;
   modelActivation(x: H, name: string): H;
   modelAttention(q: H, k: H, v: H, opts: Opts): Promise<H>;
@@ -245,9 +263,7 @@ export interface AddonTesting {
   cudaDecode(acts: H, indices: H, wDec: H, bDec?: H): Promise<H>;
   // native/bindings/cuda/self_test_kinds.cpp: the SAELens kinds' start-up check
   cudaSelfTestKinds(): { ok: boolean; error?: string };
-  cudaDecoderCreate(wDec: H, bDec?: H): Promise<NativeObject>;
-  cudaDecoderDecode(dec: NativeObject, acts: H, indices: H): Promise<H>;
-  cudaDecoderDispose(dec: NativeObject): void;
+  cudaDecoderCreate(wDec: H, bDec?: H): Promise<CudaDecoderHandle>;
   cudaDecodeBackward(gradOut: H, acts: H, indices: H, wDec: H): Promise<{ gradWDec: H; gradActs: H; gradBDec: H }>;
   cudaEncoderBackward(gradActs: H, indices: H, xIn: H, wEnc: H): Promise<{ gradX: H; gradWEnc: H; gradBEnc: H }>;
   cudaNormalizeRows(w: H, opts?: Opts): Promise<H>;

@@ -2,7 +2,7 @@
  * The CUDA CoderState: a thin wrapper over the CUDA build's resident training state (a
  * `CudaSaeState` from `cudaSaeCreate`, native/cuda/sae_state.cu), which holds parameters, gradient accumulators, optimizer moments and
  * sparsify's dead-latent counters on the device; encoder-only coders hold a resident encoder
- * (`cudaEncoderCreate`, inference only). The selected latents of training steps are recorded on
+ * (a `CudaEncoder` from `cudaEncoderCreate`, inference only). The selected latents of training steps are recorded on
  * the device (trackFired) and folded into the counters there once per optimizer step
  * (updateDeadLatents, which reads back the dead mask for the next steps' AuxK); the [N,k]
  * indices never leave the device.
@@ -15,7 +15,7 @@
 import { CODER_PARAM_NAMES, NATIVE_PARAM_KEYS, type CoderParamName, type NativeCoderParamName } from '../coder-params.js';
 import type { SparseCoderConfig } from '../config.js';
 import { DeviceError, DisposedError, ShapeError, ValueError } from '../errors.js';
-import type { CudaSaeStateHandle, NativeObject, StateGradKey } from '../addon-types.js';
+import type { CudaEncoderHandle, CudaSaeStateHandle, StateGradKey } from '../addon-types.js';
 import { native } from '../native.js';
 import { saeInitBiases } from '../ops/sae.js';
 import { Tensor } from '../tensor.js';
@@ -55,8 +55,8 @@ export class CudaCoderState implements CoderState {
     private readonly cfg: SparseCoderConfig,
     /** cudaSaeCreate state (coders with a decoder). */
     private sae: CudaSaeStateHandle | undefined,
-    /** cudaEncoderCreate state (encoder-only coders). */
-    private encoder: NativeObject | undefined,
+    /** cudaEncoderCreate's CudaEncoder (encoder-only coders). */
+    private encoder: CudaEncoderHandle | undefined,
   ) {
     this.paramShapes = new Map([...params].map(([n, t]) => [n, [...t.shape]]));
     this.hasDecoder = sae !== undefined;
@@ -119,7 +119,7 @@ export class CudaCoderState implements CoderState {
     this.alive();
     if (returnPreActs) throw new ValueError('encode: returnPreActs is not implemented on the CUDA backend');
     const c = { k: call.k, activation: call.activation };
-    const r = this.sae ? await this.sae.encode(x.handle, c) : await native().cudaEncoderEncode(this.encoder!, x.handle, c);
+    const r = this.sae ? await this.sae.encode(x.handle, c) : await this.encoder!.encode(x.handle, c);
     return { topActs: new Tensor(r.acts), topIndices: new Tensor(r.indices) };
   }
 
@@ -240,9 +240,8 @@ export class CudaCoderState implements CoderState {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    const n = native();
     this.sae?.dispose();
-    if (this.encoder) n.cudaEncoderDispose(this.encoder);
+    this.encoder?.dispose();
     this.sae = this.encoder = undefined;
     for (const t of this.params.values()) t.dispose();
     if (this.pendingMoments) disposeMoments(this.pendingMoments);

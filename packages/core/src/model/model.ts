@@ -13,6 +13,7 @@ import { join } from 'node:path';
 
 import { ConfigError, DeviceError, DTypeError, DisposedError, FileFormatError, ShapeError, ValueError } from '../errors.js';
 import { resolveLocalOrHub } from '../hub.js';
+import type { CudaModelHandle } from '../addon-types.js';
 import { cudaProbe, native, nativePath } from '../native.js';
 import { Tensor, type DType, type Device } from '../tensor.js';
 import { parseModelConfig, type ModelFamily, type NativeSpec } from './config.js';
@@ -119,8 +120,8 @@ export class LanguageModel implements Disposable {
   /** Where forward() runs and where its outputs live. */
   readonly device: Device;
   #native: { forward: Function; modules: () => NativeModule[]; dispose: () => void } | undefined;
-  /** The GPU copy (cudaModelCreate) when device is 'cuda'. */
-  #cuda: object | undefined;
+  /** The GPU copy (cudaModelCreate's CudaModel) when device is 'cuda'. */
+  #cuda: CudaModelHandle | undefined;
   #tensors: Tensor[];
   #mapped: MappedFiles | undefined;
   #modules: NativeModule[];
@@ -136,7 +137,7 @@ export class LanguageModel implements Disposable {
     dtype: DType;
     handle: { forward: Function; modules: () => NativeModule[]; dispose: () => void };
     tensors: Tensor[];
-    cuda?: object;
+    cuda?: CudaModelHandle;
     mapped?: MappedFiles;
   }) {
     this.#mapped = args.mapped;
@@ -298,7 +299,7 @@ export class LanguageModel implements Disposable {
       // Token ids are validated on the host (range checks) before the GPU job starts.
       const host = tokens.device === 'cpu' ? tokens : await tokens.to('cpu');
       try {
-        r = await native().cudaModelForward(this.#cuda, host.handle, request);
+        r = await this.#cuda.forward(host.handle, request);
       } finally {
         if (host !== tokens) host.dispose();
       }
@@ -358,7 +359,7 @@ export class LanguageModel implements Disposable {
   /** Frees the weights now (a running forward keeps what it uses until it ends). */
   dispose(): void {
     if (!this.#native) return;
-    if (this.#cuda) native().cudaModelDispose(this.#cuda);
+    this.#cuda?.dispose();
     this.#cuda = undefined;
     this.#native.dispose();
     this.#native = undefined;
@@ -453,7 +454,7 @@ export async function loadModel(pathOrRepo: string, opts: LoadModelOptions = {})
     if (e instanceof Error) e.message = `${dir}: ${e.message}`;
     throw e;
   }
-  let cuda: object | undefined;
+  let cuda: CudaModelHandle | undefined;
   if (device === 'cuda') {
     try {
       cuda = await native().cudaModelCreate(handle);
