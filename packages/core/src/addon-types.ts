@@ -57,7 +57,7 @@ export interface SaeStepResultRaw {
 
 /** The resident state's parameter (and gradient) keys. */
 export type StateParamKey = 'wEnc' | 'bEnc' | 'wDec' | 'bDec' | 'wSkip' | 'logThreshold';
-export type StateGradKey = 'gradWEnc' | 'gradBEnc' | 'gradWDec' | 'gradBDec' | 'gradWSkip';
+export type StateGradKey = 'gradWEnc' | 'gradBEnc' | 'gradWDec' | 'gradBDec' | 'gradWSkip' | 'gradLogThreshold';
 /** Moment slots by parameter, in wEnc, bEnc, wDec, bDec(, wSkip) order. */
 export type StateSlots = Partial<Record<'m' | 'v' | 'z', (H | undefined)[]>>;
 
@@ -104,6 +104,8 @@ export interface CpuSaeStateHandle {
   moments(): Record<'m' | 'v' | 'z', Partial<Record<StateParamKey, H>>>;
   loadMoments(moments: Partial<Record<'m' | 'v' | 'z', Partial<Record<StateParamKey, H>>>>): void;
   takeFired(): H;
+  /** The live int32 [M] fired marks (the kind kernels write them; updateDeadLatents reads and clears them). */
+  fired(): H;
   updateDeadLatents(tokens: number): Promise<number>;
   deadLatentCounts(): Float64Array;
   loadDeadLatents(counts: Float64Array | undefined, threshold: number): void;
@@ -123,6 +125,8 @@ export interface CudaSaeStateHandle {
   loadState(opts: StateSlots & { params?: Partial<Record<StateParamKey, H>>; resetOptimizer?: boolean; zeroGrads?: boolean }): Promise<void>;
   lerp(weight: number): Promise<void>;
   takeFired(): Promise<H>;
+  /** Device tensors viewing the state's parameters, gradient accumulators and int32 [M] fired marks. */
+  views(): { params: Partial<Record<StateParamKey, H>>; grads: Partial<Record<StateParamKey, H>>; fired: H };
   updateDeadLatents(tokens: number): Promise<number>;
   deadLatentCounts(): Promise<Float64Array>;
   loadDeadLatents(counts: Float64Array | undefined, threshold: number): Promise<void>;
