@@ -241,6 +241,8 @@ int64_t fused_topk_max_k();
 // out[r] = x[idx[r]] on the device (row_gather.cu); x host or device f32 [N,D], idx host int32 [n]
 // already checked against N. Returns a device tensor.
 Tensor gather_rows(const Tensor& x, const Tensor& idx);
+// Σ (y − mean_n y)² of y [N, D] f32, host or device (sae_state.cu; f32 reduction on the device).
+double total_variance(const Tensor& y);
 
 }  // namespace cuda
 }  // namespace sparsify

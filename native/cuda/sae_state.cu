@@ -355,6 +355,17 @@ void mark_fired(const Tensor& indices, const Tensor& did_fire) {
 }
 }  // namespace
 
+double total_variance(const Tensor& y) {
+  Session ses;
+  cudaStream_t s = ses.stream();
+  DeviceBuffer out(4, s);
+  total_variance_on_device(y, out.as<float>(), s);
+  float v = 0;
+  CUDA_CHECK(cudaMemcpyAsync(&v, out.get(), 4, cudaMemcpyDeviceToHost, s));
+  ses.sync();
+  return double(v);
+}
+
 SaeStepResult sae_forward_backward(ResidentSae& sae, const Tensor& x, const Tensor& y, const Tensor& dead_mask,
                                    const SaeCall& call, const Tensor& did_fire) {
   const int64_t N = x.dim(0), D = sae.D, M = sae.M, ND = N * D;

@@ -373,6 +373,9 @@ Napi::Value cuda_sae_read_state(const Napi::CallbackInfo& info) {
       });
 }
 
+// What a state without optional slot i lacks, for the errors.
+std::string lacks(int i) { return i == 4 ? "no skip connection" : "no log_threshold (not a jumprelu coder)"; }
+
 Napi::Value cuda_sae_load_state(const Napi::CallbackInfo& info) {
   SaeHolder sae = sae_of(info);
   Napi::Object o = arg_object(info, 0, "state");
@@ -388,7 +391,7 @@ Napi::Value cuda_sae_load_state(const Napi::CallbackInfo& info) {
       params[i] = opt_tensor(pv.As<Napi::Object>(), kSaeParamNames[i]);
       if (!params[i].defined()) continue;
       if (!cuda::sae_has_param(*sae, i))
-        fail(ErrorKind::Value, std::string("state.params.") + kSaeParamNames[i] + " given but this CUDA sparse coder has no such parameter");
+        fail(ErrorKind::Value, std::string("state.params.") + kSaeParamNames[i] + " given but this CUDA sparse coder has " + lacks(i));
       expect_float(params[i], kSaeParamNames[i]);
       expect_shape(params[i], shapes[i], kSaeParamNames[i]);
     }
@@ -405,7 +408,7 @@ Napi::Value cuda_sae_load_state(const Napi::CallbackInfo& info) {
       Napi::Value e = a.Get(i);
       if (e.IsUndefined() || e.IsNull()) continue;
       const std::string name = std::string(key) + "." + kSaeParamNames[i];
-      if (!cuda::sae_has_param(*sae, int(i))) fail(ErrorKind::Value, name + " given but this CUDA sparse coder has no such parameter");
+      if (!cuda::sae_has_param(*sae, int(i))) fail(ErrorKind::Value, name + " given but this CUDA sparse coder has " + lacks(int(i)));
       t[i] = value_to_tensor(e, name.c_str());
       expect_dtype(t[i], DType::F32, name.c_str());
       expect_shape(t[i], shapes[i], name.c_str());

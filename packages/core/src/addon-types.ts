@@ -216,6 +216,8 @@ export interface Addon {
   // ---- native/bindings/cuda/threshold_encode.cpp (twin of thresholdEncode; tensors on any device, results on x's)
   cudaThresholdEncode(w: Record<string, unknown>, x: H, bDec?: H): Promise<{ acts: H; indices: H; counts: H }>;
   // ---- native/bindings/cuda/threshold_step.cpp (twins of thresholdStep / batchTopKStep; tensors on any device)
+  /** native/bindings/cuda/train.cpp: Σ (y − mean_n y)² on the device (the kinds' micro-step normaliser). */
+  cudaTotalVariance(y: H): Promise<number>;
   cudaThresholdStep(w: Record<string, unknown>, grads: Record<string, unknown>, x: H, opts: object): Promise<{ mse: number; sparsity: number; loss: number }>;
   cudaBatchTopKStep(w: Record<string, unknown>, grads: Record<string, unknown>, x: H, opts: object): Promise<{ mse: number; inner: number; loss: number; minKept: number; kept: number }>;
   cudaModelCreate(model: NativeModelHandle): Promise<NativeObject>;

@@ -214,7 +214,7 @@ export async function kindForwardBackward(state: CoderState, cfg: SparseCoderCon
   };
   const xr = call.rows ? new Tensor(native().trainRowSlice(x.handle, call.rows[0], call.rows[1])) : x;
   const N = xr.shape[0];
-  // The normaliser first, on the host where the batch is there (the kernels report the MSE).
+  // The normaliser first, where the batch is (the kernels report the MSE).
   let tv = call.totalVariance;
   if (tv === undefined) {
     tv = call.batchVariance && call.rows
@@ -233,15 +233,9 @@ export async function kindForwardBackward(state: CoderState, cfg: SparseCoderCon
   }
 }
 
-/** Σ (y − mean_0 y)² of a host or device batch (a device one is read back once). */
+/** Σ (y − mean_0 y)² of a batch, where it is (a device batch: native/cuda/sae_state.cu, one scalar back). */
 async function totalVariance(y: Tensor): Promise<number> {
-  if (y.device === 'cpu') return native().trainTotalVariance(y.handle);
-  const h = await y.to('cpu');
-  try {
-    return await native().trainTotalVariance(h.handle);
-  } finally {
-    h.dispose();
-  }
+  return y.device === 'cpu' ? native().trainTotalVariance(y.handle) : native().cudaTotalVariance(y.handle);
 }
 
 async function kindStep(
