@@ -238,6 +238,7 @@ async function totalVariance(y: Tensor): Promise<number> {
   return y.device === 'cpu' ? native().trainTotalVariance(y.handle) : native().cudaTotalVariance(y.handle);
 }
 
+/** The step kernel of `kind` on a batch already where it runs, and the losses it reports. */
 async function kindStep(
   kind: KindName,
   cfg: SparseCoderConfig,
