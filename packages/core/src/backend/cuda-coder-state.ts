@@ -16,7 +16,6 @@ import { CODER_PARAM_NAMES, NATIVE_PARAM_KEYS, type CoderParamName, type NativeC
 import type { SparseCoderConfig } from '../config.js';
 import { DeviceError, DisposedError, ShapeError, ValueError } from '../errors.js';
 import type { CudaEncoderHandle, CudaSaeStateHandle, StateGradKey } from '../addon-types.js';
-import { native } from '../native.js';
 import { saeInitBiases } from '../ops/sae.js';
 import { Tensor } from '../tensor.js';
 import {
