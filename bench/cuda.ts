@@ -37,7 +37,7 @@ const cudaPath = join(root, 'native', 'build-cuda', 'Release', 'sparsify.node');
 
 // Without a GPU it prints a markdown section (bench/run.ts puts it in RESULTS.md) saying so.
 function skip(reason: string): never {
-  const short = /no CUDA device/.test(reason) ? 'no GPU lent' : 'no CUDA build';
+  const short = /no CUDA device/.test(reason) ? 'no CUDA device' : 'no CUDA build';
   console.log(`## GPU (not run: ${short})\n\nbench/cuda.ts skipped: ${reason}.\n\n` +
     'The GPU benchmarks and the comparison against Python sparsify on the same GPU (resident training step ' +
     "tokens/s vs sparsify's trainer step, fused encoder as % of torch's bf16 matmul rate, roofline) are ready: " +

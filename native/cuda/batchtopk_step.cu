@@ -10,7 +10,8 @@
 // writes the kept (value, latent) pairs in CSR form. Six tile passes instead of one with a
 // candidate buffer: memory stays O(N + M) whatever k is. The rest follows the CPU kernel: decodes
 // of the full width and of each prefix, g_h per kept entry, per-latent (stable CSR) and per-column
-// gradient sums in double.
+// gradient sums in double. Per-row selection (TopK, Matryoshka over TopK) runs the same radix
+// select with one histogram and threshold key per row.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -39,6 +40,9 @@ struct SelectDev {
   int shift;
   unsigned long long* hist;  // [256]
   uint32_t T;                // Count / Write: the threshold key
+  // Per-row selection (TopK): row n's prefix / threshold key and its [256] histogram instead.
+  const uint32_t* row_key;
+  unsigned* row_hist;
   int *gt, *eq;              // Count: per row, keys > T and == T
   const int* keep_eq;        // Write: ties kept in the row
   const int64_t* row_ptr;    // Write
@@ -84,8 +88,14 @@ __global__ void __launch_bounds__(256) batchtopk_select_kernel(SelectDev p, Pass
         if (a > 0.f) memcpy(&key, &a, 4);
       }
       K[r][col] = key;
-      if (pass == Pass::Histogram && key != 0 && (p.shift == 24 || (key >> (p.shift + 8)) == (p.prefix >> (p.shift + 8))))
+      if (pass != Pass::Histogram || key == 0) continue;
+      if (p.row_key) {
+        const int64_t n = r0 + r;
+        if (p.shift == 24 || (key >> (p.shift + 8)) == (p.row_key[n] >> (p.shift + 8)))
+          atomicAdd(&p.row_hist[n * 256 + ((key >> p.shift) & 255u)], 1u);
+      } else if (p.shift == 24 || (key >> (p.shift + 8)) == (p.prefix >> (p.shift + 8))) {
         atomicAdd(&hist[(key >> p.shift) & 255u], 1ull);
+      }
     }
     __syncthreads();
     if (pass == Pass::Histogram) continue;
@@ -95,8 +105,9 @@ __global__ void __launch_bounds__(256) batchtopk_select_kernel(SelectDev p, Pass
       const int64_t n = r0 + r;
       const uint32_t key = K[r][lane];
       const bool live = n < N && m < M && key != 0;
-      const unsigned above = __ballot_sync(FULL_MASK, live && key > p.T);
-      const unsigned ties = __ballot_sync(FULL_MASK, live && key == p.T);
+      const uint32_t T = p.row_key ? p.row_key[n < N ? n : 0] : p.T;
+      const unsigned above = __ballot_sync(FULL_MASK, live && key > T);
+      const unsigned ties = __ballot_sync(FULL_MASK, live && key == T);
       if (pass == Pass::Count) {
         if (lane == 0) {
           gt[r] += __popc(above);
@@ -105,7 +116,7 @@ __global__ void __launch_bounds__(256) batchtopk_select_kernel(SelectDev p, Pass
       } else {
         const unsigned below = (1u << lane) - 1u;
         const int tie_rank = tie_fill[r] + __popc(ties & below);
-        const bool tie_kept = live && key == p.T && tie_rank < p.keep_eq[n < N ? n : 0];
+        const bool tie_kept = live && key == T && tie_rank < p.keep_eq[n < N ? n : 0];
         const unsigned kept = above | __ballot_sync(FULL_MASK, tie_kept);
         if ((kept >> lane) & 1u) {
           const int64_t at = p.row_ptr[n] + fill[r] + __popc(kept & below);
@@ -125,7 +136,7 @@ __global__ void __launch_bounds__(256) batchtopk_select_kernel(SelectDev p, Pass
   }
   __syncthreads();
   if (pass == Pass::Histogram) {
-    if (hist[tid]) atomicAdd(&p.hist[tid], hist[tid]);
+    if (!p.row_key && hist[tid]) atomicAdd(&p.hist[tid], hist[tid]);
   } else if (pass == Pass::Count && tid < TR && r0 + tid < N) {
     p.gt[r0 + tid] = gt[tid];
     p.eq[r0 + tid] = tie_fill[tid];
@@ -205,13 +216,13 @@ __global__ void latent_grad_kernel(const int64_t* __restrict__ start, const int*
 
 __global__ void bdec_grad_kernel(const int64_t* __restrict__ row_ptr, const int* __restrict__ idx, const float* __restrict__ gh,
                                  const float* __restrict__ gout, int nw, const float* __restrict__ W_enc, int64_t N, int64_t D,
-                                 double ls, float* __restrict__ g_b_dec) {
+                                 bool apply_b_dec, double ls, float* __restrict__ g_b_dec) {
   const int64_t d = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (d >= D) return;
   double t = 0;
   for (int64_t n = 0; n < N; ++n) {
     for (int lv = 0; lv <= nw; ++lv) t += gout[(int64_t(lv) * N + n) * D + d];
-    for (int64_t j = row_ptr[n]; j < row_ptr[n + 1]; ++j) t -= double(gh[j]) * W_enc[int64_t(idx[j]) * D + d];
+    for (int64_t j = row_ptr[n]; apply_b_dec && j < row_ptr[n + 1]; ++j) t -= double(gh[j]) * W_enc[int64_t(idx[j]) * D + d];
   }
   g_b_dec[d] += float(ls * t);
 }
@@ -226,7 +237,10 @@ BatchTopKLossesDev batchtopk_step(const BatchTopKStepArgs& a) {
     SPX_CHECK(wd >= 1 && wd < M, Value, "matryoshka widths must be in [1, num_latents), got " + std::to_string(wd));
   for (size_t i = 1; i < a.widths.size(); ++i)
     SPX_CHECK(a.widths[i] > a.widths[i - 1], Value, "matryoshka widths must be strictly increasing");
-  const int64_t kk = std::min<int64_t>(int64_t(std::floor(a.k * double(N))), N * M);
+  if (a.per_row)
+    SPX_CHECK(a.k == std::floor(a.k) && a.k >= 1 && a.k <= double(M), Value,
+              "topk k must be an integer in [1, num_latents], got " + std::to_string(a.k));
+  const int64_t kk = a.per_row ? int64_t(a.k) : std::min<int64_t>(int64_t(std::floor(a.k * double(N))), N * M);
   SPX_CHECK(kk >= 1, Value, "batchtopk keeps floor(k * rows) = 0 latents; k=" + std::to_string(a.k) + " rows=" + std::to_string(N));
   Session ses;
   cudaStream_t s = ses.stream();
@@ -235,8 +249,9 @@ BatchTopKLossesDev batchtopk_step(const BatchTopKStepArgs& a) {
   auto F = [](const DeviceTensor& t) { return static_cast<const float*>(t.data()); };
   const float *x = F(dx), *W_enc = F(dwe), *b_enc = F(dbe), *W_dec = F(dwd), *b_dec = F(dbd);
   GradTarget gwe(a.g_w_enc, s), gbe(a.g_b_enc, s), gwd(a.g_w_dec, s), gbd(a.g_b_dec, s);
+  GradTarget fired = a.did_fire.defined() ? GradTarget(a.did_fire, s) : GradTarget();
   DeviceBuffer xin(size_t(N * D) * 4, s), norm(size_t(M) * 4, s);
-  encoder_input_dev(x, b_dec, N, D, xin.as<float>(), s);
+  encoder_input_dev(x, a.apply_b_dec ? b_dec : nullptr, N, D, xin.as<float>(), s);
   latent_prep_dev(W_dec, nullptr, M, D, norm.as<float>(), nullptr, s);
 
   // Radix select of the kk-th largest positive key.
@@ -247,7 +262,62 @@ BatchTopKLossesDev batchtopk_step(const BatchTopKStepArgs& a) {
   p.hist = hist.as<unsigned long long>();
   int64_t need = kk, positives = -1;
   uint32_t prefix = 0;
-  for (int shift = 24; shift >= 0; shift -= 8) {
+  DeviceBuffer gt(size_t(N) * 4, s), eq(size_t(N) * 4, s), keep_eq(size_t(N) * 4, s), row_ptr(size_t(N + 1) * 8, s);
+  std::vector<int64_t> hrow(size_t(N + 1), 0);
+  // Per row: the same radix select, one histogram and prefix per row.
+  DeviceBuffer row_key(a.per_row ? size_t(N) * 4 : 4, s);
+  std::vector<uint32_t> hkey(a.per_row ? size_t(N) : 0, 0);
+  double row_min_kept = 0;
+  if (a.per_row) {
+    DeviceBuffer row_hist(size_t(N) * 256 * 4, s);
+    p.row_key = row_key.as<uint32_t>(), p.row_hist = row_hist.as<unsigned>();
+    std::vector<int64_t> rneed(size_t(N), kk);
+    std::vector<unsigned> h(size_t(N) * 256);
+    CUDA_CHECK(cudaMemcpyAsync(row_key.get(), hkey.data(), size_t(N) * 4, cudaMemcpyHostToDevice, s));
+    for (int shift = 24; shift >= 0; shift -= 8) {
+      CUDA_CHECK(cudaMemsetAsync(row_hist.get(), 0, size_t(N) * 256 * 4, s));
+      p.shift = shift;
+      SPX_LAUNCH(blocks, 256, 0, s, batchtopk_select_kernel)(p, Pass::Histogram);
+      CUDA_CHECK_LAUNCH();
+      CUDA_CHECK(cudaMemcpyAsync(h.data(), row_hist.get(), h.size() * 4, cudaMemcpyDeviceToHost, s));
+      ses.sync();
+      for (int64_t n = 0; n < N; ++n) {
+        const unsigned* hn = h.data() + n * 256;
+        if (shift == 24) {
+          int64_t pos = 0;
+          for (int b = 0; b < 256; ++b) pos += hn[b];
+          hrow[size_t(n + 1)] = std::min(kk, pos);
+          rneed[size_t(n)] = hrow[size_t(n + 1)];
+        }
+        if (rneed[size_t(n)] == 0) continue;
+        int bin = 255;
+        for (; bin > 0 && int64_t(hn[bin]) < rneed[size_t(n)]; --bin) rneed[size_t(n)] -= int64_t(hn[bin]);
+        hkey[size_t(n)] |= uint32_t(bin) << shift;
+      }
+      CUDA_CHECK(cudaMemcpyAsync(row_key.get(), hkey.data(), size_t(N) * 4, cudaMemcpyHostToDevice, s));
+      ses.sync();
+    }
+    // rneed = the ties at the row's key to keep (latent order); an empty row keeps nothing.
+    std::vector<int> hkeep(static_cast<size_t>(N));
+    bool any = false;
+    for (int64_t n = 0; n < N; ++n) {
+      hkeep[size_t(n)] = int(rneed[size_t(n)]);
+      if (hrow[size_t(n + 1)] == 0) hkey[size_t(n)] = 0xFFFFFFFFu;  // NaN bits: no positive key is above or equal
+      else {
+        float t;
+        memcpy(&t, &hkey[size_t(n)], 4);
+        row_min_kept = any ? std::min(row_min_kept, double(t)) : double(t);
+        any = true;
+      }
+      hrow[size_t(n + 1)] += hrow[size_t(n)];
+    }
+    CUDA_CHECK(cudaMemcpyAsync(row_key.get(), hkey.data(), size_t(N) * 4, cudaMemcpyHostToDevice, s));
+    CUDA_CHECK(cudaMemcpyAsync(keep_eq.get(), hkeep.data(), size_t(N) * 4, cudaMemcpyHostToDevice, s));
+    CUDA_CHECK(cudaMemcpyAsync(row_ptr.get(), hrow.data(), size_t(N + 1) * 8, cudaMemcpyHostToDevice, s));
+    ses.sync();
+    positives = hrow[size_t(N)];
+  }
+  for (int shift = 24; !a.per_row && shift >= 0; shift -= 8) {
     CUDA_CHECK(cudaMemsetAsync(hist.get(), 0, 256 * 8, s));
     p.prefix = prefix, p.shift = shift;
     SPX_LAUNCH(blocks, 256, 0, s, batchtopk_select_kernel)(p, Pass::Histogram);
@@ -265,11 +335,10 @@ BatchTopKLossesDev batchtopk_step(const BatchTopKStepArgs& a) {
     for (; bin > 0 && int64_t(h[bin]) < need; --bin) need -= int64_t(h[bin]);
     prefix |= uint32_t(bin) << shift;
   }
-  const int64_t nnz = positives > 0 ? std::min(kk, positives) : 0;
+  const int64_t nnz = a.per_row ? positives : positives > 0 ? std::min(kk, positives) : 0;
   // need = ties at T to keep; T = prefix (when anything is kept).
-  DeviceBuffer gt(size_t(N) * 4, s), eq(size_t(N) * 4, s), keep_eq(size_t(N) * 4, s), row_ptr(size_t(N + 1) * 8, s);
-  std::vector<int64_t> hrow(size_t(N + 1), 0);
-  if (nnz > 0) {
+  if (a.per_row) {
+  } else if (nnz > 0) {
     p.T = prefix, p.gt = gt.as<int>(), p.eq = eq.as<int>();
     SPX_LAUNCH(blocks, 256, 0, s, batchtopk_select_kernel)(p, Pass::Count);
     CUDA_CHECK_LAUNCH();
@@ -299,6 +368,7 @@ BatchTopKLossesDev batchtopk_step(const BatchTopKStepArgs& a) {
     CUDA_CHECK_LAUNCH();
   }
   row_of_dev(row_ptr.as<int64_t>(), N, row_of.as<int>(), s);
+  mark_fired_dev(vals.as<float>(), idx.as<int>(), nnz, fired.int_ptr(), s);
 
   const int nw = int(a.widths.size());
   DeviceBuffer widths(size_t(std::max(nw, 1)) * 8, s);
@@ -323,15 +393,17 @@ BatchTopKLossesDev batchtopk_step(const BatchTopKStepArgs& a) {
     ses.sync();
   }
   SPX_LAUNCH(ceil_div(D, 128), 128, 0, s, bdec_grad_kernel)(row_ptr.as<int64_t>(), idx.as<int>(), gh.as<float>(),
-                                                            gout.as<float>(), nw, W_enc, N, D, a.loss_scale, gbd.ptr());
+                                                            gout.as<float>(), nw, W_enc, N, D, a.apply_b_dec, a.loss_scale, gbd.ptr());
   CUDA_CHECK_LAUNCH();
-  for (GradTarget* g : {&gwe, &gbe, &gwd, &gbd}) g->write_back();
+  for (GradTarget* g : {&gwe, &gbe, &gwd, &gbd, &fired}) g->write_back();
   std::vector<double> hse(size_t((nw + 1) * N));
   CUDA_CHECK(cudaMemcpyAsync(hse.data(), se.get(), hse.size() * 8, cudaMemcpyDeviceToHost, s));
   ses.sync();
   BatchTopKLossesDev L;
   L.kept = nnz;
-  if (nnz > 0) {
+  if (a.per_row) {
+    L.min_kept = row_min_kept;  // the smallest of the rows' threshold keys
+  } else if (nnz > 0) {
     float t;
     memcpy(&t, &prefix, 4);
     L.min_kept = t;  // the smallest kept value is the threshold key itself

@@ -107,11 +107,15 @@ struct SaeConfig {
   bool normalize_decoder = true;  // ignored for transcoders
   DType compute = DType::BF16;
   bool skip = false;  // skip_connection: a fifth parameter W_skip [D, D] (set by make_resident_sae)
+  bool log_threshold = false;  // jumprelu: a parameter log_threshold [M] in slot 5 (set by make_resident_sae)
 };
 struct ResidentSae;
 // w_skip: optional [D, D] (skip_connection, sae_out += x·W_skipᵀ); undefined for none.
+// log_threshold: optional [M] (jumprelu): trained by the optimizer step like the others; the
+// forward of the kinds runs in the kind kernels (threshold_step.cu) over sae_views.
 std::shared_ptr<ResidentSae> make_resident_sae(const Tensor& w_enc, const Tensor& b_enc, const Tensor& w_dec,
-                                               const Tensor& b_dec, const Tensor& w_skip, const SaeConfig& cfg);
+                                               const Tensor& b_dec, const Tensor& w_skip, const SaeConfig& cfg,
+                                               const Tensor& log_threshold = Tensor());
 // Per-call settings of one forward(/backward): the trainer changes k (k decay), and a coder's cfg
 // (activation, normalize_decoder) may be replaced after loading; transcode and compute are fixed.
 struct SaeCall {
@@ -175,11 +179,20 @@ struct SaeOptim {
 };
 void sae_apply(ResidentSae& sae, const SaeOptim& o);
 struct SaeParams {
-  Tensor w_enc, b_enc, w_dec, b_dec, w_skip;          // w_skip: skip_connection only
-  Tensor g_w_enc, g_b_enc, g_w_dec, g_b_dec, g_w_skip;  // with_grads: the gradient accumulators
+  Tensor w_enc, b_enc, w_dec, b_dec, w_skip, log_threshold;          // w_skip / log_threshold: when the state has them
+  Tensor g_w_enc, g_b_enc, g_w_dec, g_b_dec, g_w_skip, g_log_threshold;  // with_grads: the gradient accumulators
 };
-// Parameter slots: w_enc, b_enc, w_dec, b_dec and, with skip_connection, w_skip.
-constexpr int kSaeMaxParams = 5;
+// Parameter slots: w_enc, b_enc, w_dec, b_dec, w_skip (skip_connection), log_threshold (jumprelu).
+constexpr int kSaeMaxParams = 6;
+// Whether the state has parameter slot i.
+bool sae_has_param(const ResidentSae& sae, int i);
+// Device tensors that view (and keep alive) the state's parameters, gradient accumulators (slot
+// order, undefined where absent) and fired marks (int32 [M]): the kind kernels read and write
+// them in place (SparseCoder kinds on cuda, packages/core/src/backend/kind-step.ts).
+struct SaeViews {
+  Tensor params[kSaeMaxParams], grads[kSaeMaxParams], fired;
+};
+SaeViews sae_views(const std::shared_ptr<ResidentSae>& sae);
 int sae_num_params(const ResidentSae& sae);
 // eval_beta > 0 with signum state: returns the schedule-free average x = lerp(y, z, 1 - 1/β).
 SaeParams sae_read(ResidentSae& sae, double eval_beta, bool with_grads);
@@ -228,6 +241,8 @@ int64_t fused_topk_max_k();
 // out[r] = x[idx[r]] on the device (row_gather.cu); x host or device f32 [N,D], idx host int32 [n]
 // already checked against N. Returns a device tensor.
 Tensor gather_rows(const Tensor& x, const Tensor& idx);
+// Σ (y − mean_n y)² of y [N, D] f32, host or device (sae_state.cu; f32 reduction on the device).
+double total_variance(const Tensor& y);
 
 }  // namespace cuda
 }  // namespace sparsify

@@ -151,7 +151,7 @@ void choose_path(cudaStream_t s) {
   }
   std::string why;
   // Shapes: odd edges with a half last K slice and more slices than stages (229 x 317 x 608);
-  // review addition: a single half slice (Kp = 32: fewer slices than the prologue loads, the
+  // and a single half slice (Kp = 32: fewer slices than the prologue loads, the
   // empty cp.async groups), which small models (hidden 32/64) and short K hit.
   const int64_t shapes[2][3] = {{229, 317, 608}, {70, 130, 32}};
   bool ok = true;

@@ -178,8 +178,8 @@ void gemm_f32_acc(const float* A, int64_t a_i, int64_t a_r, const float* B, int6
 struct ResidentSae {
   SaeConfig cfg;
   int64_t M = 0, D = 0;
-  DevArray w_enc, b_enc, w_dec, b_dec, w_skip;            // parameters (signum: these hold y); w_skip: cfg.skip
-  DevArray g_w_enc, g_b_enc, g_w_dec, g_b_dec, g_w_skip;  // gradient accumulators
+  DevArray w_enc, b_enc, w_dec, b_dec, w_skip, log_t;            // parameters (signum: these hold y); w_skip: cfg.skip; log_t: cfg.log_threshold
+  DevArray g_w_enc, g_b_enc, g_w_dec, g_b_dec, g_w_skip, g_log_t;  // gradient accumulators
   DevArray m[kSaeMaxParams], v[kSaeMaxParams], z[kSaeMaxParams];  // Adam moments (muon: m = 2-D momentum) / schedule-free z, on first use
   // int32 [M + 1]: 1 for the latents selected by tracked steps since the last sae_take_fired
   // (the dead-latent bookkeeping stays here); entry M flags an out-of-range index (a kernel bug).
@@ -190,11 +190,13 @@ struct ResidentSae {
   double dead_threshold = std::numeric_limits<double>::infinity();
   Tensor dead_host;
   int64_t num_dead = 0;
-  int num_params() const { return cfg.skip ? 5 : 4; }
-  DevArray& param(int i) { return i == 0 ? w_enc : i == 1 ? b_enc : i == 2 ? w_dec : i == 3 ? b_dec : w_skip; }
-  DevArray& grad(int i) { return i == 0 ? g_w_enc : i == 1 ? g_b_enc : i == 2 ? g_w_dec : i == 3 ? g_b_dec : g_w_skip; }
+  // Slots 0..num_params()-1; has(i) says which of them exist (W_skip, log_threshold optional).
+  int num_params() const { return cfg.log_threshold ? 6 : cfg.skip ? 5 : 4; }
+  bool has(int i) const { return i < 4 || (i == 4 && cfg.skip) || (i == 5 && cfg.log_threshold); }
+  DevArray& param(int i) { return i == 0 ? w_enc : i == 1 ? b_enc : i == 2 ? w_dec : i == 3 ? b_dec : i == 4 ? w_skip : log_t; }
+  DevArray& grad(int i) { return i == 0 ? g_w_enc : i == 1 ? g_b_enc : i == 2 ? g_w_dec : i == 3 ? g_b_dec : i == 4 ? g_w_skip : g_log_t; }
   std::vector<int64_t> shape(int i) const {
-    if (i == 1) return {M};
+    if (i == 1 || i == 5) return {M};
     if (i == 3) return {D};
     return i == 4 ? std::vector<int64_t>{D, D} : std::vector<int64_t>{M, D};
   }
@@ -204,18 +206,49 @@ int64_t sae_num_latents(const ResidentSae& sae) { return sae.M; }
 int64_t sae_d_in(const ResidentSae& sae) { return sae.D; }
 int64_t sae_k(const ResidentSae& sae) { return sae.cfg.k; }
 int sae_num_params(const ResidentSae& sae) { return sae.num_params(); }
+bool sae_has_param(const ResidentSae& sae, int i) { return sae.has(i); }
+
+SaeViews sae_views(const std::shared_ptr<ResidentSae>& sae) {
+  // Non-owning device storage; the release keeps the state alive while a view lives.
+  auto view = [&](void* p, std::vector<int64_t> shape, DType dt) {
+    auto st = std::make_shared<Storage>();
+    st->data = p;
+    st->device = Device::CUDA;
+    int64_t n = 1;
+    for (int64_t v : shape) n *= v;
+    st->bytes = size_t(n) * dtype_size(dt);
+    std::shared_ptr<ResidentSae> keep = sae;
+    st->release = [keep](void*, size_t) {};
+    Tensor t;
+    t.storage = std::move(st);
+    t.shape = std::move(shape);
+    t.dtype = dt;
+    return t;
+  };
+  SaeViews v;
+  for (int i = 0; i < sae->num_params(); ++i) {
+    if (!sae->has(i)) continue;
+    v.params[i] = view(sae->param(i).p, sae->shape(i), DType::F32);
+    v.grads[i] = view(sae->grad(i).p, sae->shape(i), DType::F32);
+  }
+  v.fired = view(sae->fired.p, {sae->M}, DType::I32);
+  return v;
+}
 
 std::shared_ptr<ResidentSae> make_resident_sae(const Tensor& w_enc, const Tensor& b_enc, const Tensor& w_dec,
-                                               const Tensor& b_dec, const Tensor& w_skip, const SaeConfig& cfg) {
+                                               const Tensor& b_dec, const Tensor& w_skip, const SaeConfig& cfg,
+                                               const Tensor& log_threshold) {
   auto r = std::make_shared<ResidentSae>();
   r->cfg = cfg;
   r->cfg.skip = w_skip.defined();
+  r->cfg.log_threshold = log_threshold.defined();
   r->M = w_enc.dim(0);
   r->D = w_enc.dim(1);
   Session ses;
   cudaStream_t s = ses.stream();
-  const Tensor* src[kSaeMaxParams] = {&w_enc, &b_enc, &w_dec, &b_dec, &w_skip};
+  const Tensor* src[kSaeMaxParams] = {&w_enc, &b_enc, &w_dec, &b_dec, &w_skip, &log_threshold};
   for (int i = 0; i < r->num_params(); ++i) {
+    if (!r->has(i)) continue;
     Tensor f = src[i]->to(DType::F32);
     r->param(i).alloc(f.numel());
     r->grad(i).alloc(f.numel());
@@ -321,6 +354,17 @@ void mark_fired(const Tensor& indices, const Tensor& did_fire) {
   }
 }
 }  // namespace
+
+double total_variance(const Tensor& y) {
+  Session ses;
+  cudaStream_t s = ses.stream();
+  DeviceBuffer out(4, s);
+  total_variance_on_device(y, out.as<float>(), s);
+  float v = 0;
+  CUDA_CHECK(cudaMemcpyAsync(&v, out.get(), 4, cudaMemcpyDeviceToHost, s));
+  ses.sync();
+  return double(v);
+}
 
 SaeStepResult sae_forward_backward(ResidentSae& sae, const Tensor& x, const Tensor& y, const Tensor& dead_mask,
                                    const SaeCall& call, const Tensor& did_fire) {
@@ -633,6 +677,7 @@ void sae_apply(ResidentSae& sae, const SaeOptim& o) {
   const bool project = o.project < 0 ? (!sae.cfg.transcode && sae.cfg.normalize_decoder) : o.project > 0;
   if (project) project_grad_dev(sae.g_w_dec.p, sae.w_dec.p, sae.M, sae.D, s);
   for (int i = 0; i < sae.num_params(); ++i) {
+    if (!sae.has(i)) continue;
     DevArray &p = sae.param(i), &g = sae.grad(i);
     if (p.n == 0) continue;
     if (o.muon && (i == 0 || i == 2 || i == 4)) {  // the 2-D parameters (W_enc, W_dec [M, D]; W_skip [D, D]): Muon
@@ -669,6 +714,7 @@ SaeParams sae_read(ResidentSae& sae, double eval_beta, bool with_grads) {
   cudaStream_t s = ses.stream();
   Tensor t[kSaeMaxParams], zt[kSaeMaxParams], gt[kSaeMaxParams];
   for (int i = 0; i < sae.num_params(); ++i) {
+    if (!sae.has(i)) continue;
     t[i] = download(sae.param(i).p, sae.shape(i), DType::F32, s);
     if (eval_beta > 0 && sae.z[i].p) zt[i] = download(sae.z[i].p, sae.shape(i), DType::F32, s);
     if (with_grads) gt[i] = download(sae.grad(i).p, sae.shape(i), DType::F32, s);
@@ -683,7 +729,7 @@ SaeParams sae_read(ResidentSae& sae, double eval_beta, bool with_grads) {
     for (int64_t j = 0, n = t[i].numel(); j < n; ++j)
       p[j] = std::fabs(w) < 0.5f ? p[j] + w * (z[j] - p[j]) : z[j] - (z[j] - p[j]) * (1.f - w);
   }
-  return SaeParams{t[0], t[1], t[2], t[3], t[4], gt[0], gt[1], gt[2], gt[3], gt[4]};
+  return SaeParams{t[0], t[1], t[2], t[3], t[4], t[5], gt[0], gt[1], gt[2], gt[3], gt[4], gt[5]};
 }
 
 namespace {
@@ -699,6 +745,7 @@ SaeOptState sae_read_state(ResidentSae& sae) {
   cudaStream_t s = ses.stream();
   SaeOptState st;
   for (int i = 0; i < sae.num_params(); ++i) {
+    if (!sae.has(i)) continue;
     if (sae.m[i].p) st.m[i] = download(sae.m[i].p, sae.shape(i), DType::F32, s);
     if (sae.v[i].p) st.v[i] = download(sae.v[i].p, sae.shape(i), DType::F32, s);
     if (sae.z[i].p) st.z[i] = download(sae.z[i].p, sae.shape(i), DType::F32, s);
@@ -728,7 +775,8 @@ void sae_load_state(ResidentSae& sae, const Tensor (&params)[kSaeMaxParams], con
     if (!dst.p) dst.alloc(f.numel());
     if (f.nbytes()) CUDA_CHECK(cudaMemcpyAsync(dst.p, f.raw(), f.nbytes(), cudaMemcpyDefault, s));
   };
-  for (int i = 0; i < sae.num_params(); ++i) {  // the binding rejects W_skip entries for a state without it
+  for (int i = 0; i < sae.num_params(); ++i) {  // the binding rejects entries for slots the state lacks
+    if (!sae.has(i)) continue;
     put(sae.param(i), params[i]);
     put(sae.m[i], st.m[i]);
     put(sae.v[i], st.v[i]);

@@ -1,7 +1,7 @@
 // Training step (loss + gradients) of ReLU + L1 and JumpReLU coders on the device. CUDA twin of
 // native/cpu/threshold_step.cpp (formulas in native/cpu/threshold_step.h); float64 reference:
 // packages/core/src/kinds/reference.ts. Passes, each a kernel on the stream:
-//   1. x' = x - b_dec, decoder row norms, theta = exp(log_threshold);
+//   1. x' = x - b_dec (x when apply_b_dec is off), decoder row norms, theta = exp(log_threshold);
 //   2. the kept latents in CSR form (threshold_encode.cu: count, row offsets, write; never N x M);
 //   3. decode + residual per row: g_out = 2 (out - x) / N, squared error per row (double);
 //   4. per kept entry: g_h = <g_out[n], W_dec[m]> + the sparsity term (one warp per entry);
@@ -36,6 +36,12 @@ __global__ void latent_prep_kernel(const float* __restrict__ W_dec, const float*
   for (int64_t d = 0; d < D; ++d) q += double(W_dec[m * D + d]) * W_dec[m * D + d];
   norm[m] = float(sqrt(q));
   if (log_t) theta[m] = expf(log_t[m]);
+}
+
+__global__ void mark_fired_kernel(const float* __restrict__ vals, const int* __restrict__ idx, int64_t nnz,
+                                  int* __restrict__ did_fire) {
+  const int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (j < nnz && vals[j] > 0.f) did_fire[idx[j]] = 1;
 }
 
 __global__ void row_of_kernel(const int64_t* __restrict__ row_ptr, int64_t N, int* __restrict__ row_of) {
@@ -203,13 +209,13 @@ __global__ void latent_grad_kernel(const int64_t* __restrict__ start, const int*
 // b_dec: sum_n g_out[n] - sum_j g_h[j] W_enc[idx[j]], one thread per column.
 __global__ void bdec_grad_kernel(const int64_t* __restrict__ row_ptr, const int* __restrict__ idx, const float* __restrict__ gh,
                                  const float* __restrict__ gout, const float* __restrict__ W_enc, int64_t N, int64_t D,
-                                 double ls, float* __restrict__ g_b_dec) {
+                                 bool apply_b_dec, double ls, float* __restrict__ g_b_dec) {
   const int64_t d = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (d >= D) return;
   double t = 0;
   for (int64_t n = 0; n < N; ++n) {
     t += gout[n * D + d];
-    for (int64_t j = row_ptr[n]; j < row_ptr[n + 1]; ++j) t -= double(gh[j]) * W_enc[int64_t(idx[j]) * D + d];
+    for (int64_t j = row_ptr[n]; apply_b_dec && j < row_ptr[n + 1]; ++j) t -= double(gh[j]) * W_enc[int64_t(idx[j]) * D + d];
   }
   g_b_dec[d] += float(ls * t);
 }
@@ -219,6 +225,12 @@ __global__ void bdec_grad_kernel(const int64_t* __restrict__ row_ptr, const int*
 void latent_prep_dev(const float* W_dec, const float* log_t, int64_t M, int64_t D, float* norm, float* theta, cudaStream_t s) {
   if (M == 0) return;
   SPX_LAUNCH(ceil_div(M, 128), 128, 0, s, latent_prep_kernel)(W_dec, log_t, M, D, norm, theta);
+  CUDA_CHECK_LAUNCH();
+}
+
+void mark_fired_dev(const float* vals, const int* idx, int64_t nnz, int* did_fire, cudaStream_t s) {
+  if (nnz == 0 || !did_fire) return;
+  SPX_LAUNCH(ceil_div(nnz, 256), 256, 0, s, mark_fired_kernel)(vals, idx, nnz, did_fire);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -265,9 +277,10 @@ ThresholdStepLossesDev threshold_step(const ThresholdStepArgs& a) {
   const float *x = F(dx), *W_enc = F(dwe), *b_enc = F(dbe), *W_dec = F(dwd), *b_dec = F(dbd);
   GradTarget gwe(a.g_w_enc, s), gbe(a.g_b_enc, s), gwd(a.g_w_dec, s), gbd(a.g_b_dec, s);
   GradTarget glt = a.jumprelu ? GradTarget(a.g_log_threshold, s) : GradTarget();
+  GradTarget fired = a.did_fire.defined() ? GradTarget(a.did_fire, s) : GradTarget();
 
   DeviceBuffer xin(size_t(N * D) * 4, s), norm(size_t(std::max<int64_t>(M, 1)) * 4, s), theta(size_t(std::max<int64_t>(M, 1)) * 4, s);
-  encoder_input_dev(x, b_dec, N, D, xin.as<float>(), s);
+  encoder_input_dev(x, a.apply_b_dec ? b_dec : nullptr, N, D, xin.as<float>(), s);
   latent_prep_dev(W_dec, a.jumprelu ? F(dlt) : nullptr, M, D, norm.as<float>(), theta.as<float>(), s);
   ThresholdDev tw{D, M, W_enc, b_enc, a.jumprelu ? theta.as<float>() : nullptr, nullptr, b_enc};
   DeviceBuffer counts(size_t(N) * 4, s), row_ptr(size_t(N + 1) * 8, s);
@@ -280,6 +293,7 @@ ThresholdStepLossesDev threshold_step(const ThresholdStepArgs& a) {
   DeviceBuffer vals(nz * 4, s), idx(nz * 4, s), row_of(nz * 4, s), gh(nz * 4, s), sp(nz * 8, s);
   threshold_write_dev(xin.as<float>(), tw, N, row_ptr.as<int64_t>(), 0, vals.as<float>(), idx.as<int>(), s);
   row_of_dev(row_ptr.as<int64_t>(), N, row_of.as<int>(), s);
+  mark_fired_dev(vals.as<float>(), idx.as<int>(), nnz, fired.int_ptr(), s);
 
   DeviceBuffer gout(size_t(N * D) * 4, s), se(size_t(N) * 8, s);
   SPX_LAUNCH(unsigned(N), 128, 0, s, decode_residual_kernel)(row_ptr.as<int64_t>(), vals.as<float>(), idx.as<int>(), W_dec,
@@ -314,10 +328,10 @@ ThresholdStepLossesDev threshold_step(const ThresholdStepArgs& a) {
   }
   if (D > 0) {
     SPX_LAUNCH(ceil_div(D, 128), 128, 0, s, bdec_grad_kernel)(row_ptr.as<int64_t>(), idx.as<int>(), gh.as<float>(),
-                                                              gout.as<float>(), W_enc, N, D, a.loss_scale, gbd.ptr());
+                                                              gout.as<float>(), W_enc, N, D, a.apply_b_dec, a.loss_scale, gbd.ptr());
     CUDA_CHECK_LAUNCH();
   }
-  for (GradTarget* g : {&gwe, &gbe, &gwd, &gbd, &glt}) g->write_back();
+  for (GradTarget* g : {&gwe, &gbe, &gwd, &gbd, &glt, &fired}) g->write_back();
   std::vector<double> hse(static_cast<size_t>(N)), hsp(static_cast<size_t>(nnz));
   CUDA_CHECK(cudaMemcpyAsync(hse.data(), se.get(), size_t(N) * 8, cudaMemcpyDeviceToHost, s));
   if (nnz) CUDA_CHECK(cudaMemcpyAsync(hsp.data(), sp.get(), size_t(nnz) * 8, cudaMemcpyDeviceToHost, s));

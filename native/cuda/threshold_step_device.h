@@ -18,6 +18,8 @@ struct ThresholdStepArgs {
   Tensor w_enc, b_enc, log_threshold, w_dec, b_dec;          // weights (log_threshold: jumprelu)
   Tensor g_w_enc, g_b_enc, g_log_threshold, g_w_dec, g_b_dec;  // gradients, added into
   Tensor x;
+  Tensor did_fire;  // int32 [M] or undefined: set to 1 for each latent with a positive activation
+  bool apply_b_dec = true;  // encode x - b_dec (SAELens apply_b_dec_to_input), else x
   bool jumprelu = false;
   double l1_coefficient = 0, l0_coefficient = 0, bandwidth = 0.05;
   bool tanh_l0 = false;
@@ -32,6 +34,9 @@ struct BatchTopKStepArgs {
   Tensor w_enc, b_enc, w_dec, b_dec;
   Tensor g_w_enc, g_b_enc, g_w_dec, g_b_dec;
   Tensor x;
+  Tensor did_fire;  // int32 [M] or undefined: set to 1 for each latent with a positive kept activation
+  bool apply_b_dec = true;
+  bool per_row = false;  // TopK instead: the top k (an integer) of each row
   double k = 0;
   std::vector<int64_t> widths;  // matryoshka prefix widths (< M), strictly increasing
   double loss_scale = 1.0;
@@ -50,6 +55,8 @@ struct StepMath {
 
 // norm[m] = ||W_dec[m]|| (double sum, as the CPU); theta[m] = exp(log_t[m]) when log_t is given.
 void latent_prep_dev(const float* W_dec, const float* log_t, int64_t M, int64_t D, float* norm, float* theta, cudaStream_t s);
+// did_fire[idx[j]] = 1 for each entry j < nnz with vals[j] > 0.
+void mark_fired_dev(const float* vals, const int* idx, int64_t nnz, int* did_fire, cudaStream_t s);
 // row_of[j] = the row of CSR entry j.
 void row_of_dev(const int64_t* row_ptr, int64_t N, int* row_of, cudaStream_t s);
 
@@ -60,6 +67,7 @@ class GradTarget {
   GradTarget() = default;
   GradTarget(const Tensor& t, cudaStream_t s);
   float* ptr() const { return ptr_; }
+  int* int_ptr() const { return reinterpret_cast<int*>(ptr_); }  // an int32 target (fired marks)
   void write_back();
 
  private:

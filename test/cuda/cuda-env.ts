@@ -37,7 +37,7 @@ export function cudaAddon(): { addon?: NativeAddon; skip?: string } {
   if (!existsSync(cudaBuildPath))
     return { skip: `no CUDA build at ${cudaBuildPath} (build it: node scripts/build-native.mjs --cuda; needs nvcc)` };
   const probe = probeCudaBuild()!;
-  if (probe.devices === 0) return { skip: `no CUDA device: ${probe.error ?? 'cudaGetDeviceCount() = 0'} (no GPU was lent)` };
+  if (probe.devices === 0) return { skip: `no CUDA device: ${probe.error ?? 'cudaGetDeviceCount() = 0'}` };
   const addon = native();
   if (!addon.buildInfo().cuda) return { skip: `the loaded addon (${nativePath()}) is not the CUDA build` };
   return { addon };

@@ -1,5 +1,5 @@
-// Which dense GEMM kernel the device runs. On compute capability 9.0 the wgmma kernel (never run
-// before a GPU was lent) must pass its self-check against the mma.sync kernel; a failure falls
+// Which dense GEMM kernel the device runs. On compute capability 9.0 the wgmma kernel (not yet run
+// on a GPU) must pass its self-check against the mma.sync kernel; a failure falls
 // back at run time but fails here, so it cannot go unnoticed. The cudaMatmul parity tests in
 // parity.test.ts then exercise whichever path was chosen against the CPU reference.
 import { test } from 'node:test';

@@ -188,3 +188,76 @@ test('CUDA training steps: bad shapes and options are typed errors', opts, async
   bad[5] = Infinity;
   await assert.rejects(thresholdOps.batchTopKStep(w, zeros(c, false), Tensor.from(bad, [4, 8], { device: 'cuda' }), { k: 2 }), (e) => e instanceof ValueError && /flat index 5/.test((e as Error).message));
 });
+
+// didFire (a device tensor), applyBDecToInput: false and perRow (TopK / Matryoshka over TopK):
+// the device kernels against the CPU kernels, which the float64 reference covers (test/sae).
+async function firedOf(t: Tensor): Promise<Int32Array> {
+  return (t.device === 'cuda' ? await t.to('cpu') : t).toInt32Array();
+}
+
+for (const applyBDecToInput of [true, false]) {
+  test(`threshold steps, didFire on the device, applyBDecToInput ${applyBDecToInput}: CUDA equals CPU`, opts, async () => {
+    const r = rng(seed + 13 + Number(applyBDecToInput));
+    for (const [, o] of STEPS) {
+      const jump = o.kind === 'jumprelu';
+      const c = params(37, 20, 70, r, -2.5);
+      const fc = Tensor.zeros([c.M], { dtype: 'int32' }), fg = Tensor.zeros([c.M], { dtype: 'int32', device: 'cuda' });
+      const gc = zeros(c, jump), gg = zeros(c, jump, 'cuda');
+      const Lc = await thresholdOps.thresholdStep(tensors(c, jump), gc, Tensor.from(c.x, [c.N, c.D]), { ...o, didFire: fc, applyBDecToInput });
+      const Lg = await thresholdOps.thresholdStep(tensors(c, jump, 'cuda'), gg, Tensor.from(c.x, [c.N, c.D], { device: 'cuda' }), { ...o, didFire: fg, applyBDecToInput });
+      assert.ok(Math.abs(Lg.mse - Lc.mse) <= 1e-5 * Lc.mse, `${o.kind} mse ${Lg.mse} vs ${Lc.mse} ${tag}`);
+      assert.ok(Math.abs(Lg.sparsity - Lc.sparsity) <= 1e-5 * Math.max(1, Lc.sparsity), `${o.kind} sparsity ${tag}`);
+      const want = await firedOf(fc);
+      assert.ok(want.some((v) => v === 1) && want.some((v) => v === 0), `the case marks some latents, not all ${tag}`);
+      assert.deepEqual(await firedOf(fg), want, `${o.kind} fired marks ${tag}`);
+      const a = await grads(gg), b = await grads(gc);
+      for (const k of Object.keys(a)) close(`${o.kind} grad ${k}`, a[k], b[k], 1e-4);
+    }
+  });
+
+  test(`batchtopk / topk per row / matryoshka, didFire, applyBDecToInput ${applyBDecToInput}: CUDA equals CPU`, opts, async () => {
+    const r = rng(seed + 17 + Number(applyBDecToInput));
+    for (const [k, perRow, widths] of [[3.5, false, [8, 31]], [4, true, []], [5, true, [8, 31]], [70, true, []]] as [number, boolean, number[]][]) {
+      const c = params(37, 20, 70, r);
+      const fc = Tensor.zeros([c.M], { dtype: 'int32' }), fg = Tensor.zeros([c.M], { dtype: 'int32', device: 'cuda' });
+      const gc = zeros(c, false), gg = zeros(c, false, 'cuda');
+      const o = { k, perRow, widths, applyBDecToInput };
+      const Lc = await thresholdOps.batchTopKStep(tensors(c, false), gc, Tensor.from(c.x, [c.N, c.D]), { ...o, didFire: fc });
+      const Lg = await thresholdOps.batchTopKStep(tensors(c, false, 'cuda'), gg, Tensor.from(c.x, [c.N, c.D], { device: 'cuda' }), { ...o, didFire: fg });
+      const at = `k=${k} perRow=${perRow} widths=${widths}`;
+      assert.equal(Lg.kept, Lc.kept, `${at}: kept ${tag}`);
+      if (perRow && k < 10) assert.equal(Lg.kept, k * c.N, `${at}: k per row ${tag}`);
+      assert.equal(Lg.minKept, Lc.minKept, `${at}: minKept ${tag}`);
+      assert.ok(Math.abs(Lg.mse - Lc.mse) <= 1e-5 * Lc.mse, `${at}: mse ${Lg.mse} vs ${Lc.mse} ${tag}`);
+      assert.ok(Math.abs(Lg.inner - Lc.inner) <= 1e-5 * Math.max(1, Lc.inner), `${at}: inner ${tag}`);
+      assert.deepEqual(await firedOf(fg), await firedOf(fc), `${at}: fired marks ${tag}`);
+      const a = await grads(gg), b = await grads(gc);
+      for (const key of Object.keys(a)) close(`${at} grad ${key}`, a[key], b[key], 1e-4);
+    }
+  });
+}
+
+test('topk per row on the device: ties in a row kept in latent order, rows with fewer positives', opts, async () => {
+  // Duplicate latents (same encoder row) tie in every row; a negative bias leaves few positives.
+  const c = params(6, 10, 40, rng(seed + 19));
+  for (let m = 1; m < c.M; m += 2) {
+    c.p.encW.copyWithin(m * c.D, (m - 1) * c.D, m * c.D);
+    c.p.encB[m] = c.p.encB[m - 1];
+    c.p.W_dec.copyWithin(m * c.D, (m - 1) * c.D, m * c.D);
+  }
+  for (const [k, biasShift] of [[3, 0], [25, -0.8]] as const) {
+    const cc = { ...c, p: { ...c.p, encB: c.p.encB.map((v) => v + biasShift) } };
+    const gc = zeros(cc, false), gg = zeros(cc, false);
+    const Lc = await thresholdOps.batchTopKStep(tensors(cc, false), gc, Tensor.from(cc.x, [cc.N, cc.D]), { k, perRow: true });
+    const Lg = await thresholdOps.batchTopKStep(tensors(cc, false), gg, Tensor.from(cc.x, [cc.N, cc.D], { device: 'cuda' }), { k, perRow: true });
+    assert.equal(Lg.kept, Lc.kept, `k=${k}: kept ${tag}`);
+    assert.equal(Lg.minKept, Lc.minKept);
+    assert.ok(Math.abs(Lg.mse - Lc.mse) <= 1e-5 * Lc.mse, `k=${k}: mse ${tag}`);
+    const a = await grads(gg), b = await grads(gc);
+    for (const key of Object.keys(a)) close(`k=${k} grad ${key}`, a[key], b[key], 1e-4);
+  }
+  await assert.rejects(
+    thresholdOps.batchTopKStep(tensors(c, false), zeros(c, false), Tensor.from(c.x, [c.N, c.D], { device: 'cuda' }), { k: 2.5, perRow: true }),
+    (e) => e instanceof ValueError && /integer in \[1, num_latents\]/.test((e as Error).message),
+  );
+});

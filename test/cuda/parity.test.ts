@@ -147,7 +147,7 @@ test('AuxK over dead latents in the same pass matches the reference', opts, asyn
   }
 });
 
-// Review of the kernels against the CPU encoder (sae_encode.cpp): among equal values the lower
+// The kernels' tie rule against the CPU encoder (sae_encode.cpp): among equal values the lower
 // latent wins. Small-integer inputs make the bf16 GEMM exact, so ties are exact and frequent
 // (ReLU zeros and equal positive values) and the chosen indices must equal the reference's.
 test('exact ties: fused TopK, the fallback, AuxK and GroupMax keep the lower latent', opts, async () => {

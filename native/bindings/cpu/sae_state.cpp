@@ -10,7 +10,7 @@
 //   .lerpToZ(weight) -> Promise<undefined>
 //   .grads() -> {wEnc, ...} (live; allocated on first use);  .zeroGrads()
 //   .moments() -> {m: {wEnc?, ...}, v: {...}, z: {...}} (live);  .loadMoments({m?, v?, z?})
-//   .takeFired() -> int32 [M] copy (cleared)
+//   .takeFired() -> int32 [M] copy (cleared);  .fired() -> the live int32 [M] marks (the kind kernels write them)
 //   .updateDeadLatents(tokens) -> Promise<number dead>;  .deadLatentCounts() -> Float64Array
 //   .loadDeadLatents(counts: Float64Array | undefined, threshold)
 //   .dispose()
@@ -56,6 +56,7 @@ class CpuSaeStateWrap : public Napi::ObjectWrap<CpuSaeStateWrap> {
                         InstanceMethod<&CpuSaeStateWrap::Moments>("moments"),
                         InstanceMethod<&CpuSaeStateWrap::LoadMoments>("loadMoments"),
                         InstanceMethod<&CpuSaeStateWrap::TakeFired>("takeFired"),
+                        InstanceMethod<&CpuSaeStateWrap::Fired>("fired"),
                         InstanceMethod<&CpuSaeStateWrap::UpdateDeadLatents>("updateDeadLatents"),
                         InstanceMethod<&CpuSaeStateWrap::DeadLatentCounts>("deadLatentCounts"),
                         InstanceMethod<&CpuSaeStateWrap::LoadDeadLatents>("loadDeadLatents"),
@@ -187,6 +188,10 @@ class CpuSaeStateWrap : public Napi::ObjectWrap<CpuSaeStateWrap> {
       return run_async(
           info.Env(), [st, w] { sae_state_lerp_z(*st, w); }, [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
     });
+  }
+
+  Napi::Value Fired(const Napi::CallbackInfo& info) {
+    return translate(info.Env(), [&]() -> Napi::Value { return TensorHandle::Wrap(info.Env(), alive()->fired); });
   }
 
   Napi::Value Grads(const Napi::CallbackInfo& info) {

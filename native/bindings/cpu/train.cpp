@@ -1,7 +1,7 @@
 // Small ops the trainer needs between the model forward and the sparse-coder step, so that
 // activations never leave native memory:
 //   trainGatherRows(x [N,D] f32, idx int32 [n]) -> Promise<[n,D]>   (exclude_tokens masking)
-//   trainRowSlice(x [N,...], begin, end) -> view of rows [begin,end) (micro-batches; shares memory)
+//   trainRowSlice(x [N,...], begin, end) -> view of rows [begin,end) (micro-batches; shares memory; host or device x)
 //   trainTotalVariance(y [N,D] f32) -> Promise<number>  sum_{n,d} (y - mean_n y)^2, float64 sums
 #include "bindings/row_gather_args.h"
 #include "core/napi_util.h"
@@ -48,7 +48,7 @@ Napi::Value total_variance_js(const Napi::CallbackInfo& info) {
 
 void init(Napi::Env env, Napi::Object exports) {
   export_fn(env, exports, "trainGatherRows", gather_rows_js);
-  export_fn(env, exports, "trainRowSlice", row_slice);
+  export_fn(env, exports, "trainRowSlice", row_slice, Accepts::AnyDeviceTensors);  // a view: any device
   export_fn(env, exports, "trainTotalVariance", total_variance_js);
 }
 

@@ -24,7 +24,8 @@ using namespace cuda_binding;
 
 // ---- resident training state (sae_state.cu): a CudaSaeState object (ObjectWrap) ----
 // cudaSaeCreate({wEnc, bEnc, wDec, bDec, wSkip?}, {k, activation?, transcode?, normalizeDecoder?, computeDtype?}) -> Promise<CudaSaeState>
-//   (wSkip [d_in, d_in]: skip_connection, a fifth parameter; the object has numLatents and dIn)
+//   (wSkip [d_in, d_in]: skip_connection, a fifth parameter; logThreshold [M]: jumprelu, slot 5;
+//   the object has numLatents and dIn)
 // sae.forwardBackward(x, {y?, deadMask?, auxkAlpha?, lossScale?, auxkIncludesBDec?, k?, activation?,
 //   normalizeDecoder?, totalVariance?, backward? = true, outputs? = false, multiTopk? = false, didFire?, trackFired?,
 //   rowBegin?, rowEnd?, batchVariance?, deadFromCounters?}) -> Promise<{fvu, auxkLoss, multiTopkFvu, kAux, numDead, totalVariance, indices?, acts?, saeOut?}>
@@ -34,9 +35,12 @@ using namespace cuda_binding;
 // sae.apply({optimizer: 'adam'|'signum'|'muon', lr, beta1?, beta2?, eps?, step?, c?, beta?, project?,
 //   muon: vectorLr (the Adam half's lr), momentum?, nesterov?, weightDecay?, nsSteps?}) -> Promise<undefined>
 // sae.read({evalBeta?, grads?}) -> Promise<{wEnc, bEnc, wDec, bDec, wSkip?, gradWEnc?, ...}>;  sae.dispose()
-// sae.readState() -> Promise<{m?, v?, z?}> (arrays of 4 in wEnc, bEnc, wDec, bDec order; 5 with wSkip)
-// sae.loadState({params?: {wEnc?, ..., wSkip?}, m?, v?, z?, resetOptimizer?, zeroGrads?}) -> Promise<undefined>
-//   (slot arrays of 4, or 5 for a state with wSkip)
+// sae.readState() -> Promise<{m?, v?, z?}> (arrays by slot: wEnc, bEnc, wDec, bDec, wSkip, logThreshold, as
+//   long as the state's last slot; undefined where absent)
+// sae.loadState({params?: {wEnc?, ..., wSkip?, logThreshold?}, m?, v?, z?, resetOptimizer?, zeroGrads?}) -> Promise<undefined>
+//   (slot arrays of 4, or as long as the state's slots)
+// sae.views() -> {params: {wEnc, ...}, grads: {wEnc, ...}, fired: int32 [M]}: device tensors viewing the
+//   state's own buffers (the kind kernels of native/cuda/threshold_step.cu write them in place)
 // sae.lerp(weight) -> Promise<undefined>  (schedule-free eval/train: p = lerp(p, z, weight))
 // sae.takeFired() -> Promise<host int32 [M]>
 // sae.updateDeadLatents(tokens) -> Promise<number dead>;  sae.deadLatentCounts() -> Promise<Float64Array>
@@ -103,6 +107,11 @@ Napi::Value cuda_sae_create(const Napi::CallbackInfo& info) {
     expect_float(ws, "wSkip");
     expect_shape(ws, {D, D}, "wSkip");
   }
+  Tensor lt = opt_tensor(params, "logThreshold");
+  if (lt.defined()) {
+    expect_float(lt, "logThreshold");
+    expect_vec(lt, M, "logThreshold");
+  }
   cuda::SaeConfig cfg;
   cfg.k = opt_int(o, "k", 0);
   std::string act = opt_string(o, "activation", "topk");
@@ -115,7 +124,7 @@ Napi::Value cuda_sae_create(const Napi::CallbackInfo& info) {
   if (M >= (int64_t(1) << 31)) fail(ErrorKind::Value, "num_latents must be < 2^31");
   auto res = std::make_shared<SaeHolder>();
   return run_async(
-      info.Env(), [=] { *res = cuda::make_resident_sae(we, be, wd, bd, ws, cfg); },
+      info.Env(), [=] { *res = cuda::make_resident_sae(we, be, wd, bd, ws, cfg, lt); },
       [res](Napi::Env env) -> Napi::Value {
         Napi::Object obj = kept_class(env, "CudaSaeState").New({Napi::External<SaeHolder>::New(env, res.get())});
         obj.Set("numLatents", double(cuda::sae_num_latents(**res)));
@@ -317,12 +326,29 @@ Napi::Value cuda_sae_read(const Napi::CallbackInfo& info) {
       info.Env(), [=] { *res = cuda::sae_read(*sae, eval_beta, with_grads); },
       [res](Napi::Env env) -> Napi::Value {
         return wrap_all(env, {{"wEnc", res->w_enc}, {"bEnc", res->b_enc}, {"wDec", res->w_dec}, {"bDec", res->b_dec},
-                              {"wSkip", res->w_skip}, {"gradWEnc", res->g_w_enc}, {"gradBEnc", res->g_b_enc},
-                              {"gradWDec", res->g_w_dec}, {"gradBDec", res->g_b_dec}, {"gradWSkip", res->g_w_skip}});
+                              {"wSkip", res->w_skip}, {"logThreshold", res->log_threshold}, {"gradWEnc", res->g_w_enc},
+                              {"gradBEnc", res->g_b_enc}, {"gradWDec", res->g_w_dec}, {"gradBDec", res->g_b_dec},
+                              {"gradWSkip", res->g_w_skip}, {"gradLogThreshold", res->g_log_threshold}});
       });
 }
 
-const char* const kSaeParamNames[cuda::kSaeMaxParams] = {"wEnc", "bEnc", "wDec", "bDec", "wSkip"};
+const char* const kSaeParamNames[cuda::kSaeMaxParams] = {"wEnc", "bEnc", "wDec", "bDec", "wSkip", "logThreshold"};
+
+Napi::Value cuda_sae_views(const Napi::CallbackInfo& info) {
+  SaeHolder sae = sae_of(info);
+  const cuda::SaeViews v = cuda::sae_views(sae);
+  Napi::Env env = info.Env();
+  Napi::Object params = Napi::Object::New(env), grads = Napi::Object::New(env), out = Napi::Object::New(env);
+  for (int i = 0; i < cuda::kSaeMaxParams; ++i) {
+    if (!v.params[i].defined()) continue;
+    params.Set(kSaeParamNames[i], TensorHandle::Wrap(env, v.params[i]));
+    grads.Set(kSaeParamNames[i], TensorHandle::Wrap(env, v.grads[i]));
+  }
+  out.Set("params", params);
+  out.Set("grads", grads);
+  out.Set("fired", TensorHandle::Wrap(env, v.fired));
+  return out;
+}
 
 Napi::Value cuda_sae_read_state(const Napi::CallbackInfo& info) {
   SaeHolder sae = sae_of(info);
@@ -347,21 +373,25 @@ Napi::Value cuda_sae_read_state(const Napi::CallbackInfo& info) {
       });
 }
 
+// What a state without optional slot i lacks, for the errors.
+std::string lacks(int i) { return i == 4 ? "no skip connection" : "no log_threshold (not a jumprelu coder)"; }
+
 Napi::Value cuda_sae_load_state(const Napi::CallbackInfo& info) {
   SaeHolder sae = sae_of(info);
   Napi::Object o = arg_object(info, 0, "state");
   const int64_t M = cuda::sae_num_latents(*sae), D = cuda::sae_d_in(*sae);
   const int np = cuda::sae_num_params(*sae);
-  const std::vector<int64_t> shapes[cuda::kSaeMaxParams] = {{M, D}, {M}, {M, D}, {D}, {D, D}};
+  const std::vector<int64_t> shapes[cuda::kSaeMaxParams] = {{M, D}, {M}, {M, D}, {D}, {D, D}, {M}};
   Tensor params[cuda::kSaeMaxParams];
   cuda::SaeOptState st;
   Napi::Value pv = o.Get("params");
   if (!pv.IsUndefined() && !pv.IsNull()) {
-    if (!pv.IsObject()) fail(ErrorKind::Value, "state.params must be an object {wEnc?, bEnc?, wDec?, bDec?, wSkip?}");
+    if (!pv.IsObject()) fail(ErrorKind::Value, "state.params must be an object {wEnc?, bEnc?, wDec?, bDec?, wSkip?, logThreshold?}");
     for (int i = 0; i < cuda::kSaeMaxParams; ++i) {
       params[i] = opt_tensor(pv.As<Napi::Object>(), kSaeParamNames[i]);
       if (!params[i].defined()) continue;
-      if (i >= np) fail(ErrorKind::Value, "state.params.wSkip given but this CUDA sparse coder has no skip connection");
+      if (!cuda::sae_has_param(*sae, i))
+        fail(ErrorKind::Value, std::string("state.params.") + kSaeParamNames[i] + " given but this CUDA sparse coder has " + lacks(i));
       expect_float(params[i], kSaeParamNames[i]);
       expect_shape(params[i], shapes[i], kSaeParamNames[i]);
     }
@@ -371,13 +401,14 @@ Napi::Value cuda_sae_load_state(const Napi::CallbackInfo& info) {
     if (v.IsUndefined() || v.IsNull()) return;
     const uint32_t len = v.IsArray() ? v.As<Napi::Array>().Length() : 0;
     if (!v.IsArray() || (len != 4 && len != uint32_t(np)))
-      fail(ErrorKind::Value, std::string("state.") + key + " must be an array of " + (np == 5 ? "4 or 5" : "4") +
-                                 " tensors (wEnc, bEnc, wDec, bDec" + (np == 5 ? ", wSkip)" : ")"));
+      fail(ErrorKind::Value, std::string("state.") + key + " must be an array of 4" + (np > 4 ? " or " + std::to_string(np) : "") +
+                                 " tensors (wEnc, bEnc, wDec, bDec" + (np > 4 ? ", wSkip, logThreshold by slot)" : ")"));
     Napi::Array a = v.As<Napi::Array>();
     for (uint32_t i = 0; i < len; ++i) {
       Napi::Value e = a.Get(i);
       if (e.IsUndefined() || e.IsNull()) continue;
       const std::string name = std::string(key) + "." + kSaeParamNames[i];
+      if (!cuda::sae_has_param(*sae, int(i))) fail(ErrorKind::Value, name + " given but this CUDA sparse coder has " + lacks(int(i)));
       t[i] = value_to_tensor(e, name.c_str());
       expect_dtype(t[i], DType::F32, name.c_str());
       expect_shape(t[i], shapes[i], name.c_str());
@@ -394,7 +425,7 @@ Napi::Value cuda_sae_load_state(const Napi::CallbackInfo& info) {
   return run_async(
       info.Env(),
       [=] {
-        Tensor p[cuda::kSaeMaxParams] = {params[0], params[1], params[2], params[3], params[4]};
+        Tensor p[cuda::kSaeMaxParams] = {params[0], params[1], params[2], params[3], params[4], params[5]};
         cuda::sae_load_state(*sae, p, st, reset, zero_grads);
       },
       [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
@@ -446,6 +477,7 @@ Napi::Function CudaSaeStateWrap::Init(Napi::Env env) {
                      {InstanceMethod<&W::Call<cuda_sae_forward_backward>>("forwardBackward"),
                       InstanceMethod<&W::Call<cuda_sae_encode>>("encode"), InstanceMethod<&W::Call<cuda_sae_decode>>("decode"),
                       InstanceMethod<&W::Call<cuda_sae_apply>>("apply"), InstanceMethod<&W::Call<cuda_sae_read>>("read"),
+                      InstanceMethod<&W::Call<cuda_sae_views>>("views"),
                       InstanceMethod<&W::Call<cuda_sae_read_state>>("readState"),
                       InstanceMethod<&W::Call<cuda_sae_load_state>>("loadState"), InstanceMethod<&W::Call<cuda_sae_lerp>>("lerp"),
                       InstanceMethod<&W::Call<cuda_sae_take_fired>>("takeFired"),

@@ -36,6 +36,17 @@ StepTensors read_set(Napi::Value v, const char* what, bool jumprelu, int64_t M, 
   return t;
 }
 
+// The optional int32 [M] didFire of the options (1 = the latent fired in this batch), host or device.
+Tensor read_did_fire(const Napi::Object& o, int64_t M) {
+  Tensor t = opt_tensor(o, "didFire");
+  if (!t.defined()) return t;
+  expect_dtype(t, DType::I32, "didFire");
+  expect_shape(t, {M}, "didFire");
+  if (t.device() == Device::CPU && t.storage && !t.storage->owned_heap)
+    fail(ErrorKind::Value, "didFire is read-only (memory-mapped from a file)");
+  return t;
+}
+
 std::pair<int64_t, int64_t> latent_shape(const Napi::CallbackInfo& info) {
   if (!info[0].IsObject()) fail(ErrorKind::Value, "weights must be an object of tensors");
   Tensor encW = opt_tensor(info[0].As<Napi::Object>(), "encW");
@@ -65,7 +76,9 @@ Napi::Value cuda_threshold_step(const Napi::CallbackInfo& info) {
   a.tanh_l0 = mode == "tanh";
   a.tanh_scale = opt_number(o, "tanhScale", 4.0);
   a.loss_scale = opt_number(o, "lossScale", 1.0);
+  a.apply_b_dec = opt_bool(o, "applyBDecToInput", true);
   const auto [M, D] = latent_shape(info);
+  a.did_fire = read_did_fire(o, M);
   StepTensors w = read_set(info[0], "weights", a.jumprelu, M, D, false);
   StepTensors g = read_set(info[1], "grads", a.jumprelu, M, D, true);
   a.x = read_x(info, D);
@@ -88,6 +101,8 @@ Napi::Value cuda_batchtopk_step(const Napi::CallbackInfo& info) {
   cuda::BatchTopKStepArgs a;
   a.k = opt_number(o, "k", 0);
   a.loss_scale = opt_number(o, "lossScale", 1.0);
+  a.per_row = opt_bool(o, "perRow", false);
+  a.apply_b_dec = opt_bool(o, "applyBDecToInput", true);
   Napi::Value wv = o.Get("widths");
   if (!wv.IsUndefined() && !wv.IsNull()) {
     if (!wv.IsArray()) fail(ErrorKind::Value, "batchTopKStep: widths must be an array of integers");
@@ -99,6 +114,7 @@ Napi::Value cuda_batchtopk_step(const Napi::CallbackInfo& info) {
     }
   }
   const auto [M, D] = latent_shape(info);
+  a.did_fire = read_did_fire(o, M);
   StepTensors w = read_set(info[0], "weights", false, M, D, false);
   StepTensors g = read_set(info[1], "grads", false, M, D, true);
   a.x = read_x(info, D);

@@ -1,6 +1,9 @@
 // N-API bindings (CUDA build only) of the trainer's device helpers:
 //   cudaGatherRows(x [N,D] f32 (host or device), idx int32 [n] (host)) -> Promise<device [n,D] f32>
-// CPU twin: native/bindings/cpu/train.cpp (kernel: native/cpu/row_gather.cpp).
+//   cudaTotalVariance(y [N,D] f32 (host or device)) -> Promise<number>  Σ (y − mean_n y)², on the device
+// CPU twin: native/bindings/cpu/train.cpp (kernels: native/cpu/row_gather.cpp, sae_state.cpp total_variance).
+#include <memory>
+
 #include "bindings/row_gather_args.h"
 #include "core/napi_util.h"
 #include "cuda/cuda_ops.h"
@@ -20,7 +23,20 @@ Napi::Value cuda_gather_rows(const Napi::CallbackInfo& info) {
       [out](Napi::Env env) -> Napi::Value { return TensorHandle::Wrap(env, *out); });
 }
 
-void init(Napi::Env env, Napi::Object exports) { export_fn(env, exports, "cudaGatherRows", cuda_gather_rows, Accepts::AnyDeviceTensors); }
+Napi::Value cuda_total_variance(const Napi::CallbackInfo& info) {
+  Tensor y = arg_tensor(info, 0, "y");
+  expect_dtype(y, DType::F32, "y");
+  expect_ndim(y, 2, "y");
+  auto result = std::make_shared<double>(0.0);
+  return run_async(
+      info.Env(), [y, result] { *result = cuda::total_variance(y); },
+      [result](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, *result); });
+}
+
+void init(Napi::Env env, Napi::Object exports) {
+  export_fn(env, exports, "cudaGatherRows", cuda_gather_rows, Accepts::AnyDeviceTensors);
+  export_fn(env, exports, "cudaTotalVariance", cuda_total_variance, Accepts::AnyDeviceTensors);
+}
 }  // namespace
 SPX_REGISTER(cuda_train, init);
 }  // namespace sparsify

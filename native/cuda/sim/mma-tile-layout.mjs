@@ -1,8 +1,8 @@
-// Review aid (no GPU needed): re-implements in JS the index math of mma_tile.cuh (cp.async
+// Layout check (no GPU needed): re-implements in JS the index math of mma_tile.cuh (cp.async
 // stores into the swizzled tile, ldmatrix.x4 addresses, m16n8k16 fragment layouts per the PTX ISA,
 // accumulator -> (row, col) mapping used by the epilogues) and checks a CTA tile product exactly,
 // plus ldmatrix bank-conflict freedom. Usage: node native/cuda/sim/mma-tile-layout.mjs [64|128]
-// The review added: edge tiles (rows past rows_a / rows_b zero-filled from NaN-poisoned global
+// Also checked: edge tiles (rows past rows_a / rows_b zero-filled from NaN-poisoned global
 // memory, K not a multiple of 32 zero-padded to Kp, a tile at a nonzero (m0, n0)) and a model of
 // the cp.async group accounting of the STAGES-deep pipeline (slice kt landed before it is read, no
 // stage overwritten while a warp may still read it) for STAGES 2..5 and KT 0..12.

@@ -1,4 +1,4 @@
-// Review aid (no GPU needed): muon.cu's Newton–Schulz as sequential code — the same operand
+// Numerics check (no GPU needed): muon.cu's Newton–Schulz as sequential code — the same operand
 // layouts (X·Xᵀ with both operands X [r, pad32(c)], A·A with the right operand Aᵀ, B·X with the
 // right operand Xᵀ [c, pad32(r)], i.e. gemm.cu's C = A·Bᵀ contract), bf16 (round-to-nearest-even)
 // operands, f32 element-wise steps — against the CPU kernel's f32 iteration (cpu/optim.cpp

@@ -1,4 +1,4 @@
-// Review aid (no GPU needed): re-implements in JS the index math of sae_state.cu's
+// Index-math check (no GPU needed): re-implements in JS the index math of sae_state.cu's
 // gemm_f32_acc_kernel (W_skip's products), phase by phase between its barriers, and checks both
 // call patterns against plain loops on ragged shapes: the forward out += x·W_skipᵀ (operands
 // contiguous along r) and the gradient g += Gᵀ·x (contiguous along i / j, the other load order).

@@ -1,4 +1,4 @@
-// Review aid (no GPU needed): sequential re-implementation of row_topk.cuh (radix select, the
+// Selection check (no GPU needed): sequential re-implementation of row_topk.cuh (radix select, the
 // lower-index tie-break, slot assignment, bitonic sort) and of the fused encoder epilogue
 // (sae_encode.cu: per-split candidate lists with a running minimum, then the merge by row_topk),
 // checked against the CPU reference's rule — the k largest values, ties to the lower latent —
@@ -6,7 +6,7 @@
 // Usage: node native/cuda/sim/topk-selection.mjs [trials]
 // The atomics of row_topk are modelled by visiting the row in a random order for the slot
 // assignment, so a result that depends on their arrival order shows up as a mismatch. The
-// pre-review algorithms (`--old` rules below) are run too and must fail: that shows the test can
+// earlier, faulty algorithms (the `old*` rules below) are run too and must fail: that shows the test can
 // see the bugs that were fixed.
 const f32 = new Float32Array(1), u32 = new Uint32Array(f32.buffer);
 const key = (v) => { f32[0] = v; let u = u32[0]; if (u === 0x80000000) u = 0; return ((u & 0x80000000) ? ~u : (u | 0x80000000)) >>> 0; };
@@ -30,7 +30,7 @@ function radixSelect(keys, kk, asc) {
   return { desired, kk, eqcount };
 }
 
-// row_topk: vals[j] with index idx[j]; `oldTies` = the pre-review rule (ties in atomic order).
+// row_topk: vals[j] with index idx[j]; `oldTies` = the earlier, faulty rule (ties in atomic order).
 function rowTopk(vals, idx, k, oldTies = false) {
   if (k > vals.length) throw new Error('k > L is rejected by the host wrapper');
   const sel = radixSelect(vals.map(key), k, false);
@@ -139,8 +139,8 @@ for (let t = 0; t < trials; t++) {
 if (!same(fusedTopk([1, 1, 2].map(Math.fround), 2, 1), { v: [2, 1], i: [2, 0] })) fail('worked example (1@0, 1@1, 2@2), k=2');
 const infRow = [Infinity, Infinity, Infinity, 5, Infinity];
 if (!same(fusedTopk(infRow, 2, 1), { v: [Infinity, Infinity], i: [0, 1] })) fail('+inf entries');
-let oldInitThrows = false; // pre-review: the minimum search started at FLT_MAX -> slot 0x7fffffff
+let oldInitThrows = false; // the earlier, faulty start: the minimum search began at FLT_MAX -> slot 0x7fffffff
 try { fusedTopk(infRow, 2, 1, { oldInit: true }); } catch { oldInitThrows = true; }
-if (!oldInitThrows) fail('the pre-review +inf case should have produced an out-of-range slot');
-console.log(`trials ${trials}: mismatches ${bad}; pre-review rules (expected > 0): eviction by slot ${oldEvictMisses}, ties in atomic order ${oldTieMisses}`);
+if (!oldInitThrows) fail('the earlier +inf case should have produced an out-of-range slot');
+console.log(`trials ${trials}: mismatches ${bad}; earlier faulty rules (expected > 0): eviction by slot ${oldEvictMisses}, ties in atomic order ${oldTieMisses}`);
 process.exitCode = bad || !oldEvictMisses || !oldTieMisses ? 1 : 0;

@@ -185,6 +185,24 @@ function listAllDirs(dir: string): string[] {
   }
 }
 
+/**
+ * The k and activation columns of `sparsify info`: k only where the activation keeps k latents
+ * (relu / jumprelu keep a variable number: '-'), and each SAELens kind's own settings.
+ */
+function infoActivationColumns(cfg: core.SparseCoderConfig): [string, string] {
+  const prefixes = cfg.matryoshkaPrefixes.length ? `, matryoshka ${cfg.matryoshkaPrefixes.join('/')}` : '';
+  switch (cfg.activation) {
+    case 'relu':
+      return ['-', 'relu (L1)'];
+    case 'jumprelu':
+      return ['-', `jumprelu (bandwidth ${cfg.jumpreluBandwidth}, ${cfg.jumpreluSparsityLossMode} L0)`];
+    case 'batchtopk':
+      return [String(cfg.k), `batchtopk (threshold_lr ${cfg.topkThresholdLr}${prefixes})`];
+    default:
+      return [String(cfg.k), prefixes ? `${cfg.activation} (${prefixes.slice(2)})` : cfg.activation];
+  }
+}
+
 async function infoCommand(argv: readonly string[], io: CliIO): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
     io.stdout.write('usage: sparsify info <checkpoint dir>\n       sparsify info --native\n');
@@ -228,7 +246,7 @@ async function infoCommand(argv: readonly string[], io: CliIO): Promise<number> 
       size = `${(statSync(file).size / 1e6).toFixed(2)} MB`;
     }
     const kind = (cfg.transcode ? 'transcoder' : 'sae') + (cfg.skipConnection ? '+skip' : '') + (cfg.multiTopk ? '+multi_topk' : '');
-    rows.push([n, kind, String(dIn), String(numLatentsOf(cfg, dIn)), String(cfg.k), cfg.activation, dtype, size]);
+    rows.push([n, kind, String(dIn), String(numLatentsOf(cfg, dIn)), ...infoActivationColumns(cfg), dtype, size]);
   }
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
   if (rows.length > 1) for (const r of rows) io.stdout.write(r.map((x, c) => x.padEnd(widths[c])).join('  ').trimEnd() + '\n');

@@ -54,7 +54,7 @@ export interface SaeStepResultRaw {
 
 /** The resident state's parameter (and gradient) keys. */
 export type StateParamKey = 'wEnc' | 'bEnc' | 'wDec' | 'bDec' | 'wSkip' | 'logThreshold';
-export type StateGradKey = 'gradWEnc' | 'gradBEnc' | 'gradWDec' | 'gradBDec' | 'gradWSkip';
+export type StateGradKey = 'gradWEnc' | 'gradBEnc' | 'gradWDec' | 'gradBDec' | 'gradWSkip' | 'gradLogThreshold';
 /** Moment slots by parameter, in wEnc, bEnc, wDec, bDec(, wSkip) order. */
 export type StateSlots = Partial<Record<'m' | 'v' | 'z', (H | undefined)[]>>;
 
@@ -101,6 +101,8 @@ export interface CpuSaeStateHandle {
   moments(): Record<'m' | 'v' | 'z', Partial<Record<StateParamKey, H>>>;
   loadMoments(moments: Partial<Record<'m' | 'v' | 'z', Partial<Record<StateParamKey, H>>>>): void;
   takeFired(): H;
+  /** The live int32 [M] fired marks (the kind kernels write them; updateDeadLatents reads and clears them). */
+  fired(): H;
   updateDeadLatents(tokens: number): Promise<number>;
   deadLatentCounts(): Float64Array;
   loadDeadLatents(counts: Float64Array | undefined, threshold: number): void;
@@ -120,6 +122,8 @@ export interface CudaSaeStateHandle {
   loadState(opts: StateSlots & { params?: Partial<Record<StateParamKey, H>>; resetOptimizer?: boolean; zeroGrads?: boolean }): Promise<void>;
   lerp(weight: number): Promise<void>;
   takeFired(): Promise<H>;
+  /** Device tensors viewing the state's parameters, gradient accumulators and int32 [M] fired marks. */
+  views(): { params: Partial<Record<StateParamKey, H>>; grads: Partial<Record<StateParamKey, H>>; fired: H };
   updateDeadLatents(tokens: number): Promise<number>;
   deadLatentCounts(): Promise<Float64Array>;
   loadDeadLatents(counts: Float64Array | undefined, threshold: number): Promise<void>;
@@ -231,6 +235,8 @@ export interface Addon {
   // ---- native/bindings/cuda/threshold_encode.cpp (twin of thresholdEncode; tensors on any device, results on x's)
   cudaThresholdEncode(w: Record<string, unknown>, x: H, bDec?: H): Promise<{ acts: H; indices: H; counts: H }>;
   // ---- native/bindings/cuda/threshold_step.cpp (twins of thresholdStep / batchTopKStep; tensors on any device)
+  /** native/bindings/cuda/train.cpp: Σ (y − mean_n y)² on the device (the kinds' micro-step normaliser). */
+  cudaTotalVariance(y: H): Promise<number>;
   cudaThresholdStep(w: Record<string, unknown>, grads: Record<string, unknown>, x: H, opts: object): Promise<{ mse: number; sparsity: number; loss: number }>;
   cudaBatchTopKStep(w: Record<string, unknown>, grads: Record<string, unknown>, x: H, opts: object): Promise<{ mse: number; inner: number; loss: number; minKept: number; kept: number }>;
   cudaModelCreate(model: NativeModelHandle): Promise<CudaModelHandle>;

@@ -8,7 +8,7 @@ import type { SparseCoderConfig } from './config.js';
 export const CODER_PARAM_NAMES = ['encoder.weight', 'encoder.bias', 'W_dec', 'b_dec', 'W_skip', 'log_threshold', 'topk_threshold'] as const;
 export type CoderParamName = (typeof CODER_PARAM_NAMES)[number];
 
-/** The parameters the native resident state holds (topk_threshold is a buffer, not trained; log_threshold: CPU state only for now). */
+/** The parameters the native resident states hold (topk_threshold is a buffer, not trained; log_threshold: jumprelu, on both devices). */
 export type NativeCoderParamName = Exclude<CoderParamName, 'topk_threshold'>;
 
 /** The native state's key of each parameter (cudaSaeCreate / Read / LoadState; its slot order is CODER_PARAM_NAMES'). */

@@ -390,7 +390,7 @@ export class SparseCoder implements Disposable {
   /** The latents selected by `trackFired` forwardBackward calls since the last call (0/1 per latent); clears them. */
   async takeFiredLatents(): Promise<Int32Array> {
     this.alive();
-    return this.kind ? this.kind.takeFired() : this.state.takeFired();
+    return this.state.takeFired();
   }
 
   /**
@@ -401,18 +401,8 @@ export class SparseCoder implements Disposable {
   async updateDeadLatents(tokens: number): Promise<number> {
     this.alive();
     if (!(tokens >= 0) || !Number.isFinite(tokens)) throw new ValueError(`updateDeadLatents: tokens must be a finite number >= 0, got ${tokens}`);
-    if (!this.kind) return this.state.updateDeadLatents(tokens);
-    // SAELens kinds record their fired latents in kind-step.ts (their steps are not the state's
-    // step): the same update, then the counters go back into the state.
-    const fired = this.kind.takeFired();
-    const counts = await this.state.readDeadLatents();
-    let dead = 0;
-    for (let m = 0; m < counts.length; m++) {
-      counts[m] = fired[m] ? 0 : counts[m] + tokens;
-      if (counts[m] > this.deadThreshold) dead++;
-    }
-    await this.state.loadDeadLatents(this.deadThreshold, counts);
-    return dead;
+    // The kinds' steps (kind-step.ts) mark the state's fired latents as its own steps do.
+    return this.state.updateDeadLatents(tokens);
   }
 
   /** The dead-latent counters (tokens since each latent fired), a host copy. */

@@ -100,6 +100,17 @@ export type OptimizerUpdate = { project: boolean } & (
 export type MomentSlot = 'm' | 'v' | 'z';
 export type Moments = Record<MomentSlot, Map<CoderParamName, Tensor>>;
 
+/**
+ * What the kind kernels (kind-step.ts, ops/threshold.ts) read and write in place, on the state's
+ * device: the parameters, the gradient accumulators and the int32 [M] fired marks that
+ * updateDeadLatents folds into the dead-latent counters.
+ */
+export interface KindTensors {
+  params: Map<CoderParamName, Tensor>;
+  grads: Map<CoderParamName, Tensor>;
+  fired: Tensor;
+}
+
 export interface CoderState {
   readonly device: Device;
   /** Parameter names and shapes (fixed for the coder's life). */
@@ -122,6 +133,8 @@ export interface CoderState {
   forward(x: Tensor, call: CoderCall & { y?: Tensor; deadMask?: Tensor | Uint8Array; totalVariance?: number }): Promise<ForwardResult>;
   /** Forward, losses and backward ADDED into the gradient accumulators: one native call. */
   forwardBackward(x: Tensor, call: StepCall): Promise<StepLosses>;
+  /** The tensors the kind kernels work on (cuda: device views of the state's own buffers). */
+  kindTensors(): Promise<KindTensors>;
   /** The latents selected by trackFired steps since the last call, 0/1 per latent; clears them. */
   takeFired(): Promise<Int32Array>;
   /**

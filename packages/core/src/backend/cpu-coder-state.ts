@@ -21,6 +21,7 @@ import {
   type MomentSlot,
   type OptimizerUpdate,
   type StepCall,
+  type KindTensors,
   type StepLosses,
 } from './coder-state.js';
 
@@ -61,6 +62,8 @@ export class CpuCoderState implements CoderState {
   private moments = emptyMoments();
   private momentsKind: OptimizerUpdate['kind'] | undefined;
   private disposed = false;
+  /** View of the native state's fired marks (kindTensors). */
+  private fired: Tensor | undefined;
 
   constructor(
     private readonly params: Map<CoderParamName, Tensor>,
@@ -128,6 +131,12 @@ export class CpuCoderState implements CoderState {
       ...(call.rows ? { rowBegin: call.rows[0], rowEnd: call.rows[1], batchVariance: call.batchVariance ?? false } : {}),
     });
     return { loss: r.loss, fvu: r.fvu, auxkLoss: r.auxkLoss, multiTopkFvu: r.multiTopkFvu };
+  }
+
+  async kindTensors(): Promise<KindTensors> {
+    this.alive();
+    this.fired ??= new Tensor(this.native.fired());
+    return { params: this.params, grads: this.liveGrads(), fired: this.fired };
   }
 
   async takeFired(): Promise<Int32Array> {
@@ -198,6 +207,7 @@ export class CpuCoderState implements CoderState {
     this.native.dispose();
     for (const t of this.params.values()) t.dispose();
     for (const t of this.grads?.values() ?? []) t.dispose();
+    this.fired?.dispose();
     for (const slot of Object.values(this.moments)) for (const t of slot.values()) t.dispose();
   }
 

@@ -1,6 +1,6 @@
 /** Where a coder's state is created: the one place that chooses by device. */
 import type { CoderParamName } from '../coder-params.js';
-import { isSaeLensKind, type SparseCoderConfig } from '../config.js';
+import type { SparseCoderConfig } from '../config.js';
 import { DeviceError } from '../errors.js';
 import type { Device, Tensor } from '../tensor.js';
 import type { CoderState } from './coder-state.js';
@@ -22,8 +22,6 @@ export async function createCoderState(device: Device, cfg: SparseCoderConfig, p
     case 'cpu':
       return new CpuCoderState(params, cfg.transcode);
     case 'cuda':
-      if (isSaeLensKind(cfg.activation) || cfg.matryoshkaPrefixes.length > 0)
-        throw new DeviceError(`SparseCoder: activation "${cfg.activation}" is not yet on cuda (CPU only)`);
       return CudaCoderState.create(cfg, params);
   }
 }

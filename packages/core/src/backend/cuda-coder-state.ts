@@ -16,7 +16,6 @@ import { CODER_PARAM_NAMES, NATIVE_PARAM_KEYS, type CoderParamName, type NativeC
 import type { SparseCoderConfig } from '../config.js';
 import { DeviceError, DisposedError, ShapeError, ValueError } from '../errors.js';
 import type { CudaEncoderHandle, CudaSaeStateHandle, StateGradKey } from '../addon-types.js';
-import { native } from '../native.js';
 import { saeInitBiases } from '../ops/sae.js';
 import { Tensor } from '../tensor.js';
 import {
@@ -30,6 +29,7 @@ import {
   type MomentSlot,
   type OptimizerUpdate,
   type StepCall,
+  type KindTensors,
   type StepLosses,
 } from './coder-state.js';
 import { requireCuda } from './cuda-device.js';
@@ -49,6 +49,8 @@ export class CudaCoderState implements CoderState {
   /** The device state may hold optimizer moments (after a step or a load). */
   private hasMoments = false;
   private disposed = false;
+  /** Device views of the state's buffers for the kind kernels (kindTensors). */
+  private views: KindTensors | undefined;
 
   private constructor(
     private params: Map<CoderParamName, Tensor>,
@@ -66,7 +68,12 @@ export class CudaCoderState implements CoderState {
     const n = requireCuda('SparseCoder');
     if (params.has('W_dec')) {
       const handles = Object.fromEntries([...params].map(([name, t]) => [NATIVE_PARAM_KEYS[name as NativeCoderParamName], t.handle]));
-      const sae = await n.cudaSaeCreate(handles, { k: cfg.k, activation: cfg.activation, transcode: cfg.transcode, normalizeDecoder: cfg.normalizeDecoder });
+      // The SAELens kinds train in the kind kernels (kind-step.ts) over this state's buffers; its
+      // own TopK forward is unused for them, so it gets a valid placeholder k.
+      const topk = cfg.activation === 'topk' || cfg.activation === 'groupmax';
+      const sae = await n.cudaSaeCreate(handles, {
+        k: topk ? cfg.k : 1, activation: topk ? cfg.activation : 'topk', transcode: cfg.transcode, normalizeDecoder: cfg.normalizeDecoder,
+      });
       return new CudaCoderState(params, cfg, sae, undefined);
     }
     const bDec = cfg.transcode ? undefined : params.get('b_dec')!.handle;
@@ -152,6 +159,20 @@ export class CudaCoderState implements CoderState {
     if (r.indices) new Tensor(r.indices).dispose(); // only there when didFire asked for them
     // loss as the CPU saeStep: fvu + auxk_alpha·auxk + multi_topk_fvu/8 (0 without multi_topk)
     return { loss: r.fvu + call.auxkAlpha * r.auxkLoss + r.multiTopkFvu / 8, fvu: r.fvu, auxkLoss: r.auxkLoss, multiTopkFvu: r.multiTopkFvu };
+  }
+
+  async kindTensors(): Promise<KindTensors> {
+    const sae = await this.ready('forwardBackward');
+    if (!this.views) {
+      const v = sae.views();
+      const byName = (o: Partial<Record<string, Tensor['handle']>>) => {
+        const m = new Map<CoderParamName, Tensor>();
+        for (const name of this.paramShapes.keys()) m.set(name, new Tensor(o[NATIVE_PARAM_KEYS[name as NativeCoderParamName]]!));
+        return m;
+      };
+      this.views = { params: byName(v.params), grads: byName(v.grads), fired: new Tensor(v.fired) };
+    }
+    return this.views;
   }
 
   async takeFired(): Promise<Int32Array> {
@@ -240,6 +261,8 @@ export class CudaCoderState implements CoderState {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
+    if (this.views) for (const t of [...this.views.params.values(), ...this.views.grads.values(), this.views.fired]) t.dispose();
+    this.views = undefined;
     this.sae?.dispose();
     this.encoder?.dispose();
     this.sae = this.encoder = undefined;
@@ -263,8 +286,9 @@ export class CudaCoderState implements CoderState {
       const arrays: Partial<Record<MomentSlot, (Tensor["handle"] | undefined)[]>> = {};
       for (const slot of ['m', 'v', 'z'] as const) {
         if (pend[slot].size === 0) continue;
-        arrays[slot] = CODER_PARAM_NAMES.slice(0, 4).map((name) => pend[slot].get(name)?.handle);
-        if (pend[slot].has('W_skip')) arrays[slot]!.push(pend[slot].get('W_skip')!.handle);
+        // By slot (CODER_PARAM_NAMES order): 4, or up to the state's last slot (W_skip, log_threshold).
+        const slots = this.paramShapes.has('log_threshold') ? 6 : this.paramShapes.has('W_skip') ? 5 : 4;
+        arrays[slot] = CODER_PARAM_NAMES.slice(0, slots).map((name) => pend[slot].get(name)?.handle);
       }
       this.hasMoments = Object.keys(arrays).length > 0;
       try {

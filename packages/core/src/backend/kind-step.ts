@@ -1,9 +1,11 @@
 /**
  * The SAELens coder kinds inside a SparseCoder (activation 'relu' | 'jumprelu' | 'batchtopk',
- * Matryoshka over batchtopk): encode, forward and the training step, as free kernels over a
- * CoderState's host parameters and gradient buffers (ops/threshold.ts). The optimizers see the
- * trained parameters (log_threshold included) like any other; BatchTopK's running threshold is
- * not trained and lives here (saved with the coder as `topk_threshold`).
+ * Matryoshka over batchtopk): encode, forward and the training step, as free kernels
+ * (ops/threshold.ts) over the tensors of the coder's state on its device (CoderState.kindTensors:
+ * on cuda device views of the resident state, so a micro-step moves only the batch in and the
+ * losses out). The steps write the state's fired marks, which its updateDeadLatents folds in. The
+ * optimizers see the trained parameters (log_threshold included) like any other; BatchTopK's
+ * running threshold is not trained and lives here (saved with the coder as `topk_threshold`).
  *
  * Math and sources (SAELens 6.18 standard_sae.py, jumprelu_sae.py, batchtopk_sae.py,
  * matryoshka_batchtopk_sae.py): docs/sae.md, "SAELens kinds".
@@ -12,7 +14,7 @@ import type { CoderParamName } from '../coder-params.js';
 import { isSaeLensKind, type SaeLensKind, type SparseCoderConfig } from '../config.js';
 import { ValueError } from '../errors.js';
 import { native } from '../native.js';
-import { saeDecode, saeEncode } from '../ops/sae.js';
+import { saeEncode } from '../ops/sae.js';
 import { batchTopKStep, thresholdEncode, thresholdStep, type SparseLatents, type ThresholdStepTensors, type ThresholdWeights } from '../ops/threshold.js';
 import { Tensor } from '../tensor.js';
 import type { CoderState, ForwardResult, StepLosses } from './coder-state.js';
@@ -57,7 +59,6 @@ export function kindProblem(cfg: SparseCoderConfig, M: number): string | undefin
 export class KindState {
   /** batchtopk: the running inference threshold θ (in h·n units; kept in float32). */
   threshold = 0;
-  private fired: Tensor | undefined;
 
   constructor(
     readonly kind: KindName,
@@ -83,21 +84,7 @@ export class KindState {
     return this.kind === 'batchtopk' ? new Map([['topk_threshold', Tensor.from(new Float32Array([this.threshold]), [1])]]) : new Map();
   }
 
-  firedTensor(): Tensor {
-    return (this.fired ??= Tensor.zeros([this.M], { dtype: 'int32' }));
-  }
-
-  takeFired(): Int32Array {
-    if (!this.fired) return new Int32Array(this.M);
-    const out = this.fired.toInt32Array();
-    native().zeroTensors([this.fired.handle]);
-    return out;
-  }
-
-  dispose(): void {
-    this.fired?.dispose();
-    this.fired = undefined;
-  }
+  dispose(): void {}
 }
 
 function decoderNorms(W_dec: Float32Array, M: number, D: number): Float32Array {
@@ -145,9 +132,11 @@ async function topkEncode(p: Map<CoderParamName, Tensor>, k: number, applyBDec: 
     for (let d = 0; d < D; d++) w[m * D + d] *= n[m];
   }
   const fw = Tensor.from(w, [M, D]), fb = Tensor.from(b, [M]);
+  // The folded encoder runs on the host (a device batch is read back: inference only).
+  const hx = x.device === 'cpu' ? x : await x.to('cpu');
   try {
     // transcode: the encoder input is x itself (apply_b_dec_to_input false).
-    const r = await saeEncode({ encW: fw, encB: fb, b_dec: p.get('b_dec')! }, x, { k, groupmax: false, transcode: !applyBDec, multiTopk: false }, false);
+    const r = await saeEncode({ encW: fw, encB: fb, b_dec: p.get('b_dec')! }, hx, { k, groupmax: false, transcode: !applyBDec, multiTopk: false }, false);
     const acts = r.acts.toFloat32Array(), idx = r.indices.toInt32Array();
     for (let i = 0; i < acts.length; i++) acts[i] = n[idx[i]] > 0 ? acts[i] / n[idx[i]] : 0;
     r.acts.dispose();
@@ -156,12 +145,14 @@ async function topkEncode(p: Map<CoderParamName, Tensor>, k: number, applyBDec: 
   } finally {
     fw.dispose();
     fb.dispose();
+    if (hx !== x) hx.dispose();
   }
 }
 
 /** Variable-width sparse latents (ops/threshold.ts SparseLatents) of x, never N × M. */
 export async function kindEncode(state: CoderState, cfg: SparseCoderConfig, ks: KindState, x: Tensor): Promise<SparseLatents> {
   const kind = ks.kind;
+  await state.syncToHost(); // cuda: the parameters after the last optimizer step (nothing on cpu)
   const p = state.hostParams();
   if ((kind === 'topk' || kind === 'batchtopk') && !p.has('W_dec'))
     throw new ValueError(`encode: a ${kind === 'topk' ? 'Matryoshka TopK' : 'batchtopk'} coder selects by h·||W_dec[i]||, so it needs its decoder (loaded with decoder: false)`);
@@ -189,10 +180,14 @@ function fvuOf(y: Float32Array, out: Float32Array, N: number, D: number, totalVa
 
 export async function kindForward(state: CoderState, cfg: SparseCoderConfig, ks: KindState, x: Tensor, opts: { y?: Tensor; totalVariance?: number }): Promise<ForwardResult & { counts: Tensor }> {
   const enc = await kindEncode(state, cfg, ks, x);
-  const p = state.hostParams();
-  const saeOut = await saeDecode(p.get('W_dec')!, p.get('b_dec')!, enc.topActs, enc.topIndices);
+  const saeOut = await state.decode(enc.topActs, enc.topIndices);
   const [N, D] = x.shape;
-  const fvu = fvuOf((opts.y ?? x).toFloat32Array(), saeOut.toFloat32Array(), N, D, opts.totalVariance);
+  const y = opts.y ?? x;
+  const hy = y.device === 'cpu' ? y : await y.to('cpu');
+  const hout = saeOut.device === 'cpu' ? saeOut : await saeOut.to('cpu');
+  const fvu = fvuOf(hy.toFloat32Array(), hout.toFloat32Array(), N, D, opts.totalVariance);
+  if (hy !== y) hy.dispose();
+  if (hout !== saeOut) hout.dispose();
   return { saeOut, latentActs: enc.topActs, latentIndices: enc.topIndices, counts: enc.counts, fvu, auxkLoss: 0, multiTopkFvu: 0 };
 }
 
@@ -219,8 +214,43 @@ export async function kindForwardBackward(state: CoderState, cfg: SparseCoderCon
   };
   const xr = call.rows ? new Tensor(native().trainRowSlice(x.handle, call.rows[0], call.rows[1])) : x;
   const N = xr.shape[0];
-  const w = stepTensors(state.hostParams()), g = stepTensors(state.liveGrads());
-  const didFire = call.trackFired ? ks.firedTensor() : call.didFire;
+  // The normaliser first, where the batch is (the kernels report the MSE).
+  let tv = call.totalVariance;
+  if (tv === undefined) {
+    tv = call.batchVariance && call.rows
+      ? ((await totalVariance(x)) * N) / x.shape[0]
+      : await totalVariance(xr);
+  }
+  const kt = await state.kindTensors();
+  const w = stepTensors(kt.params), g = stepTensors(kt.grads);
+  const didFire = call.trackFired ? kt.fired : call.didFire;
+  // The kernels run where the batch is: a cuda state's batch goes to the device (once per micro-step).
+  const xs = state.device === 'cuda' && xr.device !== 'cuda' ? await xr.to('cuda') : xr;
+  try {
+    return await kindStep(kind, cfg, ks, w, g, xs, didFire, call, coef, (mse) => (mse * N) / tv);
+  } finally {
+    if (xs !== xr) xs.dispose();
+  }
+}
+
+/** Σ (y − mean_0 y)² of a batch, where it is (a device batch: native/cuda/sae_state.cu, one scalar back). */
+async function totalVariance(y: Tensor): Promise<number> {
+  return y.device === 'cpu' ? native().trainTotalVariance(y.handle) : native().cudaTotalVariance(y.handle);
+}
+
+/** The step kernel of `kind` on a batch already where it runs, and the losses it reports. */
+async function kindStep(
+  kind: KindName,
+  cfg: SparseCoderConfig,
+  ks: KindState,
+  w: ThresholdStepTensors,
+  g: ThresholdStepTensors,
+  xr: Tensor,
+  didFire: Tensor | undefined,
+  call: KindStepCall,
+  coef: (v: number | undefined, name: string) => number,
+  fvuOfMse: (mse: number) => number,
+): Promise<StepLosses> {
   let mse: number, sparsity: number, loss: number;
   if (kind === 'batchtopk' || kind === 'topk') {
     const r = await batchTopKStep(w, g, xr, { k: cfg.k, widths: cfg.matryoshkaPrefixes, lossScale: call.lossScale, didFire, perRow: kind === 'topk', applyBDecToInput: cfg.applyBDecToInput });
@@ -244,13 +274,7 @@ export async function kindForwardBackward(state: CoderState, cfg: SparseCoderCon
     sparsity = r.sparsity;
     loss = r.loss;
   }
-  let tv = call.totalVariance;
-  if (tv === undefined) {
-    tv = call.batchVariance && call.rows
-      ? ((await native().trainTotalVariance(x.handle)) * N) / x.shape[0]
-      : await native().trainTotalVariance(xr.handle);
-  }
-  const fvu = (mse * N) / tv;
+  const fvu = fvuOfMse(mse);
   return kind === 'batchtopk' || kind === 'topk'
     ? { loss, fvu, auxkLoss: 0, multiTopkFvu: sparsity }
     : { loss, fvu, auxkLoss: sparsity, multiTopkFvu: 0 };

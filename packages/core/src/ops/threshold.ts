@@ -2,7 +2,6 @@
  * Typed wrappers over the threshold encoder (native/bindings/cpu/threshold_encode.cpp): ReLU,
  * JumpReLU and gated latents, whose rows have a variable number of non-zeros.
  */
-import { DeviceError } from '../errors.js';
 import { native } from '../native.js';
 import { Tensor } from '../tensor.js';
 
@@ -98,12 +97,8 @@ export async function thresholdStep(
   x: Tensor,
   opts: ThresholdStepOptions,
 ): Promise<{ mse: number; sparsity: number; loss: number }> {
-  const { didFire, ...rest } = opts;
-  if (x.device === 'cuda') {
-    cudaLacks('thresholdStep', { didFire: didFire !== undefined, applyBDecToInput: opts.applyBDecToInput === false });
-    return native().cudaThresholdStep(stepHandles(w), stepHandles(grads), x.handle, rest);
-  }
-  return native().thresholdStep(stepHandles(w), stepHandles(grads), x.handle, { ...rest, didFire: didFire?.handle });
+  const step = x.device === 'cuda' ? native().cudaThresholdStep : native().thresholdStep;
+  return step(stepHandles(w), stepHandles(grads), x.handle, { ...opts, didFire: opts.didFire?.handle });
 }
 
 export interface BatchTopKStepOptions {
@@ -134,15 +129,6 @@ export async function batchTopKStep(
 ): Promise<{ mse: number; inner: number; loss: number; minKept: number; kept: number }> {
   const M = w.encB.shape[0];
   const widths = (opts.widths ?? []).filter((v, i, a) => !(i === a.length - 1 && v === M));
-  if (x.device === 'cuda') {
-    cudaLacks('batchTopKStep', { didFire: opts.didFire !== undefined, perRow: opts.perRow === true, applyBDecToInput: opts.applyBDecToInput === false });
-    return native().cudaBatchTopKStep(stepHandles(w), stepHandles(grads), x.handle, { k: opts.k, widths, lossScale: opts.lossScale });
-  }
-  return native().batchTopKStep(stepHandles(w), stepHandles(grads), x.handle, { k: opts.k, widths, lossScale: opts.lossScale, didFire: opts.didFire?.handle, perRow: opts.perRow, applyBDecToInput: opts.applyBDecToInput });
-}
-
-/** The options the CUDA kernels of the kinds do not have yet: a DeviceError naming them. */
-function cudaLacks(fn: string, used: Record<string, boolean>): void {
-  const names = Object.entries(used).filter(([, on]) => on).map(([k]) => k);
-  if (names.length) throw new DeviceError(`${fn}: ${names.join(', ')} not yet supported on cuda (run it on cpu)`);
+  const step = x.device === 'cuda' ? native().cudaBatchTopKStep : native().batchTopKStep;
+  return step(stepHandles(w), stepHandles(grads), x.handle, { k: opts.k, widths, lossScale: opts.lossScale, didFire: opts.didFire?.handle, perRow: opts.perRow, applyBDecToInput: opts.applyBDecToInput });
 }
