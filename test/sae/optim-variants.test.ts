@@ -53,7 +53,7 @@ async function run(c: Case, kernels: KernelSet) {
   const first: Float32Array[] = [];
   for (const [step, g] of [g0, g1].entries()) {
     const grad = Tensor.from(g.slice(), [ROWS, COLS]);
-    await native().optimStep([{ ...c.hyper, kind: c.kind, param: p.handle, grad: grad.handle, project: c.project ?? false, state: state.map((s) => s.handle), step: step + 1 }]);
+    await native().testing.optimStep([{ ...c.hyper, kind: c.kind, param: p.handle, grad: grad.handle, project: c.project ?? false, state: state.map((s) => s.handle), step: step + 1 }]);
     assert.ok(grad.toFloat32Array().every((v) => v === 0), `${kernels}: grads zeroed`);
     if (step === 0) first.push(p.toFloat32Array(), ...state.map((s) => s.toFloat32Array()));
   }
