@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "bindings/threshold_args.h"
 #include "core/napi_util.h"
 #include "core/parallel.h"
 #include "cpu/threshold_encode.h"
@@ -17,55 +18,20 @@
 namespace sparsify {
 namespace {
 
-struct ThresholdArgs {
-  Tensor encW, gateBias, gateThreshold, valueScale, valueBias, x, bDec;
-  ThresholdWeights view() const {
-    ThresholdWeights w;
-    w.M = encW.dim(0);
-    w.D = encW.dim(1);
-    w.W_enc = encW.data<float>();
-    w.gate_bias = gateBias.data<float>();
-    w.gate_threshold = gateThreshold.defined() ? gateThreshold.data<float>() : nullptr;
-    w.value_scale = valueScale.defined() ? valueScale.data<float>() : nullptr;
-    w.value_bias = valueBias.data<float>();
-    return w;
-  }
-};
-
-void expect_vector(const Tensor& t, int64_t M, const char* name) {
-  expect_dtype(t, DType::F32, name);
-  expect_shape(t, {M}, name);
-}
-
-ThresholdArgs read_args(const Napi::CallbackInfo& info) {
-  if (!info[0].IsObject()) fail(ErrorKind::Value, "weights must be an object of tensors");
-  Napi::Object o = info[0].As<Napi::Object>();
-  ThresholdArgs a;
-  a.encW = opt_tensor(o, "encW");
-  a.gateBias = opt_tensor(o, "gateBias");
-  a.gateThreshold = opt_tensor(o, "gateThreshold");
-  a.valueScale = opt_tensor(o, "valueScale");
-  a.valueBias = opt_tensor(o, "valueBias");
-  if (!a.encW.defined() || !a.gateBias.defined() || !a.valueBias.defined())
-    fail(ErrorKind::Value, "threshold encoder weights need encW, gateBias and valueBias");
-  expect_dtype(a.encW, DType::F32, "W_enc");
-  expect_ndim(a.encW, 2, "W_enc");
-  const int64_t M = a.encW.dim(0), D = a.encW.dim(1);
-  expect_vector(a.gateBias, M, "gate bias");
-  expect_vector(a.valueBias, M, "value bias");
-  if (a.gateThreshold.defined()) expect_vector(a.gateThreshold, M, "threshold");
-  if (a.valueScale.defined()) expect_vector(a.valueScale, M, "value scale");
-  a.x = arg_tensor(info, 1, "x");
-  expect_dtype(a.x, DType::F32, "x");
-  if (a.x.ndim() != 2 || a.x.dim(1) != D)
-    fail(ErrorKind::Shape, "x must be [tokens, " + std::to_string(D) + "], got " + shape_str(a.x.shape));
-  a.bDec = arg_optional_tensor(info, 2, "b_dec");
-  if (a.bDec.defined()) expect_vector(a.bDec, D, "b_dec");
-  return a;
+ThresholdWeights weights_view(const ThresholdEncodeTensors& a) {
+  ThresholdWeights w;
+  w.M = a.encW.dim(0);
+  w.D = a.encW.dim(1);
+  w.W_enc = a.encW.data<float>();
+  w.gate_bias = a.gateBias.data<float>();
+  w.gate_threshold = a.gateThreshold.defined() ? a.gateThreshold.data<float>() : nullptr;
+  w.value_scale = a.valueScale.defined() ? a.valueScale.data<float>() : nullptr;
+  w.value_bias = a.valueBias.data<float>();
+  return w;
 }
 
 // x - b_dec (or x itself), after rejecting NaN / Inf in x.
-std::vector<float> encoder_input(const ThresholdArgs& a) {
+std::vector<float> encoder_input(const ThresholdEncodeTensors& a) {
   const int64_t N = a.x.dim(0), D = a.x.dim(1);
   const float* x = a.x.data<float>();
   std::vector<float> xin(size_t(N * D));
@@ -81,7 +47,7 @@ std::vector<float> encoder_input(const ThresholdArgs& a) {
 }
 
 Napi::Value threshold_encode_js(const Napi::CallbackInfo& info) {
-  ThresholdArgs a = read_args(info);
+  const ThresholdEncodeTensors a = read_threshold_encode_tensors(info, BindingSide::Cpu);
   const int64_t N = a.x.dim(0);
   auto acts = std::make_shared<Tensor>();
   auto idx = std::make_shared<Tensor>();
@@ -90,7 +56,7 @@ Napi::Value threshold_encode_js(const Napi::CallbackInfo& info) {
       info.Env(),
       [a, N, acts, idx, counts] {
         std::vector<float> xin = encoder_input(a);
-        ThresholdCsr csr = threshold_encode(a.view(), N, xin.data());
+        ThresholdCsr csr = threshold_encode(weights_view(a), N, xin.data());
         int64_t width = 1;
         for (int64_t n = 0; n < N; ++n) width = std::max(width, csr.row_ptr[size_t(n + 1)] - csr.row_ptr[size_t(n)]);
         *acts = Tensor::empty({N, width}, DType::F32);
@@ -119,9 +85,9 @@ Napi::Value threshold_encode_js(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value threshold_encode_reference_js(const Napi::CallbackInfo& info) {
-  ThresholdArgs a = read_args(info);
+  const ThresholdEncodeTensors a = read_threshold_encode_tensors(info, BindingSide::Cpu);
   std::vector<float> xin = encoder_input(a);
-  std::vector<double> f = threshold_encode_reference(a.view(), a.x.dim(0), xin.data());
+  std::vector<double> f = threshold_encode_reference(weights_view(a), a.x.dim(0), xin.data());
   Napi::Float64Array out = Napi::Float64Array::New(info.Env(), f.size());
   std::copy(f.begin(), f.end(), out.Data());
   return out;
