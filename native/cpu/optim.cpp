@@ -181,21 +181,19 @@ SPX_OPT_AVX512 int64_t muon_apply_avx512(float* p, float* g, const float* O, int
 }
 #endif
 
-// First index the scalar loop still has to do: i0, or past the AVX-512 part on that variant.
-template <typename Fn>
-inline int64_t simd_prefix(int64_t i0, Fn&& avx512) {
+// First index the scalar loop still has to do: i0, or past the AVX-512 part on that variant. A
+// macro, not a function, so that the AVX-512 call is not compiled where those twins do not exist.
 #if defined(__x86_64__)
-  if (active_isa() == Isa::Avx512) return avx512();
+#define SIMD_PREFIX(i0, avx512_call) (active_isa() == Isa::Avx512 ? (avx512_call) : (i0))
+#else
+#define SIMD_PREFIX(i0, avx512_call) (i0)
 #endif
-  (void)avx512;
-  return i0;
-}
 
 template <bool kSmallCkp>
 void signum_loop(float* __restrict p, float* __restrict z, float* __restrict g, int64_t i0, int64_t i1, float lr,
                  float ckp1, float w_yx, float w_y) {
   const float one_minus_ckp1 = 1.f - ckp1;
-  i0 = simd_prefix(i0, [&] { return signum_avx512<kSmallCkp>(p, z, g, i0, i1, lr, ckp1, w_yx, w_y); });
+  i0 = SIMD_PREFIX(i0, signum_avx512<kSmallCkp>(p, z, g, i0, i1, lr, ckp1, w_yx, w_y));
   for (int64_t i = i0; i < i1; ++i) {
     const float x = lerp_w<true>(p[i], z[i], w_yx, 0.f);  // y -> x (|1 - 1/momentum| < 0.5)
     const float s = z[i] + x;                             // swap(z, p) by add/sub, as schedulefree does
@@ -227,7 +225,7 @@ void signum_range(const OptUpdate& u, int64_t i0, int64_t i1) {
 template <bool kSmall>
 void adam_loop(float* __restrict p, float* __restrict g, float* __restrict m, float* __restrict v, int64_t i0, int64_t i1,
                float w1, float b2, float w2, float step_size, float bc2_sqrt, float eps) {
-  i0 = simd_prefix(i0, [&] { return adam_avx512<kSmall>(p, g, m, v, i0, i1, w1, b2, w2, step_size, bc2_sqrt, eps); });
+  i0 = SIMD_PREFIX(i0, adam_avx512<kSmall>(p, g, m, v, i0, i1, w1, b2, w2, step_size, bc2_sqrt, eps));
   for (int64_t i = i0; i < i1; ++i) {
     const float mi = lerp_w<kSmall>(m[i], g[i], w1, 1.f - w1);  // exp_avg.lerp_(grad, 1 - beta1)
     const float vi = v[i] * b2 + w2 * (g[i] * g[i]);           // exp_avg_sq.mul_(beta2).addcmul_(g, g, 1 - beta2)
@@ -254,9 +252,8 @@ void adam_range(const OptUpdate& u, int64_t i0, int64_t i1) {
 void muon_pre_range(const OptUpdate& u, int64_t i0, int64_t i1) {
   const float decay = float(1.0 - u.lr * u.weight_decay);
   const float wb = float(1.0 - u.momentum), wg = float(u.momentum);
-  i0 = simd_prefix(i0, [&] {
-    return muon_pre_avx512(u.p, u.s0, u.g, i0, i1, u.weight_decay > 0, decay, u.momentum > 0, wb, wg, u.nesterov);
-  });
+  i0 = SIMD_PREFIX(
+      i0, muon_pre_avx512(u.p, u.s0, u.g, i0, i1, u.weight_decay > 0, decay, u.momentum > 0, wb, wg, u.nesterov));
   for (int64_t i = i0; i < i1; ++i) {
     if (u.weight_decay > 0) u.p[i] *= decay;
     if (u.momentum > 0) {
@@ -290,7 +287,7 @@ void optimizer_update(const OptUpdate& u) {
     newton_schulz(rows, cols, u.g, u.ns_steps, O.data());
     const float alpha = float(-u.lr * 0.2 * std::sqrt(double(std::max(rows, cols))));
     chunks([&](int64_t r0, int64_t r1) {
-      const int64_t i0 = simd_prefix(r0 * cols, [&] { return muon_apply_avx512(u.p, u.g, O.data(), r0 * cols, r1 * cols, alpha); });
+      const int64_t i0 = SIMD_PREFIX(r0 * cols, muon_apply_avx512(u.p, u.g, O.data(), r0 * cols, r1 * cols, alpha));
       for (int64_t i = i0; i < r1 * cols; ++i) {
         u.p[i] = u.p[i] + alpha * O[size_t(i)];
         u.g[i] = 0.f;
