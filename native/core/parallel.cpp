@@ -5,6 +5,7 @@
 #include <condition_variable>
 #include <exception>
 #include <mutex>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -18,12 +19,13 @@ class Pool {
   explicit Pool(int n) { resize(n); }
   ~Pool() { stop_workers(); }
 
-  int size() {
-    std::lock_guard<std::mutex> lk(submit_mu_);
-    return int(workers_.size()) + 1;
-  }
+  // Without submit_mu_, which a running job holds: a task that asks for the size must not wait on
+  // its own job. Inside a task the answer is 1, like the nested runs it would start.
+  int size() const { return in_pool_task ? 1 : threads_.load(std::memory_order_acquire); }
 
   void resize(int n) {
+    // A task's own job holds submit_mu_: resizing from inside it could never proceed.
+    if (in_pool_task) throw std::logic_error("set_num_threads called inside a parallel task");
     std::lock_guard<std::mutex> lk(submit_mu_);
     stop_workers();
     stop_ = false;
@@ -36,6 +38,7 @@ class Pool {
       gen = generation_;
     }
     for (int i = 1; i < n; ++i) workers_.emplace_back([this, i, gen] { loop(i, gen); });
+    threads_.store(n < 1 ? 1 : n, std::memory_order_release);
   }
 
   // Runs task(tid, nt) on every thread and waits.
@@ -112,6 +115,7 @@ class Pool {
   std::mutex mu_;
   std::condition_variable cv_, done_cv_;
   std::vector<std::thread> workers_;
+  std::atomic<int> threads_{1};
   const std::function<void(int, int)>* task_ = nullptr;
   int pending_ = 0;
   uint64_t generation_ = 0;
