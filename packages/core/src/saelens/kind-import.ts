@@ -3,7 +3,8 @@
  * SAELens kind, the inverse of kind-export.ts: standard → relu; jumprelu → jumprelu with
  * log_threshold = log(threshold); a jumprelu folder we exported from a batchtopk coder (its
  * metadata.sparsify_cfg says so, one shared threshold) and a SAELens batchtopk checkpoint whose
- * decoder norms fold away (rescale_acts_by_decoder_norm) → batchtopk with topk_threshold = θ.
+ * decoder norms fold away (rescale_acts_by_decoder_norm) → batchtopk with topk_threshold = θ
+ * (its k, SAELens's float average L0, as is). A standard training checkpoint's lp_norm is kept.
  */
 import { coderConfigFromJson, DEFAULT_SPARSE_CODER_CONFIG, type SparseCoderConfig } from '../config.js';
 import { ConfigError } from '../errors.js';
@@ -25,13 +26,13 @@ export function saeLensToKind(folder: SaeLensFolder, opts: SaeLensLoadOptions = 
     ['b_dec', Tensor.from(b_dec, [D])],
   ]);
   const base = { ...DEFAULT_SPARSE_CODER_CONFIG, numLatents: M, matryoshkaPrefixes: [] as number[], applyBDecToInput: apply };
-  if (kind === 'relu') return { cfg: saved?.activation === 'relu' ? saved : { ...base, activation: 'relu' }, dIn: D, tensors };
+  if (kind === 'relu') return { cfg: saved?.activation === 'relu' ? saved : { ...base, activation: 'relu', lpNorm: lpNormOf(folder, where) }, dIn: D, tensors };
   const th = t.get('threshold')!;
   const shared = th.every((v) => v === th[0]);
   const arch = folder.cfg.architecture;
   const k = saved?.activation === 'batchtopk' ? saved.k : folder.cfg.k;
   const unitRows = rowNormsNear1(W_dec, M, D);
-  if (shared && unitRows && k !== undefined && Number.isInteger(k) && k >= 1 && (saved?.activation === 'batchtopk' || arch === 'batchtopk' || arch === 'matryoshka_batchtopk')) {
+  if (shared && unitRows && k !== undefined && Number.isFinite(k) && k > 0 && k <= M && (saved?.activation === 'batchtopk' || arch === 'batchtopk' || arch === 'matryoshka_batchtopk')) {
     tensors.set('topk_threshold', Tensor.from(new Float32Array([th[0]]), [1]));
     return { cfg: saved?.activation === 'batchtopk' ? saved : { ...base, activation: 'batchtopk', k }, dIn: D, tensors };
   }
@@ -42,6 +43,13 @@ export function saeLensToKind(folder: SaeLensFolder, opts: SaeLensLoadOptions = 
     }
   tensors.set('log_threshold', Tensor.from(th.map(Math.log), [M]));
   return { cfg: saved?.activation === 'jumprelu' ? saved : { ...base, activation: 'jumprelu' }, dIn: D, tensors };
+}
+
+/** SAELens standard training configs carry lp_norm (default 1.0; standard_sae.py). */
+function lpNormOf(folder: SaeLensFolder, where: string): number {
+  const p = folder.cfg.extra.lp_norm ?? 1;
+  if (typeof p !== 'number' || !Number.isFinite(p) || p < 1) throw new ConfigError(`${where}: cfg.json lp_norm must be a finite number >= 1, got ${JSON.stringify(p)}`);
+  return p;
 }
 
 function savedCfg(folder: SaeLensFolder, D: number, M: number, where: string): SparseCoderConfig | undefined {
