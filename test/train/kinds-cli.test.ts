@@ -111,6 +111,12 @@ test('SAELens-kind flags: bad combinations are usage errors naming the flag', as
     [['--activation', 'jumprelu', '--transcode'], /transcode/],
     [['--activation', 'softmax'], /--activation/],
     [['--apply_b_dec_to_input', 'false'], /apply_b_dec_to_input false needs a SAELens kind/],
+    [['-k', '16.5'], /--k: expected an integer, got "16\.5"/],
+    [['--activation', 'groupmax', '-k', '16.5'], /--k: expected an integer, got "16\.5"/],
+    [['--activation', 'batchtopk', '-k', '1e-6'], /-k 0\.000001: batchtopk keeps floor\(k · rows\) latents per step, and a micro-batch of \d+ rows .* keeps none/],
+    [['--activation', 'batchtopk', '-k', '0'], /k must be a finite number > 0/],
+    [['--lp_norm', '2'], /--lp_norm applies to --activation relu only/],
+    [['--activation', 'relu', '--lp_norm', '0.5'], /lp_norm must be a finite number >= 1/],
   ];
   for (const [flags, want] of cases) {
     const { o, io } = capture();
