@@ -107,3 +107,24 @@ test('a SAELens batchtopk checkpoint with a float k exports as the JumpReLU SAEL
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a SAELens matryoshka_batchtopk checkpoint with a float k imports with its widths and topk_threshold_lr', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kinds-options-mt-'));
+  try {
+    // The batchtopk checkpoint as SAELens's MatryoshkaBatchTopKTrainingSAE saves it: the same tensors,
+    // architecture matryoshka_batchtopk with matryoshka_widths (matryoshka_batchtopk_sae.py).
+    copyFileSync(join(FIX, 'batchtopk', 'sae_weights.safetensors'), join(dir, 'sae_weights.safetensors'));
+    const cfg = JSON.parse(readFileSync(join(FIX, 'batchtopk', 'cfg.json'), 'utf8'));
+    writeFileSync(join(dir, 'cfg.json'), JSON.stringify({ ...cfg, k: 5.25, topk_threshold_lr: 0.05, matryoshka_widths: [16, 48, 64], architecture: 'matryoshka_batchtopk' }));
+    const coder = await SparseCoder.loadFromDisk(dir);
+    assert.deepEqual([coder.cfg.activation, coder.cfg.k, coder.cfg.topkThresholdLr, coder.cfg.matryoshkaPrefixes], ['batchtopk', 5.25, 0.05, [16, 48, 64]]);
+    const x = Tensor.from(gauss(mulberry32(9), 12 * 16), [12, 16]);
+    const L = await coder.forwardBackward(x, { auxkAlpha: 0 });
+    assert.ok(L.multiTopkFvu > 0, 'the prefix losses train');
+    coder.dispose();
+    writeFileSync(join(dir, 'cfg.json'), JSON.stringify({ ...cfg, topk_threshold_lr: 2 }));
+    await assert.rejects(SparseCoder.loadFromDisk(dir), (e: Error) => e instanceof ConfigError && /topk_threshold_lr must be a number in \[0, 1\]/.test(e.message));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
