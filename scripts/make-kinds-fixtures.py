@@ -7,6 +7,7 @@ is not installed, so the formulas are written out here):
   x' = x - b_dec, h = x' W_enc^T + b_enc   (W_enc in our [M, D] layout), n_i = ||W_dec[i]||
   mse = mean_n sum_d (out - x)^2,  out = f W_dec + b_dec
   relu      f = ReLU(h); loss = mse + l1_coefficient * mean_n sum_i f_i n_i
+            lp_norm p != 1: loss = mse + l1_coefficient * mean_n ||f * n||_p  (torch .norm(p=p, dim=-1))
   jumprelu  theta = exp(log_threshold); f = h * 1[h > theta] with the straight-through backward
             df/dh = 1[h > theta], dtheta = -(theta/eps) rect((h - theta)/eps) g   (summed over rows);
             step: l0 = c * mean_n sum_i H(h - theta), dH/dtheta = -(1/eps) rect(.), no grad to h;
@@ -62,8 +63,10 @@ class Step(torch.autograd.Function):
         return torch.zeros_like(h), gt, None
 
 
-def params(g, kind):
+def params(g, kind, zero_rows=()):
     W_dec = torch.randn(M, D, generator=g) * (0.5 + torch.rand(M, 1, generator=g))
+    for m in zero_rows:  # a decoder row of norm 0: its norm's gradient is 0 (torch masks it)
+        W_dec[m] = 0
     p = {
         'encoder.weight': torch.randn(M, D, generator=g) / D ** 0.5,
         'encoder.bias': torch.randn(M, generator=g) * 0.2,
@@ -77,7 +80,7 @@ def params(g, kind):
 
 def run(kind, cfg, seed):
     g = torch.Generator().manual_seed(seed)
-    p = params(g, kind)
+    p = params(g, kind, cfg.get('zero_rows', ()))
     x = torch.randn(N, D, generator=g)
     n = p['W_dec'].norm(dim=-1)
     h = (x - p['b_dec']) @ p['encoder.weight'].T + p['encoder.bias']
@@ -85,7 +88,10 @@ def run(kind, cfg, seed):
     if kind == 'relu':
         f = torch.relu(h)
         out = f @ p['W_dec'] + p['b_dec']
-        sparsity = cfg['l1_coefficient'] * (f * n).sum(-1).mean()
+        if cfg.get('lp_norm', 1.0) == 1.0:
+            sparsity = cfg['l1_coefficient'] * (f * n).sum(-1).mean()
+        else:
+            sparsity = (cfg['l1_coefficient'] * (f * n).norm(p=cfg['lp_norm'], dim=-1)).mean()
     elif kind == 'jumprelu':
         theta = torch.exp(p['log_threshold'])
         eps = cfg['bandwidth']
@@ -132,6 +138,9 @@ CASES = {
     'jumprelu_tanh': ('jumprelu', {'bandwidth': 0.5, 'mode': 'tanh', 'l0_coefficient': 0.2, 'tanh_scale': 4.0}),
     'batchtopk': ('batchtopk', {'k': 4.5, 'threshold_lr': 0.01, 'threshold_before': 0.25}),
     'matryoshka': ('matryoshka', {'k': 4.5, 'threshold_lr': 0.01, 'threshold_before': 0.25, 'widths': [8, 24, 48]}),
+    # lp_norm != 1 (after the others, so their seeds and files stay as they were)
+    'relu_lp2': ('relu', {'l1_coefficient': 0.3, 'lp_norm': 2.0, 'zero_rows': (5,)}),
+    'relu_lp1_5': ('relu', {'l1_coefficient': 0.3, 'lp_norm': 1.5, 'zero_rows': (5,)}),
 }
 
 if __name__ == '__main__':

@@ -3,6 +3,7 @@
 // and batchTopK training steps (bindings/cpu/threshold_step.cpp, bindings/cuda/threshold_step.cpp).
 // Each binding calls them in its own order and keeps only its job launch.
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -72,7 +73,7 @@ inline ThresholdEncodeTensors read_threshold_encode_tensors(const Napi::Callback
 
 // ---- training steps: (w, grads, x, options) of thresholdStep / batchTopKStep and their CUDA twins ----
 
-// The options of thresholdStep: {kind: 'relu'|'jumprelu', l1Coefficient, l0Coefficient, bandwidth,
+// The options of thresholdStep: {kind: 'relu'|'jumprelu', l1Coefficient, lpNorm, l0Coefficient, bandwidth,
 // sparsityLoss: 'step'|'tanh', tanhScale, lossScale, applyBDecToInput}.
 inline ThresholdStepSpec read_threshold_step_spec(Napi::Object o) {
   const std::string kind = opt_string(o, "kind", "");
@@ -80,6 +81,9 @@ inline ThresholdStepSpec read_threshold_step_spec(Napi::Object o) {
   ThresholdStepSpec s;
   s.jumprelu = kind == "jumprelu";
   s.l1_coefficient = opt_number(o, "l1Coefficient", 0);
+  s.lp_norm = opt_number(o, "lpNorm", 1.0);
+  if (!(std::isfinite(s.lp_norm) && s.lp_norm >= 1))
+    fail(ErrorKind::Value, "thresholdStep: lpNorm (lp_norm) must be a finite number >= 1, got " + std::to_string(s.lp_norm));
   s.l0_coefficient = opt_number(o, "l0Coefficient", 0);
   s.bandwidth = opt_number(o, "bandwidth", 0.05);
   const std::string mode = opt_string(o, "sparsityLoss", "step");

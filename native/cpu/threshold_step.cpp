@@ -5,6 +5,8 @@
 //      cache-sized buffer; never N x M), with per-block partial sums added in block order;
 //   3. the sparse backward of the kept latents: by-latent buckets (counting sort) for W_enc,
 //      b_enc and W_dec, per row for b_dec. Fixed block sizes: results do not depend on threads.
+// relu with lp_norm p != 1: each row's penalty is ||u||_p over its kept u_j = f_j n_j, so the
+// pass-1 gradients of u_j carry w_j = (u_j / ||u||_p)^(p-1) (0 for a row whose norm is 0).
 #include "cpu/threshold_step.h"
 
 #include <algorithm>
@@ -18,12 +20,29 @@
 #include "cpu/threshold_encode.h"
 
 namespace sparsify {
+namespace {
+
+// ||u||_p of row n's kept entries u_j = f_j n_j, scaled by the largest |u_j| so u^p cannot overflow.
+double row_lp_norm(const ThresholdCsr& csr, int64_t n, const float* norm, double p) {
+  double mx = 0;
+  for (int64_t j = csr.row_ptr[size_t(n)]; j < csr.row_ptr[size_t(n + 1)]; ++j)
+    mx = std::max(mx, std::fabs(double(csr.vals[size_t(j)]) * norm[csr.idx[size_t(j)]]));
+  if (!(mx > 0)) return 0;
+  double acc = 0;
+  for (int64_t j = csr.row_ptr[size_t(n)]; j < csr.row_ptr[size_t(n + 1)]; ++j)
+    acc += std::pow(std::fabs(double(csr.vals[size_t(j)]) * norm[csr.idx[size_t(j)]]) / mx, p);
+  return mx * std::pow(acc, 1.0 / p);
+}
+
+}  // namespace
 
 ThresholdStepLosses threshold_step(const ThresholdStepWeights& w, const ThresholdStepSpec& s, int64_t N, const float* x,
                                    const ThresholdStepGrads& g) {
   const int64_t M = w.M, D = w.D;
   SPX_CHECK(N >= 1, Value, "threshold_step needs at least one row");
   SPX_CHECK(!s.jumprelu || s.bandwidth > 0, Value, "jumprelu bandwidth must be > 0, got " + std::to_string(s.bandwidth));
+  SPX_CHECK(s.jumprelu || (std::isfinite(s.lp_norm) && s.lp_norm >= 1), Value,
+            "relu lp_norm must be a finite number >= 1, got " + std::to_string(s.lp_norm));
   std::vector<float> xin(static_cast<size_t>(N * D));
   for (int64_t i = 0; i < N * D; ++i) {
     if (!std::isfinite(x[i])) fail(ErrorKind::Value, "x contains NaN or Inf (first at flat index " + std::to_string(i) + ")");
@@ -79,16 +98,24 @@ ThresholdStepLosses threshold_step(const ThresholdStepWeights& w, const Threshol
   const int64_t nnz = csr.row_ptr[size_t(N)];
   std::vector<float> gh(static_cast<size_t>(nnz));
   std::vector<double> row_sparsity(static_cast<size_t>(N));
+  const bool lp = !s.jumprelu && s.lp_norm != 1.0;
+  std::vector<double> lp_w(static_cast<size_t>(lp ? nnz : 0));  // d||u||_p / du_j of each kept entry
   parallel_for(N, 16, [&](int64_t r0, int64_t r1) {
     for (int64_t n = r0; n < r1; ++n) {
       double sp = 0;
+      const double rn = lp ? row_lp_norm(csr, n, norm.data(), s.lp_norm) : 0.0;
       for (int64_t j = csr.row_ptr[size_t(n)]; j < csr.row_ptr[size_t(n + 1)]; ++j) {
         const int64_t m = csr.idx[size_t(j)];
         const float f = csr.vals[size_t(j)];
         const float* wd = w.W_dec + m * D;
         double gu = 0;
         for (int64_t d = 0; d < D; ++d) gu += double(gout[size_t(n * D + d)]) * wd[d];
-        if (!s.jumprelu) {
+        if (lp) {
+          const double u = double(f) * norm[size_t(m)];
+          const double q = rn > 0 && u > 0 ? std::pow(u / rn, s.lp_norm - 1) : 0.0;
+          lp_w[size_t(j)] = q;
+          gu += c * q * norm[size_t(m)];
+        } else if (!s.jumprelu) {
           sp += c * f * norm[size_t(m)];
           gu += c * norm[size_t(m)];
         } else if (s.tanh_l0) {
@@ -100,7 +127,7 @@ ThresholdStepLosses threshold_step(const ThresholdStepWeights& w, const Threshol
         }
         gh[size_t(j)] = float(gu);
       }
-      row_sparsity[size_t(n)] = sp;
+      row_sparsity[size_t(n)] = lp ? c * rn : sp;
     }
   });
   for (double v : row_sparsity) L.sparsity += v;
@@ -171,7 +198,8 @@ ThresholdStepLosses threshold_step(const ThresholdStepWeights& w, const Threshol
           ae[size_t(d)] += gv * xin[size_t(n * D + d)];
           ad[size_t(d)] += f * gout[size_t(n * D + d)];
         }
-        if (!s.jumprelu) gnorm += c * f;
+        if (lp) gnorm += c * lp_w[size_t(j)] * f;
+        else if (!s.jumprelu) gnorm += c * f;
         else if (s.tanh_l0) {
           const double t = std::tanh(s.tanh_scale * f * norm[size_t(m)]);
           gnorm += c * (1 - t * t) * s.tanh_scale * f;

@@ -4,7 +4,7 @@
 //
 //   x' = x - b_dec, h = x' W_enc^T + b_enc, n_m = ||W_dec[m]||, out = f W_dec + b_dec
 //   mse = mean_n sum_d (out - x)^2
-//   relu:     f = ReLU(h),               loss = mse + l1 mean_n sum_m f n_m
+//   relu:     f = ReLU(h),               loss = mse + l1 mean_n ||f ⊙ n||_p  (p = lp_norm; p = 1: sum_m f n_m)
 //   jumprelu: f = h 1[h > exp(log_t)],    loss = mse + l0 mean_n sum_m (H(h - t) | tanh(s f n_m))
 // Gradients are ADDED, times loss_scale, into the grad buffers (same layouts as the weights).
 #pragma once
@@ -34,6 +34,7 @@ struct ThresholdStepGrads {
 struct ThresholdStepSpec {
   bool jumprelu = false;
   double l1_coefficient = 0;  // relu
+  double lp_norm = 1.0;       // relu: p of the penalty's p-norm (SAELens lp_norm), finite and >= 1
   double l0_coefficient = 0;  // jumprelu
   double bandwidth = 0.05;    // jumprelu: width of the rectangle kernel
   bool tanh_l0 = false;       // jumprelu: tanh instead of step

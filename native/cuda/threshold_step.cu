@@ -5,6 +5,8 @@
 //   2. the kept latents in CSR form (threshold_encode.cu: count, row offsets, write; never N x M);
 //   3. decode + residual per row: g_out = 2 (out - x) / N, squared error per row (double);
 //   4. per kept entry: g_h = <g_out[n], W_dec[m]> + the sparsity term (one warp per entry);
+//      relu with lp_norm p != 1 first takes each row's ||f ⊙ n||_p (one warp per row), and the
+//      entry's term carries w_j = (u_j / ||u||_p)^(p-1), kept for pass 6;
 //   5. jumprelu: the threshold gradient over every (row, latent) with |h - t| < eps/2, from two
 //      f32 tile products (h and g_out W_dec^T) kept in shared memory; per-CTA partial sums per
 //      latent in double, added in CTA order (deterministic);
@@ -70,11 +72,29 @@ __global__ void decode_residual_kernel(const int64_t* __restrict__ row_ptr, cons
   if (threadIdx.x == 0) se[n] = q;
 }
 
-// One warp per kept entry: g_h and its sparsity term.
+// One warp per row: rn[n] = ||u||_p of its kept u_j = f_j n_j, scaled by the largest u_j.
+__global__ void row_lp_norm_kernel(const int64_t* __restrict__ row_ptr, const float* __restrict__ vals, const int* __restrict__ idx,
+                                   const float* __restrict__ norm, int64_t N, double p, double* __restrict__ rn) {
+  const int64_t n = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) >> 5;
+  const int lane = threadIdx.x & 31;
+  if (n >= N) return;
+  double mx = 0;
+  for (int64_t j = row_ptr[n] + lane; j < row_ptr[n + 1]; j += 32) mx = fmax(mx, fabs(double(vals[j]) * norm[idx[j]]));
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) mx = fmax(mx, __shfl_xor_sync(FULL_MASK, mx, o));
+  double acc = 0;
+  if (mx > 0)
+    for (int64_t j = row_ptr[n] + lane; j < row_ptr[n + 1]; j += 32) acc += pow(fabs(double(vals[j]) * norm[idx[j]]) / mx, p);
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(FULL_MASK, acc, o);
+  if (lane == 0) rn[n] = mx > 0 ? mx * pow(acc, 1.0 / p) : 0.0;
+}
+
+// One warp per kept entry: g_h and its sparsity term (rn, lp_w: relu with p != 1, else null).
 __global__ void entry_grad_kernel(const int* __restrict__ row_of, const float* __restrict__ vals, const int* __restrict__ idx,
                                   int64_t nnz, const float* __restrict__ gout, const float* __restrict__ W_dec,
-                                  const float* __restrict__ norm, int64_t D, StepMath sm, float* __restrict__ gh,
-                                  double* __restrict__ sp) {
+                                  const float* __restrict__ norm, int64_t D, StepMath sm, const double* __restrict__ rn,
+                                  float* __restrict__ gh, double* __restrict__ sp, double* __restrict__ lp_w) {
   const int64_t j = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) >> 5;
   const int lane = threadIdx.x & 31;
   if (j >= nnz) return;
@@ -86,7 +106,14 @@ __global__ void entry_grad_kernel(const int* __restrict__ row_of, const float* _
   if (lane != 0) return;
   const double f = vals[j], nm = norm[m];
   double s = 0;
-  if (!sm.jumprelu) {
+  if (rn) {
+    // sum_j c u_j w_j over the row = c ||u||_p.
+    const double u = f * nm, r = rn[n];
+    const double q = r > 0 && u > 0 ? pow(u / r, sm.p - 1) : 0.0;
+    lp_w[j] = q;
+    s = sm.c * u * q;
+    gu += sm.c * q * nm;
+  } else if (!sm.jumprelu) {
     s = sm.c * f * nm;
     gu += sm.c * nm;
   } else if (sm.tanh_l0) {
@@ -178,8 +205,8 @@ __global__ void latent_grad_kernel(const int64_t* __restrict__ start, const int*
                                    const int* __restrict__ row_of, const float* __restrict__ gh, const float* __restrict__ vals,
                                    const float* __restrict__ xin, const float* __restrict__ gout,
                                    const float* __restrict__ W_dec, const float* __restrict__ norm, int64_t D, StepMath sm,
-                                   double ls, float* __restrict__ g_W_enc, float* __restrict__ g_b_enc,
-                                   float* __restrict__ g_W_dec) {
+                                   const double* __restrict__ lp_w, double ls, float* __restrict__ g_W_enc,
+                                   float* __restrict__ g_b_enc, float* __restrict__ g_W_dec) {
   const int64_t m = blockIdx.x;
   const double nm = norm[m];
   double gb = 0, gnorm = 0;
@@ -187,7 +214,8 @@ __global__ void latent_grad_kernel(const int64_t* __restrict__ start, const int*
     const int64_t j = slots[p];
     const double f = vals[j];
     gb += gh[j];
-    if (!sm.jumprelu) gnorm += sm.c * f;
+    if (lp_w) gnorm += sm.c * lp_w[j] * f;
+    else if (!sm.jumprelu) gnorm += sm.c * f;
     else if (sm.tanh_l0) {
       const double t = tanh(sm.tanh_scale * f * nm);
       gnorm += sm.c * (1 - t * t) * sm.tanh_scale * f;
@@ -261,6 +289,7 @@ StepMath step_math(const ThresholdStepArgs& a, int64_t N) {
   sm.tanh_scale = a.tanh_scale;
   sm.eps = a.bandwidth;
   sm.c = (a.jumprelu ? a.l0_coefficient : a.l1_coefficient) / double(N);
+  sm.p = a.lp_norm;
   return sm;
 }
 
@@ -268,6 +297,8 @@ ThresholdStepLossesDev threshold_step(const ThresholdStepArgs& a) {
   const int64_t N = a.x.dim(0), D = a.w_enc.dim(1), M = a.w_enc.dim(0);
   SPX_CHECK(N >= 1, Value, "threshold_step needs at least one row");
   SPX_CHECK(!a.jumprelu || a.bandwidth > 0, Value, "jumprelu bandwidth must be > 0, got " + std::to_string(a.bandwidth));
+  SPX_CHECK(a.jumprelu || (std::isfinite(a.lp_norm) && a.lp_norm >= 1), Value,
+            "relu lp_norm must be a finite number >= 1, got " + std::to_string(a.lp_norm));
   Session ses;
   cudaStream_t s = ses.stream();
   DeviceTensor dx = upload(a.x, s), dwe = upload(a.w_enc, s), dbe = upload(a.b_enc, s), dwd = upload(a.w_dec, s),
@@ -300,10 +331,18 @@ ThresholdStepLossesDev threshold_step(const ThresholdStepArgs& a) {
                                                              b_dec, x, N, D, gout.as<float>(), se.as<double>());
   CUDA_CHECK_LAUNCH();
   const StepMath sm = step_math(a, N);
+  const bool lp = !a.jumprelu && a.lp_norm != 1.0;
+  DeviceBuffer rn(lp ? size_t(N) * 8 : 0, s), lp_w(lp ? nz * 8 : 0, s);
+  if (lp) {
+    SPX_LAUNCH(ceil_div(N * 32, 256), 256, 0, s, row_lp_norm_kernel)(row_ptr.as<int64_t>(), vals.as<float>(), idx.as<int>(),
+                                                                     norm.as<float>(), N, a.lp_norm, rn.as<double>());
+    CUDA_CHECK_LAUNCH();
+  }
   if (nnz > 0) {
     SPX_LAUNCH(ceil_div(nnz * 32, 256), 256, 0, s, entry_grad_kernel)(row_of.as<int>(), vals.as<float>(), idx.as<int>(), nnz,
                                                                       gout.as<float>(), W_dec, norm.as<float>(), D, sm,
-                                                                      gh.as<float>(), sp.as<double>());
+                                                                      lp ? rn.as<double>() : nullptr, gh.as<float>(),
+                                                                      sp.as<double>(), lp ? lp_w.as<double>() : nullptr);
     CUDA_CHECK_LAUNCH();
   }
   if (a.jumprelu && M > 0) {
@@ -321,8 +360,8 @@ ThresholdStepLossesDev threshold_step(const ThresholdStepArgs& a) {
     Csr c = build_csr(idx.as<int>(), nnz, M, s);
     SPX_LAUNCH(unsigned(M), 128, 0, s, latent_grad_kernel)(c.start.as<int64_t>(), c.slots.as<int>(), row_of.as<int>(),
                                                            gh.as<float>(), vals.as<float>(), xin.as<float>(), gout.as<float>(),
-                                                           W_dec, norm.as<float>(), D, sm, a.loss_scale, gwe.ptr(), gbe.ptr(),
-                                                           gwd.ptr());
+                                                           W_dec, norm.as<float>(), D, sm, lp ? lp_w.as<double>() : nullptr,
+                                                           a.loss_scale, gwe.ptr(), gbe.ptr(), gwd.ptr());
     CUDA_CHECK_LAUNCH();
     ses.sync();  // c's buffers go at the end of this scope
   }

@@ -22,6 +22,7 @@ struct ThresholdStepArgs {
   bool apply_b_dec = true;  // encode x - b_dec (SAELens apply_b_dec_to_input), else x
   bool jumprelu = false;
   double l1_coefficient = 0, l0_coefficient = 0, bandwidth = 0.05;
+  double lp_norm = 1.0;  // relu: p of the penalty's p-norm
   bool tanh_l0 = false;
   double tanh_scale = 4.0, loss_scale = 1.0;
 };
@@ -51,6 +52,7 @@ BatchTopKLossesDev batchtopk_step(const BatchTopKStepArgs& a);
 struct StepMath {
   bool jumprelu = false, tanh_l0 = false;
   double tanh_scale = 4.0, eps = 0.05, c = 0;
+  double p = 1.0;  // relu: lp_norm
 };
 
 // norm[m] = ||W_dec[m]|| (double sum, as the CPU); theta[m] = exp(log_t[m]) when log_t is given.

@@ -74,8 +74,8 @@ test('every TrainConfig, SparseCoderConfig and RunConfig flag parses, in both sp
   // Every config field has a flag that was exercised above.
   const keys = new Set(argv.filter((a) => a.startsWith('-')).map((a) => a.replace(/^--?/, '').split('=')[0].replace(/-/g, '_').replace(/^no(?=log_to_wandb)/, '')));
   keys.add('layers'); // exclusive with --hookpoints, checked just below
-  // The SAELens-kind flags apply to one activation each: exercised in the next test.
-  const kindKeys = new Set(KIND_CONFIG_KEYS.map(([, k]) => k));
+  // The SAELens-kind flags apply to one activation each: exercised in the next test (lp_norm: in the -k / --lp_norm one).
+  const kindKeys = new Set([...KIND_CONFIG_KEYS.map(([, k]) => k), 'lp_norm']);
   for (const f of [...TRAIN_FIELDS, ...CODER_FIELDS, ...RUN_FIELDS])
     if (f.key !== 'model' && f.key !== 'dataset' && !kindKeys.has(f.key)) assert.ok(keys.has(f.key), `flag --${f.key} not exercised`);
   assert.deepEqual(runConfig(parseTrainArgs(['--layers', '16', '24', 'model']).init).layers, [16, 24]);
@@ -176,4 +176,17 @@ test('main: bad paths give a clear error and exit 1', async () => {
   assert.match(c.err, /\/nonexistent\/folder: no such folder/);
   const d = capture();
   assert.equal(await main(['info'], d.io), 2);
+});
+
+test('-k takes a float for batchtopk only; --lp_norm for relu', () => {
+  for (const argv of [['--activation', 'batchtopk', '-k', '16.5'], ['--k=16.5', '--activation=batchtopk'], ['--k', '.5', '--activation', 'batchtopk']])
+    assert.equal(runConfig(parseTrainArgs(argv).init).sae.k, Number(argv.find((a) => /\d/.test(a))!.replace(/^--k=/, '')), argv.join(' '));
+  assert.equal(runConfig(parseTrainArgs(['--activation', 'batchtopk', '-k', '16']).init).sae.k, 16);
+  // Every other kind keeps sparsify's integer flag and its error.
+  for (const argv of [['-k', '16.5'], ['--activation', 'topk', '-k', '1e3'], ['-k', '8.0', '--activation', 'groupmax']])
+    assert.throws(() => parseTrainArgs(argv), (e: Error) => e instanceof UsageError && e.message === `--k: expected an integer, got ${JSON.stringify(argv[argv.indexOf('-k') + 1])}`, argv.join(' '));
+  assert.throws(() => parseTrainArgs(['--activation', 'batchtopk', '-k', 'nan']), (e: Error) => e instanceof UsageError && /--k: expected a finite number/.test(e.message));
+  const r = runConfig(parseTrainArgs(['--activation', 'relu', '--lp_norm', '1.5']).init);
+  assert.equal(r.sae.lpNorm, 1.5);
+  assert.throws(() => parseTrainArgs(['--lp-norm', '2']), (e: Error) => e instanceof UsageError && /--lp_norm applies to --activation relu only/.test(e.message));
 });

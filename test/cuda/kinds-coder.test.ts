@@ -23,9 +23,11 @@ function gauss(rng: () => number, n: number, s = 1, shift = 0): Float32Array {
 
 const CASES: { name: string; cfg: Partial<SparseCoderConfig>; coef: { l1Coefficient?: number; l0Coefficient?: number } }[] = [
   { name: 'relu', cfg: { activation: 'relu' }, coef: { l1Coefficient: 0.3 } },
+  { name: 'relu-lp1.5', cfg: { activation: 'relu', lpNorm: 1.5 }, coef: { l1Coefficient: 0.3 } },
   { name: 'jumprelu-step', cfg: { activation: 'jumprelu', jumpreluBandwidth: 0.5 }, coef: { l0Coefficient: 0.2 } },
   { name: 'jumprelu-tanh', cfg: { activation: 'jumprelu', jumpreluBandwidth: 0.5, jumpreluSparsityLossMode: 'tanh', jumpreluTanhScale: 3 }, coef: { l0Coefficient: 0.2 } },
   { name: 'batchtopk', cfg: { activation: 'batchtopk', k: 3, topkThresholdLr: 0.1 }, coef: {} },
+  { name: 'batchtopk-float-k', cfg: { activation: 'batchtopk', k: 2.6, topkThresholdLr: 0.1 }, coef: {} },
   { name: 'matryoshka', cfg: { activation: 'batchtopk', k: 3, topkThresholdLr: 0.1, matryoshkaPrefixes: [4, 12, M] }, coef: {} },
   { name: 'jumprelu-no-bdec', cfg: { activation: 'jumprelu', jumpreluBandwidth: 0.5, applyBDecToInput: false }, coef: { l0Coefficient: 0.2 } },
   { name: 'matryoshka-topk', cfg: { activation: 'topk', k: 3, matryoshkaPrefixes: [4, 12] }, coef: {} },

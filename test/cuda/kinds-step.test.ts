@@ -72,6 +72,8 @@ function close(what: string, got: ArrayLike<number>, want: ArrayLike<number>, to
 
 const STEPS: [string, thresholdOps.ThresholdStepOptions, KindSpec][] = [
   ['relu + L1', { kind: 'relu', l1Coefficient: 0.3 }, { kind: 'relu', l1Coefficient: 0.3 }],
+  ['relu + lp_norm 2', { kind: 'relu', l1Coefficient: 0.3, lpNorm: 2 }, { kind: 'relu', l1Coefficient: 0.3, lpNorm: 2 }],
+  ['relu + lp_norm 1.5', { kind: 'relu', l1Coefficient: 0.3, lpNorm: 1.5 }, { kind: 'relu', l1Coefficient: 0.3, lpNorm: 1.5 }],
   ['jumprelu step', { kind: 'jumprelu', l0Coefficient: 0.2, bandwidth: 0.5, sparsityLoss: 'step' }, { kind: 'jumprelu', l0Coefficient: 0.2, bandwidth: 0.5, sparsityLoss: 'step' }],
   ['jumprelu tanh', { kind: 'jumprelu', l0Coefficient: 0.2, bandwidth: 0.5, sparsityLoss: 'tanh', tanhScale: 4 },
     { kind: 'jumprelu', l0Coefficient: 0.2, bandwidth: 0.5, sparsityLoss: 'tanh', tanhScale: 4 }],
@@ -101,6 +103,33 @@ for (const [name, o, spec] of STEPS) {
     }
   });
 }
+
+test('relu lp_norm on the device: rows with no active latent and decoder rows of norm 0 get 0, not NaN', opts, async () => {
+  const r = rng(seed + 7);
+  const [N, D, M] = [9, 10, 40];
+  const c = params(N, D, M, r);
+  c.p.W_dec.fill(0, 3 * D, 4 * D); // latent 3: norm 0
+  for (let d = 0; d < D; d++) c.x[d] = 0; // row 0: x = 0 ...
+  c.p.b_dec.fill(0);
+  c.p.encB.fill(-0.05); // ... so every latent of row 0 is off (h = b_enc < 0)
+  for (const lpNorm of [2, 1.5]) {
+    const o: thresholdOps.ThresholdStepOptions = { kind: 'relu', l1Coefficient: 0.3, lpNorm };
+    const ref = kindStepReference({ encW: f64(c.p.encW), encB: f64(c.p.encB), W_dec: f64(c.p.W_dec), b_dec: f64(c.p.b_dec) }, f64(c.x), N, { kind: 'relu', l1Coefficient: 0.3, lpNorm });
+    const x = Tensor.from(c.x, [N, D]);
+    const gc = zeros(c, false), gg = zeros(c, false);
+    const Lc = await thresholdOps.thresholdStep(tensors(c, false), gc, x, o);
+    const Lg = await addon!.cudaThresholdStep(handles(tensors(c, false)), handles(gg), x.handle, o);
+    for (const L of [Lc, Lg]) assert.ok(Math.abs(L.sparsity - ref.sparsity) <= 1e-5 * ref.sparsity, `p ${lpNorm} sparsity ${L.sparsity} vs ${ref.sparsity} ${tag}`);
+    const a = await grads(gg), b = await grads(gc);
+    for (const k of Object.keys(a)) {
+      assert.ok(a[k].every(Number.isFinite) && b[k].every(Number.isFinite), `p ${lpNorm} grad ${k} finite ${tag}`);
+      close(`p ${lpNorm} cuda grad ${k} vs reference`, a[k], ref.grads[k as keyof typeof ref.grads]!, 1e-4);
+      close(`p ${lpNorm} cuda grad ${k} vs cpu`, a[k], b[k], 1e-4);
+    }
+  }
+  await assert.rejects(async () => addon!.cudaThresholdStep(handles(tensors(c, false)), handles(zeros(c, false)), Tensor.from(c.x, [N, D]).handle, { kind: 'relu', lpNorm: 0.5 }),
+    (e: Error) => e instanceof ValueError && /lpNorm \(lp_norm\) must be a finite number >= 1/.test(e.message));
+});
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 const handles = (s: Set): Record<string, any> => ({ encW: s.encW.handle, encB: s.encB.handle, logThreshold: s.logThreshold?.handle, W_dec: s.W_dec.handle, b_dec: s.b_dec.handle });

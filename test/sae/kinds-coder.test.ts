@@ -36,9 +36,17 @@ const CASES: Case[] = [
     spec: () => ({ kind: 'jumprelu', bandwidth: 0.5, sparsityLoss: 'tanh', tanhScale: 3, l0Coefficient: 0.2 }), coef: { l0Coefficient: 0.2 },
   },
   { name: 'batchtopk', cfg: { activation: 'batchtopk', k: 3, topkThresholdLr: 0.1 }, spec: (t) => ({ kind: 'batchtopk', k: 3, thresholdLr: 0.1, threshold: t }), coef: {} },
+  // SAELens's float k: floor(2.7 · 24) = 64 kept over the batch.
+  { name: 'batchtopk-float-k', cfg: { activation: 'batchtopk', k: 2.7, topkThresholdLr: 0.1 }, spec: (t) => ({ kind: 'batchtopk', k: 2.7, thresholdLr: 0.1, threshold: t }), coef: {} },
+  { name: 'relu-lp2', cfg: { activation: 'relu', lpNorm: 2 }, spec: () => ({ kind: 'relu', l1Coefficient: 0.3, lpNorm: 2 }), coef: { l1Coefficient: 0.3 } },
+  { name: 'relu-lp1.5', cfg: { activation: 'relu', lpNorm: 1.5 }, spec: () => ({ kind: 'relu', l1Coefficient: 0.3, lpNorm: 1.5 }), coef: { l1Coefficient: 0.3 } },
   {
     name: 'matryoshka', cfg: { activation: 'batchtopk', k: 3, topkThresholdLr: 0.1, matryoshkaPrefixes: [4, 12, 32] },
     spec: (t) => ({ kind: 'matryoshka', k: 3, thresholdLr: 0.1, threshold: t, widths: [4, 12, 32] }), coef: {},
+  },
+  {
+    name: 'matryoshka-float-k', cfg: { activation: 'batchtopk', k: 3.5, topkThresholdLr: 0.1, matryoshkaPrefixes: [4, 12, 32] },
+    spec: (t) => ({ kind: 'matryoshka', k: 3.5, thresholdLr: 0.1, threshold: t, widths: [4, 12, 32] }), coef: {},
   },
   {
     name: 'relu-no-bdec', cfg: { activation: 'relu', applyBDecToInput: false },
@@ -259,8 +267,8 @@ test('relu / jumprelu: two micro-batches (rows, lossScale 1/2) add up to the ful
 
 test('SAELens fixture folders (standard, jumprelu, batchtopk checkpoint) load as trainable kinds that infer as SAELens does', async () => {
   const FIX = join(import.meta.dirname, '..', 'fixtures', 'saelens');
-  // The batchtopk checkpoint has k = 6.5 (SAELens's float k): it loads as the JumpReLU it infers as.
-  for (const [name, kind] of [['standard', 'relu'], ['jumprelu', 'jumprelu'], ['batchtopk', 'jumprelu']] as const) {
+  // The batchtopk checkpoint has k = 6.5 (SAELens's float k): it loads as a trainable batchtopk with that k.
+  for (const [name, kind] of [['standard', 'relu'], ['jumprelu', 'jumprelu'], ['batchtopk', 'batchtopk']] as const) {
     const ours = await SparseCoder.loadFromDisk(join(FIX, name));
     const ref = await loadSaeLensCoder(join(FIX, name));
     assert.equal(ours.cfg.activation, kind, name);
@@ -269,6 +277,12 @@ test('SAELens fixture folders (standard, jumprelu, batchtopk checkpoint) load as
     const a = await ours.forward(x), b = await (ref as ThresholdCoder).forward(x);
     close(a.saeOut.toFloat32Array(), Float64Array.from(b.saeOut.toFloat32Array()), `${name} reconstruction`, 1e-5);
     assert.deepEqual(a.counts.toInt32Array(), b.counts.toInt32Array(), `${name} kept latents`);
+    if (kind === 'batchtopk') {
+      assert.equal(ours.cfg.k, 6.5);
+      assert.equal(ours.topkThreshold, Math.fround(0.35), 'the checkpoint threshold');
+      const L = await ours.forwardBackward(x, { auxkAlpha: 0 });
+      assert.ok(Number.isFinite(L.loss) && L.loss > 0, 'and it trains');
+    }
     ours.dispose();
     ref.dispose();
   }

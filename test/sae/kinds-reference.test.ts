@@ -32,6 +32,8 @@ function close(got: Float64Array | number[], want: Float64Array, what: string, t
 
 const SPECS: Record<string, (m: Record<string, string>) => KindSpec> = {
   relu_l1: (m) => ({ kind: 'relu', l1Coefficient: Number(m.l1_coefficient) }),
+  relu_lp2: (m) => ({ kind: 'relu', l1Coefficient: Number(m.l1_coefficient), lpNorm: Number(m.lp_norm) }),
+  relu_lp1_5: (m) => ({ kind: 'relu', l1Coefficient: Number(m.l1_coefficient), lpNorm: Number(m.lp_norm) }),
   jumprelu_step: (m) => ({ kind: 'jumprelu', bandwidth: Number(m.bandwidth), sparsityLoss: 'step', l0Coefficient: Number(m.l0_coefficient) }),
   jumprelu_tanh: (m) => ({ kind: 'jumprelu', bandwidth: Number(m.bandwidth), sparsityLoss: 'tanh', l0Coefficient: Number(m.l0_coefficient), tanhScale: Number(m.tanh_scale) }),
   batchtopk: (m) => ({ kind: 'batchtopk', k: Number(m.k), thresholdLr: Number(m.threshold_lr), threshold: Number(m.threshold_before) }),

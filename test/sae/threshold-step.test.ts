@@ -29,6 +29,10 @@ function close(got: Float32Array, want: Float64Array, what: string, tol: number)
 
 const CASES: [string, (m: Record<string, string>) => KindSpec, (m: Record<string, string>) => thresholdOps.ThresholdStepOptions][] = [
   ['relu_l1', (m) => ({ kind: 'relu', l1Coefficient: Number(m.l1_coefficient) }), (m) => ({ kind: 'relu', l1Coefficient: Number(m.l1_coefficient) })],
+  // lp_norm p != 1 (SAELens ‖f ⊙ n‖_p), each fixture with a decoder row of norm 0.
+  ...(['relu_lp2', 'relu_lp1_5'] as const).map((name) => [name,
+    (m: Record<string, string>): KindSpec => ({ kind: 'relu', l1Coefficient: Number(m.l1_coefficient), lpNorm: Number(m.lp_norm) }),
+    (m: Record<string, string>): thresholdOps.ThresholdStepOptions => ({ kind: 'relu', l1Coefficient: Number(m.l1_coefficient), lpNorm: Number(m.lp_norm) })] as const),
   ['jumprelu_step', (m) => ({ kind: 'jumprelu', bandwidth: Number(m.bandwidth), sparsityLoss: 'step', l0Coefficient: Number(m.l0_coefficient) }),
     (m) => ({ kind: 'jumprelu', bandwidth: Number(m.bandwidth), sparsityLoss: 'step', l0Coefficient: Number(m.l0_coefficient) })],
   ['jumprelu_tanh', (m) => ({ kind: 'jumprelu', bandwidth: Number(m.bandwidth), sparsityLoss: 'tanh', l0Coefficient: Number(m.l0_coefficient), tanhScale: Number(m.tanh_scale) }),
@@ -108,6 +112,8 @@ test('threshold step: bitwise independent of the thread count; typed errors', as
   await assert.rejects(thresholdOps.thresholdStep(w, zerosLike(M, D, true), x, { ...opts, kind: 'topk' as 'relu' }), /kind must be/);
   await assert.rejects(thresholdOps.thresholdStep(w, zerosLike(M, D, true), Tensor.zeros([2, D + 1]), opts), /x must be/);
   await assert.rejects(thresholdOps.thresholdStep(w, zerosLike(M, D, true), x, { ...opts, bandwidth: 0 }), /bandwidth/);
+  for (const lpNorm of [0.5, Number.NaN, Infinity])
+    await assert.rejects(thresholdOps.thresholdStep(w, zerosLike(M, D, false), x, { kind: 'relu', l1Coefficient: 0.1, lpNorm }), /lpNorm \(lp_norm\) must be a finite number >= 1/);
 });
 
 for (const name of ['batchtopk', 'matryoshka']) {

@@ -19,14 +19,16 @@ function capture() {
   return { o, io: { stdout: { write: (s: string) => ((o.out += s), true) }, stderr: { write: (s: string) => ((o.err += s), true) } } };
 }
 
-const KINDS: { kind: string; flags: string[]; fvuMax: number; l0: [number, number] }[] = [
+const KINDS: { kind: string; name?: string; flags: string[]; fvuMax: number; l0: [number, number] }[] = [
   // Measured (docs/sae.md): jumprelu fvu 0.064, L0 105.6 of 256; batchtopk fvu 0.154, L0 17.9.
   { kind: 'jumprelu', flags: ['--activation', 'jumprelu', '--l0_coefficient', '1', '--jumprelu_init_threshold', '0.5'], fvuMax: 0.1, l0: [70, 140] },
   { kind: 'batchtopk', flags: ['--activation', 'batchtopk', '-k', '16', '--topk_threshold_lr', '0.1'], fvuMax: 0.25, l0: [10, 30] },
+  // SAELens's float k through eval, features and convert.
+  { kind: 'batchtopk', name: 'batchtopk -k 12.5', flags: ['--activation', 'batchtopk', '-k', '12.5', '--topk_threshold_lr', '0.1'], fvuMax: 0.3, l0: [8, 20] },
 ];
 
 for (const c of KINDS) {
-  test(`${c.kind}: sparsify train -> eval -> features -> convert`, async () => {
+  test(`${c.name ?? c.kind}: sparsify train -> eval -> features -> convert`, async () => {
     const dir = mkdtempSync(join(tmpdir(), `kinds-cli-${c.kind}-`));
     const { o, io } = capture();
     try {
@@ -34,13 +36,14 @@ for (const c of KINDS) {
       const run = join(dir, 'r');
       const cfg = JSON.parse(readFileSync(join(run, 'h.0', 'cfg.json'), 'utf8'));
       assert.equal(cfg.activation, c.kind);
+      if (c.flags.includes('-k')) assert.equal(cfg.k, Number(c.flags[c.flags.indexOf('-k') + 1]), 'cfg.json keeps -k as given');
       const json = join(dir, 'eval.json');
       assert.equal(await main(['eval', run, DEFAULT_ASSETS_DIR, join(DEFAULT_ASSETS_DIR, 'corpus.jsonl'), '--max_examples', '16', '--batch_size', '4', '--ctx_len', '256', '--json', json], io), 0, o.err);
       const report = JSON.parse(readFileSync(json, 'utf8'));
       const h = JSON.stringify(report).includes('"h.0"') ? findHook(report, 'h.0') : undefined;
       assert.ok(h, `eval report has h.0: ${JSON.stringify(report).slice(0, 400)}`);
       const fvu = h.fvu as number, l0 = h.l0 as number;
-      console.log(`# ${c.kind}: eval fvu ${fvu.toFixed(4)} l0 ${l0.toFixed(1)}`);
+      console.log(`# ${c.name ?? c.kind}: eval fvu ${fvu.toFixed(4)} l0 ${l0.toFixed(1)}`);
       assert.ok(fvu > 0 && fvu <= c.fvuMax, `fvu ${fvu}`);
       assert.ok(l0 >= c.l0[0] && l0 <= c.l0[1], `l0 ${l0}`);
 
@@ -111,6 +114,12 @@ test('SAELens-kind flags: bad combinations are usage errors naming the flag', as
     [['--activation', 'jumprelu', '--transcode'], /transcode/],
     [['--activation', 'softmax'], /--activation/],
     [['--apply_b_dec_to_input', 'false'], /apply_b_dec_to_input false needs a SAELens kind/],
+    [['-k', '16.5'], /--k: expected an integer, got "16\.5"/],
+    [['--activation', 'groupmax', '-k', '16.5'], /--k: expected an integer, got "16\.5"/],
+    [['--activation', 'batchtopk', '-k', '1e-6'], /-k 0\.000001: batchtopk keeps floor\(k · rows\) latents per step, and a micro-batch of \d+ rows .* keeps none/],
+    [['--activation', 'batchtopk', '-k', '0'], /k must be a finite number > 0/],
+    [['--lp_norm', '2'], /--lp_norm applies to --activation relu only/],
+    [['--activation', 'relu', '--lp_norm', '0.5'], /lp_norm must be a finite number >= 1/],
   ];
   for (const [flags, want] of cases) {
     const { o, io } = capture();

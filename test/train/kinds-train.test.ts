@@ -39,6 +39,10 @@ const KINDS: { kind: string; flags: string[]; fvuMax: number; l0: [number, numbe
   // Measured (docs/sae.md): relu fvu ~0.10, L0 ~106 of 256; matryoshka fvu ~0.17, L0 ~17.
   { kind: 'relu', flags: ['--activation', 'relu', '--l1_coefficient', '5', '--l1_warm_up_steps', '10'], fvuMax: 0.2, l0: [70, 150] },
   { kind: 'matryoshka', flags: ['--activation', 'batchtopk', '-k', '16', '--topk_threshold_lr', '0.1', '--matryoshka_prefixes', '32', '128'], fvuMax: 0.3, l0: [8, 32] },
+  // Measured: fvu ~0.063, L0 ~124. lp_norm 2: the penalty ‖f ⊙ n‖_2 per token (SAELens standard_sae.py), a weaker push to zero than p = 1.
+  { kind: 'relu-lp2', flags: ['--activation', 'relu', '--l1_coefficient', '5', '--l1_warm_up_steps', '10', '--lp_norm', '2'], fvuMax: 0.12, l0: [90, 160] },
+  // SAELens's float k: floor(12.5 · rows) kept per batch, so the held-out L0 (the learned threshold) lands near 12.5.
+  { kind: 'batchtopk-float-k', flags: ['--activation', 'batchtopk', '-k', '12.5', '--topk_threshold_lr', '0.1'], fvuMax: 0.3, l0: [8, 20] },
   // Matryoshka over TopK: fvu ~0.12, exactly k = 16 per token.
   { kind: 'matryoshka-topk', flags: ['--activation', 'topk', '-k', '16', '--matryoshka_prefixes', '32', '128'], fvuMax: 0.25, l0: [16, 16] },
 ];
@@ -58,10 +62,17 @@ for (const c of KINDS) {
       assert.ok(res['h.0'].fvu <= c.fvuMax, `held-out fvu ${res['h.0'].fvu}`);
       assert.ok(l0 >= c.l0[0] && l0 <= c.l0[1], `held-out l0 ${l0}`);
       const metrics = readFileSync(join(run, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((m) => 'fvu/h.0' in m);
-      if (c.kind === 'relu') {
+      if (c.kind === 'relu-lp2') {
+        assert.match(readFileSync(join(run, 'h.0', 'cfg.json'), 'utf8'), /"lp_norm": 2\.0, /);
+        assert.equal(metrics[0]['auxk/h.0'], 0, 'no L1 term at the first step');
+        assert.ok(metrics[5]['auxk/h.0'] > 0);
+      } else if (c.kind === 'relu') {
         // L1 warm-up (SAELens): the coefficient is 0 at step 0, then final * t / 10.
         assert.equal(metrics[0]['auxk/h.0'], 0, 'no L1 term at the first step');
         assert.ok(metrics[5]['auxk/h.0'] > 0);
+      } else if (c.kind === 'batchtopk-float-k') {
+        assert.match(readFileSync(join(run, 'h.0', 'cfg.json'), 'utf8'), /"k": 12\.5, /);
+        assert.ok(metrics.every((m) => m['k'] === 12.5), 'the trainer reports the float k');
       } else assert.ok(metrics.every((m) => m['multi_topk_fvu/h.0'] > 0), 'the prefix losses are reported');
     } finally {
       rmSync(dir, { recursive: true, force: true });

@@ -1,5 +1,5 @@
 // N-API surface of the threshold-coder training step (cpu/threshold_step.h):
-//   thresholdStep(w, grads, x, {kind: 'relu'|'jumprelu', l1Coefficient, l0Coefficient, bandwidth,
+//   thresholdStep(w, grads, x, {kind: 'relu'|'jumprelu', l1Coefficient, lpNorm, l0Coefficient, bandwidth,
 //                 sparsityLoss: 'step'|'tanh', tanhScale, lossScale, didFire?}) -> Promise<{mse, sparsity, loss}>
 //   batchTopKStep(w, grads, x, {k, widths?: number[], lossScale, didFire?, perRow?}) (perRow: TopK per row) -> Promise<{mse, inner, loss, minKept, kept}>
 // w / grads = { encW [M,D], encB [M], logThreshold? [M] (jumprelu), W_dec [M,D], b_dec [D] } (float32);

@@ -18,6 +18,7 @@ cuda::ThresholdStepArgs device_args(const ThresholdStepSpec& s, const StepTensor
   cuda::ThresholdStepArgs a;
   a.jumprelu = s.jumprelu;
   a.l1_coefficient = s.l1_coefficient;
+  a.lp_norm = s.lp_norm;
   a.l0_coefficient = s.l0_coefficient;
   a.bandwidth = s.bandwidth;
   a.tanh_l0 = s.tanh_l0;

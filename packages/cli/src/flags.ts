@@ -121,6 +121,11 @@ function convert(flag: CliFlag, values: string[], name: string): unknown {
     if (values.length !== 1) throw new UsageError(`--${name}: expected one value, got ${values.length}${values.length ? ` (${values.join(' ')})` : ''}`);
     return values[0];
   };
+  // -k: a number for batchtopk (SAELens's float k); an integer for the other kinds (checked once the activation is known).
+  if (flag.key === 'k') {
+    const v = one();
+    return /^[+-]?[\d_]+$/.test(v) ? parseInt10(v, name) : parseFloatStrict(v, name);
+  }
   switch (flag.kind) {
     case 'int':
       return parseInt10(one(), name);
@@ -203,6 +208,7 @@ export function parseTrainArgs(argv: readonly string[]): ParsedTrainArgs {
   const listPaths: { flag: string; value: string }[] = [];
   const values = new Map<string, unknown>();
   const given = new Set<string>();
+  let kRaw: string | undefined;
   let help = false;
   for (let i = 0; i < argv.length; i++) {
     const tok = argv[i];
@@ -262,6 +268,7 @@ export function parseTrainArgs(argv: readonly string[]): ParsedTrainArgs {
       if (vals.length === 0 && flag.kind !== 'bool' && flag.kind !== 'int[]' && flag.kind !== 'str[]')
         throw new UsageError(`--${name}: missing value`);
       values.set(flag.key, convert(flag, vals, name));
+      if (flag.key === 'k') kRaw = vals[0];
     }
     given.add(flag.key);
   }
@@ -297,7 +304,10 @@ export function parseTrainArgs(argv: readonly string[]): ParsedTrainArgs {
     else (init as Record<string, unknown>)[f.field] = v;
   }
   if (Object.keys(sae).length) init.sae = sae;
-  checkKindFlags(given, (sae.activation as string | undefined) ?? DEFAULT_SPARSE_CODER_CONFIG.activation);
+  const activation = (sae.activation as string | undefined) ?? DEFAULT_SPARSE_CODER_CONFIG.activation;
+  checkKindFlags(given, activation);
+  // Not batchtopk: k stays sparsify's integer flag (the same error as any integer flag).
+  if (kRaw !== undefined && activation !== 'batchtopk') parseInt10(kRaw, 'k');
   if (positionals[0] !== undefined) init.model = positionals[0];
   if (positionals[1] !== undefined) init.dataset = positionals[1];
   return { model: positionals[0], dataset: positionals[1], init, device, overwrite, computeDtype, evaluation, given, help };
@@ -305,7 +315,7 @@ export function parseTrainArgs(argv: readonly string[]): ParsedTrainArgs {
 
 /** The SAELens-kind flags that only mean something for one activation. */
 const KIND_FLAGS: Record<string, readonly string[]> = {
-  relu: ['l1_coefficient', 'l1_warm_up_steps'],
+  relu: ['l1_coefficient', 'l1_warm_up_steps', 'lp_norm'],
   jumprelu: ['l0_coefficient', 'l0_warm_up_steps', 'jumprelu_init_threshold', 'jumprelu_bandwidth', 'jumprelu_sparsity_loss_mode', 'jumprelu_tanh_scale'],
   batchtopk: ['topk_threshold_lr'],
 };

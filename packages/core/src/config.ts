@@ -28,7 +28,7 @@ export interface SparseCoderConfig {
   normalizeDecoder: boolean;
   /** Explicit latent count; 0 means d_in * expansionFactor. */
   numLatents: number;
-  /** Active latents per token (TopK k, or number of GroupMax groups). */
+  /** Active latents per token (TopK k, or number of GroupMax groups; batchtopk: the average, a float > 0). */
   k: number;
   /** Add the Multi-TopK (4k) loss term. */
   multiTopk: boolean;
@@ -49,6 +49,8 @@ export interface SparseCoderConfig {
   topkThresholdLr: number;
   /** SAELens kinds: encode x - b_dec (true, SAELens's default) or x. */
   applyBDecToInput: boolean;
+  /** relu: p of the penalty's p-norm, ‖f ⊙ n‖_p (SAELens lp_norm; 1 = Σ f_i n_i). */
+  lpNorm: number;
 }
 export type SaeConfig = SparseCoderConfig;
 
@@ -68,6 +70,7 @@ export const DEFAULT_SPARSE_CODER_CONFIG: Readonly<SparseCoderConfig> = Object.f
   jumpreluTanhScale: 4.0,
   topkThresholdLr: 0.01,
   applyBDecToInput: true,
+  lpNorm: 1.0,
 });
 
 /** snake_case key of each field, in sparsify's order (the cfg.json key order). */
@@ -93,6 +96,8 @@ export const KIND_CONFIG_KEYS: readonly [keyof SparseCoderConfig, string][] = [
   ['applyBDecToInput', 'apply_b_dec_to_input'],
 ];
 const KIND_FLOAT_KEYS = new Set(['jumprelu_init_threshold', 'jumprelu_bandwidth', 'jumprelu_tanh_scale', 'topk_threshold_lr']);
+/** relu's lp_norm: in cfg.json only when it is not 1, so files written before it stay byte for byte. */
+const LP_NORM_KEY = 'lp_norm';
 
 /** Whether cfg.json carries the SAELens-kind keys (never for a plain sparsify TopK / GroupMax coder: its bytes stay sparsify's). */
 export function hasKindKeys(cfg: Pick<SparseCoderConfig, 'activation' | 'matryoshkaPrefixes'>): boolean {
@@ -134,6 +139,11 @@ export function validateCoderConfig(cfg: SparseCoderConfig, where: string): void
     throw new ConfigError(`${where}: matryoshka_prefixes must be a list of integers >= 1, got ${JSON.stringify(pre)}`);
   for (let i = 1; i < pre.length; i++)
     if (pre[i] <= pre[i - 1]) throw new ConfigError(`${where}: matryoshka_prefixes must be strictly increasing, got ${JSON.stringify(pre)}`);
+  const p = cfg.lpNorm;
+  if (typeof p !== 'number' || !Number.isFinite(p) || !(p >= 1))
+    throw new ConfigError(`${where}: lp_norm must be a finite number >= 1 (the p of relu's ‖f ⊙ n‖_p penalty), got ${JSON.stringify(p)}`);
+  if (p !== 1 && cfg.activation !== 'relu')
+    throw new ConfigError(`${where}: lp_norm ${p} applies to activation "relu" only (this coder is "${cfg.activation}")`);
   if (typeof cfg.applyBDecToInput !== 'boolean') throw new ConfigError(`${where}: apply_b_dec_to_input must be a boolean, got ${JSON.stringify(cfg.applyBDecToInput)}`);
   if (!cfg.applyBDecToInput && !isSaeLensKind(cfg.activation) && pre.length === 0)
     throw new ConfigError(`${where}: apply_b_dec_to_input false needs a SAELens kind (relu, jumprelu, batchtopk) or matryoshka_prefixes; sparsify's ${cfg.activation} always encodes x - b_dec`);
@@ -145,7 +155,11 @@ export function validateCoderConfig(cfg: SparseCoderConfig, where: string): void
         throw new ConfigError(`${where}: ${key} is not available with activation "${cfg.activation}"${pre.length ? ' and matryoshka_prefixes' : ''} (sparsify TopK / GroupMax only)`);
   int(cfg.expansionFactor, 'expansion_factor', 1);
   int(cfg.numLatents, 'num_latents', 0);
-  int(cfg.k, 'k', 1);
+  if (cfg.activation === 'batchtopk') {
+    // SAELens's BatchTopK k is a float: the average L0, floor(k · rows) kept per batch.
+    if (typeof cfg.k !== 'number' || !Number.isFinite(cfg.k) || !(cfg.k > 0))
+      throw new ConfigError(`${where}: k must be a finite number > 0 for activation "batchtopk", got ${JSON.stringify(cfg.k)}`);
+  } else int(cfg.k, 'k', 1);
   for (const b of ['normalizeDecoder', 'multiTopk', 'skipConnection', 'transcode'] as const)
     if (typeof cfg[b] !== 'boolean') throw new ConfigError(`${where}: ${b} must be a boolean, got ${JSON.stringify(cfg[b])}`);
 }
@@ -157,7 +171,9 @@ export function validateCoderConfig(cfg: SparseCoderConfig, where: string): void
 export function coderSpecProblem(cfg: Pick<SparseCoderConfig, 'k' | 'activation' | 'multiTopk'>, M: number): string | undefined {
   const { k, activation, multiTopk } = cfg;
   if (activation === 'relu' || activation === 'jumprelu') return undefined; // k is not used by threshold kinds
-  if (!Number.isInteger(k) || k < 1) return `k must be an integer >= 1, got ${k}`;
+  if (activation === 'batchtopk') {
+    if (typeof k !== 'number' || !Number.isFinite(k) || !(k > 0)) return `k must be a number > 0, got ${k}`;
+  } else if (!Number.isInteger(k) || k < 1) return `k must be an integer >= 1, got ${k}`;
   if (k > M) return `k must be <= num_latents: k=${k} is larger than num_latents=${M}`;
   if (activation === 'groupmax' && M % k !== 0) return `groupmax needs num_latents (${M}) divisible by k (${k})`;
   if (multiTopk && 4 * k > M) return `multi_topk needs 4*k (${4 * k}) <= num_latents (${M})`;
@@ -182,6 +198,7 @@ export function coderConfigFromJson(obj: unknown, where = 'cfg.json'): { cfg: Sp
   for (const [field, key] of [...CODER_CONFIG_KEYS, ...KIND_CONFIG_KEYS]) {
     if (key in o && o[key] !== null) (partial as Record<string, unknown>)[field] = o[key];
   }
+  if (LP_NORM_KEY in o && o[LP_NORM_KEY] !== null) partial.lpNorm = o[LP_NORM_KEY] as number;
   const dIn = o.d_in;
   if (typeof dIn !== 'number' || !Number.isSafeInteger(dIn) || dIn < 1) throw new ConfigError(`${where}: d_in must be a positive integer, got ${JSON.stringify(dIn)}`);
   const cfg = { ...DEFAULT_SPARSE_CODER_CONFIG, ...partial };
@@ -198,6 +215,7 @@ export function coderConfigToDict(cfg: SparseCoderConfig): Record<string, unknow
       const v = cfg[field];
       out[key] = KIND_FLOAT_KEYS.has(key) ? new PyFloat(v as number) : Array.isArray(v) ? [...v] : v;
     }
+  if (cfg.lpNorm !== undefined && cfg.lpNorm !== 1) out[LP_NORM_KEY] = new PyFloat(cfg.lpNorm);
   return out;
 }
 

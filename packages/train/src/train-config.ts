@@ -124,7 +124,7 @@ export const CODER_FIELDS: readonly FieldSpec[] = [
   { field: 'expansionFactor', key: 'expansion_factor', kind: 'int', help: 'latents = d_in * expansion_factor when num_latents is 0' },
   { field: 'normalizeDecoder', key: 'normalize_decoder', kind: 'bool', help: 'keep decoder rows at unit norm' },
   { field: 'numLatents', key: 'num_latents', kind: 'int', help: 'explicit latent count (0 = use expansion_factor)' },
-  { field: 'k', key: 'k', kind: 'int', help: 'active latents per token' },
+  { field: 'k', key: 'k', kind: 'int', help: 'active latents per token (batchtopk: the average, a number > 0 such as 16.5)' },
   { field: 'multiTopk', key: 'multi_topk', kind: 'bool', help: 'add the Multi-TopK loss' },
   { field: 'skipConnection', key: 'skip_connection', kind: 'bool', help: 'add a linear skip connection' },
   { field: 'transcode', key: 'transcode', kind: 'bool', help: "train a transcoder (module input -> module output)" },
@@ -135,6 +135,7 @@ export const CODER_FIELDS: readonly FieldSpec[] = [
   { field: 'jumpreluTanhScale', key: 'jumprelu_tanh_scale', kind: 'float', help: 'jumprelu: scale of the tanh L0 penalty' },
   { field: 'topkThresholdLr', key: 'topk_threshold_lr', kind: 'float', help: 'batchtopk: rate of the running inference threshold' },
   { field: 'applyBDecToInput', key: 'apply_b_dec_to_input', kind: 'bool', help: 'SAELens kinds: encode x - b_dec (else x)' },
+  { field: 'lpNorm', key: 'lp_norm', kind: 'float', help: 'relu: p >= 1 of the L1 penalty ||f * n||_p per token (1 = sum_i f_i n_i)' },
 ];
 
 export const RUN_FIELDS: readonly FieldSpec[] = [

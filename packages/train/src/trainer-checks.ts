@@ -38,6 +38,19 @@ export function checkSizes(sae: SparseCoderConfig, hook: string, width: number):
   if (sae.activation !== 'relu' && sae.activation !== 'jumprelu' && sae.k > M) throw new ConfigError(`-k ${sae.k} is more than the ${M} latents of the coder at '${hook}' (${flag} ${sae.numLatents || sae.expansionFactor}, d_in ${width})`);
 }
 
+/**
+ * batchtopk keeps floor(k · rows) latents of each micro-batch: with a float k below 1 a micro-batch
+ * can be too small to keep any (checked before training; steps whose rows shrink below that, say by
+ * --exclude_tokens, are refused by the step itself).
+ */
+export function checkBatchTopKRows(sae: SparseCoderConfig, batchSize: number, ctxLen: number, microAccSteps: number): void {
+  if (sae.activation !== 'batchtopk') return;
+  const tokens = batchSize * ctxLen;
+  const rows = Math.floor(tokens / Math.min(microAccSteps, tokens));
+  if (Math.floor(sae.k * rows) < 1)
+    throw new ConfigError(`-k ${sae.k}: batchtopk keeps floor(k · rows) latents per step, and a micro-batch of ${rows} rows (--batch_size ${batchSize} x --ctx_len ${ctxLen} / --micro_acc_steps ${microAccSteps}) keeps none; use a larger -k or larger batches`);
+}
+
 /** Errors of one coder's step name the hookpoint (a NaN in its activations, say). */
 export async function withHookpointContext<T>(name: string, fn: () => Promise<T>, model?: string): Promise<T> {
   try {

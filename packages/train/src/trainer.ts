@@ -43,7 +43,7 @@ import { claimRunFolder } from './run-claim.js';
 import { recoverRunFolder, replaceRunFolder, STATE_FILE } from './run-folder.js';
 import type { RunLock } from './run-lock.js';
 import { TRAIN_ITERATE, dropLegacyTrainIterate, trainIterateDir } from './train-iterate.js';
-import { checkBatchSize, checkDatasetShape, checkExcludeTokens, checkSizes, withHookpointContext } from './trainer-checks.js';
+import { checkBatchSize, checkBatchTopKRows, checkDatasetShape, checkExcludeTokens, checkSizes, withHookpointContext } from './trainer-checks.js';
 import { coderLr, currentK, initialK } from './schedules.js';
 import { assertSupportedLossFn, trainConfigJson, validateTrainConfig, type RunConfig, type TrainConfig } from './train-config.js';
 import { gatherRows, lrMultipliers } from './train-ops.js';
@@ -292,6 +292,7 @@ export class Trainer extends EventEmitter {
     const multi = cfg.initSeeds.length > 1;
     for (const hook of this.hookpoints) checkSizes(cfg.sae, hook, this.widths.get(hook)!);
     checkBatchSize(Math.min(cfg.batchSize, this.dataset.length), this.dataset.ctxLen, this.hookpoints.map((h) => this.widths.get(h)! * (cfg.sae.transcode ? 2 : 1)));
+    checkBatchTopKRows(cfg.sae, Math.min(cfg.batchSize, this.dataset.length), this.dataset.ctxLen, cfg.microAccSteps);
     for (const hook of this.hookpoints) {
       for (const seed of cfg.initSeeds) {
         const name = multi ? `${hook}/seed${seed}` : hook;

@@ -252,6 +252,8 @@ async function kindStep(
   fvuOfMse: (mse: number) => number,
 ): Promise<StepLosses> {
   let mse: number, sparsity: number, loss: number;
+  if (kind === 'batchtopk' && !(Math.floor(cfg.k * xr.shape[0]) >= 1))
+    throw new ValueError(`forwardBackward: batchtopk keeps floor(k · rows) = floor(${cfg.k} · ${xr.shape[0]}) = 0 latents of this batch; use a larger k or more rows per step`);
   if (kind === 'batchtopk' || kind === 'topk') {
     const r = await batchTopKStep(w, g, xr, { k: cfg.k, widths: cfg.matryoshkaPrefixes, lossScale: call.lossScale, didFire, perRow: kind === 'topk', applyBDecToInput: cfg.applyBDecToInput });
     if (kind === 'batchtopk' && r.kept > 0) ks.threshold = Math.fround((1 - cfg.topkThresholdLr) * ks.threshold + cfg.topkThresholdLr * r.minKept);
@@ -262,6 +264,7 @@ async function kindStep(
     const r = await thresholdStep(w, g, xr, {
       kind,
       l1Coefficient: kind === 'relu' ? coef(call.l1Coefficient, 'l1Coefficient') : 0,
+      lpNorm: kind === 'relu' ? cfg.lpNorm : 1,
       l0Coefficient: kind === 'jumprelu' ? coef(call.l0Coefficient, 'l0Coefficient') : 0,
       bandwidth: cfg.jumpreluBandwidth,
       sparsityLoss: cfg.jumpreluSparsityLossMode,

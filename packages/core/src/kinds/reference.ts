@@ -14,7 +14,7 @@ import { ValueError } from '../errors.js';
 
 /** applyBDecToInput (SAELens apply_b_dec_to_input, default true): x' = x - b_dec, else x' = x. */
 export type KindSpec = { applyBDecToInput?: boolean } & (
-  | { kind: 'relu'; l1Coefficient: number }
+  | { kind: 'relu'; l1Coefficient: number; /** p of ‖f ⊙ n‖_p (default 1) */ lpNorm?: number }
   | { kind: 'jumprelu'; bandwidth: number; sparsityLoss: 'step' | 'tanh'; l0Coefficient: number; tanhScale?: number }
   | { kind: 'batchtopk'; k: number; thresholdLr: number; threshold: number; perRow?: boolean }
   | { kind: 'matryoshka'; k: number; thresholdLr: number; threshold: number; widths: readonly number[]; perRow?: boolean }
@@ -122,12 +122,19 @@ export function kindStepReference(p: KindParams, x: Float64Array, N: number, spe
   // Back to the pre-activations h.
   const gH = new Float64Array(N * M);
   if (spec.kind === 'relu') {
-    const c = spec.l1Coefficient / N;
-    for (let i = 0; i < N * M; i++) {
-      const m = i % M;
-      sparsity += c * f[i] * norm[m];
-      gNorm[m] += c * f[i];
-      if (h[i] > 0) gH[i] = gU[i] + c * norm[m];
+    // SAELens standard_sae.py: coeff · mean_n ‖f ⊙ n‖_p; d‖u‖_p/du_i = (u_i / ‖u‖_p)^(p−1) (0 where ‖u‖_p = 0).
+    const c = spec.l1Coefficient / N, pn = spec.lpNorm ?? 1;
+    for (let r = 0; r < N; r++) {
+      let acc = 0;
+      for (let m = 0; m < M; m++) acc += (f[r * M + m] * norm[m]) ** pn;
+      const rn = acc ** (1 / pn);
+      sparsity += c * rn;
+      for (let m = 0; m < M; m++) {
+        const i = r * M + m, u = f[i] * norm[m];
+        const w = pn === 1 ? 1 : rn > 0 && u > 0 ? (u / rn) ** (pn - 1) : 0;
+        gNorm[m] += c * w * f[i];
+        if (h[i] > 0) gH[i] = gU[i] + c * w * norm[m];
+      }
     }
   } else if (spec.kind === 'jumprelu') {
     const eps = spec.bandwidth, c = spec.l0Coefficient / N;
@@ -163,7 +170,8 @@ export function kindStepReference(p: KindParams, x: Float64Array, N: number, spe
     }
   }
   // Decoder norms, then the encoder and the b_dec of its input.
-  for (let m = 0; m < M; m++) if (gNorm[m] !== 0) for (let d = 0; d < D; d++) grads.W_dec[m * D + d] += (gNorm[m] * p.W_dec[m * D + d]) / norm[m];
+  // A decoder row of norm 0 gets no norm gradient (torch's norm backward masks it, as the kernels do).
+  for (let m = 0; m < M; m++) if (gNorm[m] !== 0 && norm[m] > 0) for (let d = 0; d < D; d++) grads.W_dec[m * D + d] += (gNorm[m] * p.W_dec[m * D + d]) / norm[m];
   for (let r = 0; r < N; r++)
     for (let m = 0; m < M; m++) {
       const g = gH[r * M + m];

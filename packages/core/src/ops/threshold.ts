@@ -70,6 +70,8 @@ export interface ThresholdStepOptions {
   kind: 'relu' | 'jumprelu';
   /** relu: L1 coefficient (the penalty is scaled by the decoder row norms). */
   l1Coefficient?: number;
+  /** relu: p of the penalty ‖f ⊙ n‖_p per row (SAELens lp_norm; default 1: Σ f_i n_i), finite and >= 1. */
+  lpNorm?: number;
   /** jumprelu: L0 coefficient. */
   l0Coefficient?: number;
   /** jumprelu: width of the rectangle kernel of the threshold gradient (SAELens jumprelu_bandwidth). */

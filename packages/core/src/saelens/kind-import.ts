@@ -3,9 +3,11 @@
  * SAELens kind, the inverse of kind-export.ts: standard → relu; jumprelu → jumprelu with
  * log_threshold = log(threshold); a jumprelu folder we exported from a batchtopk coder (its
  * metadata.sparsify_cfg says so, one shared threshold) and a SAELens batchtopk checkpoint whose
- * decoder norms fold away (rescale_acts_by_decoder_norm) → batchtopk with topk_threshold = θ.
+ * decoder norms fold away (rescale_acts_by_decoder_norm) → batchtopk with topk_threshold = θ
+ * (its k, SAELens's float average L0, as is; its topk_threshold_lr and a Matryoshka checkpoint's
+ * matryoshka_widths too). A standard training checkpoint's lp_norm is kept.
  */
-import { coderConfigFromJson, DEFAULT_SPARSE_CODER_CONFIG, type SparseCoderConfig } from '../config.js';
+import { coderConfigFromJson, DEFAULT_SPARSE_CODER_CONFIG, validateCoderConfig, type SparseCoderConfig } from '../config.js';
 import { ConfigError } from '../errors.js';
 import { Tensor } from '../tensor.js';
 import { foldSaeLens, transpose, type SaeLensFolder, type SaeLensLoadOptions } from './format.js';
@@ -18,6 +20,7 @@ export function saeLensToKind(folder: SaeLensFolder, opts: SaeLensLoadOptions = 
   const apply = folder.cfg.applyBDecToInput;
   const found = savedCfg(folder, D, M, where);
   const saved = found && { ...found, applyBDecToInput: apply };
+  const lpNorm = kind === 'relu' ? lpNormOf(folder, where) : 1; // checked before any tensor is made
   const tensors = new Map<string, Tensor>([
     ['encoder.weight', Tensor.from(transpose(W_enc, D, M), [M, D])],
     ['encoder.bias', Tensor.from(b_enc, [M])],
@@ -25,15 +28,25 @@ export function saeLensToKind(folder: SaeLensFolder, opts: SaeLensLoadOptions = 
     ['b_dec', Tensor.from(b_dec, [D])],
   ]);
   const base = { ...DEFAULT_SPARSE_CODER_CONFIG, numLatents: M, matryoshkaPrefixes: [] as number[], applyBDecToInput: apply };
-  if (kind === 'relu') return { cfg: saved?.activation === 'relu' ? saved : { ...base, activation: 'relu' }, dIn: D, tensors };
+  if (kind === 'relu') return { cfg: saved?.activation === 'relu' ? saved : { ...base, activation: 'relu', lpNorm }, dIn: D, tensors };
   const th = t.get('threshold')!;
   const shared = th.every((v) => v === th[0]);
   const arch = folder.cfg.architecture;
   const k = saved?.activation === 'batchtopk' ? saved.k : folder.cfg.k;
   const unitRows = rowNormsNear1(W_dec, M, D);
-  if (shared && unitRows && k !== undefined && Number.isInteger(k) && k >= 1 && (saved?.activation === 'batchtopk' || arch === 'batchtopk' || arch === 'matryoshka_batchtopk')) {
+  if (shared && unitRows && k !== undefined && Number.isFinite(k) && k > 0 && k <= M && (saved?.activation === 'batchtopk' || arch === 'batchtopk' || arch === 'matryoshka_batchtopk')) {
     tensors.set('topk_threshold', Tensor.from(new Float32Array([th[0]]), [1]));
-    return { cfg: saved?.activation === 'batchtopk' ? saved : { ...base, activation: 'batchtopk', k }, dIn: D, tensors };
+    if (saved?.activation === 'batchtopk') return { cfg: saved, dIn: D, tensors };
+    const lr = folder.cfg.extra.topk_threshold_lr ?? base.topkThresholdLr;
+    const prefixes = arch === 'matryoshka_batchtopk' ? [...(folder.cfg.matryoshkaWidths ?? [])] : [];
+    const cfg: SparseCoderConfig = { ...base, activation: 'batchtopk', k, topkThresholdLr: lr as number, matryoshkaPrefixes: prefixes };
+    try {
+      validateCoderConfig(cfg, `${where} cfg.json`);
+    } catch (e) {
+      for (const x of tensors.values()) x.dispose();
+      throw e;
+    }
+    return { cfg, dIn: D, tensors };
   }
   for (let m = 0; m < M; m++)
     if (!(th[m] > 0)) {
@@ -42,6 +55,13 @@ export function saeLensToKind(folder: SaeLensFolder, opts: SaeLensLoadOptions = 
     }
   tensors.set('log_threshold', Tensor.from(th.map(Math.log), [M]));
   return { cfg: saved?.activation === 'jumprelu' ? saved : { ...base, activation: 'jumprelu' }, dIn: D, tensors };
+}
+
+/** SAELens standard training configs carry lp_norm (default 1.0; standard_sae.py). */
+function lpNormOf(folder: SaeLensFolder, where: string): number {
+  const p = folder.cfg.extra.lp_norm ?? 1;
+  if (typeof p !== 'number' || !Number.isFinite(p) || p < 1) throw new ConfigError(`${where}: cfg.json lp_norm must be a finite number >= 1, got ${JSON.stringify(p)}`);
+  return p;
 }
 
 function savedCfg(folder: SaeLensFolder, D: number, M: number, where: string): SparseCoderConfig | undefined {
