@@ -36,7 +36,7 @@ async function heldoutL0(coderDir: string, rows: number): Promise<number> {
 }
 
 const KINDS: { kind: string; flags: string[]; fvuMax: number; l0: [number, number] }[] = [
-  // Measured (docs/sae.md): relu fvu ~0.10, L0 ~106 of 256; matryoshka fvu ~0.17, L0 ~17.
+  // Measured (docs/sae.md, with max_grad_norm 1.0): relu fvu ~0.085, L0 ~107 of 256; matryoshka fvu ~0.17, L0 ~17.
   { kind: 'relu', flags: ['--activation', 'relu', '--l1_coefficient', '5', '--l1_warm_up_steps', '10'], fvuMax: 0.2, l0: [70, 150] },
   { kind: 'matryoshka', flags: ['--activation', 'batchtopk', '-k', '16', '--topk_threshold_lr', '0.1', '--matryoshka_prefixes', '32', '128'], fvuMax: 0.3, l0: [8, 32] },
   // Matryoshka over TopK: fvu ~0.12, exactly k = 16 per token.
