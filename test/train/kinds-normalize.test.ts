@@ -4,10 +4,10 @@
 // kinds' default gradient clipping (max_grad_norm) in the step metrics. Tiny GPT-2 of the fixtures.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { loadSafetensors, SparseCoder, Tensor } from '@sparsify/core';
+import { FileFormatError, loadSafetensors, SparseCoder, Tensor } from '@sparsify/core';
 import { evaluate, NormScaleEstimate, Trainer, trainConfig, type StepInfo, type TrainConfigInit, type TrainerOptions } from '@sparsify/train';
 
 import { fixtureDataset, maxAbsDiff, tinyModel, tmp } from './helpers.js';
@@ -83,6 +83,27 @@ test('normalize_activations: stop at step 4, resume, equals the uninterrupted ru
     const wa = weights(join(a.runDir, sub)), wb = weights(join(b2.runDir, sub));
     for (const [k, v] of wa) assert.equal(maxAbsDiff(v, wb.get(k)!), 0, `${sub} ${k}`);
   }
+});
+
+test('normalize_activations: a checkpoint without train_iterate/ resumes from the unfolded coder; a bad activation_scaler.json is a FileFormatError', async () => {
+  const a = await run({ ...COMMON, saveDir: tmp() });
+  const dir = tmp();
+  await run({ ...COMMON, saveDir: dir }, { stopAt: 4 });
+  const runDir = join(dir, 'r');
+  const copy = tmp();
+  cpSync(runDir, join(copy, 'r'), { recursive: true });
+  rmSync(join(runDir, 'h.0', 'train_iterate'), { recursive: true });
+  const b = await run({ ...COMMON, saveDir: dir }, { resume: true });
+  const wa = weights(join(a.runDir, 'h.0')), wb = weights(join(b.runDir, 'h.0'));
+  for (const [k, v] of wa) {
+    let mx = 0;
+    for (const x of v) mx = Math.max(mx, Math.abs(x));
+    assert.ok(maxAbsDiff(v, wb.get(k)!) <= 1e-3 * Math.max(mx, 1e-3), `${k}: ${maxAbsDiff(v, wb.get(k)!)} (max ${mx})`);
+  }
+  writeFileSync(join(copy, 'r', 'activation_scaler.json'), JSON.stringify({ 'h.0': -1 }));
+  await assert.rejects(run({ ...COMMON, saveDir: copy }, { resume: true }), (e: Error) => e instanceof FileFormatError && /activation_scaler\.json: field 'h\.0' must be a finite number > 0/.test(e.message));
+  rmSync(join(copy, 'r', 'activation_scaler.json'));
+  await assert.rejects(run({ ...COMMON, saveDir: copy }, { resume: true }), (e: Error) => e instanceof FileFormatError && /activation_scaler\.json: missing/.test(e.message));
 });
 
 test('normalize_activations: --finetune from a normalized run starts from the same function', async () => {
