@@ -1,5 +1,5 @@
 // The CPU resident state of one sparse coder (twin: native/cuda/sae_state.cu). The math is the
-// kernels' (sae_encode / sae_decode / sae_backward.cpp, optim.cpp); this file keeps the state
+// kernels' (sae_encode / sae_decode / sae_backward.cpp, optim.cpp, grad_clip.cpp); this file keeps the state
 // and the per-step bookkeeping: micro-batch rows, the batch variance, fired latents, dead latents.
 #include "cpu/sae_state.h"
 
