@@ -265,6 +265,16 @@ void muon_pre_range(const OptUpdate& u, int64_t i0, int64_t i1) {
 
 }  // namespace
 
+void project_grad(int64_t rows, int64_t cols, const float* p, float* g) {
+  OptUpdate u;
+  u.p = const_cast<float*>(p);  // project_rows only reads the parameter
+  u.g = g;
+  u.rows = rows;
+  u.cols = cols;
+  parallel_for(rows, std::max<int64_t>(1, (int64_t(1) << 14) / std::max<int64_t>(cols, 1)),
+               [&](int64_t r0, int64_t r1) { project_rows(u, r0, r1); });
+}
+
 void optimizer_update(const OptUpdate& u) {
   const int64_t rows = u.rows, cols = u.cols, n = rows * cols;
   // Chunks of whole rows, ~16K elements each.

@@ -34,6 +34,9 @@ struct OptUpdate {
 //          O = quintic Newton-Schulz(g) in f32 (upstream: bf16); p -= lr*0.2*sqrt(max(r,c))*O.
 void optimizer_update(const OptUpdate& u);
 
+// The projection of optimizer_update alone (in place): g[r] -= (g[r]·p[r]) p[r] for every row,
+// for callers that need the projected gradient before the update (gradient clipping).
+void project_grad(int64_t rows, int64_t cols, const float* p, float* g);
 // p = lerp(p, z, weight) (schedule-free eval(): weight = 1 - 1/momentum; train(): 1 - momentum).
 void lerp_inplace(int64_t n, float* p, const float* z, float weight);
 // Quintic Newton-Schulz orthogonalisation (5 steps as Muon), f32 with the shared GEMM.

@@ -1,13 +1,15 @@
 // The CPU resident state of one sparse coder (twin: native/cuda/sae_state.cu). The math is the
-// kernels' (sae_encode / sae_decode / sae_backward.cpp, optim.cpp); this file keeps the state
+// kernels' (sae_encode / sae_decode / sae_backward.cpp, optim.cpp, grad_clip.cpp); this file keeps the state
 // and the per-step bookkeeping: micro-batch rows, the batch variance, fired latents, dead latents.
 #include "cpu/sae_state.h"
 
+#include <cmath>
 #include <cstring>
 #include <string>
 
 #include "core/errors.h"
 #include "core/parallel.h"
+#include "cpu/grad_clip.h"
 
 namespace sparsify {
 
@@ -134,11 +136,28 @@ SaeStepOut sae_state_step(CpuSaeState& st, const Tensor& x_all, const Tensor& y_
   return out;
 }
 
-void sae_state_optimize(CpuSaeState& st, const SaeOptimCall& c) {
+// SAELens's clip_grad_norm_ over every gradient of the state. The W_dec projection (sparsify's
+// order: projection, then the optimizer) is done first, so the norm is that of what is applied.
+static double clip_state_grads(CpuSaeState& st, bool project, double max_norm) {
+  if (project) project_grad(st.M, st.D, st.param[kWDec].data<float>(), st.grad_of(kWDec).data<float>());
+  double ss = 0;
+  for (int i = 0; i < kSaeParams; ++i)
+    if (st.has(i)) ss += grad_sum_squares(st.param[i].numel(), st.grad_of(i).data<float>());
+  const double norm = std::sqrt(ss);
+  const double coef = grad_clip_coefficient(norm, max_norm);
+  if (coef < 1.0)
+    for (int i = 0; i < kSaeParams; ++i)
+      if (st.has(i)) grad_scale(st.param[i].numel(), st.grad_of(i).data<float>(), float(coef));
+  return norm;
+}
+
+double sae_state_optimize(CpuSaeState& st, const SaeOptimCall& c) {
   for (int i = 0; i < kSaeParams; ++i)
     if (st.has(i)) expect_writable(st.param[i], "param");
   for (Tensor* slot : {st.m, st.v, st.z})
     for (int i = 0; i < kSaeParams; ++i) expect_writable(slot[i], "optimizer state");
+  const bool clip = c.max_grad_norm > 0;
+  const double norm = clip ? clip_state_grads(st, c.project, c.max_grad_norm) : -1.0;
   for (int i = 0; i < kSaeParams; ++i) {
     if (!st.has(i)) continue;
     const Tensor& p = st.param[i];
@@ -151,7 +170,7 @@ void sae_state_optimize(CpuSaeState& st, const SaeOptimCall& c) {
     u.g = st.grad_of(i).data<float>();
     u.rows = p.ndim() == 2 ? p.dim(0) : 1;
     u.cols = p.ndim() == 2 ? p.dim(1) : p.numel();
-    u.project = c.project && i == kWDec;
+    u.project = c.project && i == kWDec && !clip;  // clipping projected it already
     u.lr = c.lr;
     u.momentum = c.momentum;
     u.ckp1 = c.ckp1;
@@ -178,6 +197,7 @@ void sae_state_optimize(CpuSaeState& st, const SaeOptimCall& c) {
     }
     optimizer_update(u);
   }
+  return norm;
 }
 
 void sae_state_lerp_z(CpuSaeState& st, float weight) {

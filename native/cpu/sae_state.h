@@ -71,7 +71,8 @@ struct SaeStepOut {
 SaeStepOut sae_state_step(CpuSaeState& st, const Tensor& x, const Tensor& y, const SaeStepCall& call);
 
 // One optimizer update of every parameter (moments created on first use), then zeroed grads.
-// `project`: remove from the W_dec gradient its component along each decoder row first.
+// `project`: remove from the W_dec gradient its component along each decoder row first;
+// `max_grad_norm`: then scale every gradient down to that global L2 norm (SAELens's clipping).
 struct SaeOptimCall {
   OptKind kind = OptKind::Adam;
   bool project = false;
@@ -80,8 +81,11 @@ struct SaeOptimCall {
   int64_t step = 1;
   bool nesterov = true;
   int ns_steps = 5;
+  // > 0: clip_grad_norm_ over every gradient of the state first (grad_clip.h), after the projection.
+  double max_grad_norm = 0;
 };
-void sae_state_optimize(CpuSaeState& st, const SaeOptimCall& call);
+// Returns the global gradient norm before clipping (after the projection), or -1 without max_grad_norm.
+double sae_state_optimize(CpuSaeState& st, const SaeOptimCall& call);
 // Schedule-free: p = lerp(p, z, weight) for every parameter with a z.
 void sae_state_lerp_z(CpuSaeState& st, float weight);
 void sae_state_zero_grads(CpuSaeState& st);

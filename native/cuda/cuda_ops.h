@@ -176,8 +176,11 @@ struct SaeOptim {
   double lr_vector = 0, momentum = 0.95, weight_decay = 0.1;
   bool nesterov = true;
   int ns_steps = 5;
+  // > 0: clip_grad_norm_ over every gradient first (after the projection; grad_clip.cu).
+  double max_grad_norm = 0;
 };
-void sae_apply(ResidentSae& sae, const SaeOptim& o);
+// Returns the global gradient norm before clipping, or -1 without max_grad_norm.
+double sae_apply(ResidentSae& sae, const SaeOptim& o);
 struct SaeParams {
   Tensor w_enc, b_enc, w_dec, b_dec, w_skip, log_threshold;          // w_skip / log_threshold: when the state has them
   Tensor g_w_enc, g_b_enc, g_w_dec, g_b_dec, g_w_skip, g_log_threshold;  // with_grads: the gradient accumulators

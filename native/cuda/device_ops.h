@@ -48,6 +48,15 @@ void project_grad_dev(float* G, const float* W, int64_t M, int64_t D, cudaStream
 void adam_dev(float* p, const float* g, float* m, float* v, int64_t n, double lr, double beta1, double beta2, double eps,
               int64_t step, cudaStream_t s);
 void signum_dev(float* y, float* z, const float* g, int64_t n, double lr, double c, double beta, cudaStream_t s);
+// grad_clip.cu: torch's clip_grad_norm_ in two launches without a host round trip.
+struct GradBuffer {
+  float* g;
+  int64_t n;
+};
+// *out (device double) = Σ over the buffers of Σ g² (double accumulation, fixed grid).
+void grad_sum_squares(const std::vector<GradBuffer>& grads, double* out, cudaStream_t s);
+// g *= min(1, max_norm / (sqrt(*sumsq) + 1e-6)) (f32; nothing when the coefficient is 1).
+void grad_scale(float* g, int64_t n, const double* sumsq, double max_norm, cudaStream_t s);
 // muon.cu: Muon on a 2-D parameter p [rows, cols] with momentum buffer `buf`: weight decay,
 // momentum (+Nesterov), Newton–Schulz (bf16 GEMM operands, f32 accumulation) and the update with
 // lr·0.2·sqrt(max(rows, cols)). g is overwritten (the caller zeroes it after).

@@ -19,7 +19,8 @@
 //       AuxK trains only W_dec (and b_dec through its + b_dec), never the encoder (sparsify's AuxK quirk);
 //       Multi-TopK likewise trains only W_dec and b_dec: its selection comes from the fused encoder's
 //       pre-activations output, which gets no gradient (as the CPU saeStep).
-//   apply(optimizer): W_dec gradient projection (normalize_decoder and not transcode), Adam or
+//   apply(optimizer): W_dec gradient projection (normalize_decoder and not transcode), optional
+//     global gradient-norm clipping (max_grad_norm, grad_clip.cu), Adam or
 //     schedule-free signum on the four (five with W_skip) parameters, or muon (Muon on the 2-D
 //     parameters with the momentum buffer in m[], muon.cu; Adam on b_enc / b_dec), gradients
 //     zeroed; W_skip is neither renormalised nor projected.
@@ -671,11 +672,24 @@ Tensor sae_decode(ResidentSae& sae, const Tensor& acts, const Tensor& indices) {
   return r;
 }
 
-void sae_apply(ResidentSae& sae, const SaeOptim& o) {
+double sae_apply(ResidentSae& sae, const SaeOptim& o) {
   Session ses;
   cudaStream_t s = ses.stream();
   const bool project = o.project < 0 ? (!sae.cfg.transcode && sae.cfg.normalize_decoder) : o.project > 0;
   if (project) project_grad_dev(sae.g_w_dec.p, sae.w_dec.p, sae.M, sae.D, s);
+  // SAELens's clip_grad_norm_ over every gradient (after the projection, as the CPU state).
+  DeviceBuffer sumsq;
+  double host_sumsq = -1.0;
+  if (o.max_grad_norm > 0) {
+    std::vector<GradBuffer> grads;
+    for (int i = 0; i < sae.num_params(); ++i)
+      if (sae.has(i) && sae.grad(i).n > 0) grads.push_back({sae.grad(i).p, sae.grad(i).n});
+    sumsq = DeviceBuffer(sizeof(double), s);
+    double* ss = static_cast<double*>(sumsq.get());
+    grad_sum_squares(grads, ss, s);
+    for (const GradBuffer& b : grads) grad_scale(b.g, b.n, ss, o.max_grad_norm, s);
+    CUDA_CHECK(cudaMemcpyAsync(&host_sumsq, ss, sizeof(double), cudaMemcpyDeviceToHost, s));
+  }
   for (int i = 0; i < sae.num_params(); ++i) {
     if (!sae.has(i)) continue;
     DevArray &p = sae.param(i), &g = sae.grad(i);
@@ -707,6 +721,7 @@ void sae_apply(ResidentSae& sae, const SaeOptim& o) {
     CUDA_CHECK(cudaMemsetAsync(g.p, 0, size_t(g.n) * 4, s));
   }
   ses.sync();
+  return o.max_grad_norm > 0 ? std::sqrt(host_sumsq) : -1.0;
 }
 
 SaeParams sae_read(ResidentSae& sae, double eval_beta, bool with_grads) {

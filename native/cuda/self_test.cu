@@ -1,6 +1,6 @@
 // The start-up self-test: every kernel family a `device: 'cuda'` run uses (both GEMM main loops,
 // mma.sync and, where gemm_path() runs it, wgmma; the fused encoder with AuxK; decode and both
-// backward passes; Adam, schedule-free signum, Muon with Newton–Schulz; the model-forward ops), each
+// backward passes; Adam, schedule-free signum, Muon with Newton–Schulz, gradient clipping; the model-forward ops), each
 // on a small random problem, against plain host loops in double (or the float64 references of
 // native/ref) on the same bf16-rounded inputs where the GPU rounds. A mismatch or a CUDA error
 // names the family; the TS side then disables CUDA for the process (packages/core/src/
@@ -20,6 +20,7 @@
 
 #include "core/errors.h"
 #include "cpu/layers.h"
+#include "cpu/grad_clip.h"
 #include "cpu/optim.h"
 #include "cuda/cuda_context.h"
 #include "cuda/cuda_ops.h"
@@ -242,6 +243,30 @@ std::string check_adam(Problem& pr) {
     want[size_t(i)] = p.data<float>()[i] - lr * mh / (std::sqrt(vh) + eps);
   }
   return compare("param", got, want, 1e-4);
+}
+
+// Global gradient-norm clipping over two buffers (the norm of 1077 U(-1, 1) values is ~19, so
+// max_norm 1 scales them) against the float64 reference.
+std::string check_grad_clip(Problem& pr) {
+  const int64_t n0 = 1000, n1 = 77;
+  Tensor a = pr.rand({n0}, false), b = pr.rand({n1}, false);
+  Session ses;
+  cudaStream_t s = ses.stream();
+  DeviceTensor da = upload_owned(a, s), db = upload_owned(b, s);
+  DeviceBuffer ss(sizeof(double), s);
+  std::vector<GradBuffer> bufs = {{static_cast<float*>(da.buf.get()), n0}, {static_cast<float*>(db.buf.get()), n1}};
+  const double max_norm = 1.0;
+  grad_sum_squares(bufs, static_cast<double*>(ss.get()), s);
+  for (const GradBuffer& x : bufs) grad_scale(x.g, x.n, static_cast<const double*>(ss.get()), max_norm, s);
+  Tensor ra = download(da.buf.get(), {n0}, DType::F32, s), rb = download(db.buf.get(), {n1}, DType::F32, s);
+  ses.sync();
+  maybe_inject("grad_clip", ra.data<float>());
+  std::vector<std::vector<double>> want = {std::vector<double>(a.data<float>(), a.data<float>() + n0),
+                                           std::vector<double>(b.data<float>(), b.data<float>() + n1)};
+  clip_grad_norm_ref(want, max_norm);
+  std::string e = compare("grad_clip[0]", ra.data<float>(), want[0], 1e-5);
+  if (e.empty()) e = compare("grad_clip[1]", rb.data<float>(), want[1], 1e-5);
+  return e;
 }
 
 std::string check_encoder_backward(Problem& pr) {
@@ -482,6 +507,7 @@ SelfTestResult run() {
       {"adam", [&] { return check_adam(pr); }},
       {"signum", [&] { return check_signum(pr); }},
       {"muon", [&] { return check_muon(pr); }},
+      {"grad_clip", [&] { return check_grad_clip(pr); }},
       {"layer_norm", [&] { return check_layer_norm(pr); }},
       {"rms_norm", [&] { return check_rms_norm(pr); }},
       {"rope", [&] { return check_rope(pr); }},

@@ -86,12 +86,16 @@ test('the SAELens-kind flags parse, in both spellings, each with its activation'
     '--jumprelu-bandwidth', '0.2', '--jumprelu_sparsity_loss_mode', 'tanh', '--jumprelu_tanh_scale', '3']).init);
   assert.deepEqual([j.l0Coefficient, j.l0WarmUpSteps], [0.5, 7]);
   assert.deepEqual([j.sae.activation, j.sae.jumpreluInitThreshold, j.sae.jumpreluBandwidth, j.sae.jumpreluSparsityLossMode, j.sae.jumpreluTanhScale], ['jumprelu', 0.1, 0.2, 'tanh', 3]);
-  const r = runConfig(parseTrainArgs(['--activation', 'relu', '--l1_coefficient', '5', '--l1-warm-up-steps', '100', '--normalize-activations', 'expected_average_only_in', '--noapply_b_dec_to_input']).init);
+  const r = runConfig(parseTrainArgs(['--activation', 'relu', '--l1_coefficient', '5', '--l1-warm-up-steps', '100', '--normalize-activations', 'expected_average_only_in', '--noapply_b_dec_to_input',
+    '--max_grad_norm', '0.5', '--n_batches_for_norm_estimate', '20']).init);
   assert.deepEqual([r.sae.activation, r.l1Coefficient, r.l1WarmUpSteps, r.normalizeActivations, r.sae.applyBDecToInput], ['relu', 5, 100, 'expected_average_only_in', false]);
+  assert.deepEqual([r.maxGradNorm, r.nBatchesForNormEstimate], [0.5, 20]);
+  assert.equal(runConfig(parseTrainArgs([]).init).maxGradNorm, null, 'max_grad_norm: the kind decides (defaultMaxGradNorm)');
   const b = runConfig(parseTrainArgs(['--activation', 'batchtopk', '--topk_threshold_lr', '0.05', '--matryoshka-prefixes', '128', '512', '--num_latents', '1024']).init);
   assert.deepEqual([b.sae.activation, b.sae.topkThresholdLr, b.sae.matryoshkaPrefixes], ['batchtopk', 0.05, [128, 512]]);
   const exercised = new Set(['l0_coefficient', 'l0_warm_up_steps', 'jumprelu_init_threshold', 'jumprelu_bandwidth', 'jumprelu_sparsity_loss_mode', 'jumprelu_tanh_scale',
-    'l1_coefficient', 'l1_warm_up_steps', 'normalize_activations', 'apply_b_dec_to_input', 'topk_threshold_lr', 'matryoshka_prefixes']);
+    'l1_coefficient', 'l1_warm_up_steps', 'normalize_activations', 'apply_b_dec_to_input', 'topk_threshold_lr', 'matryoshka_prefixes',
+    'max_grad_norm', 'n_batches_for_norm_estimate']);
   for (const [, key] of KIND_CONFIG_KEYS) assert.ok(exercised.has(key), `flag --${key} not exercised`);
   for (const f of SAELENS_TRAIN_FIELDS) assert.ok(exercised.has(f.key), `flag --${f.key} not exercised`);
 });

@@ -34,7 +34,7 @@ test('the start-up self-test passes on this device', { skip: skip ?? false }, ()
 const arch = process.env.SPARSIFY_CUDA_EMU_ARCH ?? 'sm_90';
 const FAMILIES = [
   'gemm_mma', 'gemm_wgmma', 'matmul', 'encoder', 'encoder_backward', 'decode', 'decode_backward',
-  'adam', 'signum', 'muon', 'layer_norm', 'rms_norm', 'rope', 'activation', 'attention', 'gather',
+  'adam', 'signum', 'muon', 'grad_clip', 'layer_norm', 'rms_norm', 'rope', 'activation', 'attention', 'gather',
 ];
 for (const family of FAMILIES) {
   const skipThis = noFaultHook || (family === 'gemm_wgmma' && arch !== 'sm_90' ? 'wgmma runs only on the sm_90 device' : false);

@@ -129,3 +129,20 @@ test('LR laws, warmup schedule, banker-rounded k schedule', () => {
   assert.equal(currentK(1, 2, 3, 2), 2);
   assert.equal(currentK(1, 2, 5, 2), 4); // 3.5 -> 4
 });
+
+test('max_grad_norm / n_batches_for_norm_estimate: validated; a plain topk run keeps sparsify\'s config.json keys', async () => {
+  const { defaultMaxGradNorm } = await import('@sparsify/train');
+  assert.throws(() => trainConfig({ maxGradNorm: -1 }), (e: Error) => e instanceof ConfigError && /max_grad_norm must be >= 0/.test(e.message));
+  assert.throws(() => trainConfig({ nBatchesForNormEstimate: 0 }), (e: Error) => e instanceof ConfigError && /n_batches_for_norm_estimate must be >= 1/.test(e.message));
+  assert.throws(() => trainConfig({ maxGradNorm: Number.NaN }), /max_grad_norm must be a finite number or null/);
+  assert.equal(defaultMaxGradNorm({ activation: 'topk', matryoshkaPrefixes: [] }), 0);
+  assert.equal(defaultMaxGradNorm({ activation: 'groupmax', matryoshkaPrefixes: [] }), 0);
+  assert.equal(defaultMaxGradNorm({ activation: 'topk', matryoshkaPrefixes: [8] }), 1);
+  for (const a of ['relu', 'jumprelu', 'batchtopk'] as const) assert.equal(defaultMaxGradNorm({ activation: a, matryoshkaPrefixes: [] }), 1);
+  const plain = JSON.parse(trainConfigJson(trainConfig({ maxGradNorm: 0 })));
+  assert.ok(!('max_grad_norm' in plain) && !('n_batches_for_norm_estimate' in plain), 'sparsify keys only');
+  const clipped = trainConfigJson(trainConfig({ maxGradNorm: 0.5 }));
+  assert.match(clipped, /"max_grad_norm": 0\.5, "n_batches_for_norm_estimate": 1000/);
+  assert.equal((trainConfigFromDict(JSON.parse(clipped)) as { maxGradNorm: number }).maxGradNorm, 0.5);
+  assert.match(trainConfigJson(trainConfig({ maxGradNorm: 1, sae: { activation: 'relu' } })), /"max_grad_norm": 1\.0/);
+});

@@ -6,7 +6,8 @@
 //       batchVariance?, trackFired?, didFire?})
 //       -> Promise<{fvu, auxkLoss, multiTopkFvu, loss, totalVariance, numDead, saeOut?, latentActs?, latentIndices?}>
 //   .optimizerStep({optimizer: 'adam'|'signum'|'muon', lr, project?, beta1?, beta2?, eps?, step?,
-//       momentum?, ckp1?, nesterov?, weightDecay?, nsSteps?, vectorLr?}) -> Promise<undefined>
+//       momentum?, ckp1?, nesterov?, weightDecay?, nsSteps?, vectorLr?, maxGradNorm?})
+//       -> Promise<number | undefined> (with maxGradNorm > 0: the gradient norm before clipping)
 //   .lerpToZ(weight) -> Promise<undefined>
 //   .grads() -> {wEnc, ...} (live; allocated on first use);  .zeroGrads()
 //   .moments() -> {m: {wEnc?, ...}, v: {...}, z: {...}} (live);  .loadMoments({m?, v?, z?})
@@ -174,10 +175,15 @@ class CpuSaeStateWrap : public Napi::ObjectWrap<CpuSaeStateWrap> {
       c.weight_decay = opt_number(o, "weightDecay", 0);
       c.ns_steps = int(opt_int(o, "nsSteps", 5));
       c.vector_lr = opt_number(o, "vectorLr", 0);
+      c.max_grad_norm = opt_number(o, "maxGradNorm", 0);
       if (!std::isfinite(c.lr) || !std::isfinite(c.vector_lr)) fail(ErrorKind::Value, "lr must be finite");
+      if (!(std::isfinite(c.max_grad_norm) && c.max_grad_norm >= 0))
+        fail(ErrorKind::Value, "maxGradNorm must be a finite number >= 0 (0 = no clipping), got " + std::to_string(c.max_grad_norm));
       if (c.project && !st->has(kWDec)) fail(ErrorKind::Value, "decoder projection needs W_dec");
+      auto norm = std::make_shared<double>(-1.0);
       return run_async(
-          info.Env(), [st, c] { sae_state_optimize(*st, c); }, [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
+          info.Env(), [st, c, norm] { *norm = sae_state_optimize(*st, c); },
+          [norm](Napi::Env env) -> Napi::Value { return *norm >= 0 ? Napi::Number::New(env, *norm) : env.Undefined(); });
     });
   }
 

@@ -33,7 +33,8 @@ using namespace cuda_binding;
 //   (gradients accumulate on the device; with multiTopk indices / acts / saeOut are the 4k selection's)
 // sae.encode(x, {k?, activation?}) -> Promise<{acts, indices}>;  sae.decode(acts, indices) -> Promise<[N,D]>
 // sae.apply({optimizer: 'adam'|'signum'|'muon', lr, beta1?, beta2?, eps?, step?, c?, beta?, project?,
-//   muon: vectorLr (the Adam half's lr), momentum?, nesterov?, weightDecay?, nsSteps?}) -> Promise<undefined>
+//   muon: vectorLr (the Adam half's lr), momentum?, nesterov?, weightDecay?, nsSteps?, maxGradNorm?})
+//   -> Promise<number | undefined> (with maxGradNorm > 0: the global gradient norm before clipping)
 // sae.read({evalBeta?, grads?}) -> Promise<{wEnc, bEnc, wDec, bDec, wSkip?, gradWEnc?, ...}>;  sae.dispose()
 // sae.readState() -> Promise<{m?, v?, z?}> (arrays by slot: wEnc, bEnc, wDec, bDec, wSkip, logThreshold, as
 //   long as the state's last slot; undefined where absent)
@@ -287,6 +288,9 @@ Napi::Value cuda_sae_apply(const Napi::CallbackInfo& info) {
   so.c = opt_number(o, "c", -1);
   so.beta = opt_number(o, "beta", 0.95);
   if (o.Has("project") && !o.Get("project").IsUndefined()) so.project = opt_bool(o, "project", false) ? 1 : 0;
+  so.max_grad_norm = opt_number(o, "maxGradNorm", 0);
+  if (!(std::isfinite(so.max_grad_norm) && so.max_grad_norm >= 0))
+    fail(ErrorKind::Value, "maxGradNorm must be a finite number >= 0 (0 = no clipping), got " + std::to_string(so.max_grad_norm));
   if (so.signum) {
     if (!(so.lr > 0)) fail(ErrorKind::Value, "signum: lr must be > 0");
     if (!(so.c >= 0 && so.c <= 1)) fail(ErrorKind::Value, "signum: c (weight / weight_sum) must be in [0, 1]");
@@ -310,9 +314,10 @@ Napi::Value cuda_sae_apply(const Napi::CallbackInfo& info) {
     if (!(so.beta1 >= 0 && so.beta1 < 1 && so.beta2 >= 0 && so.beta2 < 1)) fail(ErrorKind::Value, kind + ": betas must be in [0, 1)");
   }
   SaeHolder sae = sae_of(info);
+  auto norm = std::make_shared<double>(-1.0);
   return run_async(
-      info.Env(), [=] { cuda::sae_apply(*sae, so); },
-      [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
+      info.Env(), [=] { *norm = cuda::sae_apply(*sae, so); },
+      [norm](Napi::Env env) -> Napi::Value { return *norm >= 0 ? Napi::Number::New(env, *norm) : env.Undefined(); });
 }
 
 Napi::Value cuda_sae_read(const Napi::CallbackInfo& info) {

@@ -326,6 +326,8 @@ async function trainCommand(argv: readonly string[], io: CliIO): Promise<number>
     `sparsify: ${trainer.coders.length} sparse coder(s) on ${trainer.hookpoints.join(', ')}; ${dataset.length} sequences of ${dataset.ctxLen} tokens, ` +
       `${trainer.totalSteps} steps; saving to ${trainer.runDir}\n`,
   );
+  if (cfg.normalizeActivations !== 'none' && !cfg.resume)
+    io.stderr.write(`sparsify: normalize_activations: estimating s over the first ${Math.min(cfg.nBatchesForNormEstimate, trainer.totalBatches)} batches first\n`);
   let interrupted = false;
   const off = io.onInterrupt?.(() => {
     if (interrupted) {

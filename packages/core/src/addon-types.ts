@@ -94,7 +94,8 @@ export interface NativeModelHandle {
 /** native/bindings/cpu/sae_state.cpp: parameters, gradients, moments, fired latents and dead-latent counters of one coder. */
 export interface CpuSaeStateHandle {
   forwardBackward(x: H, opts: Opts): Promise<SaeStepResultRaw>;
-  optimizerStep(update: Opts): Promise<void>;
+  /** With maxGradNorm > 0: the global gradient norm before clipping. */
+  optimizerStep(update: Opts): Promise<number | undefined>;
   lerpToZ(weight: number): Promise<void>;
   grads(): Partial<Record<StateParamKey, H>>;
   zeroGrads(): void;
@@ -116,7 +117,8 @@ export interface CudaSaeStateHandle {
   forwardBackward(x: H, opts: Opts): Promise<CudaStepResult>;
   encode(x: H, opts: Opts): Promise<{ acts: H; indices: H }>;
   decode(acts: H, indices: H): Promise<H>;
-  apply(opts: Opts): Promise<void>;
+  /** With maxGradNorm > 0: the global gradient norm before clipping. */
+  apply(opts: Opts): Promise<number | undefined>;
   read(opts: { evalBeta?: number; grads?: boolean }): Promise<Partial<Record<StateParamKey | StateGradKey, H>>>;
   readState(): Promise<StateSlots>;
   loadState(opts: StateSlots & { params?: Partial<Record<StateParamKey, H>>; resetOptimizer?: boolean; zeroGrads?: boolean }): Promise<void>;
@@ -255,6 +257,9 @@ export interface AddonTesting {
   saeReference(w: WeightHandles, frozen: WeightHandles | undefined, x: H, y: H | undefined, opts: CoderSpecArg & Opts): SaeReferenceRaw;
   optimStep(entries: Opts[]): Promise<void>;
   optimReference(kind: string, arrays: Record<string, Float64Array>, hyper: Opts): Record<string, Float64Array>;
+  // native/bindings/cpu/grad_clip.cpp: clip_grad_norm_ in place (the norm before) and its float64 reference
+  gradClip(grads: H[], maxNorm: number): Promise<number>;
+  gradClipReference(grads: Float64Array[], maxNorm: number): { norm: number; grads: Float64Array[] };
   modelActivation(x: H, name: string): H;
   modelAttention(q: H, k: H, v: H, opts: Opts): Promise<H>;
   // native/bindings/cpu/gemm_bf16.cpp

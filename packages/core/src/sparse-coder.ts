@@ -228,6 +228,26 @@ export class SparseCoder implements Disposable {
   }
 
   /**
+   * A new coder on the same device that reads x as this one reads s·x: the activation scale
+   * folded into copies of the parameters (activation-fold.ts; s = 1/t undoes a fold by t). The
+   * dead-latent counters start fresh (loadDeadLatents); this coder is unchanged.
+   */
+  async foldedCopy(s: number): Promise<SparseCoder> {
+    this.alive();
+    await this.state.syncToHost();
+    const buffers = this.kind?.buffers() ?? new Map<string, Tensor>();
+    let folded: Map<string, Tensor>;
+    try {
+      folded = foldActivationScale(new Map<string, Tensor>([...this.state.hostParams(), ...buffers]), s);
+    } finally {
+      for (const t of buffers.values()) t.dispose();
+    }
+    const c = await SparseCoder.make({ ...this.cfg, matryoshkaPrefixes: [...(this.cfg.matryoshkaPrefixes ?? [])] }, this.dIn, folded as Map<CoderParamName, Tensor>, this.device);
+    c.computeDtype = this.computeDtype;
+    return c;
+  }
+
+  /**
    * Writes cfg.json (byte-exact sparsify format) and sae.safetensors (F32, sparsify names), or
    * with `format: 'saelens'` a SAELens 6 folder (cfg.json + sae_weights.safetensors; TopK, and the
    * SAELens kinds as standard / jumprelu inference folders). `activationScale`: the coder was

@@ -14,3 +14,4 @@ export * from './data/index.js';
 export * from './eval/index.js';
 export * from './features/index.js';
 export * from './saelens-schedules.js';
+export * from './norm-scale.js';

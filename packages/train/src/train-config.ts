@@ -53,6 +53,14 @@ export interface TrainConfig {
    * hookpoint, and are saved with s folded into their weights (they read raw activations).
    */
   normalizeActivations: 'none' | 'expected_average_only_in';
+  /**
+   * SAELens's trainer settings. maxGradNorm: clip_grad_norm_ of each coder's gradients before
+   * every optimizer step; 0 = off; null = the kind's default (defaultMaxGradNorm).
+   * nBatchesForNormEstimate: batches (from the start of the data, capped by the run's batches)
+   * whose mean token norms give normalize_activations' s.
+   */
+  maxGradNorm: number | null;
+  nBatchesForNormEstimate: number;
 }
 
 export interface RunConfig extends TrainConfig {
@@ -107,7 +115,18 @@ export const TRAIN_FIELDS: readonly FieldSpec[] = [
   { field: 'saveDir', key: 'save_dir', kind: 'str', help: 'folder that holds run folders' },
 ];
 
-/** Training settings of the SAELens kinds (SAELens's names); in config.json only for those kinds. */
+/** SAELens's trainer settings: gradient clipping and the activation-norm estimate. */
+const SAELENS_OPTIM_FIELDS: readonly FieldSpec[] = [
+  { field: 'maxGradNorm', key: 'max_grad_norm', kind: 'float?', help: 'clip each coder\'s global gradient norm to this before every step (0 = off; default 1.0 for relu, jumprelu, batchtopk and Matryoshka, else 0)' },
+  { field: 'nBatchesForNormEstimate', key: 'n_batches_for_norm_estimate', kind: 'int', help: 'normalize_activations: batches from the start of the data that estimate s (capped by the run\'s batches)' },
+];
+
+/** max_grad_norm's default: SAELens's 1.0 for the SAELens kinds and any Matryoshka coder; 0 (sparsify: none) otherwise. */
+export function defaultMaxGradNorm(sae: Pick<SparseCoderConfig, 'activation' | 'matryoshkaPrefixes'>): number {
+  return hasKindKeys(sae) ? 1.0 : 0;
+}
+
+/** Training settings of the SAELens kinds (SAELens's names); in config.json only for those kinds (or with clipping). */
 export const SAELENS_TRAIN_FIELDS: readonly FieldSpec[] = [
   { field: 'l1Coefficient', key: 'l1_coefficient', kind: 'float', help: 'relu: L1 coefficient (penalty sum_i f_i ||W_dec[i]||)' },
   { field: 'l1WarmUpSteps', key: 'l1_warm_up_steps', kind: 'int', help: 'relu: linear warm-up of the L1 coefficient from 0, optimizer steps' },
@@ -115,8 +134,9 @@ export const SAELENS_TRAIN_FIELDS: readonly FieldSpec[] = [
   { field: 'l0WarmUpSteps', key: 'l0_warm_up_steps', kind: 'int', help: 'jumprelu: linear warm-up of the L0 coefficient from 0, optimizer steps' },
   {
     field: 'normalizeActivations', key: 'normalize_activations', kind: 'enum', choices: ['expected_average_only_in', 'none'],
-    help: 'train on s*x, s = sqrt(d_in)/E||x|| from the first batch; saved coders have s folded in',
+    help: 'train on s*x, s = sqrt(d_in)/E||x|| over n_batches_for_norm_estimate batches; saved coders have s folded in',
   },
+  ...SAELENS_OPTIM_FIELDS,
 ];
 
 export const CODER_FIELDS: readonly FieldSpec[] = [
@@ -183,6 +203,8 @@ export const DEFAULT_TRAIN_CONFIG: Readonly<Omit<TrainConfig, 'sae'>> = Object.f
   l0Coefficient: 1.0,
   l0WarmUpSteps: 0,
   normalizeActivations: 'none',
+  maxGradNorm: null,
+  nBatchesForNormEstimate: 1000,
 });
 
 export const DEFAULT_RUN_FIELDS: Readonly<Omit<RunConfig, keyof TrainConfig>> = Object.freeze({
@@ -292,6 +314,8 @@ export function validateTrainConfig(cfg: TrainConfig, opts: { resolved?: boolean
   min(cfg.l0Coefficient, 'l0_coefficient', 0);
   min(cfg.l1WarmUpSteps, 'l1_warm_up_steps', 0);
   min(cfg.l0WarmUpSteps, 'l0_warm_up_steps', 0);
+  if (cfg.maxGradNorm !== null) min(cfg.maxGradNorm, 'max_grad_norm', 0);
+  min(cfg.nBatchesForNormEstimate, 'n_batches_for_norm_estimate', 1);
   if (cfg.normalizeActivations !== 'none' && cfg.sae.transcode)
     throw new ConfigError(`${where}: normalize_activations "${cfg.normalizeActivations}" is for autoencoders (SAELens scales the input only); not with transcode`);
   if (isSaeLensKind(cfg.sae.activation) && cfg.auxkAlpha > 0)
@@ -310,14 +334,14 @@ export function validateTrainConfig(cfg: TrainConfig, opts: { resolved?: boolean
   if (!opts.resolved && cfg.hookpoints.length > 0 && cfg.layers.length > 0) throw new ConfigError(`${where}: cannot specify both hookpoints and layers`);
 }
 
-const FLOAT_KEYS = new Set(['lr', 'auxk_alpha', 'l1_coefficient', 'l0_coefficient']);
+const FLOAT_KEYS = new Set(['lr', 'auxk_alpha', 'l1_coefficient', 'l0_coefficient', 'max_grad_norm']);
 
 /** snake_case dict in dataclass field order (TrainConfig fields, then RunConfig's own). */
 export function trainConfigToDict(cfg: TrainConfig | RunConfig): Record<string, unknown> {
   const out: Record<string, unknown> = { sae: coderConfigToDict(cfg.sae) };
   const src = cfg as unknown as Record<string, unknown>;
   // A plain sparsify run's config.json stays sparsify's, key for key.
-  const kindFields = hasKindKeys(cfg.sae) || cfg.normalizeActivations !== 'none' ? SAELENS_TRAIN_FIELDS : [];
+  const kindFields = hasKindKeys(cfg.sae) || cfg.normalizeActivations !== 'none' || (cfg.maxGradNorm ?? 0) > 0 ? SAELENS_TRAIN_FIELDS : [];
   const fields = 'model' in cfg ? [...TRAIN_FIELDS, ...kindFields, ...RUN_FIELDS] : [...TRAIN_FIELDS, ...kindFields];
   for (const f of fields) {
     let v = src[f.field];

@@ -45,9 +45,10 @@ import type { RunLock } from './run-lock.js';
 import { TRAIN_ITERATE, dropLegacyTrainIterate, trainIterateDir } from './train-iterate.js';
 import { checkBatchSize, checkBatchTopKRows, checkDatasetShape, checkExcludeTokens, checkSizes, withHookpointContext } from './trainer-checks.js';
 import { coderLr, currentK, initialK } from './schedules.js';
-import { assertSupportedLossFn, trainConfigJson, validateTrainConfig, type RunConfig, type TrainConfig } from './train-config.js';
+import { assertSupportedLossFn, defaultMaxGradNorm, trainConfigJson, validateTrainConfig, type RunConfig, type TrainConfig } from './train-config.js';
 import { gatherRows, lrMultipliers } from './train-ops.js';
-import { normScalingFactor, warmedUpCoefficient } from './saelens-schedules.js';
+import { warmedUpCoefficient } from './saelens-schedules.js';
+import { ACTIVATION_SCALER_FILE, estimateNormScales, readActivationScaler } from './norm-scale.js';
 
 /** What the trainer reads from a dataset (InMemoryTokenDataset, TokenDataset, ...). */
 export interface TokenDatasetLike {
@@ -65,6 +66,8 @@ export interface CoderMetrics {
   multiTopkFvu: number;
   deadPct: number;
   numDead: number;
+  /** With max_grad_norm: the coder's global gradient norm before clipping at this step. */
+  gradNorm?: number;
 }
 
 export interface StepInfo {
@@ -194,7 +197,7 @@ export class Trainer extends EventEmitter {
   private initialized = false;
   private resumed = false;
   private resuming = false;
-  /** normalize_activations: the scale s of each hookpoint (set by its first batch). */
+  /** normalize_activations: the scale s of each hookpoint (estimated before training, or read on resume). */
   private normScale = new Map<string, number>();
   private lock?: RunLock;
   private stopRequested = false;
@@ -210,6 +213,7 @@ export class Trainer extends EventEmitter {
     assertSupportedLossFn(cfg);
     checkDatasetShape(dataset);
     this.cfg = structuredClone(cfg);
+    this.cfg.maxGradNorm ??= defaultMaxGradNorm(this.cfg.sae);
     this.dataset = dataset;
     this.model = model;
     this.device = opts.device ?? 'cpu';
@@ -284,10 +288,6 @@ export class Trainer extends EventEmitter {
     cfg.hookpoints = [...this.hookpoints];
 
     let finetuneDir: string | undefined;
-    if (this.evaluator && cfg.normalizeActivations !== 'none')
-      throw new ConfigError(`--eval_every: not with --normalize_activations ${cfg.normalizeActivations} yet (the coders in training read s·x); evaluate the saved run instead`);
-    if ((cfg.finetune || this.opts.initFrom) && cfg.normalizeActivations !== 'none')
-      throw new ConfigError(`--finetune: not with --normalize_activations ${cfg.normalizeActivations} (saved coders have the scale folded in)`);
     if (cfg.finetune) finetuneDir = await resolveLocalOrHub(cfg.finetune);
     const multi = cfg.initSeeds.length > 1;
     for (const hook of this.hookpoints) checkSizes(cfg.sae, hook, this.widths.get(hook)!);
@@ -339,15 +339,13 @@ export class Trainer extends EventEmitter {
     // One optimizer per coder: each gets the LR law of its own latent count, like sparsify's
     // one param group per SAE.
     this.optimizers = this.coders.map((e) =>
-      createOptimizer(this.cfg.optimizer, [e.coder], { lr: coderLr(this.cfg.lr, this.cfg.optimizer, e.coder.numLatents) }),
+      createOptimizer(this.cfg.optimizer, [e.coder], { lr: coderLr(this.cfg.lr, this.cfg.optimizer, e.coder.numLatents), maxGradNorm: this.cfg.maxGradNorm ?? 0 }),
     );
   }
 
   /** Restores a checkpoint written by save() (weights, optimizer state, counters, step); checks it first (resume-check.ts). */
   async loadState(dir: string = this.runDir): Promise<void> {
     this.resuming = true;
-    if (this.cfg.normalizeActivations !== 'none')
-      throw new ConfigError(`--resume: a run with --normalize_activations ${this.cfg.normalizeActivations} cannot be resumed yet (its checkpoints hold the folded coders)`);
     await this.init();
     try {
       await this.restore(dir);
@@ -364,10 +362,19 @@ export class Trainer extends EventEmitter {
     const state = readTrainerState(dir, { coders: names, totalBatches: this.totalBatches, gradAccSteps: this.cfg.gradAccSteps, optimizer: this.cfg.optimizer });
     const countersFile = join(dir, 'dead_counters.safetensors');
     const counters = loadInt64Safetensors(countersFile);
+    const scales = this.cfg.normalizeActivations !== 'none' ? readActivationScaler(join(dir, ACTIVATION_SCALER_FILE), this.hookpoints) : undefined;
     for (const e of this.coders) {
-      // Schedule-free runs keep the training iterate (y) apart from the saved average (x).
-      const src = trainIterateDir(dir, e.name) ?? join(dir, e.name);
-      const coder = await SparseCoder.loadFromDisk(src, { device: this.device });
+      // Schedule-free and normalize_activations runs keep the training iterate (y; the coder on
+      // s·x) apart from the saved coder (the average x; s folded in).
+      const iterate = trainIterateDir(dir, e.name);
+      const src = iterate ?? join(dir, e.name);
+      let coder = await SparseCoder.loadFromDisk(src, { device: this.device });
+      if (scales && !iterate) {
+        // A checkpoint without the training iterate: unfold the saved coder (exact up to rounding).
+        const raw = coder;
+        coder = await raw.foldedCopy(1 / scales.get(e.hook)!);
+        raw.dispose();
+      }
       this.checkCompatible(coder, this.widths.get(e.hook)!, src);
       coder.computeDtype = this.computeDtype;
       e.coder.dispose();
@@ -386,6 +393,7 @@ export class Trainer extends EventEmitter {
         throw e;
       }
     }
+    if (scales) this.normScale = scales;
     this.globalStep = state.global_step;
     this.optStep = state.step;
     this.tokensSeen = state.tokens;
@@ -402,14 +410,17 @@ export class Trainer extends EventEmitter {
       for (const e of entries) {
         const i = this.coders.indexOf(e);
         const opt = this.optimizers[i];
-        const fold = { activationScale: this.normScale.get(e.hook) };
+        const s = this.normScale.get(e.hook);
+        const fold = { activationScale: s };
+        // The training iterate (resume's source) is saved as trained: unfolded, signum's y.
         if (isSignum) {
           await opt.eval();
           await e.coder.saveToDisk(join(tmp, e.name), fold);
           await opt.train();
-          await e.coder.saveToDisk(join(tmp, e.name, TRAIN_ITERATE), fold);
+          await e.coder.saveToDisk(join(tmp, e.name, TRAIN_ITERATE));
         } else {
           await e.coder.saveToDisk(join(tmp, e.name), fold);
+          if (s !== undefined) await e.coder.saveToDisk(join(tmp, e.name, TRAIN_ITERATE));
         }
         const sd = await opt.readStateDict(); // copies, on every device
         try {
@@ -419,7 +430,7 @@ export class Trainer extends EventEmitter {
         }
       }
       writeFileAtomic(join(tmp, 'config.json'), [trainConfigJson(this.cfg)]);
-      if (this.normScale.size) writeFileAtomic(join(tmp, 'activation_scaler.json'), [pyJson(Object.fromEntries(this.normScale))]);
+      if (this.normScale.size) writeFileAtomic(join(tmp, ACTIVATION_SCALER_FILE), [pyJson(Object.fromEntries(this.normScale))]);
       const counts = new Map<string, Float64Array>();
       for (const e of entries) counts.set(e.name, await e.coder.readDeadLatents());
       saveInt64Safetensors(join(tmp, 'dead_counters.safetensors'), counts);
@@ -440,7 +451,7 @@ export class Trainer extends EventEmitter {
       };
       writeFileAtomic(join(tmp, STATE_FILE), [pyJson(state)]);
     });
-    if (isSignum) dropLegacyTrainIterate(dir);
+    if (isSignum || this.normScale.size) dropLegacyTrainIterate(dir);
     this.opts.onSave?.(dir, this.optStep);
     this.emit('save', dir, this.optStep);
   }
@@ -488,6 +499,7 @@ export class Trainer extends EventEmitter {
 
   private async fitLoop(): Promise<FitResult> {
     const started = performance.now();
+    if (this.cfg.normalizeActivations !== 'none' && this.normScale.size === 0) await this.prepareNormScale();
     const totals = new StepTotals(this.coders.map((e) => e.name));
     // The coders record the latents their steps select (on their device); start from none.
     for (const e of this.coders) await e.coder.takeFiredLatents();
@@ -519,6 +531,29 @@ export class Trainer extends EventEmitter {
       }
     }
     return this.finish(stopped, started);
+  }
+
+  /**
+   * normalize_activations (a fresh, fine-tuned or init_from run): s per hookpoint from a separate
+   * read pass over the first n_batches_for_norm_estimate batches (the training then reads them
+   * again: deterministic, and resume reads s back). Coders loaded from disk read raw x: they are
+   * unfolded to read s·x, the same function, before training starts.
+   */
+  private async prepareNormScale(): Promise<void> {
+    const n = Math.min(this.cfg.nBatchesForNormEstimate, this.totalBatches);
+    this.normScale = await estimateNormScales(this.hookpoints, n, async (b) => {
+      const batch = await this.readBatch(b);
+      const acts = await this.modelForward(batch);
+      return { acts, keep: batch.keep, nKeep: batch.nKeep };
+    });
+    if (!this.cfg.finetune && !this.opts.initFrom) return;
+    for (const e of this.coders) {
+      const raw = e.coder;
+      e.coder = await raw.foldedCopy(1 / this.normScale.get(e.hook)!);
+      raw.dispose();
+      await e.coder.loadDeadLatents(this.cfg.deadFeatureThreshold);
+    }
+    this.createOptimizers();
   }
 
   /** Token rows of batch `b` and, with exclude_tokens, the positions kept. */
@@ -573,11 +608,10 @@ export class Trainer extends EventEmitter {
         } else x = y;
       }
       if (cfg.normalizeActivations === 'expected_average_only_in') {
-        // SAELens: the coders see s·x, s = sqrt(d_in) / E||x|| (estimated from this hookpoint's first batch).
+        // SAELens: the coders see s·x, s = sqrt(d_in) / E||x|| (prepareNormScale).
         if (x.device !== 'cpu') throw new ConfigError('--normalize_activations expected_average_only_in: CPU activations only for now');
-        let s = this.normScale.get(hook);
-        if (s === undefined) this.normScale.set(hook, (s = normScalingFactor([x.toFloat32Array()], x.shape[1])));
-        const scale = s;
+        const scale = this.normScale.get(hook);
+        if (scale === undefined) throw new ValueError(`normalize_activations: no scale for '${hook}'`);
         x = y = Tensor.from(x.toFloat32Array().map((v) => v * scale), x.shape);
         owned.push(x);
       }
@@ -613,7 +647,7 @@ export class Trainer extends EventEmitter {
   /** One optimizer step per coder at this step's lr multipliers (returned). */
   private async optimizerSteps(): Promise<number[]> {
     const mults = lrMultipliers(this.cfg, this.optStep, this.numBatches);
-    for (const opt of this.optimizers) await opt.step(mults[0], mults[1] ?? mults[0]);
+    for (const opt of this.optimizers) await opt.step(mults[0], mults[1] ?? mults[0]); // clipping inside, per coder
     this.optStep++;
     return mults;
   }
@@ -622,11 +656,13 @@ export class Trainer extends EventEmitter {
   private async bookkeeping(totals: StepTotals): Promise<Record<string, CoderMetrics>> {
     this.tokensSeen += totals.tokens;
     const metrics: Record<string, CoderMetrics> = {};
-    for (const e of this.coders) {
+    for (const [i, e] of this.coders.entries()) {
       const numDead = await e.coder.updateDeadLatents(totals.tokens);
       const s = totals.perCoder.get(e.name)!;
       const n = Math.max(1, s.n);
       metrics[e.name] = { fvu: s.fvu / n, auxk: s.auxk / n, multiTopkFvu: s.mt / n, deadPct: numDead / e.coder.numLatents, numDead };
+      const gradNorm = this.optimizers[i].lastGradNorms[0];
+      if (gradNorm !== undefined) metrics[e.name].gradNorm = gradNorm;
     }
     totals.resetStep();
     this.lastStepMetrics = metrics;
@@ -647,7 +683,14 @@ export class Trainer extends EventEmitter {
       elapsedSec: (performance.now() - started) / 1000,
     };
     this.writeMetrics({ step: info.step, batches: info.batches, tokens: info.tokens, k, lr: info.lr[0], elapsed_s: +info.elapsedSec.toFixed(3), ...flatMetrics(metrics) });
-    if (this.evaluator?.due(this.optStep)) this.writeMetrics(await this.evaluator.stepRecord(this.optStep, this.coders));
+    if (this.evaluator?.due(this.optStep)) {
+      const ev = await this.evalCoders();
+      try {
+        this.writeMetrics(await this.evaluator.stepRecord(this.optStep, ev));
+      } finally {
+        ev.dispose();
+      }
+    }
     this.opts.onStep?.(info);
     this.emit('step', info);
     // Log window: averages over exactly the steps since the last log.
@@ -662,6 +705,30 @@ export class Trainer extends EventEmitter {
       totals.logSum.clear();
       totals.logSteps = 0;
     }
+  }
+
+  /**
+   * The coders as evaluation splices them into the model: in raw units like the saved ones
+   * (normalize_activations: folded copies, disposed by the caller), else the training coders.
+   */
+  private async evalCoders(): Promise<{ name: string; coder: SparseCoder }[] & { dispose(): void }> {
+    const copies: SparseCoder[] = [];
+    const out = [] as unknown as { name: string; coder: SparseCoder }[] & { dispose(): void };
+    out.dispose = () => {
+      for (const c of copies) c.dispose();
+    };
+    try {
+      for (const e of this.coders) {
+        const s = this.normScale.get(e.hook);
+        let coder = e.coder;
+        if (s !== undefined) copies.push((coder = await e.coder.foldedCopy(s)));
+        out.push({ name: e.name, coder });
+      }
+    } catch (err) {
+      out.dispose();
+      throw err;
+    }
+    return out;
   }
 
   /** The run folder checkpoint, and best/ when save_best. */
@@ -679,7 +746,14 @@ export class Trainer extends EventEmitter {
     for (const e of this.coders) e.coder.zeroGrad();
     if (this.opts.save !== false) {
       await this.saveAll();
-      if (this.evaluator) await this.evaluator.writeFinal(this.runDir, this.coders);
+      if (this.evaluator) {
+        const ev = await this.evalCoders();
+        try {
+          await this.evaluator.writeFinal(this.runDir, ev);
+        } finally {
+          ev.dispose();
+        }
+      }
     }
     const result: FitResult = {
       steps: this.optStep,
@@ -702,6 +776,7 @@ function flatMetrics(m: Record<string, CoderMetrics>): Record<string, number> {
     out[`auxk/${name}`] = v.auxk;
     out[`multi_topk_fvu/${name}`] = v.multiTopkFvu;
     out[`dead_pct/${name}`] = v.deadPct;
+    if (v.gradNorm !== undefined) out[`grad_norm/${name}`] = v.gradNorm;
   }
   return out;
 }

@@ -73,8 +73,12 @@ export interface StepCall extends CoderCall {
   batchVariance?: boolean;
 }
 
-/** One optimizer update of every parameter of a coder (its hyperparameters at this step). */
-export type OptimizerUpdate = { project: boolean } & (
+/**
+ * One optimizer update of every parameter of a coder (its hyperparameters at this step).
+ * maxGradNorm > 0: first torch's clip_grad_norm_ over every gradient of the coder (after the
+ * decoder projection), as SAELens's trainer before each step; 0 or absent: no clipping.
+ */
+export type OptimizerUpdate = { project: boolean; maxGradNorm?: number } & (
   | { kind: 'adam'; lr: number; beta1: number; beta2: number; eps: number; step: number }
   | { kind: 'signum'; lr: number; momentum: number; ckp1: number }
   | {
@@ -150,8 +154,11 @@ export interface CoderState {
   /** b_dec = mean_0(y ?? x); transcoders also encoder.bias = -(mean_0(x) W_enc^T). */
   initBiases(x: Tensor, y: Tensor | undefined, transcode: boolean): Promise<void>;
 
-  /** Projection of the decoder grad (update.project), the update, zeroed grads: one native call. */
-  optimizerStep(update: OptimizerUpdate): Promise<void>;
+  /**
+   * Projection of the decoder grad (update.project), clipping (update.maxGradNorm), the update,
+   * zeroed grads: one native call. Returns the global gradient norm before clipping when clipping.
+   */
+  optimizerStep(update: OptimizerUpdate): Promise<number | undefined>;
   /** Schedule-free: p = lerp(p, z, weight) for every parameter with a z. */
   lerpToZ(weight: number): Promise<void>;
   /** The live moment tensors (cpu; a DeviceError where they live on a device). */

@@ -168,13 +168,14 @@ export class CpuCoderState implements CoderState {
     await saeInitBiases(coderWeights(this.hostParams()), x, y, transcode);
   }
 
-  async optimizerStep(u: OptimizerUpdate): Promise<void> {
+  async optimizerStep(u: OptimizerUpdate): Promise<number | undefined> {
     if (this.disposed) throw new ValueError('optimizer step: a coder has been disposed');
     const { kind, ...hyper } = u;
-    await this.native.optimizerStep({ optimizer: kind, ...hyper });
+    const norm = await this.native.optimizerStep({ optimizer: kind, ...hyper });
     // The first step of a kind creates its moments: take JS views of them.
     if (this.momentsKind !== kind) this.refreshMoments();
     this.momentsKind = kind;
+    return norm;
   }
 
   async lerpToZ(weight: number): Promise<void> {

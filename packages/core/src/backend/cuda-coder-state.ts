@@ -212,7 +212,7 @@ export class CudaCoderState implements CoderState {
     await sae.loadState({ params: { bEnc: this.params.get('encoder.bias')!.handle, bDec: this.params.get('b_dec')!.handle } });
   }
 
-  async optimizerStep(u: OptimizerUpdate): Promise<void> {
+  async optimizerStep(u: OptimizerUpdate): Promise<number | undefined> {
     if (this.disposed || !this.sae) throw new ValueError('optimizer: a coder has been disposed');
     const sae = await this.ready('optimizer step');
     const call =
@@ -224,9 +224,10 @@ export class CudaCoderState implements CoderState {
               optimizer: 'muon', lr: u.lr, vectorLr: u.vectorLr, momentum: u.momentum, nesterov: u.nesterov, weightDecay: u.weightDecay,
               nsSteps: u.nsSteps, beta1: u.beta1, beta2: u.beta2, eps: u.eps, step: u.step,
             };
-    await sae.apply({ ...call, project: u.project });
+    const norm = await sae.apply({ ...call, project: u.project, maxGradNorm: u.maxGradNorm });
     this.stale = true;
     this.hasMoments = true;
+    return norm;
   }
 
   async lerpToZ(weight: number): Promise<void> {

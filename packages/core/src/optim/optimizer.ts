@@ -35,6 +35,11 @@ export interface OptimizerOptions {
   weightDecay?: number;
   nesterov?: boolean;
   nsSteps?: number;
+  /**
+   * > 0: torch's clip_grad_norm_(coder parameters, maxGradNorm) before every step, per coder
+   * (SAELens's trainer: 1.0); 0 (default): no clipping, as sparsify.
+   */
+  maxGradNorm?: number;
 }
 
 /** Serializable optimizer state: tensors by name plus scalars (JSON), ready for safetensors. */
@@ -64,6 +69,10 @@ export interface Optimizer {
   loadStateDict(state: OptimizerState): void;
   /** True when the coders live on a CUDA device. */
   readonly onCuda: boolean;
+  /** 0: no clipping; else the max global gradient norm per coder. */
+  readonly maxGradNorm: number;
+  /** With clipping: each coder's gradient norm before clipping at the last step (undefined before one). */
+  readonly lastGradNorms: readonly (number | undefined)[];
   dispose(): void;
 }
 
@@ -84,6 +93,8 @@ export abstract class BaseOptimizer implements Optimizer {
   abstract readonly kind: OptimizerKind;
   protected groups: Group[];
   readonly onCuda: boolean;
+  readonly maxGradNorm: number;
+  protected gradNorms: (number | undefined)[];
   protected trainMode = true;
   /** The state-dict slot names of a parameter (exp_avg, exp_avg_sq, z). */
   protected abstract slotNames(shape: readonly number[]): string[];
@@ -92,6 +103,10 @@ export abstract class BaseOptimizer implements Optimizer {
     if (!Array.isArray(coders) || coders.length === 0) throw new ValueError('createOptimizer: needs at least one SparseCoder');
     if (opts.lr !== undefined && !(Number.isFinite(opts.lr) && opts.lr > 0))
       throw new ValueError(`createOptimizer: lr must be a positive number, got ${opts.lr}`);
+    const clip = opts.maxGradNorm ?? 0;
+    if (!(Number.isFinite(clip) && clip >= 0)) throw new ValueError(`createOptimizer: maxGradNorm must be a finite number >= 0 (0 = no clipping), got ${opts.maxGradNorm}`);
+    this.maxGradNorm = clip;
+    this.gradNorms = coders.map(() => undefined);
     const devices = new Set(coders.map((c) => c.device));
     if (devices.size > 1) throw new DeviceError('createOptimizer: the coders are on different devices (cpu and cuda)');
     this.onCuda = devices.has('cuda');
@@ -104,6 +119,10 @@ export abstract class BaseOptimizer implements Optimizer {
 
   get lr(): number {
     return this.groups[0].lr;
+  }
+
+  get lastGradNorms(): readonly (number | undefined)[] {
+    return this.gradNorms;
   }
   set lr(v: number) {
     if (!(Number.isFinite(v) && v > 0)) throw new ValueError(`lr must be a positive number, got ${v}`);
@@ -119,9 +138,10 @@ export abstract class BaseOptimizer implements Optimizer {
     if (!(Number.isFinite(m) && m >= 0)) throw new ValueError(`lrMultiplier must be a finite number >= 0, got ${m}`);
   }
 
-  /** One update of group `g`'s coder (one native call on its device). */
-  protected async apply(g: Group, update: DistributiveOmit<OptimizerUpdate, 'project'>): Promise<void> {
-    await g.coder.state.optimizerStep({ ...update, project: g.project } as OptimizerUpdate);
+  /** One update of group `g`'s coder (one native call on its device; clipping there too). */
+  protected async apply(g: Group, update: DistributiveOmit<OptimizerUpdate, 'project' | 'maxGradNorm'>): Promise<void> {
+    const norm = await g.coder.state.optimizerStep({ ...update, project: g.project, maxGradNorm: this.maxGradNorm } as OptimizerUpdate);
+    this.gradNorms[this.groups.indexOf(g)] = norm;
   }
 
   /** Schedule-free: p = lerp(p, z, weight) on every coder. */
