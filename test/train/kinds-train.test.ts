@@ -39,7 +39,7 @@ const KINDS: { kind: string; flags: string[]; fvuMax: number; l0: [number, numbe
   // Measured (docs/sae.md, with max_grad_norm 1.0): relu fvu ~0.085, L0 ~107 of 256; matryoshka fvu ~0.17, L0 ~17.
   { kind: 'relu', flags: ['--activation', 'relu', '--l1_coefficient', '5', '--l1_warm_up_steps', '10'], fvuMax: 0.2, l0: [70, 150] },
   { kind: 'matryoshka', flags: ['--activation', 'batchtopk', '-k', '16', '--topk_threshold_lr', '0.1', '--matryoshka_prefixes', '32', '128'], fvuMax: 0.3, l0: [8, 32] },
-  // Measured: fvu ~0.063, L0 ~124. lp_norm 2: the penalty ‖f ⊙ n‖_2 per token (SAELens standard_sae.py), a weaker push to zero than p = 1.
+  // Measured (max_grad_norm 1.0): fvu ~0.048, L0 ~125. lp_norm 2: the penalty ‖f ⊙ n‖_2 per token (SAELens standard_sae.py), a weaker push to zero than p = 1.
   { kind: 'relu-lp2', flags: ['--activation', 'relu', '--l1_coefficient', '5', '--l1_warm_up_steps', '10', '--lp_norm', '2'], fvuMax: 0.12, l0: [90, 160] },
   // SAELens's float k: floor(12.5 · rows) kept per batch, so the held-out L0 (the learned threshold) lands near 12.5.
   { kind: 'batchtopk-float-k', flags: ['--activation', 'batchtopk', '-k', '12.5', '--topk_threshold_lr', '0.1'], fvuMax: 0.3, l0: [8, 20] },
