@@ -278,8 +278,8 @@ test("saveToDisk(format 'saelens'): a folder that is a file, the other format, a
     const j = await SparseCoder.create(8, { activation: 'jumprelu', expansionFactor: 2 }, { seed: 4 });
     writeFileSync(join(root, 'file'), 'x');
     for (const coder of [c, j]) {
-      await expectError(coder.saveToDisk(join(root, 'file'), { format: 'saelens' }), FileFormatError, /file: exists and is not a folder/, 'DST is a file');
-      await expectError(coder.saveToDisk(join(root, 'file', 'sub'), { format: 'saelens' }), FileFormatError, /file: exists and is not a folder/, 'DST under a file');
+      await expectError(coder.saveToDisk(join(root, 'file'), { format: 'saelens' }), FileFormatError, /file exists and is not a folder/, 'DST is a file');
+      await expectError(coder.saveToDisk(join(root, 'file', 'sub'), { format: 'saelens' }), FileFormatError, /file exists and is not a folder/, 'DST under a file');
     }
     assert.equal(readFileSync(join(root, 'file'), 'utf-8'), 'x');
 

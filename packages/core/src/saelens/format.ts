@@ -24,6 +24,7 @@ import { coderConfigFromJson, coderConfigJson, DEFAULT_SPARSE_CODER_CONFIG, type
 import { ConfigError, FileFormatError, ValueError } from '../errors.js';
 import { loadSafetensors, readSafetensorsHeader, saveSafetensors, writeFileAtomic } from '../safetensors.js';
 import { assertFiniteValues } from '../finite-values.js';
+import { folderTargetProblem } from '../folder-target.js';
 import { Tensor } from '../tensor.js';
 import { ThresholdCoder, type ThresholdKind } from '../threshold-coder.js';
 import { saeLensConfigFromJson, saeLensConfigToJson, type SaeLensConfig } from './config.js';
@@ -273,15 +274,9 @@ export interface SaeLensSaveOptions {
   metadata?: Record<string, unknown>;
 }
 
-/** dir (or the first of its ancestors that exists) must be a folder, so that it can hold the files. */
 function checkFolderTarget(dir: string): void {
-  for (let p = resolve(dir); ; p = dirname(p)) {
-    if (existsSync(p)) {
-      if (!statSync(p).isDirectory()) throw new FileFormatError(`${p}: exists and is not a folder, so ${dir} cannot be written`);
-      return;
-    }
-    if (dirname(p) === p) return;
-  }
+  const problem = folderTargetProblem(dir);
+  if (problem) throw new FileFormatError(problem);
 }
 
 function configText(cfg: SaeLensConfig): string {
