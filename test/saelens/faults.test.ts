@@ -9,7 +9,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import {
-  ConfigError, FileFormatError, ValueError, SparsifyError, loadSafetensors, loadSaeLensCoder, saveSafetensors, SparseCoder, Tensor, ThresholdCoder,
+  ConfigError, DTypeError, FileFormatError, ShapeError, ValueError, SparsifyError, loadSafetensors, loadSaeLensCoder, saveSafetensors, SparseCoder, Tensor, ThresholdCoder,
 } from '@sparsify/core';
 
 const FIX = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'saelens');
@@ -315,4 +315,29 @@ test("saveToDisk(format 'saelens'): a folder that is a file, the other format, a
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
+});
+
+test('ThresholdCoder from tensors: unknown kind, missing parameters, wrong dtypes and shapes', () => {
+  const M = 8, D = 4;
+  const params = (edit: (p: Map<string, Tensor>) => void = () => {}) => {
+    const p = new Map<string, Tensor>([
+      ['encoder.weight', Tensor.zeros([M, D])],
+      ['encoder.bias', Tensor.zeros([M])],
+      ['threshold', Tensor.zeros([M])],
+      ['W_dec', Tensor.zeros([M, D])],
+      ['b_dec', Tensor.zeros([D])],
+    ]);
+    edit(p);
+    return p;
+  };
+  const cases: [string, () => ThresholdCoder, ErrClass, RegExp][] = [
+    ['kind', () => new ThresholdCoder('swish' as 'relu', params()), ValueError, /kind must be one of relu, jumprelu, gated, got "swish"/],
+    ['missing', () => new ThresholdCoder('jumprelu', params((p) => p.delete('threshold'))), ValueError, /missing parameter 'threshold'/],
+    ['gated-missing', () => new ThresholdCoder('gated', params()), ValueError, /missing parameter 'r_mag'/],
+    ['int', () => new ThresholdCoder('jumprelu', params((p) => p.set('threshold', Tensor.from(new Int32Array(M), [M])))), DTypeError, /'threshold' must be float32, got int32/],
+    ['shape', () => new ThresholdCoder('relu', params((p) => p.set('b_dec', Tensor.zeros([D + 1])))), ShapeError, /'b_dec' has shape \[5\], expected \[4\]/],
+    ['enc-1d', () => new ThresholdCoder('relu', params((p) => p.set('encoder.weight', Tensor.zeros([M * D])))), ShapeError, /encoder\.weight must be a \[num_latents, d_in\] tensor/],
+  ];
+  for (const [name, make, cls, msg] of cases)
+    assert.throws(make, (e: Error) => e instanceof cls && msg.test(e.message), name);
 });
