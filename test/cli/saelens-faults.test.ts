@@ -26,7 +26,8 @@ async function expectFailure(argv: string[], code: number, msg: RegExp): Promise
   const what = argv.join(' ');
   assert.equal(r.code, code, `${what}: exit code (stderr: ${r.err})`);
   assert.match(r.err, msg, what);
-  assert.match(r.err, /^sparsify: error: /, `${what}: a user error, not an unexpected one`);
+  assert.match(r.err, /(^|\n)sparsify: error: /, `${what}: a user error, not an unexpected one`);
+  assert.doesNotMatch(r.err, /unexpected error/, what);
   assert.doesNotMatch(r.err, /\n\s+at .*:\d+:\d+/, `${what}: no stack trace`);
 }
 
@@ -139,6 +140,51 @@ test('TransformerLens names: unknown and refused aliases in train and hookpoints
     await expectFailure(train('blocks.0.ln1.hook_scale'), 2, /'blocks\.0\.ln1\.hook_scale' \(the norm's scale\) is not a module output/);
     await expectFailure(['hookpoints', DEFAULT_ASSETS_DIR, '--names', 'transformer_lens'], 2, /--names must be hf or tl, got "transformer_lens"/);
     assert.ok(!existsSync(join(dir, 'r')), 'no run folder for a refused hookpoint');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('SAELens folders in eval / features / info: refused or unknown hook names and a d_in that does not fit are named', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'spx-sl-eval-faults-'));
+  try {
+    const folder = (hook: string, from = 'jumprelu') => {
+      const d = join(dir, 'r', hook);
+      cpSync(join(FIX, from), d, { recursive: true });
+      rmSync(join(d, 'golden.safetensors'));
+      return d;
+    };
+    const common = [DEFAULT_ASSETS_DIR, CORPUS, '--max_examples', '2', '--ctx_len', '16'];
+    await expectFailure(['eval', folder('blocks.0.attn.hook_q'), ...common], 1, /coder 'blocks\.0\.attn\.hook_q': hookpoint 'blocks\.0\.attn\.hook_q' is inside the attention: not captured/);
+    await expectFailure(['eval', folder('blocks.99.hook_resid_post'), ...common], 1, /coder 'blocks\.99\.hook_resid_post': hookpoint 'blocks\.99\.hook_resid_post' is not a module of GPT2LMHeadModel/);
+    // The fixtures are 16 wide; the embedded model's residual stream is not.
+    await expectFailure(['eval', folder('blocks.0.hook_resid_post'), ...common], 1, /coder 'blocks\.0\.hook_resid_post' has d_in 16, but module 'h\.0' outputs \d+ features/);
+    const fout = join(dir, 'features-out');
+    const topk = folder('blocks.1.hook_resid_pre', 'topk');
+    await expectFailure(['features', topk, ...common, '--out', fout], 1, /coder 'blocks\.1\.hook_resid_pre' has d_in 16, but 'blocks\.1\.hook_resid_pre' outputs \d+ features/);
+    assert.ok(!existsSync(fout), 'no features folder after the refusal');
+    assertOnly(dir, ['r'], 'no temporary features folder');
+
+    // info lists a broken SAELens folder as INVALID, naming the tensor, and exits 1.
+    const nan = join(dir, 'info', 'broken');
+    cpSync(join(FIX, 'jumprelu'), nan, { recursive: true });
+    const f = join(nan, 'sae_weights.safetensors');
+    const { loadSafetensors, saveSafetensors, Tensor } = await import('@sparsify/core');
+    const t = loadSafetensors(f);
+    const copy = new Map([...t].map(([k, v]) => [k, v.clone()]));
+    for (const v of t.values()) v.dispose();
+    const th = copy.get('threshold')!.toFloat32Array().slice();
+    th[2] = NaN;
+    copy.get('threshold')!.dispose();
+    copy.set('threshold', Tensor.from(th, [th.length]));
+    saveSafetensors(f, copy);
+    for (const v of copy.values()) v.dispose();
+    cpSync(join(FIX, 'topk'), join(dir, 'info', 'fine'), { recursive: true });
+    const r = await run(['info', join(dir, 'info')]);
+    assert.equal(r.code, 1, r.err);
+    assert.match(r.out, /^fine +saelens topk/m);
+    assert.match(r.out, /^broken: INVALID: .*tensor 'threshold' has a non-finite value \(NaN\) at index 2/m);
+    assert.doesNotMatch(r.err, /\n\s+at .*:\d+:\d+/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
