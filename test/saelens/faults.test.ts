@@ -341,3 +341,44 @@ test('ThresholdCoder from tensors: unknown kind, missing parameters, wrong dtype
   for (const [name, make, cls, msg] of cases)
     assert.throws(make, (e: Error) => e instanceof cls && msg.test(e.message), name);
 });
+
+test('SAELens folders we wrote: a broken metadata.sparsify_cfg is named, never silently replaced', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'sl-faults-saved-'));
+  try {
+    const bt = await SparseCoder.create(8, { activation: 'batchtopk', expansionFactor: 2, k: 2 }, { seed: 1 });
+    await bt.saveToDisk(join(root, 'bt'), { format: 'saelens' });
+    bt.dispose();
+    const tk = await SparseCoder.create(8, { expansionFactor: 2, k: 2 }, { seed: 2 });
+    await tk.saveToDisk(join(root, 'tk'), { format: 'saelens' });
+    tk.dispose();
+    const back = await SparseCoder.loadFromDisk(join(root, 'bt'));
+    assert.equal(back.cfg.activation, 'batchtopk');
+    back.dispose();
+    const cases: [string, string, (c: Record<string, any>) => void, (w: Float32Array, t: Map<string, Tensor>) => void, RegExp][] = [
+      ['sc-string', 'bt', (c) => { c.metadata.sparsify_cfg = 'x'; }, () => {}, /metadata\.sparsify_cfg: must be a JSON object/],
+      ['sc-string-topk', 'tk', (c) => { c.metadata.sparsify_cfg = [1]; }, () => {}, /metadata\.sparsify_cfg: must be a JSON object/],
+      ['sc-activation', 'bt', (c) => { c.metadata.sparsify_cfg.activation = 'bogus'; }, () => {}, /metadata\.sparsify_cfg: activation must be one of/],
+      ['sc-k-big', 'bt', (c) => { c.metadata.sparsify_cfg.k = 100; }, () => {}, /metadata\.sparsify_cfg: k must be <= num_latents: k=100 is larger than num_latents=16/],
+      ['sc-prefix-big', 'bt', (c) => { c.metadata.sparsify_cfg.matryoshka_prefixes = [4, 100]; }, () => {}, /metadata\.sparsify_cfg: matryoshka_prefixes: 100 is larger than num_latents=16/],
+      ['sc-threshold-not-shared', 'bt', () => {}, (_, t) => edited(t, 'threshold', (a) => { a[1] = 0.5; }), /metadata\.sparsify_cfg says batchtopk, but the file's threshold is not one value shared by every latent/],
+    ];
+    for (const [name, from, editCfg, editW, msg] of cases) {
+      const dir = join(root, name);
+      cpSync(join(root, from), dir, { recursive: true });
+      const p = join(dir, 'cfg.json');
+      const c = JSON.parse(readFileSync(p, 'utf-8'));
+      editCfg(c);
+      writeFileSync(p, JSON.stringify(c));
+      const f = join(dir, 'sae_weights.safetensors');
+      const t = loadSafetensors(f);
+      const copy = new Map([...t].map(([k, v]) => [k, v.clone()]));
+      for (const v of t.values()) v.dispose();
+      editW(new Float32Array(), copy);
+      saveSafetensors(f, copy);
+      for (const v of copy.values()) v.dispose();
+      await expectError(SparseCoder.loadFromDisk(dir), ConfigError, msg, name);
+    }
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});

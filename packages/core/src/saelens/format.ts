@@ -208,6 +208,8 @@ function warnIfProcessed(cfg: SaeLensConfig, where: string): void {
 
 function sparsifyCfgOf(cfg: SaeLensConfig, where: string): SparseCoderConfig {
   const saved = cfg.metadata.sparsify_cfg;
+  if (saved !== undefined && saved !== null && (typeof saved !== 'object' || Array.isArray(saved)))
+    throw new ConfigError(`${where} metadata.sparsify_cfg: must be a JSON object (the coder's sparsify cfg.json), got ${JSON.stringify(saved)}`);
   if (saved && typeof saved === 'object') {
     const { cfg: c, dIn } = coderConfigFromJson(saved, `${where} metadata.sparsify_cfg`);
     const M = c.numLatents || dIn * c.expansionFactor;
