@@ -165,6 +165,21 @@ test('SAELens tensors: int dtypes refused, f16 / bf16 accepted, wrong shapes nam
       c.dispose();
     }
 
+    // F64 files too (SAELens float64 models): read as float32.
+    const f64 = join(root, 'float64');
+    cpSync(join(FIX, 'jumprelu'), f64, { recursive: true });
+    {
+      const t = loadSafetensors(join(f64, 'sae_weights.safetensors'));
+      const raw = new Map([...t].map(([k, v]) => [k, { dtype: 'F64' as const, shape: [...v.shape], data: new Uint8Array(Float64Array.from(v.toFloat32Array()).buffer) }]));
+      const want = t.get('threshold')!.toFloat32Array().slice();
+      for (const v of t.values()) v.dispose();
+      saveSafetensors(join(f64, 'sae_weights.safetensors'), raw);
+      const c = await loadSaeLensCoder(f64);
+      assert.ok(c instanceof ThresholdCoder);
+      assert.deepEqual(c.params().get('threshold')!.toFloat32Array(), want);
+      c.dispose();
+    }
+
     const shapes: [string, string, string, number[], RegExp][] = [
       ['W_enc-transposed', 'topk', 'W_enc', [M, D], /tensor 'W_enc' has shape \[64, 16\] but cfg\.json \(d_in=16, d_sae=64\) needs \[16, 64\]/],
       ['W_dec-wide', 'jumprelu', 'W_dec', [M, D + 1], /tensor 'W_dec' has shape \[64, 17\].*needs \[64, 16\]/],
@@ -281,6 +296,7 @@ test("saveToDisk(format 'saelens'): a folder that is a file, the other format, a
       await expectError(coder.saveToDisk(join(root, 'file'), { format: 'saelens' }), FileFormatError, /file exists and is not a folder/, 'DST is a file');
       await expectError(coder.saveToDisk(join(root, 'file', 'sub'), { format: 'saelens' }), FileFormatError, /file exists and is not a folder/, 'DST under a file');
     }
+    await expectError(c.saveToDisk(join(root, 'file')), FileFormatError, /file exists and is not a folder/, 'sparsify format onto a file');
     assert.equal(readFileSync(join(root, 'file'), 'utf-8'), 'x');
 
     // metadata that is not JSON: refused before anything is written, in a new folder ...
