@@ -189,3 +189,19 @@ test('SAELens folders in eval / features / info: refused or unknown hook names a
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('pretokenize API: ctxLen and batchRows are checked before anything is written', async () => {
+  const { pretokenize } = await import('@sparsify/train');
+  const { ValueError, DatasetError } = await import('@sparsify/core');
+  const dir = mkdtempSync(join(tmpdir(), 'spx-pretok-api-'));
+  try {
+    const out = join(dir, 'out');
+    for (const ctxLen of [0, -1, 2.5, NaN, Infinity, undefined, '16'])
+      await assert.rejects(pretokenize(CORPUS, out, { ctxLen } as never), (e: Error) => e instanceof ValueError && /pretokenize: ctxLen must be a positive integer/.test(e.message), String(ctxLen));
+    await assert.rejects(pretokenize(CORPUS, out, { ctxLen: 16, batchRows: 0 }), (e: Error) => e instanceof ValueError && /batchRows must be a positive integer, got 0/.test(e.message));
+    await assert.rejects(pretokenize(join(dir, 'nothing.jsonl'), out, { ctxLen: 16 }), DatasetError);
+    assertOnly(dir, [], 'nothing written');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
