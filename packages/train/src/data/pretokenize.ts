@@ -38,7 +38,7 @@ export async function pretokenize(dataset: string, outDir: string, opts: Pretoke
   if (existsSync(out)) throw new ValueError(`pretokenize: ${out} already exists (it is never replaced)`);
   const blocked = folderTargetProblem(out);
   if (blocked) throw new ValueError(`pretokenize: ${blocked}`);
-  if (!Number.isSafeInteger(opts?.ctxLen) || opts.ctxLen < 1) throw new ValueError(`pretokenize: ctxLen must be a positive integer, got ${JSON.stringify(opts?.ctxLen)}`);
+  if (!Number.isSafeInteger(opts?.ctxLen) || opts.ctxLen < 1) throw new ValueError(`pretokenize: ctxLen must be a positive integer, got ${typeof opts?.ctxLen === 'number' ? opts.ctxLen : JSON.stringify(opts?.ctxLen)}`);
   const batchRows = opts.batchRows ?? 1000;
   if (!Number.isSafeInteger(batchRows) || batchRows < 1) throw new ValueError(`pretokenize: batchRows must be a positive integer, got ${batchRows}`);
   // Dataset order (no shuffle) unless a seed is asked for: train shuffles when it reads.
