@@ -69,6 +69,7 @@ export function readCoderDir(dir: string, opts: { decoder?: boolean } = {}): Cod
   // multi_topk's 4k <= M is checked where the 4k selection is made: such a file still encodes.
   const problem = coderSpecProblem({ ...cfg, multiTopk: false }, M);
   if (problem) throw new ConfigError(`${cfgPath}: ${problem}`);
+  for (const w of cfg.matryoshkaPrefixes) if (w > M) throw new ConfigError(`${cfgPath}: matryoshka_prefixes: ${w} is larger than num_latents=${M}`);
   const file = join(dir, 'sae.safetensors');
   if (!existsSync(file)) throw new FileFormatError(`${dir}: no sae.safetensors`);
   const header = readSafetensorsHeader(file);

@@ -41,6 +41,7 @@ export type { CudaProbe } from './native.js';
 export { checkCoderSize, coderParamBytes, formatBytes, MAX_TENSOR_ELEMENTS } from './size-limits.js';
 export { jsonErrorSummary } from './json-error.js';
 export { assertRegularFile } from './regular-file.js';
+export { folderTargetProblem } from './folder-target.js';
 export { readUnembedding } from './model/unembedding.js';
 export type { Unembedding } from './model/unembedding.js';
 export { ThresholdCoder, THRESHOLD_PARAMS, fvuOf } from './threshold-coder.js';

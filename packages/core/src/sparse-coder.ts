@@ -28,6 +28,7 @@ import { initEncoderWeight, normalizeRows } from './init.js';
 import { naturalSort } from './natsort.js';
 import type { CoderWeights } from './ops/sae.js';
 import { allocating, checkCoderSize, coderParamBytes } from './size-limits.js';
+import { assertFiniteValues } from './finite-values.js';
 import { checkNoOtherFormat, isSaeLensDir, readSaeLensDir, saeLensToSparsify, writeSparsifyAsSaeLens, type SaeLensLoadOptions, type SaeLensSaveOptions } from './saelens/format.js';
 import { writeKindAsSaeLens } from './saelens/kind-export.js';
 import { saeLensToKind } from './saelens/kind-import.js';
@@ -168,7 +169,10 @@ export class SparseCoder implements Disposable {
     try {
       for (const name of CODER_PARAM_NAMES) {
         const src = files.tensors.get(name);
-        if (src) t.set(name, await src.to('float32')); // always a private heap copy (files are mapped read-only)
+        if (!src) continue;
+        const f = await src.to('float32'); // always a private heap copy (files are mapped read-only)
+        t.set(name, f);
+        if (name === 'log_threshold' || name === 'topk_threshold') assertFiniteValues(join(dir, 'sae.safetensors'), name, f.toFloat32Array());
       }
     } catch (e) {
       for (const x of t.values()) x.dispose();

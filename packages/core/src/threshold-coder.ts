@@ -10,7 +10,7 @@
  *   gated    f = 1[x' W_encᵀ + b_gate > 0] · ReLU((x' W_encᵀ) ⊙ exp(r_mag) + b_mag)
  *   x' = x - b_dec when applyBDecToInput, else x;   decode: f W_dec + b_dec
  */
-import { ConfigError, DisposedError, ShapeError, ValueError } from './errors.js';
+import { ConfigError, DisposedError, DTypeError, ShapeError, ValueError } from './errors.js';
 import { saeDecode } from './ops/sae.js';
 import { thresholdEncode, thresholdEncodeReference, type SparseLatents, type ThresholdWeights } from './ops/threshold.js';
 import { writeThresholdCoderAsSaeLens, type SaeLensSaveOptions } from './saelens/format.js';
@@ -45,6 +45,7 @@ export class ThresholdCoder implements Disposable {
 
   /** Takes ownership of `tensors` (f32, names of THRESHOLD_PARAMS[kind]). */
   constructor(kind: ThresholdKind, tensors: Map<string, Tensor>, opts: { applyBDecToInput?: boolean; metadata?: Record<string, unknown> } = {}) {
+    if (!Object.hasOwn(THRESHOLD_PARAMS, kind)) throw new ValueError(`ThresholdCoder: kind must be one of ${Object.keys(THRESHOLD_PARAMS).join(', ')}, got ${JSON.stringify(kind)}`);
     const enc = tensors.get('encoder.weight');
     if (!enc || enc.shape.length !== 2) throw new ShapeError('ThresholdCoder: encoder.weight must be a [num_latents, d_in] tensor');
     const [M, D] = enc.shape;
@@ -52,7 +53,7 @@ export class ThresholdCoder implements Disposable {
     for (const name of THRESHOLD_PARAMS[kind]) {
       const t = tensors.get(name);
       if (!t) throw new ValueError(`ThresholdCoder(${kind}): missing parameter '${name}'`);
-      if (t.dtype !== 'float32') throw new ShapeError(`ThresholdCoder: '${name}' must be float32, got ${t.dtype}`);
+      if (t.dtype !== 'float32') throw new DTypeError(`ThresholdCoder: '${name}' must be float32, got ${t.dtype}`);
       const want = shapes[name];
       if (t.shape.length !== want.length || t.shape.some((d, i) => d !== want[i]))
         throw new ShapeError(`ThresholdCoder: '${name}' has shape [${t.shape.join(', ')}], expected [${want.join(', ')}]`);

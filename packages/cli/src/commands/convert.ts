@@ -4,7 +4,7 @@
  * DST must not exist: everything is written into a temporary sibling that is renamed to DST at
  * the end, so DST is either absent or complete.
  */
-import { ConfigError, FileFormatError, isSaeLensDir, listCoderDirs, SparseCoder } from '@sparsify/core';
+import { ConfigError, FileFormatError, folderTargetProblem, isSaeLensDir, listCoderDirs, SparseCoder } from '@sparsify/core';
 import { existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 
@@ -42,6 +42,8 @@ export async function convertCommand(argv: readonly string[], io: { stdout: Outp
   const [src, dst] = pos.map((p) => resolve(p));
   if (!existsSync(src) || !statSync(src).isDirectory()) throw new UsageError(`convert: ${src} is not a folder`);
   if (existsSync(dst)) throw new UsageError(`convert: ${dst} already exists (convert never replaces a folder)`);
+  const blocked = folderTargetProblem(dst);
+  if (blocked) throw new UsageError(`convert: ${blocked}`);
   const single = isCoderDir(src);
   const names = single ? [''] : listCoderDirs(src);
   if (!names.length) throw new FileFormatError(`convert: ${src} holds no coder folder (cfg.json)`);

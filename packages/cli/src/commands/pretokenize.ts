@@ -5,7 +5,7 @@
  * `train` reads as is and that SAELens reads as a pretokenized dataset (see
  * packages/train/src/data/pretokenize.ts). Without --tokenizer, the embedded default model's.
  */
-import { loadTokenizer, resolveLocalOrHub } from '@sparsify/core';
+import { folderTargetProblem, loadTokenizer, resolveLocalOrHub } from '@sparsify/core';
 import { DEFAULT_ASSETS_DIR, pretokenize } from '@sparsify/train';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -47,6 +47,8 @@ export async function pretokenizeCommand(argv: readonly string[], io: { stdout: 
   if (pos.length !== 1) throw new UsageError('pretokenize: expected exactly one DATASET');
   if (!f.out) throw new UsageError('pretokenize: --out DIR is required');
   if (existsSync(f.out)) throw new UsageError(`pretokenize: ${f.out} already exists (it is never replaced)`);
+  const blocked = folderTargetProblem(f.out);
+  if (blocked) throw new UsageError(`pretokenize: --out ${blocked}`);
   const ctxLen = positiveInt('ctx_len', f.ctx_len ?? '2048');
   const tokDir = f.tokenizer ? await resolveLocalOrHub(f.tokenizer, {}) : DEFAULT_ASSETS_DIR;
   const tokenizer = existsSync(join(tokDir, 'tokenizer.json')) ? await loadTokenizer(tokDir) : undefined;

@@ -115,6 +115,9 @@ function upgradePre6(o: Record<string, unknown>): Record<string, unknown> {
 export function saeLensConfigFromJson(obj: unknown, where = 'cfg.json'): SaeLensConfig {
   if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) throw new ConfigError(`${where}: not a JSON object`);
   let o = obj as Record<string, unknown>;
+  for (const key of ['metadata', 'meta'])
+    if (o[key] !== undefined && o[key] !== null && (typeof o[key] !== 'object' || Array.isArray(o[key])))
+      throw new ConfigError(`${where}: metadata must be a JSON object, got ${JSON.stringify(o[key])}`);
   const meta0 = (o.metadata ?? o.meta) as Record<string, unknown> | undefined;
   const version = majorVersion(o.sae_lens_version) ?? majorVersion(meta0?.sae_lens_version);
   const upgraded = version === undefined || version < 6;
@@ -132,6 +135,7 @@ export function saeLensConfigFromJson(obj: unknown, where = 'cfg.json'): SaeLens
     throw new ConfigError(`${where}: normalize_activations ${JSON.stringify(norm)} is not one of ${SAELENS_NORMALIZE_MODES.join(', ')}`);
   const reshape = o.reshape_activations ?? 'none';
   if (reshape !== 'none' && reshape !== 'hook_z') throw new ConfigError(`${where}: reshape_activations ${JSON.stringify(reshape)} must be "none" or "hook_z"`);
+  const meta = o.metadata ?? o.meta ?? {};
   const applyBDec = o.apply_b_dec_to_input ?? true;
   if (typeof applyBDec !== 'boolean') throw new ConfigError(`${where}: apply_b_dec_to_input must be a boolean, got ${JSON.stringify(applyBDec)}`);
   const cfg: SaeLensConfig = {
@@ -144,7 +148,7 @@ export function saeLensConfigFromJson(obj: unknown, where = 'cfg.json'): SaeLens
     normalizeActivations: norm,
     reshapeActivations: reshape,
     rescaleActsByDecoderNorm: false,
-    metadata: { ...((o.metadata ?? o.meta ?? {}) as Record<string, unknown>) },
+    metadata: { ...(meta as Record<string, unknown>) },
     extra: {},
     upgraded,
   };
@@ -159,11 +163,16 @@ export function saeLensConfigFromJson(obj: unknown, where = 'cfg.json'): SaeLens
     const rescale = o.rescale_acts_by_decoder_norm ?? arch !== 'topk';
     if (typeof rescale !== 'boolean') throw new ConfigError(`${where}: rescale_acts_by_decoder_norm must be a boolean`);
     cfg.rescaleActsByDecoderNorm = rescale;
-    if (arch === 'topk' && k > cfg.dSae) throw new ConfigError(`${where}: k=${k} is larger than d_sae=${cfg.dSae}`);
+    // batchtopk's float k is the average L0 per row: more than d_sae per row cannot be kept either.
+    if ((k as number) > cfg.dSae) throw new ConfigError(`${where}: k=${k} is larger than d_sae=${cfg.dSae}`);
   }
   if (arch === 'matryoshka_batchtopk') {
     const w = o.matryoshka_widths;
     if (!Array.isArray(w) || !w.every((x) => Number.isSafeInteger(x) && x > 0)) throw new ConfigError(`${where}: matryoshka_widths must be a list of positive integers`);
+    for (let i = 1; i < w.length; i++)
+      if (w[i] <= w[i - 1]) throw new ConfigError(`${where}: matryoshka_widths must be strictly increasing, got ${JSON.stringify(w)}`);
+    const over = (w as number[]).find((x) => x > cfg.dSae);
+    if (over !== undefined) throw new ConfigError(`${where}: matryoshka_widths has ${over}, larger than d_sae=${cfg.dSae}`);
     cfg.matryoshkaWidths = w as number[];
   }
   return cfg;

@@ -16,12 +16,15 @@
  *   rescale_acts_by_decoder_norm false (our encode is exactly that formula, so nothing needs
  *   folding) and our cfg.json under metadata.sparsify_cfg, so converting back is bitwise exact.
  */
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 
 import { coderConfigFromJson, coderConfigJson, DEFAULT_SPARSE_CODER_CONFIG, type SparseCoderConfig } from '../config.js';
 import { ConfigError, FileFormatError, ValueError } from '../errors.js';
 import { loadSafetensors, readSafetensorsHeader, saveSafetensors, writeFileAtomic } from '../safetensors.js';
+import { assertFiniteValues } from '../finite-values.js';
+import { folderTargetProblem } from '../folder-target.js';
 import { Tensor } from '../tensor.js';
 import { ThresholdCoder, type ThresholdKind } from '../threshold-coder.js';
 import { saeLensConfigFromJson, saeLensConfigToJson, type SaeLensConfig } from './config.js';
@@ -33,15 +36,32 @@ export const SAELENS_FORMAT_VERSION = '6.18.0';
 
 /** True when dir looks like a SAELens coder folder (and not a sparsify one). */
 export function isSaeLensDir(dir: string): boolean {
-  return existsSync(join(dir, SAELENS_WEIGHTS_FILE)) && existsSync(join(dir, SAELENS_CFG_FILE)) && !existsSync(join(dir, 'sae.safetensors'));
+  if (!existsSync(join(dir, SAELENS_CFG_FILE)) || existsSync(join(dir, 'sae.safetensors'))) return false;
+  return existsSync(join(dir, SAELENS_WEIGHTS_FILE)) || hasSaeLensConfig(dir);
+}
+
+/** cfg.json carries d_sae, which SAELens configs always have and sparsify's never do (so a missing weights file is named as SAELens's). */
+function hasSaeLensConfig(dir: string): boolean {
+  try {
+    const o: unknown = JSON.parse(readFileSync(join(dir, SAELENS_CFG_FILE), 'utf-8'));
+    return o !== null && typeof o === 'object' && !Array.isArray(o) && 'd_sae' in o;
+  } catch {
+    return false; // unreadable: the sparsify reader names the problem
+  }
 }
 
 export function readSaeLensConfig(dir: string): SaeLensConfig {
   const path = join(dir, SAELENS_CFG_FILE);
   if (!existsSync(path)) throw new FileFormatError(`${dir}: no ${SAELENS_CFG_FILE} (not a SAELens coder folder)`);
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf-8');
+  } catch (e) {
+    throw new FileFormatError(`${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
   let obj: unknown;
   try {
-    obj = JSON.parse(readFileSync(path, 'utf-8'));
+    obj = JSON.parse(text);
   } catch (e) {
     throw new ConfigError(`${path}: invalid JSON (${(e as Error).message})`);
   }
@@ -76,10 +96,14 @@ async function readWeights(dir: string, cfg: SaeLensConfig): Promise<Map<string,
       const f = t.dtype === 'float32' ? t : await t.to('float32'); // F64 arrives as float32 already
       out.set(name, f.toFloat32Array().slice());
       if (f !== t) f.dispose();
+      assertFiniteValues(file, name, out.get(name)!);
     }
   } finally {
     for (const t of loaded.values()) t.dispose();
   }
+  const tk = out.get('topk_threshold');
+  // SAELens estimates it as a running minimum of positive activations (starting at 0).
+  if (tk && tk[0] < 0) throw new FileFormatError(`${file}: tensor 'topk_threshold' is ${tk[0]}; BatchTopK's threshold is never negative`);
   const sf = out.get('scaling_factor');
   if (sf) {
     // v5 finetuning scale: SAELens drops it when all ones and cannot load it otherwise.
@@ -184,6 +208,8 @@ function warnIfProcessed(cfg: SaeLensConfig, where: string): void {
 
 function sparsifyCfgOf(cfg: SaeLensConfig, where: string): SparseCoderConfig {
   const saved = cfg.metadata.sparsify_cfg;
+  if (saved !== undefined && saved !== null && (typeof saved !== 'object' || Array.isArray(saved)))
+    throw new ConfigError(`${where} metadata.sparsify_cfg: must be a JSON object (the coder's sparsify cfg.json), got ${JSON.stringify(saved)}`);
   if (saved && typeof saved === 'object') {
     const { cfg: c, dIn } = coderConfigFromJson(saved, `${where} metadata.sparsify_cfg`);
     const M = c.numLatents || dIn * c.expansionFactor;
@@ -236,6 +262,7 @@ export function saeLensToThresholdCoder(folder: SaeLensFolder, opts: SaeLensLoad
 
 /** Refuses to write one format's files into a folder that holds the other's (never a mixed folder). */
 export function checkNoOtherFormat(dir: string, writing: 'sparsify' | 'saelens'): void {
+  checkFolderTarget(dir);
   if (!existsSync(dir)) return;
   const other = writing === 'saelens' ? 'sae.safetensors' : SAELENS_WEIGHTS_FILE;
   if (existsSync(join(dir, other)))
@@ -249,11 +276,44 @@ export interface SaeLensSaveOptions {
   metadata?: Record<string, unknown>;
 }
 
+function checkFolderTarget(dir: string): void {
+  const problem = folderTargetProblem(dir);
+  if (problem) throw new FileFormatError(problem);
+}
+
+function configText(cfg: SaeLensConfig): string {
+  try {
+    return JSON.stringify(saeLensConfigToJson(cfg));
+  } catch (e) {
+    throw new ValueError(`saveToDisk(format 'saelens'): metadata cannot be written as JSON (${(e as Error).message})`);
+  }
+}
+
+/**
+ * Both files are written into a temporary sibling first: a new folder is that sibling renamed
+ * (absent or complete); an existing one gets the two finished files renamed over its own, so a
+ * failed write never leaves new weights beside an old cfg.json.
+ */
 function writeFolder(dir: string, cfg: SaeLensConfig, tensors: Map<string, Tensor>): void {
   checkNoOtherFormat(dir, 'saelens');
-  mkdirSync(dir, { recursive: true });
-  saveSafetensors(join(dir, SAELENS_WEIGHTS_FILE), tensors);
-  writeFileAtomic(join(dir, SAELENS_CFG_FILE), [JSON.stringify(saeLensConfigToJson(cfg))]);
+  const text = configText(cfg);
+  const target = resolve(dir);
+  const existed = existsSync(target);
+  const files = [SAELENS_WEIGHTS_FILE, SAELENS_CFG_FILE];
+  if (existed)
+    for (const f of files)
+      if (existsSync(join(target, f)) && !statSync(join(target, f)).isFile()) throw new FileFormatError(`${join(target, f)}: exists and is not a file, so it cannot be replaced`);
+  mkdirSync(dirname(target), { recursive: true });
+  const tmp = join(dirname(target), `.${basename(target)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+  mkdirSync(tmp);
+  try {
+    saveSafetensors(join(tmp, SAELENS_WEIGHTS_FILE), tensors);
+    writeFileAtomic(join(tmp, SAELENS_CFG_FILE), [text]);
+    if (existed) for (const f of files) renameSync(join(tmp, f), join(target, f));
+    else renameSync(tmp, target);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
 }
 
 function baseMetadata(prev: Record<string, unknown>, opts: SaeLensSaveOptions): Record<string, unknown> {

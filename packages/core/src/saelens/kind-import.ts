@@ -7,7 +7,7 @@
  * (its k, SAELens's float average L0, as is; its topk_threshold_lr and a Matryoshka checkpoint's
  * matryoshka_widths too). A standard training checkpoint's lp_norm is kept.
  */
-import { coderConfigFromJson, DEFAULT_SPARSE_CODER_CONFIG, validateCoderConfig, type SparseCoderConfig } from '../config.js';
+import { coderConfigFromJson, coderSpecProblem, DEFAULT_SPARSE_CODER_CONFIG, validateCoderConfig, type SparseCoderConfig } from '../config.js';
 import { ConfigError } from '../errors.js';
 import { Tensor } from '../tensor.js';
 import { foldSaeLens, transpose, type SaeLensFolder, type SaeLensLoadOptions } from './format.js';
@@ -34,6 +34,10 @@ export function saeLensToKind(folder: SaeLensFolder, opts: SaeLensLoadOptions = 
   const arch = folder.cfg.architecture;
   const k = saved?.activation === 'batchtopk' ? saved.k : folder.cfg.k;
   const unitRows = rowNormsNear1(W_dec, M, D);
+  if (saved?.activation === 'batchtopk' && !(shared && unitRows)) {
+    for (const x of tensors.values()) x.dispose();
+    throw new ConfigError(`${where}: metadata.sparsify_cfg says batchtopk, but the file's ${shared ? 'decoder rows are not unit norm' : 'threshold is not one value shared by every latent'} (not a folder saved from a batchtopk coder)`);
+  }
   if (shared && unitRows && k !== undefined && Number.isFinite(k) && k > 0 && k <= M && (saved?.activation === 'batchtopk' || arch === 'batchtopk' || arch === 'matryoshka_batchtopk')) {
     tensors.set('topk_threshold', Tensor.from(new Float32Array([th[0]]), [1]));
     if (saved?.activation === 'batchtopk') return { cfg: saved, dIn: D, tensors };
@@ -66,9 +70,14 @@ function lpNormOf(folder: SaeLensFolder, where: string): number {
 
 function savedCfg(folder: SaeLensFolder, D: number, M: number, where: string): SparseCoderConfig | undefined {
   const s = folder.cfg.metadata.sparsify_cfg;
-  if (!s || typeof s !== 'object') return undefined;
-  const { cfg, dIn } = coderConfigFromJson(s, `${where} metadata.sparsify_cfg`);
-  return dIn === D && (cfg.numLatents || dIn * cfg.expansionFactor) === M ? cfg : undefined;
+  if (s === undefined || s === null) return undefined;
+  const at = `${where} metadata.sparsify_cfg`;
+  if (typeof s !== 'object' || Array.isArray(s)) throw new ConfigError(`${at}: must be a JSON object (the coder's sparsify cfg.json), got ${JSON.stringify(s)}`);
+  const { cfg, dIn } = coderConfigFromJson(s, at);
+  if (dIn !== D || (cfg.numLatents || dIn * cfg.expansionFactor) !== M) return undefined;
+  const problem = coderSpecProblem(cfg, M) ?? cfg.matryoshkaPrefixes.map((w) => (w > M ? `matryoshka_prefixes: ${w} is larger than num_latents=${M}` : undefined)).find((x) => x);
+  if (problem) throw new ConfigError(`${at}: ${problem}`);
+  return cfg;
 }
 
 function rowNormsNear1(W_dec: Float32Array, M: number, D: number): boolean {

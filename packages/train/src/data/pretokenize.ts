@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 
-import { DatasetError, ValueError, writeFileAtomic } from '@sparsify/core';
+import { DatasetError, folderTargetProblem, ValueError, writeFileAtomic } from '@sparsify/core';
 import { Field, Int32, List, RecordBatch, RecordBatchStreamWriter, Schema, Struct, makeData, vectorFromArray } from 'apache-arrow';
 
 import { openTokenDataset, type OpenTokenDatasetOptions } from './dataset.js';
@@ -36,6 +36,9 @@ const FEATURES = { input_ids: { feature: { dtype: 'int32', _type: 'Value' }, _ty
 export async function pretokenize(dataset: string, outDir: string, opts: PretokenizeOptions): Promise<PretokenizeResult> {
   const out = resolve(outDir);
   if (existsSync(out)) throw new ValueError(`pretokenize: ${out} already exists (it is never replaced)`);
+  const blocked = folderTargetProblem(out);
+  if (blocked) throw new ValueError(`pretokenize: ${blocked}`);
+  if (!Number.isSafeInteger(opts?.ctxLen) || opts.ctxLen < 1) throw new ValueError(`pretokenize: ctxLen must be a positive integer, got ${typeof opts?.ctxLen === 'number' ? opts.ctxLen : JSON.stringify(opts?.ctxLen)}`);
   const batchRows = opts.batchRows ?? 1000;
   if (!Number.isSafeInteger(batchRows) || batchRows < 1) throw new ValueError(`pretokenize: batchRows must be a positive integer, got ${batchRows}`);
   // Dataset order (no shuffle) unless a seed is asked for: train shuffles when it reads.

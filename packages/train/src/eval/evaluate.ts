@@ -161,7 +161,15 @@ function validate(model: EvalModel, coders: Map<string, EvalCoder>, dataset: Eva
   for (const [name, c] of coders) {
     const hook = spliceTarget(model, hookOfCoder(name));
     const width = widths.get(hook);
-    if (width === undefined) throw new ValueError(`evaluate: coder '${name}': hookpoint '${hook}' is not a module of ${model.architecture} (see model.hookpoints())`);
+    if (width === undefined) {
+      let why = `hookpoint '${hook}' is not a module of ${model.architecture} (see model.hookpoints())`;
+      try {
+        model.moduleOf?.(hook); // a TransformerLens name with no HF tensor says why
+      } catch (e) {
+        if (e instanceof core.SparsifyError && !/^unknown hookpoint/.test(e.message)) why = e.message;
+      }
+      throw new ValueError(`evaluate: coder '${name}': ${why}`);
+    }
     if (c.dIn !== width) throw new ShapeError(`evaluate: coder '${name}' has d_in ${c.dIn}, but module '${hook}' outputs ${width} features`);
     if (c.cfg.transcode) {
       const wi = model.inputWidth(hook);

@@ -14,7 +14,7 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 
-import { Tensor, ValueError, writeFileAtomic, type Unembedding } from '@sparsify/core';
+import { ShapeError, Tensor, ValueError, writeFileAtomic, type Unembedding } from '@sparsify/core';
 
 import type { LanguageModel } from '@sparsify/core';
 
@@ -119,6 +119,12 @@ export async function runFeaturePass(
   const R = dataset.length;
   if (R === 0) throw new ValueError('runFeaturePass: the dataset has no rows');
   if (coders.length === 0) throw new ValueError('runFeaturePass: no coders');
+  for (const { name, hookpoint, coder } of coders) {
+    // Checked before the pass so that the error names the coder and its hookpoint.
+    const w = coder.cfg.transcode ? model.inputWidth(hookpoint) : model.width(hookpoint);
+    if (w !== coder.dIn)
+      throw new ShapeError(`features: coder '${name}' has d_in ${coder.dIn}, but '${hookpoint}' ${coder.cfg.transcode ? 'takes' : 'outputs'} ${w} features`);
+  }
   const ignore = new Set(opts.ignoreTokens ?? []);
   const scratch = new ScratchCodes(opts.scratchDir, coders.length, T, ignore);
   const stats = coders.map((c) => new LatentStats(c.coder.numLatents, set.K));
