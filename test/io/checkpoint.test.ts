@@ -161,6 +161,32 @@ test('writeCoderDir writes byte-identical sparsify folders', () => {
   }
 });
 
+test('writeCoderDir over an existing folder replaces the pair, keeps other files, and a failed write changes nothing', () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const a = readCoderDir(join(SPARSIFY, 'sae_d64_k8'));
+    const b = readCoderDir(join(SPARSIFY, 'transcoder_d64_k8_skip'));
+    const out = join(dir, 'out');
+    writeCoderDir(out, a.cfg, a.dIn, a.tensors);
+    writeFileSync(join(out, 'notes.txt'), 'kept');
+    writeCoderDir(out, b.cfg, b.dIn, b.tensors);
+    for (const f of ['cfg.json', 'sae.safetensors']) assert.ok(readFileSync(join(out, f)).equals(readFileSync(join(SPARSIFY, 'transcoder_d64_k8_skip', f))), f);
+    assert.equal(readFileSync(join(out, 'notes.txt'), 'utf-8'), 'kept');
+    // cfg.json cannot be replaced (a folder sits there): the weights stay as they were, no temporary is left.
+    const w0 = readFileSync(join(out, 'sae.safetensors'));
+    rmSync(join(out, 'cfg.json'));
+    mkdirSync(join(out, 'cfg.json'));
+    assert.throws(() => writeCoderDir(out, a.cfg, a.dIn, a.tensors), (e: Error) => e instanceof FileFormatError && /cfg\.json: exists and is not a file/.test(e.message));
+    assert.ok(readFileSync(join(out, 'sae.safetensors')).equals(w0), 'weights untouched');
+    assert.deepEqual(readdirSync(dir), ['out'], 'no temporary sibling left');
+    // A folder under a file is named, not a raw ENOTDIR.
+    writeFileSync(join(dir, 'file'), 'x');
+    assert.throws(() => writeCoderDir(join(dir, 'file', 'sub'), a.cfg, a.dIn, a.tensors), (e: Error) => e instanceof FileFormatError && /exists and is not a folder/.test(e.message));
+  } finally {
+    cleanup();
+  }
+});
+
 test('listCoderDirs: natural order, pattern filter, stray folders skipped, multi-seed layout', () => {
   const { dir, cleanup } = tempDir();
   try {

@@ -7,7 +7,7 @@
  */
 import { assertRegularFile } from './regular-file.js';
 import { jsonErrorSummary } from './json-error.js';
-import { existsSync, mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { CODER_PARAM_NAMES, coderParamShapes } from './coder-params.js';
@@ -15,6 +15,7 @@ import { coderConfigFromJson, coderConfigJson, coderSpecProblem, numLatentsOf, t
 import { ConfigError, FileFormatError } from './errors.js';
 import { fnmatch } from './hub.js';
 import { naturalSort } from './natsort.js';
+import { writeFolderFiles } from './folder-write.js';
 import { loadSafetensors, readSafetensorsHeader, saveSafetensors, writeFileAtomic } from './safetensors.js';
 import type { DType, Tensor } from './tensor.js';
 
@@ -93,11 +94,13 @@ export function readCoderDir(dir: string, opts: { decoder?: boolean } = {}): Cod
   return { cfg, dIn, numLatents: M, dtype, tensors };
 }
 
-/** Writes sae.safetensors then cfg.json (each atomically), as sparsify's save_to_disk does. */
+/** Writes sae.safetensors and cfg.json (the files sparsify's save_to_disk writes) as a pair (folder-write.ts). */
 export function writeCoderDir(dir: string, cfg: SparseCoderConfig, dIn: number, tensors: Map<string, Tensor>): void {
-  mkdirSync(dir, { recursive: true });
-  saveSafetensors(join(dir, 'sae.safetensors'), tensors);
-  writeFileAtomic(join(dir, 'cfg.json'), [coderConfigJson(cfg, dIn)]);
+  const text = coderConfigJson(cfg, dIn);
+  writeFolderFiles(dir, [
+    { name: 'sae.safetensors', write: (p) => saveSafetensors(p, tensors) },
+    { name: 'cfg.json', write: (p) => writeFileAtomic(p, [text]) },
+  ]);
 }
 
 const SEED_DIR = /^seed\d+$/;

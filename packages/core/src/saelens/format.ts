@@ -16,15 +16,15 @@
  *   rescale_acts_by_decoder_norm false (our encode is exactly that formula, so nothing needs
  *   folding) and our cfg.json under metadata.sparsify_cfg, so converting back is bitwise exact.
  */
-import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 
 import { coderConfigFromJson, coderConfigJson, DEFAULT_SPARSE_CODER_CONFIG, type SparseCoderConfig } from '../config.js';
 import { ConfigError, FileFormatError, ValueError } from '../errors.js';
 import { loadSafetensors, readSafetensorsHeader, saveSafetensors, writeFileAtomic } from '../safetensors.js';
 import { assertFiniteValues } from '../finite-values.js';
 import { folderTargetProblem } from '../folder-target.js';
+import { writeFolderFiles } from '../folder-write.js';
 import { Tensor } from '../tensor.js';
 import { ThresholdCoder, type ThresholdKind } from '../threshold-coder.js';
 import { saeLensConfigFromJson, saeLensConfigToJson, type SaeLensConfig } from './config.js';
@@ -289,31 +289,13 @@ function configText(cfg: SaeLensConfig): string {
   }
 }
 
-/**
- * Both files are written into a temporary sibling first: a new folder is that sibling renamed
- * (absent or complete); an existing one gets the two finished files renamed over its own, so a
- * failed write never leaves new weights beside an old cfg.json.
- */
 function writeFolder(dir: string, cfg: SaeLensConfig, tensors: Map<string, Tensor>): void {
   checkNoOtherFormat(dir, 'saelens');
   const text = configText(cfg);
-  const target = resolve(dir);
-  const existed = existsSync(target);
-  const files = [SAELENS_WEIGHTS_FILE, SAELENS_CFG_FILE];
-  if (existed)
-    for (const f of files)
-      if (existsSync(join(target, f)) && !statSync(join(target, f)).isFile()) throw new FileFormatError(`${join(target, f)}: exists and is not a file, so it cannot be replaced`);
-  mkdirSync(dirname(target), { recursive: true });
-  const tmp = join(dirname(target), `.${basename(target)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
-  mkdirSync(tmp);
-  try {
-    saveSafetensors(join(tmp, SAELENS_WEIGHTS_FILE), tensors);
-    writeFileAtomic(join(tmp, SAELENS_CFG_FILE), [text]);
-    if (existed) for (const f of files) renameSync(join(tmp, f), join(target, f));
-    else renameSync(tmp, target);
-  } finally {
-    rmSync(tmp, { recursive: true, force: true });
-  }
+  writeFolderFiles(dir, [
+    { name: SAELENS_WEIGHTS_FILE, write: (p) => saveSafetensors(p, tensors) },
+    { name: SAELENS_CFG_FILE, write: (p) => writeFileAtomic(p, [text]) },
+  ]);
 }
 
 function baseMetadata(prev: Record<string, unknown>, opts: SaeLensSaveOptions): Record<string, unknown> {
