@@ -194,6 +194,7 @@ test('listCoderDirs: natural order, pattern filter, stray folders skipped, multi
     for (const name of ['layers.10', 'layers.2', 'layers.0', 'embed_tokens', 'layers.1.mlp', 'h.0/seed10', 'h.0/seed2', 'h.0/seed0'])
       cpSync(src, join(dir, name), { recursive: true });
     mkdirSync(join(dir, '.huggingface'));
+    cpSync(src, join(dir, '.layers.0.tmp-123-abcd'), { recursive: true }); // a killed save's temporary, cfg.json included
     mkdirSync(join(dir, 'best', 'layers.0', 'layers.0'), { recursive: true });
     mkdirSync(join(dir, 'layers.3')); // no cfg.json
     writeFileSync(join(dir, 'config.json'), '{}');

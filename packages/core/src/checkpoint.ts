@@ -117,7 +117,7 @@ function isDir(p: string): boolean {
  * The sparse coders under root, as names relative to root, in natsort order: every sub-folder
  * that holds a cfg.json (`h.0`, `layers.10`), and for multi-seed runs, which sparsify saves as
  * `<hook>/seed<N>/`, one name per seed (`h.0/seed0`, `h.0/seed1`). Folders without cfg.json
- * (`.huggingface`, `.cache`, a checkpoint's `best/`) are skipped: sparsify's load_many would try
+ * (`.huggingface`, `.cache`, a checkpoint's `best/`) and hidden folders are skipped: sparsify's load_many would try
  * to load them and crash. `pattern` is an fnmatch pattern matched against the name or, for a
  * seed folder, against the hookpoint part alone (`h.0` selects both seeds of h.0); unlike
  * sparsify's load_many, which turns the pattern into `pattern/*` and so never matches a folder
@@ -128,7 +128,8 @@ export function listCoderDirs(root: string, pattern?: string): string[] {
   const names: string[] = [];
   for (const e of readdirSync(root)) {
     const dir = join(root, e);
-    if (!isDir(dir)) continue;
+    // Hidden folders are never coders: a killed save's temporary sibling (folder-write.ts) may hold a cfg.json.
+    if (e.startsWith('.') || !isDir(dir)) continue;
     if (existsSync(join(dir, 'cfg.json'))) {
       if (!pattern || fnmatch(e, pattern)) names.push(e);
       continue;
