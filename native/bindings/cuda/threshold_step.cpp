@@ -45,6 +45,8 @@ Napi::Value cuda_threshold_step(const Napi::CallbackInfo& info) {
   Napi::Object o = arg_object(info, 3, "options");
   const ThresholdStepSpec s = read_threshold_step_spec(o);
   const auto [M, D] = read_step_latent_shape(info, BindingSide::Cuda);
+  if (read_step_dead(o, M).defined() && s.pre_act_coefficient > 0)
+    fail(ErrorKind::Device, "cudaThresholdStep: JumpReLU's pre_act_loss_coefficient is not implemented on cuda (CPU only)");
   Tensor fired = read_step_did_fire(o, M, BindingSide::Cuda);
   StepTensors w = read_step_tensors(info[0], "weights", s.jumprelu, M, D, false, BindingSide::Cuda);
   StepTensors g = read_step_tensors(info[1], "grads", s.jumprelu, M, D, true, BindingSide::Cuda);
@@ -67,6 +69,8 @@ Napi::Value cuda_batchtopk_step(const Napi::CallbackInfo& info) {
   Napi::Object o = arg_object(info, 3, "options");
   const BatchTopKSpec s = read_batchtopk_spec(o);
   const auto [M, D] = read_step_latent_shape(info, BindingSide::Cuda);
+  if (read_step_dead(o, M).defined() && s.aux_coefficient > 0)
+    fail(ErrorKind::Device, "cudaBatchTopKStep: AuxK (aux_loss_coefficient) is not implemented on cuda (CPU only)");
   Tensor fired = read_step_did_fire(o, M, BindingSide::Cuda);
   StepTensors w = read_step_tensors(info[0], "weights", false, M, D, false, BindingSide::Cuda);
   StepTensors g = read_step_tensors(info[1], "grads", false, M, D, true, BindingSide::Cuda);
