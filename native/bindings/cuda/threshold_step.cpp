@@ -60,6 +60,7 @@ Napi::Value cuda_threshold_step(const Napi::CallbackInfo& info) {
         Napi::Object r = Napi::Object::New(env);
         r.Set("mse", out->mse);
         r.Set("sparsity", out->sparsity);
+        r.Set("preAct", 0.0);  // the pre-act loss is refused above on this device
         r.Set("loss", out->loss);
         return r;
       });
@@ -84,6 +85,7 @@ Napi::Value cuda_batchtopk_step(const Napi::CallbackInfo& info) {
         Napi::Object r = Napi::Object::New(env);
         r.Set("mse", out->mse);
         r.Set("inner", out->inner);
+        r.Set("aux", 0.0);  // AuxK is refused above on this device
         r.Set("loss", out->loss);
         r.Set("minKept", out->min_kept);
         r.Set("kept", double(out->kept));
