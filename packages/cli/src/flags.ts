@@ -306,7 +306,7 @@ export function parseTrainArgs(argv: readonly string[]): ParsedTrainArgs {
 /** The SAELens-kind flags that only mean something for one activation. */
 const KIND_FLAGS: Record<string, readonly string[]> = {
   relu: ['l1_coefficient', 'l1_warm_up_steps'],
-  jumprelu: ['l0_coefficient', 'l0_warm_up_steps', 'jumprelu_init_threshold', 'jumprelu_bandwidth', 'jumprelu_sparsity_loss_mode', 'jumprelu_tanh_scale'],
+  jumprelu: ['l0_coefficient', 'l0_warm_up_steps', 'pre_act_loss_coefficient', 'jumprelu_init_threshold', 'jumprelu_bandwidth', 'jumprelu_sparsity_loss_mode', 'jumprelu_tanh_scale'],
   batchtopk: ['topk_threshold_lr'],
 };
 

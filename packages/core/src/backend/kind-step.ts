@@ -299,7 +299,7 @@ async function kindStep(
   const fvu = fvuOfMse(mse);
   return kind === 'batchtopk' || kind === 'topk'
     ? { loss, fvu, auxkLoss: aux, multiTopkFvu: sparsity }
-    : { loss, fvu, auxkLoss: sparsity, multiTopkFvu: 0, ...(kind === 'jumprelu' ? { preActLoss: aux } : {}) };
+    : { loss, fvu, auxkLoss: sparsity, multiTopkFvu: 0, ...(kind === 'jumprelu' && deadCoef > 0 ? { preActLoss: aux } : {}) };
 }
 
 /**
