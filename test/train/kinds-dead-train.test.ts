@@ -71,3 +71,12 @@ test('JumpReLU: pre_act_loss_coefficient is logged as pre_act_loss/<hook> once l
   // Measured (docs/sae.md): held-out dead 95% without it, 5.5% with it; FVU 0.73 vs 0.24.
   assert.ok(on.dead < off.dead / 2 && on.fvu < off.fvu, `dead ${on.dead} vs ${off.dead}, fvu ${on.fvu} vs ${off.fvu}`);
 });
+
+test('dead_feature_window is for the SAELens kinds and Matryoshka only (TopK keeps dead_feature_threshold); bad values are config errors', async () => {
+  const { o, io } = capture();
+  assert.equal(await main(['train', ...QUICK, '--dead_feature_window', '2', '--save_dir', tmpdir(), '--run_name', 'never'], io), 2);
+  assert.match(o.err, /dead_feature_window/);
+  const bad = capture();
+  assert.equal(await main(['train', ...QUICK, ...MATRYOSHKA, '--aux_loss_coefficient', '-1', '--save_dir', tmpdir(), '--run_name', 'never'], bad.io), 2);
+  assert.match(bad.o.err, /aux_loss_coefficient/);
+});

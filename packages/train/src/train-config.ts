@@ -312,6 +312,9 @@ export function validateTrainConfig(cfg: TrainConfig, opts: { resolved?: boolean
   min(cfg.auxLossCoefficient, 'aux_loss_coefficient', 0);
   if (cfg.preActLossCoefficient !== null) min(cfg.preActLossCoefficient, 'pre_act_loss_coefficient', 0);
   if (cfg.deadFeatureWindow !== null) min(cfg.deadFeatureWindow, 'dead_feature_window', 0);
+  // Saved in config.json with the kinds' fields only (TopK runs keep sparsify's file): kinds only.
+  if (cfg.deadFeatureWindow !== null && !hasKindKeys(cfg.sae))
+    throw new ConfigError(`${where}: dead_feature_window (SAELens) is for the SAELens kinds and Matryoshka; sparsify's TopK uses dead_feature_threshold (tokens)`);
   if (cfg.normalizeActivations !== 'none' && cfg.sae.transcode)
     throw new ConfigError(`${where}: normalize_activations "${cfg.normalizeActivations}" is for autoencoders (SAELens scales the input only); not with transcode`);
   if (hasKindKeys(cfg.sae) && cfg.auxkAlpha > 0)
