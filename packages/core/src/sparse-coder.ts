@@ -372,7 +372,10 @@ export class SparseCoder implements Disposable {
     if (this.kind) {
       this.call();
       if (opts.deadMask !== undefined && opts.deadFromCounters) throw new ValueError('forwardBackward: pass deadMask or deadFromCounters, not both');
-      const dead = opts.deadMask !== undefined ? kindDeadMask(opts.deadMask) : opts.deadFromCounters ? await this.deadFromCounters() : undefined;
+      // The counters are read (a device read on cuda, once per update) only when a dead-latent term is on.
+      const k = this.kind.kind;
+      const wanted = k === 'jumprelu' ? (opts.preActLossCoefficient ?? 0) !== 0 : k !== 'relu' && opts.auxLossCoefficient !== 0;
+      const dead = opts.deadMask !== undefined ? kindDeadMask(opts.deadMask) : opts.deadFromCounters && wanted ? await this.deadFromCounters() : undefined;
       return kindForwardBackward(this.state, this.cfg, this.kind, x, { ...opts, lossScale: opts.lossScale ?? 1, dead });
     }
     return this.state.forwardBackward(x, {
