@@ -2,12 +2,13 @@
 // AuxK for BatchTopK, Matryoshka BatchTopK and Matryoshka TopK; native/cuda/threshold_step.cu:
 // JumpReLU's pre-act loss) against the CPU kernels and the float64 reference (kinds/reference.ts),
 // on fresh random inputs (seed printed; SPARSIFY_TEST_SEED=... reproduces), with many dead latents
-// (AuxK at full scale) and two (scale 2 / (D / 2)), the mask on the host or the device. Skipped,
+// (AuxK at full scale) and two (scale 2 / (D / 2)), the mask on the host or the device; and a
+// SparseCoder on cuda taking its mask from its own dead-latent counters, against cpu. Skipped,
 // with the reason, without a CUDA device (node scripts/test.mjs --emu runs it).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { kindStepReference, Tensor, thresholdOps, type KindSpec } from '@sparsify/core';
+import { kindStepReference, mulberry32, SparseCoder, sparseCoderConfig, Tensor, thresholdOps, type KindSpec, type SparseCoderConfig } from '@sparsify/core';
 
 import { cudaAddon } from './cuda-env.js';
 import { randn, rng } from './reference.js';
@@ -115,5 +116,48 @@ for (const c of CASES) {
             close(`${at} cuda grad ${k} vs cpu`, a, b, 1e-4);
           }
         }
+  });
+}
+
+const CODERS: { name: string; cfg: Partial<SparseCoderConfig>; coef: Record<string, number> }[] = [
+  { name: 'batchtopk', cfg: { activation: 'batchtopk', k: 3, topkThresholdLr: 0.1 }, coef: { auxLossCoefficient: 0.9 } },
+  { name: 'matryoshka-topk', cfg: { activation: 'topk', k: 3, matryoshkaPrefixes: [4, 12] }, coef: {} },
+  { name: 'jumprelu', cfg: { activation: 'jumprelu', jumpreluBandwidth: 0.5 }, coef: { l0Coefficient: 0.2, preActLossCoefficient: 0.5 } },
+];
+
+for (const c of CODERS) {
+  test(`${c.name}: SparseCoder on cuda with deadFromCounters equals cpu (two micro-batches)`, opts, async () => {
+    const N = 40, D = 12, M = 48;
+    const cfg = sparseCoderConfig({ numLatents: M, ...c.cfg });
+    const make = (device: 'cpu' | 'cuda') => {
+      const r = mulberry32(5);
+      const g = (n: number, s: number, b = 0) => Float32Array.from(randn(n, r), (v) => v * s + b);
+      const t = new Map<string, Tensor>([
+        ['encoder.weight', Tensor.from(g(M * D, 0.5), [M, D])],
+        ['encoder.bias', Tensor.from(g(M, 0.3), [M])],
+        ['W_dec', Tensor.from(g(M * D, 0.4), [M, D])],
+        ['b_dec', Tensor.from(g(D, 0.2), [D])],
+      ]);
+      if (cfg.activation === 'jumprelu') t.set('log_threshold', Tensor.from(g(M, 0.3, Math.log(0.4)), [M]));
+      return SparseCoder.fromParams(cfg, D, t, device);
+    };
+    const cpu = await make('cpu'), gpu = await make('cuda');
+    const counts = Float64Array.from({ length: M }, (_, m) => (m % 4 === 1 ? 500 + m : m));
+    await cpu.loadDeadLatents(100, counts);
+    await gpu.loadDeadLatents(100, counts);
+    const x = Tensor.from(randn(N * D, rng(seed + 3)), [N, D]);
+    for (const rows of [[0, 25], [25, N]] as [number, number][]) {
+      const step = { auxkAlpha: 0, deadFromCounters: true, trackFired: true, rows, batchVariance: true, lossScale: 0.5, ...c.coef };
+      const lc = await cpu.forwardBackward(x, step);
+      const lg = await gpu.forwardBackward(x, step);
+      const term = (l: typeof lc) => (cfg.activation === 'jumprelu' ? l.preActLoss! : l.auxkLoss);
+      assert.ok(term(lc) > 0, `the dead-latent term is on ${tag}`);
+      for (const [a, b, what] of [[lg.loss, lc.loss, 'loss'], [term(lg), term(lc), 'dead-latent term']] as const)
+        assert.ok(Math.abs(a - b) <= 1e-5 * Math.abs(b), `${what} ${a} vs ${b} ${tag}`);
+    }
+    const gc = await cpu.readGrads(), gg = await gpu.readGrads();
+    for (const [n, t] of gc) close(`grad ${n}`, gg.get(n)!.toFloat32Array(), t.toFloat32Array(), 1e-4);
+    cpu.dispose();
+    gpu.dispose();
   });
 }
