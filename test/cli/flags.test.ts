@@ -97,6 +97,8 @@ test('the SAELens-kind flags parse, in both spellings, each with its activation'
   const p = runConfig(parseTrainArgs(['--activation', 'jumprelu', '--pre_act_loss_coefficient', '3e-6']).init);
   assert.equal(p.preActLossCoefficient, 3e-6);
   assert.throws(() => parseTrainArgs(['--activation', 'relu', '--pre_act_loss_coefficient', '3e-6']), /--pre_act_loss_coefficient applies to --activation jumprelu/);
+  assert.throws(() => parseTrainArgs(['--aux_loss_coefficient', '0.5']), /--aux_loss_coefficient applies to --activation batchtopk and Matryoshka/);
+  assert.equal(runConfig(parseTrainArgs(['--matryoshka_prefixes', '32', '--aux_loss_coefficient', '0.5']).init).auxLossCoefficient, 0.5);
   const exercised = new Set(['l0_coefficient', 'l0_warm_up_steps', 'jumprelu_init_threshold', 'jumprelu_bandwidth', 'jumprelu_sparsity_loss_mode', 'jumprelu_tanh_scale',
     'l1_coefficient', 'l1_warm_up_steps', 'normalize_activations', 'apply_b_dec_to_input', 'topk_threshold_lr', 'matryoshka_prefixes',
     'aux_loss_coefficient', 'pre_act_loss_coefficient', 'dead_feature_window']);

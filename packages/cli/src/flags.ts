@@ -298,6 +298,10 @@ export function parseTrainArgs(argv: readonly string[]): ParsedTrainArgs {
   }
   if (Object.keys(sae).length) init.sae = sae;
   checkKindFlags(given, (sae.activation as string | undefined) ?? DEFAULT_SPARSE_CODER_CONFIG.activation);
+  // SAELens's AuxK: batchtopk and Matryoshka (over batchtopk or topk); TopK's own is --auxk_alpha.
+  const activation = (sae.activation as string | undefined) ?? DEFAULT_SPARSE_CODER_CONFIG.activation;
+  if (given.has('aux_loss_coefficient') && activation !== 'batchtopk' && !(activation === 'topk' && ((sae.matryoshkaPrefixes as number[] | undefined)?.length ?? 0) > 0))
+    throw new UsageError(`--aux_loss_coefficient applies to --activation batchtopk and Matryoshka coders (--matryoshka_prefixes) only; TopK's AuxK is --auxk_alpha`);
   if (positionals[0] !== undefined) init.model = positionals[0];
   if (positionals[1] !== undefined) init.dataset = positionals[1];
   return { model: positionals[0], dataset: positionals[1], init, device, overwrite, computeDtype, evaluation, given, help };
