@@ -74,7 +74,7 @@ inline ThresholdEncodeTensors read_threshold_encode_tensors(const Napi::Callback
 // ---- training steps: (w, grads, x, options) of thresholdStep / batchTopKStep and their CUDA twins ----
 
 // The options of thresholdStep: {kind: 'relu'|'jumprelu', l1Coefficient, lpNorm, l0Coefficient, bandwidth,
-// sparsityLoss: 'step'|'tanh', tanhScale, lossScale, applyBDecToInput}.
+// sparsityLoss: 'step'|'tanh', tanhScale, lossScale, applyBDecToInput, preActCoefficient, dead?}.
 inline ThresholdStepSpec read_threshold_step_spec(Napi::Object o) {
   const std::string kind = opt_string(o, "kind", "");
   if (kind != "relu" && kind != "jumprelu") fail(ErrorKind::Value, "thresholdStep: kind must be 'relu' or 'jumprelu', got '" + kind + "'");
@@ -85,6 +85,7 @@ inline ThresholdStepSpec read_threshold_step_spec(Napi::Object o) {
   if (!(std::isfinite(s.lp_norm) && s.lp_norm >= 1))
     fail(ErrorKind::Value, "thresholdStep: lpNorm (lp_norm) must be a finite number >= 1, got " + std::to_string(s.lp_norm));
   s.l0_coefficient = opt_number(o, "l0Coefficient", 0);
+  s.pre_act_coefficient = opt_number(o, "preActCoefficient", 0);
   s.bandwidth = opt_number(o, "bandwidth", 0.05);
   const std::string mode = opt_string(o, "sparsityLoss", "step");
   if (mode != "step" && mode != "tanh") fail(ErrorKind::Value, "thresholdStep: sparsityLoss must be 'step' or 'tanh', got '" + mode + "'");
@@ -95,12 +96,13 @@ inline ThresholdStepSpec read_threshold_step_spec(Napi::Object o) {
   return s;
 }
 
-// The options of batchTopKStep: {k, lossScale, perRow, applyBDecToInput, widths?: number[]}.
+// The options of batchTopKStep: {k, lossScale, perRow, applyBDecToInput, widths?: number[], auxCoefficient, dead?}.
 inline BatchTopKSpec read_batchtopk_spec(Napi::Object o) {
   BatchTopKSpec s;
   s.k = opt_number(o, "k", 0);
   s.loss_scale = opt_number(o, "lossScale", 1.0);
   s.per_row = opt_bool(o, "perRow", false);
+  s.aux_coefficient = opt_number(o, "auxCoefficient", 0);
   s.apply_b_dec = opt_bool(o, "applyBDecToInput", true);
   Napi::Value wv = o.Get("widths");
   if (!wv.IsUndefined() && !wv.IsNull()) {
@@ -158,6 +160,15 @@ inline Tensor read_step_did_fire(const Napi::Object& o, int64_t M, BindingSide s
   expect_dtype(t, DType::I32, "didFire");
   expect_shape(t, {M}, "didFire");
   if (is_read_only(t, side)) fail(ErrorKind::Value, "didFire is read-only (memory-mapped from a file)");
+  return t;
+}
+
+// The optional int32 [M] dead mask of the options (nonzero = dead: AuxK, JumpReLU's pre-act loss).
+inline Tensor read_step_dead(const Napi::Object& o, int64_t M) {
+  Tensor t = opt_tensor(o, "dead");
+  if (!t.defined()) return t;
+  expect_dtype(t, DType::I32, "dead");
+  expect_shape(t, {M}, "dead");
   return t;
 }
 

@@ -27,6 +27,130 @@ inline bool better(const Cand& a, const Cand& b) { return a.v > b.v || (a.v == b
 // Min-heap comparator for std::push_heap: the root is the worst kept candidate.
 inline bool heap_cmp(const Cand& a, const Cand& b) { return better(a, b); }
 
+// AuxK (see batchtopk_step.h): adds its loss's gradients (times loss_scale) and returns the loss.
+// h of the dead latents is recomputed tile by tile (their encoder rows gathered); each row keeps
+// its top k_aux in a bounded heap. Its gradients follow the main path's: on the selected set
+// u = a / n = h, so d aux / d h = <g_recon, W_dec[m]> and the decoder norms get none.
+double add_auxk(const ThresholdStepWeights& w, const BatchTopKSpec& s, int64_t N, const float* xin, const float* norm,
+                const float* resid, const ThresholdStepGrads& g) {
+  const int64_t M = w.M, D = w.D;
+  std::vector<int64_t> dl;
+  for (int64_t m = 0; m < M; ++m)
+    if (w.dead[m]) dl.push_back(m);
+  const int64_t nd = int64_t(dl.size()), half = D / 2;
+  if (nd == 0 || s.aux_coefficient == 0) return 0;
+  SPX_CHECK(half >= 1, Value, "AuxK needs d_in >= 2 (k_aux = d_in / 2), got d_in=" + std::to_string(D));
+  const double scale = std::min(double(nd) / double(half), 1.0);
+  const int64_t ka = std::min(half, nd);
+  std::vector<float> Wd(static_cast<size_t>(nd * D)), bd(static_cast<size_t>(nd));
+  for (int64_t j = 0; j < nd; ++j) {
+    std::copy(w.W_enc + dl[size_t(j)] * D, w.W_enc + (dl[size_t(j)] + 1) * D, Wd.begin() + j * D);
+    bd[size_t(j)] = w.b_enc[dl[size_t(j)]];
+  }
+  // sel[n * ka + j]: row n's j-th selected (a = h n, latent), in heap order.
+  std::vector<Cand> sel(static_cast<size_t>(N * ka));
+  const int64_t R = 64, T = std::min<int64_t>(nd, 512), nblocks = (N + R - 1) / R;
+  parallel_for(nblocks, 1, [&](int64_t b0, int64_t b1) {
+    std::vector<float> H(static_cast<size_t>(R * T));
+    std::vector<std::vector<Cand>> heaps(static_cast<size_t>(R));
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t r0 = b * R, rn = std::min(R, N - r0);
+      for (auto& hp : heaps) hp.clear();
+      for (int64_t j0 = 0; j0 < nd; j0 += T) {
+        const int64_t tn = std::min(T, nd - j0);
+        gemm(rn, tn, D, xin + r0 * D, D, GemmB{Wd.data() + j0 * D, DType::F32, D, true}, H.data(), T, false, bd.data() + j0);
+        for (int64_t rr = 0; rr < rn; ++rr)
+          for (int64_t t = 0; t < tn; ++t) {
+            const int64_t m = dl[size_t(j0 + t)];
+            const Cand c{H[size_t(rr * T + t)] * norm[m], m};
+            std::vector<Cand>& hp = heaps[size_t(rr)];
+            if (int64_t(hp.size()) < ka) {
+              hp.push_back(c);
+              std::push_heap(hp.begin(), hp.end(), heap_cmp);
+            } else if (better(c, hp.front())) {
+              std::pop_heap(hp.begin(), hp.end(), heap_cmp);
+              hp.back() = c;
+              std::push_heap(hp.begin(), hp.end(), heap_cmp);
+            }
+          }
+      }
+      for (int64_t rr = 0; rr < rn; ++rr) std::copy(heaps[size_t(rr)].begin(), heaps[size_t(rr)].end(), sel.begin() + (r0 + rr) * ka);
+    }
+  });
+  // recon - r per row, its gradient gr = 2 c scale (recon - r) / N and g_h per selected entry.
+  const double cs = s.aux_coefficient * scale;
+  std::vector<float> gr(static_cast<size_t>(N * D)), gh(static_cast<size_t>(N * ka));
+  std::vector<double> se(static_cast<size_t>(N));
+  parallel_for(N, 16, [&](int64_t r0, int64_t r1) {
+    std::vector<float> o(static_cast<size_t>(D));
+    for (int64_t n = r0; n < r1; ++n) {
+      std::copy(w.b_dec, w.b_dec + D, o.begin());
+      for (int64_t j = 0; j < ka; ++j) {
+        const Cand& c = sel[size_t(n * ka + j)];
+        const float u = c.v / norm[c.i];
+        for (int64_t d = 0; d < D; ++d) o[size_t(d)] += u * w.W_dec[c.i * D + d];
+      }
+      double q = 0;
+      for (int64_t d = 0; d < D; ++d) {
+        const float e = o[size_t(d)] - resid[n * D + d];
+        q += double(e) * e;
+        gr[size_t(n * D + d)] = float(2.0 * cs * e / double(N));
+      }
+      se[size_t(n)] = q;
+      for (int64_t j = 0; j < ka; ++j) {
+        const int64_t m = sel[size_t(n * ka + j)].i;
+        double v = 0;
+        for (int64_t d = 0; d < D; ++d) v += double(gr[size_t(n * D + d)]) * w.W_dec[m * D + d];
+        gh[size_t(n * ka + j)] = float(v);
+      }
+    }
+  });
+  double aux = 0;
+  for (double q : se) aux += q;
+  aux *= cs / double(N);
+  // By latent (entries in row order), then b_dec per column.
+  std::vector<int64_t> start(static_cast<size_t>(M + 1), 0);
+  for (const Cand& c : sel) ++start[size_t(c.i) + 1];
+  for (int64_t m = 0; m < M; ++m) start[size_t(m + 1)] += start[size_t(m)];
+  std::vector<int64_t> fill(start.begin(), start.end() - 1), entry(static_cast<size_t>(N * ka));
+  for (int64_t j = 0; j < N * ka; ++j) entry[size_t(fill[size_t(sel[size_t(j)].i)]++)] = j;
+  const double ls = s.loss_scale;
+  parallel_for(nd, 8, [&](int64_t q0, int64_t q1) {
+    std::vector<double> ae(static_cast<size_t>(D)), ad(static_cast<size_t>(D));
+    for (int64_t q = q0; q < q1; ++q) {
+      const int64_t m = dl[size_t(q)];
+      if (start[size_t(m)] == start[size_t(m + 1)]) continue;
+      std::fill(ae.begin(), ae.end(), 0.0);
+      std::fill(ad.begin(), ad.end(), 0.0);
+      double gb = 0;
+      for (int64_t p = start[size_t(m)]; p < start[size_t(m + 1)]; ++p) {
+        const int64_t j = entry[size_t(p)], n = j / ka;
+        const double gv = gh[size_t(j)], u = double(sel[size_t(j)].v) / norm[m];
+        gb += gv;
+        for (int64_t d = 0; d < D; ++d) {
+          ae[size_t(d)] += gv * xin[n * D + d];
+          ad[size_t(d)] += u * gr[size_t(n * D + d)];
+        }
+      }
+      g.b_enc[m] += float(ls * gb);
+      for (int64_t d = 0; d < D; ++d) {
+        g.W_enc[m * D + d] += float(ls * ae[size_t(d)]);
+        g.W_dec[m * D + d] += float(ls * ad[size_t(d)]);
+      }
+    }
+  });
+  std::vector<double> gbd(static_cast<size_t>(D), 0.0);
+  for (int64_t n = 0; n < N; ++n) {
+    for (int64_t d = 0; d < D; ++d) gbd[size_t(d)] += gr[size_t(n * D + d)];
+    for (int64_t j = 0; s.apply_b_dec && j < ka; ++j) {
+      const float* we = w.W_enc + sel[size_t(n * ka + j)].i * D;
+      for (int64_t d = 0; d < D; ++d) gbd[size_t(d)] -= double(gh[size_t(n * ka + j)]) * we[d];
+    }
+  }
+  for (int64_t d = 0; d < D; ++d) g.b_dec[d] += float(ls * gbd[size_t(d)]);
+  return aux;
+}
+
 }  // namespace
 
 BatchTopKLosses batchtopk_step(const ThresholdStepWeights& w, const BatchTopKSpec& s, int64_t N, const float* x,
@@ -34,6 +158,8 @@ BatchTopKLosses batchtopk_step(const ThresholdStepWeights& w, const BatchTopKSpe
   const int64_t M = w.M, D = w.D;
   SPX_CHECK(N >= 1, Value, "batchtopk_step needs at least one row");
   SPX_CHECK(s.k > 0, Value, "batchtopk k must be > 0, got " + std::to_string(s.k));
+  SPX_CHECK(std::isfinite(s.aux_coefficient) && s.aux_coefficient >= 0, Value,
+            "aux_loss_coefficient must be a finite number >= 0, got " + std::to_string(s.aux_coefficient));
   for (int64_t wd : s.widths)
     SPX_CHECK(wd >= 1 && wd < M, Value, "matryoshka widths must be in [1, num_latents), got " + std::to_string(wd));
   for (size_t i = 1; i < s.widths.size(); ++i)
@@ -141,6 +267,7 @@ BatchTopKLosses batchtopk_step(const ThresholdStepWeights& w, const BatchTopKSpe
   const int64_t nw = int64_t(s.widths.size());
   std::vector<float> gout(static_cast<size_t>((nw + 1) * N * D));
   std::vector<double> se(static_cast<size_t>((nw + 1) * N), 0.0);
+  std::vector<float> resid(static_cast<size_t>(w.dead ? N * D : 0));  // x - out, AuxK's target
   parallel_for(N, 16, [&](int64_t r0, int64_t r1) {
     std::vector<float> o(static_cast<size_t>(D));
     for (int64_t n = r0; n < r1; ++n)
@@ -159,6 +286,7 @@ BatchTopKLosses batchtopk_step(const ThresholdStepWeights& w, const BatchTopKSpe
           const float e = o[size_t(d)] - x[n * D + d];
           q += double(e) * e;
           go[d] = float(2.0 * e / double(N));
+          if (lv == nw && w.dead) resid[size_t(n * D + d)] = -e;
         }
         se[size_t(lv * N + n)] = q;
       }
@@ -224,6 +352,10 @@ BatchTopKLosses batchtopk_step(const ThresholdStepWeights& w, const BatchTopKSpe
     }
   }
   for (int64_t d = 0; d < D; ++d) g.b_dec[d] += float(ls * gbd[size_t(d)]);
+  if (w.dead) {
+    L.aux = add_auxk(w, s, N, xin.data(), norm.data(), resid.data(), g);
+    L.loss += L.aux;
+  }
   return L;
 }
 

@@ -4,7 +4,8 @@
 //      kept or not, so h and g_f = gOut W_dec^T are recomputed tile by tile (two GEMMs into a
 //      cache-sized buffer; never N x M), with per-block partial sums added in block order;
 //   3. the sparse backward of the kept latents: by-latent buckets (counting sort) for W_enc,
-//      b_enc and W_dec, per row for b_dec. Fixed block sizes: results do not depend on threads.
+//      b_enc and W_dec, per row for b_dec. Fixed block sizes: results do not depend on threads;
+//   4. jumprelu with dead latents: the pre-activation loss (add_pre_act).
 // relu with lp_norm p != 1: each row's penalty is ||u||_p over its kept u_j = f_j n_j, so the
 // pass-1 gradients of u_j carry w_j = (u_j / ||u||_p)^(p-1) (0 for a row whose norm is 0).
 #include "cpu/threshold_step.h"
@@ -36,6 +37,76 @@ double row_lp_norm(const ThresholdCsr& csr, int64_t n, const float* norm, double
 
 }  // namespace
 
+namespace {
+
+// JumpReLU's pre-activation loss (SAELens jumprelu_sae.py calculate_pre_act_loss):
+// c mean_n sum_{m dead} ReLU(t_m - h) n_m. Below the threshold d/dh = -c n_m / N, d/dt_m = c n_m / N
+// and d/dn_m = c ReLU(t_m - h) / N, so per dead latent only the count of rows below t_m, the sum
+// of their inputs x' and of t_m - h are needed: h is recomputed per tile of the gathered dead
+// rows (each tile one task, rows in order: no reduction across threads).
+double add_pre_act(const ThresholdStepWeights& w, const ThresholdStepSpec& s, int64_t N, const float* xin, const float* theta,
+                   const float* norm, const ThresholdStepGrads& g) {
+  const int64_t M = w.M, D = w.D;
+  std::vector<int64_t> dl;
+  for (int64_t m = 0; m < M; ++m)
+    if (w.dead[m]) dl.push_back(m);
+  const int64_t nd = int64_t(dl.size());
+  if (nd == 0 || s.pre_act_coefficient == 0) return 0;
+  std::vector<float> Wd(static_cast<size_t>(nd * D)), bd(static_cast<size_t>(nd));
+  for (int64_t j = 0; j < nd; ++j) {
+    std::copy(w.W_enc + dl[size_t(j)] * D, w.W_enc + (dl[size_t(j)] + 1) * D, Wd.begin() + j * D);
+    bd[size_t(j)] = w.b_enc[dl[size_t(j)]];
+  }
+  const int64_t R = 64, T = 64, ntiles = (nd + T - 1) / T;
+  const double c = s.pre_act_coefficient / double(N), ls = s.loss_scale;
+  std::vector<double> loss_of(static_cast<size_t>(nd), 0.0), below(static_cast<size_t>(nd), 0.0);
+  std::vector<double> gin(static_cast<size_t>(nd * D), 0.0);  // d loss / d x' rows: b_dec's share
+  parallel_for(ntiles, 1, [&](int64_t t0, int64_t t1) {
+    std::vector<float> H(static_cast<size_t>(R * T));
+    std::vector<double> sx(static_cast<size_t>(T * D));
+    for (int64_t tile = t0; tile < t1; ++tile) {
+      const int64_t j0 = tile * T, tn = std::min(T, nd - j0);
+      std::fill(sx.begin(), sx.end(), 0.0);
+      for (int64_t r0 = 0; r0 < N; r0 += R) {
+        const int64_t rn = std::min(R, N - r0);
+        gemm(rn, tn, D, xin + r0 * D, D, GemmB{Wd.data() + j0 * D, DType::F32, D, true}, H.data(), T, false, bd.data() + j0);
+        for (int64_t t = 0; t < tn; ++t) {
+          const int64_t m = dl[size_t(j0 + t)];
+          for (int64_t rr = 0; rr < rn; ++rr) {
+            const double gap = double(theta[m]) - H[size_t(rr * T + t)];
+            if (!(gap > 0)) continue;
+            loss_of[size_t(j0 + t)] += gap;
+            below[size_t(j0 + t)] += 1;
+            const float* xr = xin + (r0 + rr) * D;
+            for (int64_t d = 0; d < D; ++d) sx[size_t(t * D + d)] += xr[d];
+          }
+        }
+      }
+      for (int64_t t = 0; t < tn; ++t) {
+        const int64_t m = dl[size_t(j0 + t)];
+        const double gh = -c * norm[m];  // per row below the threshold
+        g.b_enc[m] += float(ls * gh * below[size_t(j0 + t)]);
+        for (int64_t d = 0; d < D; ++d) g.W_enc[m * D + d] += float(ls * gh * sx[size_t(t * D + d)]);
+        g.log_threshold[m] += float(ls * c * norm[m] * below[size_t(j0 + t)] * theta[m]);
+        if (norm[m] > 0)
+          for (int64_t d = 0; d < D; ++d) g.W_dec[m * D + d] += float(ls * c * loss_of[size_t(j0 + t)] * w.W_dec[m * D + d] / norm[m]);
+        for (int64_t d = 0; d < D; ++d) gin[size_t((j0 + t) * D + d)] = gh * below[size_t(j0 + t)] * w.W_enc[m * D + d];
+      }
+    }
+  });
+  if (s.apply_b_dec)
+    for (int64_t d = 0; d < D; ++d) {
+      double v = 0;
+      for (int64_t j = 0; j < nd; ++j) v += gin[size_t(j * D + d)];
+      g.b_dec[d] -= float(ls * v);
+    }
+  double loss = 0;
+  for (int64_t j = 0; j < nd; ++j) loss += loss_of[size_t(j)] * norm[dl[size_t(j)]];
+  return c * loss;
+}
+
+}  // namespace
+
 ThresholdStepLosses threshold_step(const ThresholdStepWeights& w, const ThresholdStepSpec& s, int64_t N, const float* x,
                                    const ThresholdStepGrads& g) {
   const int64_t M = w.M, D = w.D;
@@ -43,6 +114,8 @@ ThresholdStepLosses threshold_step(const ThresholdStepWeights& w, const Threshol
   SPX_CHECK(!s.jumprelu || s.bandwidth > 0, Value, "jumprelu bandwidth must be > 0, got " + std::to_string(s.bandwidth));
   SPX_CHECK(s.jumprelu || (std::isfinite(s.lp_norm) && s.lp_norm >= 1), Value,
             "relu lp_norm must be a finite number >= 1, got " + std::to_string(s.lp_norm));
+  SPX_CHECK(std::isfinite(s.pre_act_coefficient) && s.pre_act_coefficient >= 0, Value,
+            "pre_act_loss_coefficient must be a finite number >= 0, got " + std::to_string(s.pre_act_coefficient));
   std::vector<float> xin(static_cast<size_t>(N * D));
   for (int64_t i = 0; i < N * D; ++i) {
     if (!std::isfinite(x[i])) fail(ErrorKind::Value, "x contains NaN or Inf (first at flat index " + std::to_string(i) + ")");
@@ -223,7 +296,8 @@ ThresholdStepLosses threshold_step(const ThresholdStepWeights& w, const Threshol
     }
   }
   for (int64_t d = 0; d < D; ++d) g.b_dec[d] += float(ls * gbd[size_t(d)]);
-  L.loss = L.mse + L.sparsity;
+  if (s.jumprelu && w.dead) L.pre_act = add_pre_act(w, s, N, xin.data(), theta.data(), norm.data(), g);
+  L.loss = L.mse + L.sparsity + L.pre_act;
   return L;
 }
 

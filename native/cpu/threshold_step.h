@@ -6,6 +6,7 @@
 //   mse = mean_n sum_d (out - x)^2
 //   relu:     f = ReLU(h),               loss = mse + l1 mean_n ||f ⊙ n||_p  (p = lp_norm; p = 1: sum_m f n_m)
 //   jumprelu: f = h 1[h > exp(log_t)],    loss = mse + l0 mean_n sum_m (H(h - t) | tanh(s f n_m))
+//             + pre_act mean_n sum_m ReLU(t_m - h) dead_m n_m   (SAELens pre_act_loss, with w.dead)
 // Gradients are ADDED, times loss_scale, into the grad buffers (same layouts as the weights).
 #pragma once
 #include <cstdint>
@@ -19,6 +20,9 @@ struct ThresholdStepWeights {
   const float* log_threshold = nullptr;  // [M], jumprelu only
   const float* W_dec = nullptr;  // [M,D]
   const float* b_dec = nullptr;  // [D]
+  // Optional int32 [M], nonzero = dead latent: the mask of BatchTopK's AuxK and JumpReLU's
+  // pre-activation loss (absent or all zero: those terms are 0).
+  const int32_t* dead = nullptr;
 };
 
 struct ThresholdStepGrads {
@@ -36,6 +40,7 @@ struct ThresholdStepSpec {
   double l1_coefficient = 0;  // relu
   double lp_norm = 1.0;       // relu: p of the penalty's p-norm (SAELens lp_norm), finite and >= 1
   double l0_coefficient = 0;  // jumprelu
+  double pre_act_coefficient = 0;  // jumprelu: SAELens pre_act_loss_coefficient (0 = off)
   double bandwidth = 0.05;    // jumprelu: width of the rectangle kernel
   bool tanh_l0 = false;       // jumprelu: tanh instead of step
   double tanh_scale = 4.0;
@@ -47,6 +52,7 @@ struct ThresholdStepSpec {
 
 struct ThresholdStepLosses {
   double mse = 0, sparsity = 0, loss = 0;
+  double pre_act = 0;  // jumprelu's pre-activation loss (in loss)
 };
 
 ThresholdStepLosses threshold_step(const ThresholdStepWeights& w, const ThresholdStepSpec& s, int64_t N, const float* x,

@@ -227,6 +227,62 @@ __global__ void bdec_grad_kernel(const int64_t* __restrict__ row_ptr, const int*
   g_b_dec[d] += float(ls * t);
 }
 
+
+// AuxK (CPU twin: add_auxk in native/cpu/batchtopk_step.cpp). scores: S[r, j] = h·n of dead
+// latent dl[j] in row r0 + r; pick: per row (one block) the top k_aux by value, ties to the lower
+// latent, one block-wide arg-max per pick (taken entries become NaN). The selection is then a CSR
+// of k_aux entries per row that the main path's decode and gradient kernels take as is.
+__global__ void auxk_scores_kernel(const float* __restrict__ xin, const float* __restrict__ W_enc, const float* __restrict__ b_enc,
+                                   const float* __restrict__ norm, const int* __restrict__ dl, int64_t nd, int64_t r0, int64_t rows,
+                                   int64_t D, float* __restrict__ S) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i >= rows * nd) return;
+  const int64_t r = i / nd, m = dl[i % nd];
+  float acc = 0;
+  for (int64_t d = 0; d < D; ++d) acc += xin[(r0 + r) * D + d] * W_enc[m * D + d];
+  S[i] = (acc + b_enc[m]) * norm[m];
+}
+
+__global__ void auxk_pick_kernel(float* __restrict__ S, const int* __restrict__ dl, int64_t nd, int64_t ka, int64_t r0,
+                                 float* __restrict__ vals, int* __restrict__ idx) {
+  __shared__ float bv[256];
+  __shared__ int bj[256];
+  float* row = S + int64_t(blockIdx.x) * nd;
+  const int tid = threadIdx.x;
+  for (int64_t t = 0; t < ka; ++t) {
+    float best = 0;
+    int bestj = -1;
+    for (int64_t j = tid; j < nd; j += blockDim.x) {
+      const float v = row[j];
+      if (v != v) continue;  // taken
+      if (bestj < 0 || v > best) best = v, bestj = int(j);
+    }
+    bv[tid] = best, bj[tid] = bestj;
+    __syncthreads();
+    for (int h = blockDim.x / 2; h > 0; h >>= 1) {
+      if (tid < h) {
+        const int oj = bj[tid + h];
+        const float ov = bv[tid + h];
+        if (oj >= 0 && (bj[tid] < 0 || ov > bv[tid] || (ov == bv[tid] && oj < bj[tid]))) bv[tid] = ov, bj[tid] = oj;
+      }
+      __syncthreads();
+    }
+    if (tid == 0) {
+      const int64_t e = (r0 + blockIdx.x) * ka + t;
+      vals[e] = bv[0];
+      idx[e] = dl[bj[0]];
+      row[bj[0]] = __int_as_float(0x7fc00000);  // NaN
+    }
+    __syncthreads();
+  }
+}
+
+// AuxK's target, x − out of the full decode, from its output gradient 2 (out − x) / N.
+__global__ void auxk_residual_kernel(const float* __restrict__ gout, int64_t n, double N, float* __restrict__ resid) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i < n) resid[i] = float(-double(gout[i]) * N / 2.0);
+}
+
 }  // namespace
 
 BatchTopKLossesDev batchtopk_step(const BatchTopKStepArgs& a) {
@@ -395,6 +451,63 @@ BatchTopKLossesDev batchtopk_step(const BatchTopKStepArgs& a) {
   SPX_LAUNCH(ceil_div(D, 128), 128, 0, s, bdec_grad_kernel)(row_ptr.as<int64_t>(), idx.as<int>(), gh.as<float>(),
                                                             gout.as<float>(), nw, W_enc, N, D, a.apply_b_dec, a.loss_scale, gbd.ptr());
   CUDA_CHECK_LAUNCH();
+  double aux = 0;
+  if (a.dead.defined() && a.aux_coefficient > 0) {
+    const std::vector<int> dl = dead_list(a.dead, s);
+    const int64_t nd = int64_t(dl.size()), half = D / 2;
+    if (nd > 0) {
+      SPX_CHECK(half >= 1, Value, "AuxK needs d_in >= 2 (k_aux = d_in / 2), got d_in=" + std::to_string(D));
+      const double scale = std::min(double(nd) / double(half), 1.0), cs = a.aux_coefficient * scale;
+      const int64_t ka = std::min(half, nd), na = N * ka;
+      DeviceBuffer ddl(size_t(nd) * 4, s), resid(size_t(N * D) * 4, s), avals(size_t(na) * 4, s), aidx(size_t(na) * 4, s),
+          arow_ptr(size_t(N + 1) * 8, s), arow_of(size_t(na) * 4, s), agh(size_t(na) * 4, s), agout(size_t(N * D) * 4, s),
+          ase(size_t(N) * 8, s);
+      CUDA_CHECK(cudaMemcpyAsync(ddl.get(), dl.data(), size_t(nd) * 4, cudaMemcpyHostToDevice, s));
+      std::vector<int64_t> arp(size_t(N + 1));
+      for (int64_t n = 0; n <= N; ++n) arp[size_t(n)] = n * ka;
+      CUDA_CHECK(cudaMemcpyAsync(arow_ptr.get(), arp.data(), size_t(N + 1) * 8, cudaMemcpyHostToDevice, s));
+      SPX_LAUNCH(ceil_div(N * D, 256), 256, 0, s, auxk_residual_kernel)(gout.as<float>() + nw * N * D, N * D, double(N), resid.as<float>());
+      CUDA_CHECK_LAUNCH();
+      // Rows in chunks, so the scores stay within 2^24 floats.
+      const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(N, (int64_t(1) << 24) / nd));
+      DeviceBuffer S(size_t(chunk * nd) * 4, s);
+      for (int64_t r0 = 0; r0 < N; r0 += chunk) {
+        const int64_t rows = std::min(chunk, N - r0);
+        SPX_LAUNCH(ceil_div(rows * nd, 256), 256, 0, s, auxk_scores_kernel)(xin.as<float>(), W_enc, b_enc, norm.as<float>(), ddl.as<int>(),
+                                                                           nd, r0, rows, D, S.as<float>());
+        CUDA_CHECK_LAUNCH();
+        SPX_LAUNCH(unsigned(rows), 256, 0, s, auxk_pick_kernel)(S.as<float>(), ddl.as<int>(), nd, ka, r0, avals.as<float>(), aidx.as<int>());
+        CUDA_CHECK_LAUNCH();
+      }
+      row_of_dev(arow_ptr.as<int64_t>(), N, arow_of.as<int>(), s);
+      // The main path's kernels with no prefixes, target = the residual and scale c·scale.
+      SPX_LAUNCH(dim3(unsigned(N), 1u), 128, 0, s, decode_levels_kernel)(arow_ptr.as<int64_t>(), avals.as<float>(), aidx.as<int>(),
+                                                                        norm.as<float>(), widths.as<int64_t>(), 0, W_dec, b_dec,
+                                                                        resid.as<float>(), N, M, D, agout.as<float>(), ase.as<double>());
+      CUDA_CHECK_LAUNCH();
+      SPX_LAUNCH(ceil_div(na * 32, 256), 256, 0, s, entry_grad_kernel)(arow_of.as<int>(), aidx.as<int>(), na, agout.as<float>(),
+                                                                       widths.as<int64_t>(), 0, N, W_dec, D, agh.as<float>());
+      CUDA_CHECK_LAUNCH();
+      {
+        Csr c = build_csr(aidx.as<int>(), na, M, s);
+        SPX_LAUNCH(unsigned(M), 128, 0, s, latent_grad_kernel)(c.start.as<int64_t>(), c.slots.as<int>(), arow_of.as<int>(),
+                                                               agh.as<float>(), avals.as<float>(), norm.as<float>(), xin.as<float>(),
+                                                               agout.as<float>(), widths.as<int64_t>(), 0, N, D, a.loss_scale * cs,
+                                                               gwe.ptr(), gbe.ptr(), gwd.ptr());
+        CUDA_CHECK_LAUNCH();
+        ses.sync();
+      }
+      SPX_LAUNCH(ceil_div(D, 128), 128, 0, s, bdec_grad_kernel)(arow_ptr.as<int64_t>(), aidx.as<int>(), agh.as<float>(),
+                                                                agout.as<float>(), 0, W_enc, N, D, a.apply_b_dec, a.loss_scale * cs,
+                                                                gbd.ptr());
+      CUDA_CHECK_LAUNCH();
+      std::vector<double> hase(static_cast<size_t>(N));
+      CUDA_CHECK(cudaMemcpyAsync(hase.data(), ase.get(), size_t(N) * 8, cudaMemcpyDeviceToHost, s));
+      ses.sync();
+      for (double v : hase) aux += v;
+      aux *= cs / double(N);
+    }
+  }
   for (GradTarget* g : {&gwe, &gbe, &gwd, &gbd, &fired}) g->write_back();
   std::vector<double> hse(size_t((nw + 1) * N));
   CUDA_CHECK(cudaMemcpyAsync(hse.data(), se.get(), hse.size() * 8, cudaMemcpyDeviceToHost, s));
@@ -412,7 +525,8 @@ BatchTopKLossesDev batchtopk_step(const BatchTopKStepArgs& a) {
     L.mse += hse[size_t(nw * N + n)] / double(N);
     for (int lv = 0; lv < nw; ++lv) L.inner += hse[size_t(lv * N + n)] / double(N);
   }
-  L.loss = L.mse + L.inner;
+  L.aux = aux;
+  L.loss = L.mse + L.inner + L.aux;
   return L;
 }
 

@@ -14,6 +14,7 @@
 //      per column: b_dec. Gradients are added, times loss_scale, into the grad buffers.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -248,7 +249,87 @@ __global__ void bdec_grad_kernel(const int64_t* __restrict__ row_ptr, const int*
   g_b_dec[d] += float(ls * t);
 }
 
+
+// JumpReLU's pre-activation loss (CPU twin: add_pre_act in native/cpu/threshold_step.cpp): one
+// block per dead latent m = dl[j]; each chunk of rows computes h, and the rows below θ_m add
+// their x' into this block's own sx[j] (no other block writes it). Then the latent's gradients
+// and its share of b_dec's (gin[j] = g_h-sum · W_enc[m]); loss_of[j] = Σ (θ − h)⁺ · n_m.
+__global__ void pre_act_kernel(const float* __restrict__ xin, const float* __restrict__ W_enc, const float* __restrict__ b_enc,
+                               const float* __restrict__ W_dec, const float* __restrict__ theta, const float* __restrict__ norm,
+                               const int* __restrict__ dl, int64_t N, int64_t D, double c, double ls, double* __restrict__ sx,
+                               double* __restrict__ loss_of, double* __restrict__ gin, float* __restrict__ g_W_enc,
+                               float* __restrict__ g_b_enc, float* __restrict__ g_log_t, float* __restrict__ g_W_dec) {
+  __shared__ unsigned char below[128];
+  __shared__ double scratch[32];
+  __shared__ double tot[2];
+  const int64_t j = blockIdx.x, m = dl[j];
+  const float t = theta[m];
+  double my_gap = 0, my_cnt = 0;
+  for (int64_t r0 = 0; r0 < N; r0 += 128) {
+    const int64_t r = r0 + threadIdx.x;
+    below[threadIdx.x] = 0;
+    if (r < N) {
+      float acc = 0;
+      for (int64_t d = 0; d < D; ++d) acc += xin[r * D + d] * W_enc[m * D + d];
+      const double gap = double(t) - double(acc + b_enc[m]);
+      if (gap > 0) {
+        my_gap += gap;
+        my_cnt += 1;
+        below[threadIdx.x] = 1;
+      }
+    }
+    __syncthreads();
+    const int64_t rn = N - r0 < 128 ? N - r0 : 128;
+    for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
+      double v = sx[j * D + d];
+      for (int64_t q = 0; q < rn; ++q)
+        if (below[q]) v += xin[(r0 + q) * D + d];
+      sx[j * D + d] = v;
+    }
+    __syncthreads();
+  }
+  my_gap = block_sum_f64(my_gap, scratch);
+  if (threadIdx.x == 0) tot[0] = my_gap;
+  __syncthreads();
+  my_cnt = block_sum_f64(my_cnt, scratch);
+  if (threadIdx.x == 0) tot[1] = my_cnt;
+  __syncthreads();
+  const double gap = tot[0], cnt = tot[1], nm = norm[m], gh = -c * nm;  // d loss / d h, per row below θ
+  if (threadIdx.x == 0) {
+    loss_of[j] = gap * nm;
+    g_b_enc[m] += float(ls * gh * cnt);
+    g_log_t[m] += float(ls * c * nm * cnt * double(t));
+  }
+  for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
+    g_W_enc[m * D + d] += float(ls * gh * sx[j * D + d]);
+    if (nm > 0) g_W_dec[m * D + d] += float(ls * c * gap * W_dec[m * D + d] / nm);
+    gin[j * D + d] = gh * cnt * W_enc[m * D + d];
+  }
+}
+
+// b_dec's share of the pre-act loss through x' = x − b_dec: −Σ_j gin[j], one thread per column.
+__global__ void pre_act_bdec_kernel(const double* __restrict__ gin, int64_t nd, int64_t D, double ls, float* __restrict__ g_b_dec) {
+  const int64_t d = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (d >= D) return;
+  double v = 0;
+  for (int64_t j = 0; j < nd; ++j) v += gin[j * D + d];
+  g_b_dec[d] -= float(ls * v);
+}
+
 }  // namespace
+
+std::vector<int> dead_list(const Tensor& dead, cudaStream_t s) {
+  std::vector<int> mask(size_t(dead.numel())), out;
+  if (dead.device() == Device::CUDA) {
+    CUDA_CHECK(cudaMemcpyAsync(mask.data(), dead.raw(), mask.size() * 4, cudaMemcpyDeviceToHost, s));
+    CUDA_CHECK(cudaStreamSynchronize(s));
+  } else {
+    std::memcpy(mask.data(), dead.raw(), mask.size() * 4);
+  }
+  for (size_t m = 0; m < mask.size(); ++m)
+    if (mask[m]) out.push_back(int(m));
+  return out;
+}
 
 void latent_prep_dev(const float* W_dec, const float* log_t, int64_t M, int64_t D, float* norm, float* theta, cudaStream_t s) {
   if (M == 0) return;
@@ -370,6 +451,31 @@ ThresholdStepLossesDev threshold_step(const ThresholdStepArgs& a) {
                                                               gout.as<float>(), W_enc, N, D, a.apply_b_dec, a.loss_scale, gbd.ptr());
     CUDA_CHECK_LAUNCH();
   }
+  double pre_act = 0;
+  if (a.jumprelu && a.dead.defined() && a.pre_act_coefficient > 0) {
+    const std::vector<int> dl = dead_list(a.dead, s);
+    const int64_t nd = int64_t(dl.size());
+    if (nd > 0) {
+      DeviceBuffer ddl(size_t(nd) * 4, s), sx(size_t(nd * D) * 8, s), loss_of(size_t(nd) * 8, s), gin(size_t(nd * D) * 8, s);
+      CUDA_CHECK(cudaMemcpyAsync(ddl.get(), dl.data(), size_t(nd) * 4, cudaMemcpyHostToDevice, s));
+      CUDA_CHECK(cudaMemsetAsync(sx.get(), 0, size_t(nd * D) * 8, s));
+      const double c = a.pre_act_coefficient / double(N);
+      SPX_LAUNCH(unsigned(nd), 128, 0, s, pre_act_kernel)(xin.as<float>(), W_enc, b_enc, W_dec, theta.as<float>(), norm.as<float>(),
+                                                          ddl.as<int>(), N, D, c, a.loss_scale, sx.as<double>(),
+                                                          loss_of.as<double>(), gin.as<double>(), gwe.ptr(), gbe.ptr(), glt.ptr(),
+                                                          gwd.ptr());
+      CUDA_CHECK_LAUNCH();
+      if (a.apply_b_dec && D > 0) {
+        SPX_LAUNCH(ceil_div(D, 128), 128, 0, s, pre_act_bdec_kernel)(gin.as<double>(), nd, D, a.loss_scale, gbd.ptr());
+        CUDA_CHECK_LAUNCH();
+      }
+      std::vector<double> hl(static_cast<size_t>(nd));
+      CUDA_CHECK(cudaMemcpyAsync(hl.data(), loss_of.get(), size_t(nd) * 8, cudaMemcpyDeviceToHost, s));
+      ses.sync();
+      for (double v : hl) pre_act += v;
+      pre_act *= c;
+    }
+  }
   for (GradTarget* g : {&gwe, &gbe, &gwd, &gbd, &glt, &fired}) g->write_back();
   std::vector<double> hse(static_cast<size_t>(N)), hsp(static_cast<size_t>(nnz));
   CUDA_CHECK(cudaMemcpyAsync(hse.data(), se.get(), size_t(N) * 8, cudaMemcpyDeviceToHost, s));
@@ -379,7 +485,8 @@ ThresholdStepLossesDev threshold_step(const ThresholdStepArgs& a) {
   for (double v : hse) L.mse += v;
   L.mse /= double(N);
   for (double v : hsp) L.sparsity += v;
-  L.loss = L.mse + L.sparsity;
+  L.pre_act = pre_act;
+  L.loss = L.mse + L.sparsity + L.pre_act;
   return L;
 }
 

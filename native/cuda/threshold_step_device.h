@@ -25,9 +25,11 @@ struct ThresholdStepArgs {
   double lp_norm = 1.0;  // relu: p of the penalty's p-norm
   bool tanh_l0 = false;
   double tanh_scale = 4.0, loss_scale = 1.0;
+  Tensor dead;  // int32 [M] (any device) or undefined: JumpReLU's pre-act loss mask
+  double pre_act_coefficient = 0;
 };
 struct ThresholdStepLossesDev {
-  double mse = 0, sparsity = 0, loss = 0;
+  double mse = 0, sparsity = 0, loss = 0, pre_act = 0;
 };
 ThresholdStepLossesDev threshold_step(const ThresholdStepArgs& a);
 
@@ -41,9 +43,11 @@ struct BatchTopKStepArgs {
   double k = 0;
   std::vector<int64_t> widths;  // matryoshka prefix widths (< M), strictly increasing
   double loss_scale = 1.0;
+  Tensor dead;  // int32 [M] (any device) or undefined: AuxK's mask
+  double aux_coefficient = 0;
 };
 struct BatchTopKLossesDev {
-  double mse = 0, inner = 0, loss = 0, min_kept = 0;
+  double mse = 0, inner = 0, loss = 0, min_kept = 0, aux = 0;
   int64_t kept = 0;
 };
 BatchTopKLossesDev batchtopk_step(const BatchTopKStepArgs& a);
@@ -59,6 +63,8 @@ struct StepMath {
 void latent_prep_dev(const float* W_dec, const float* log_t, int64_t M, int64_t D, float* norm, float* theta, cudaStream_t s);
 // did_fire[idx[j]] = 1 for each entry j < nnz with vals[j] > 0.
 void mark_fired_dev(const float* vals, const int* idx, int64_t nnz, int* did_fire, cudaStream_t s);
+// The dead latents of an int32 [M] mask on either device, in latent order (host list).
+std::vector<int> dead_list(const Tensor& dead, cudaStream_t s);
 // row_of[j] = the row of CSR entry j.
 void row_of_dev(const int64_t* row_ptr, int64_t N, int* row_of, cudaStream_t s);
 

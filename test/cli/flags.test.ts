@@ -93,9 +93,18 @@ test('the SAELens-kind flags parse, in both spellings, each with its activation'
   assert.equal(runConfig(parseTrainArgs([]).init).maxGradNorm, null, 'max_grad_norm: the kind decides (defaultMaxGradNorm)');
   const b = runConfig(parseTrainArgs(['--activation', 'batchtopk', '--topk_threshold_lr', '0.05', '--matryoshka-prefixes', '128', '512', '--num_latents', '1024']).init);
   assert.deepEqual([b.sae.activation, b.sae.topkThresholdLr, b.sae.matryoshkaPrefixes], ['batchtopk', 0.05, [128, 512]]);
+  // The dead-latent terms (SAELens's names) and their defaults: AuxK 1, the pre-act loss off, no window.
+  assert.deepEqual([b.auxLossCoefficient, j.preActLossCoefficient, b.deadFeatureWindow], [1, null, null]);
+  const a = runConfig(parseTrainArgs(['--activation', 'batchtopk', '--aux-loss-coefficient', '0.5', '--dead_feature_window', '1000']).init);
+  assert.deepEqual([a.auxLossCoefficient, a.deadFeatureWindow], [0.5, 1000]);
+  const p = runConfig(parseTrainArgs(['--activation', 'jumprelu', '--pre_act_loss_coefficient', '3e-6']).init);
+  assert.equal(p.preActLossCoefficient, 3e-6);
+  assert.throws(() => parseTrainArgs(['--activation', 'relu', '--pre_act_loss_coefficient', '3e-6']), /--pre_act_loss_coefficient applies to --activation jumprelu/);
+  assert.throws(() => parseTrainArgs(['--aux_loss_coefficient', '0.5']), /--aux_loss_coefficient applies to --activation batchtopk and Matryoshka/);
+  assert.equal(runConfig(parseTrainArgs(['--matryoshka_prefixes', '32', '--aux_loss_coefficient', '0.5']).init).auxLossCoefficient, 0.5);
   const exercised = new Set(['l0_coefficient', 'l0_warm_up_steps', 'jumprelu_init_threshold', 'jumprelu_bandwidth', 'jumprelu_sparsity_loss_mode', 'jumprelu_tanh_scale',
     'l1_coefficient', 'l1_warm_up_steps', 'normalize_activations', 'apply_b_dec_to_input', 'topk_threshold_lr', 'matryoshka_prefixes',
-    'max_grad_norm', 'n_batches_for_norm_estimate']);
+    'max_grad_norm', 'n_batches_for_norm_estimate', 'aux_loss_coefficient', 'pre_act_loss_coefficient', 'dead_feature_window']);
   for (const [, key] of KIND_CONFIG_KEYS) assert.ok(exercised.has(key), `flag --${key} not exercised`);
   for (const f of SAELENS_TRAIN_FIELDS) assert.ok(exercised.has(f.key), `flag --${f.key} not exercised`);
 });

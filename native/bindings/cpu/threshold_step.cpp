@@ -1,7 +1,10 @@
 // N-API surface of the threshold-coder training step (cpu/threshold_step.h):
 //   thresholdStep(w, grads, x, {kind: 'relu'|'jumprelu', l1Coefficient, lpNorm, l0Coefficient, bandwidth,
-//                 sparsityLoss: 'step'|'tanh', tanhScale, lossScale, didFire?}) -> Promise<{mse, sparsity, loss}>
-//   batchTopKStep(w, grads, x, {k, widths?: number[], lossScale, didFire?, perRow?}) (perRow: TopK per row) -> Promise<{mse, inner, loss, minKept, kept}>
+//                 sparsityLoss: 'step'|'tanh', tanhScale, lossScale, didFire?, preActCoefficient?, dead?})
+//                 -> Promise<{mse, sparsity, preAct, loss}>
+//   batchTopKStep(w, grads, x, {k, widths?: number[], lossScale, didFire?, perRow?, auxCoefficient?, dead?}) (perRow: TopK per row)
+//                 -> Promise<{mse, inner, aux, loss, minKept, kept}>
+// dead (int32 [M], host): the dead latents of JumpReLU's pre-act loss and of AuxK.
 // w / grads = { encW [M,D], encB [M], logThreshold? [M] (jumprelu), W_dec [M,D], b_dec [D] } (float32);
 // gradients are added into grads; didFire (int32 [M]) gets 1 for each latent that fired.
 #include <cstdint>
@@ -24,13 +27,14 @@ Napi::Value threshold_step_js(const Napi::CallbackInfo& info) {
   StepTensors w = read_step_tensors(info[0], "weights", s.jumprelu, M, D, false, BindingSide::Cpu);
   StepTensors g = read_step_tensors(info[1], "grads", s.jumprelu, M, D, true, BindingSide::Cpu);
   Tensor fired = read_step_did_fire(o, M, BindingSide::Cpu);
+  Tensor dead = read_step_dead(o, M);
   Tensor x = read_tokens_x(info, 2, D);
   auto out = std::make_shared<ThresholdStepLosses>();
   return run_async(
       info.Env(),
-      [w, g, x, s, M, D, out, fired] {
+      [w, g, x, s, M, D, out, fired, dead] {
         ThresholdStepWeights wv{D, M, w.encW.data<float>(), w.encB.data<float>(), s.jumprelu ? w.logThreshold.data<float>() : nullptr,
-                                w.W_dec.data<float>(), w.b_dec.data<float>()};
+                                w.W_dec.data<float>(), w.b_dec.data<float>(), dead.defined() ? dead.data<int32_t>() : nullptr};
         ThresholdStepGrads gv{g.encW.data<float>(), g.encB.data<float>(), s.jumprelu ? g.logThreshold.data<float>() : nullptr,
                               g.W_dec.data<float>(), g.b_dec.data<float>(), fired.defined() ? fired.data<int32_t>() : nullptr};
         *out = threshold_step(wv, s, x.dim(0), x.data<float>(), gv);
@@ -39,6 +43,7 @@ Napi::Value threshold_step_js(const Napi::CallbackInfo& info) {
         Napi::Object r = Napi::Object::New(env);
         r.Set("mse", out->mse);
         r.Set("sparsity", out->sparsity);
+        r.Set("preAct", out->pre_act);
         r.Set("loss", out->loss);
         return r;
       });
@@ -52,12 +57,14 @@ Napi::Value batchtopk_step_js(const Napi::CallbackInfo& info) {
   StepTensors w = read_step_tensors(info[0], "weights", false, M, D, false, BindingSide::Cpu);
   StepTensors g = read_step_tensors(info[1], "grads", false, M, D, true, BindingSide::Cpu);
   Tensor fired = read_step_did_fire(o, M, BindingSide::Cpu);
+  Tensor dead = read_step_dead(o, M);
   Tensor x = read_tokens_x(info, 2, D);
   auto out = std::make_shared<BatchTopKLosses>();
   return run_async(
       info.Env(),
-      [w, g, x, s, M, D, out, fired] {
-        ThresholdStepWeights wv{D, M, w.encW.data<float>(), w.encB.data<float>(), nullptr, w.W_dec.data<float>(), w.b_dec.data<float>()};
+      [w, g, x, s, M, D, out, fired, dead] {
+        ThresholdStepWeights wv{D, M, w.encW.data<float>(), w.encB.data<float>(), nullptr, w.W_dec.data<float>(), w.b_dec.data<float>(),
+                                dead.defined() ? dead.data<int32_t>() : nullptr};
         ThresholdStepGrads gv{g.encW.data<float>(), g.encB.data<float>(), nullptr, g.W_dec.data<float>(), g.b_dec.data<float>(),
                               fired.defined() ? fired.data<int32_t>() : nullptr};
         *out = batchtopk_step(wv, s, x.dim(0), x.data<float>(), gv);
@@ -66,6 +73,7 @@ Napi::Value batchtopk_step_js(const Napi::CallbackInfo& info) {
         Napi::Object r = Napi::Object::New(env);
         r.Set("mse", out->mse);
         r.Set("inner", out->inner);
+        r.Set("aux", out->aux);
         r.Set("loss", out->loss);
         r.Set("minKept", out->min_kept);
         r.Set("kept", double(out->kept));

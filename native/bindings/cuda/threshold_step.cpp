@@ -1,7 +1,7 @@
 // N-API surface of the threshold-coder training steps on the device (CUDA build only; kernels:
 // native/cuda/threshold_step.cu, batchtopk_step.cu; CPU twin: native/bindings/cpu/threshold_step.cpp):
-//   cudaThresholdStep(w, grads, x, opts) -> Promise<{mse, sparsity, loss}>
-//   cudaBatchTopKStep(w, grads, x, opts) -> Promise<{mse, inner, loss, minKept, kept}>
+//   cudaThresholdStep(w, grads, x, opts) -> Promise<{mse, sparsity, preAct, loss}>
+//   cudaBatchTopKStep(w, grads, x, opts) -> Promise<{mse, inner, aux, loss, minKept, kept}>
 // Same arguments and results as thresholdStep / batchTopKStep; tensors on the host or the device
 // (gradients are added in place where they are).
 #include <memory>
@@ -25,6 +25,7 @@ cuda::ThresholdStepArgs device_args(const ThresholdStepSpec& s, const StepTensor
   a.tanh_scale = s.tanh_scale;
   a.loss_scale = s.loss_scale;
   a.apply_b_dec = s.apply_b_dec;
+  a.pre_act_coefficient = s.pre_act_coefficient;
   a.w_enc = w.encW, a.b_enc = w.encB, a.log_threshold = w.logThreshold, a.w_dec = w.W_dec, a.b_dec = w.b_dec;
   a.g_w_enc = g.encW, a.g_b_enc = g.encB, a.g_log_threshold = g.logThreshold, a.g_w_dec = g.W_dec, a.g_b_dec = g.b_dec;
   return a;
@@ -37,6 +38,7 @@ cuda::BatchTopKStepArgs device_args(const BatchTopKSpec& s, const StepTensors& w
   a.per_row = s.per_row;
   a.apply_b_dec = s.apply_b_dec;
   a.widths = s.widths;
+  a.aux_coefficient = s.aux_coefficient;
   a.w_enc = w.encW, a.b_enc = w.encB, a.w_dec = w.W_dec, a.b_dec = w.b_dec;
   a.g_w_enc = g.encW, a.g_b_enc = g.encB, a.g_w_dec = g.W_dec, a.g_b_dec = g.b_dec;
   return a;
@@ -51,6 +53,7 @@ Napi::Value cuda_threshold_step(const Napi::CallbackInfo& info) {
   StepTensors g = read_step_tensors(info[1], "grads", s.jumprelu, M, D, true, BindingSide::Cuda);
   cuda::ThresholdStepArgs a = device_args(s, w, g);
   a.did_fire = fired;
+  a.dead = read_step_dead(o, M);
   a.x = read_tokens_x(info, 2, D);
   auto out = std::make_shared<cuda::ThresholdStepLossesDev>();
   return run_async(
@@ -59,6 +62,7 @@ Napi::Value cuda_threshold_step(const Napi::CallbackInfo& info) {
         Napi::Object r = Napi::Object::New(env);
         r.Set("mse", out->mse);
         r.Set("sparsity", out->sparsity);
+        r.Set("preAct", out->pre_act);
         r.Set("loss", out->loss);
         return r;
       });
@@ -73,6 +77,7 @@ Napi::Value cuda_batchtopk_step(const Napi::CallbackInfo& info) {
   StepTensors g = read_step_tensors(info[1], "grads", false, M, D, true, BindingSide::Cuda);
   cuda::BatchTopKStepArgs a = device_args(s, w, g);
   a.did_fire = fired;
+  a.dead = read_step_dead(o, M);
   a.x = read_tokens_x(info, 2, D);
   auto out = std::make_shared<cuda::BatchTopKLossesDev>();
   return run_async(
@@ -81,6 +86,7 @@ Napi::Value cuda_batchtopk_step(const Napi::CallbackInfo& info) {
         Napi::Object r = Napi::Object::New(env);
         r.Set("mse", out->mse);
         r.Set("inner", out->inner);
+        r.Set("aux", out->aux);
         r.Set("loss", out->loss);
         r.Set("minKept", out->min_kept);
         r.Set("kept", double(out->kept));

@@ -308,6 +308,9 @@ export function parseTrainArgs(argv: readonly string[]): ParsedTrainArgs {
   checkKindFlags(given, activation);
   // Not batchtopk: k stays sparsify's integer flag (the same error as any integer flag).
   if (kRaw !== undefined && activation !== 'batchtopk') parseInt10(kRaw, 'k');
+  // SAELens's AuxK: batchtopk and Matryoshka (over batchtopk or topk); TopK's own is --auxk_alpha.
+  if (given.has('aux_loss_coefficient') && activation !== 'batchtopk' && !(activation === 'topk' && ((sae.matryoshkaPrefixes as number[] | undefined)?.length ?? 0) > 0))
+    throw new UsageError(`--aux_loss_coefficient applies to --activation batchtopk and Matryoshka coders (--matryoshka_prefixes) only; TopK's AuxK is --auxk_alpha`);
   if (positionals[0] !== undefined) init.model = positionals[0];
   if (positionals[1] !== undefined) init.dataset = positionals[1];
   return { model: positionals[0], dataset: positionals[1], init, device, overwrite, computeDtype, evaluation, given, help };
@@ -316,7 +319,7 @@ export function parseTrainArgs(argv: readonly string[]): ParsedTrainArgs {
 /** The SAELens-kind flags that only mean something for one activation. */
 const KIND_FLAGS: Record<string, readonly string[]> = {
   relu: ['l1_coefficient', 'l1_warm_up_steps', 'lp_norm'],
-  jumprelu: ['l0_coefficient', 'l0_warm_up_steps', 'jumprelu_init_threshold', 'jumprelu_bandwidth', 'jumprelu_sparsity_loss_mode', 'jumprelu_tanh_scale'],
+  jumprelu: ['l0_coefficient', 'l0_warm_up_steps', 'pre_act_loss_coefficient', 'jumprelu_init_threshold', 'jumprelu_bandwidth', 'jumprelu_sparsity_loss_mode', 'jumprelu_tanh_scale'],
   batchtopk: ['topk_threshold_lr'],
 };
 

@@ -214,8 +214,8 @@ export interface Addon {
   // ---- native/bindings/cpu/threshold_encode.cpp, threshold_step.cpp (JumpReLU / gated / BatchTopK kinds)
   thresholdEncode(w: Record<string, unknown>, x: H, bDec?: H): Promise<{ acts: H; indices: H; counts: H }>;
   thresholdEncodeReference(w: Record<string, unknown>, x: H, bDec?: H): Float64Array;
-  thresholdStep(w: Record<string, unknown>, grads: Record<string, unknown>, x: H, opts: object): Promise<{ mse: number; sparsity: number; loss: number }>;
-  batchTopKStep(w: Record<string, unknown>, grads: Record<string, unknown>, x: H, opts: object): Promise<{ mse: number; inner: number; loss: number; minKept: number; kept: number }>;
+  thresholdStep(w: Record<string, unknown>, grads: Record<string, unknown>, x: H, opts: object): Promise<{ mse: number; sparsity: number; preAct: number; loss: number }>;
+  batchTopKStep(w: Record<string, unknown>, grads: Record<string, unknown>, x: H, opts: object): Promise<{ mse: number; inner: number; aux: number; loss: number; minKept: number; kept: number }>;
 
   // ---- native/bindings/cpu/train.cpp
   trainGatherRows(x: H, idx: H): Promise<H>;
@@ -239,8 +239,8 @@ export interface Addon {
   // ---- native/bindings/cuda/threshold_step.cpp (twins of thresholdStep / batchTopKStep; tensors on any device)
   /** native/bindings/cuda/train.cpp: Σ (y − mean_n y)² on the device (the kinds' micro-step normaliser). */
   cudaTotalVariance(y: H): Promise<number>;
-  cudaThresholdStep(w: Record<string, unknown>, grads: Record<string, unknown>, x: H, opts: object): Promise<{ mse: number; sparsity: number; loss: number }>;
-  cudaBatchTopKStep(w: Record<string, unknown>, grads: Record<string, unknown>, x: H, opts: object): Promise<{ mse: number; inner: number; loss: number; minKept: number; kept: number }>;
+  cudaThresholdStep(w: Record<string, unknown>, grads: Record<string, unknown>, x: H, opts: object): Promise<{ mse: number; sparsity: number; preAct: number; loss: number }>;
+  cudaBatchTopKStep(w: Record<string, unknown>, grads: Record<string, unknown>, x: H, opts: object): Promise<{ mse: number; inner: number; aux: number; loss: number; minKept: number; kept: number }>;
   cudaModelCreate(model: NativeModelHandle): Promise<CudaModelHandle>;
 
   /** Exported with Audience::Tests: kernels and references that only tests and benchmarks call. */

@@ -86,6 +86,8 @@ export class SparseCoder implements Disposable {
   private readonly kind: KindState | undefined;
   /** dead_feature_threshold as last given to loadDeadLatents (the state's default until then). */
   private deadThreshold = Infinity;
+  /** The kinds' dead mask (counters > deadThreshold), read once per counter update. */
+  private deadFromCountersCache: Int32Array | undefined;
   private dtype: ComputeDType = 'f32';
 
   private constructor(cfg: SparseCoderConfig, dIn: number, state: CoderState, kind: KindState | undefined) {
@@ -393,7 +395,12 @@ export class SparseCoder implements Disposable {
       throw new ValueError(`forwardBackward: auxkAlpha must be a number >= 0, got ${opts?.auxkAlpha}`);
     if (this.kind) {
       this.call();
-      return kindForwardBackward(this.state, this.cfg, this.kind, x, { ...opts, lossScale: opts.lossScale ?? 1 });
+      if (opts.deadMask !== undefined && opts.deadFromCounters) throw new ValueError('forwardBackward: pass deadMask or deadFromCounters, not both');
+      // The counters are read (a device read on cuda, once per update) only when a dead-latent term is on.
+      const k = this.kind.kind;
+      const wanted = k === 'jumprelu' ? (opts.preActLossCoefficient ?? 0) !== 0 : k !== 'relu' && opts.auxLossCoefficient !== 0;
+      const dead = opts.deadMask !== undefined ? kindDeadMask(opts.deadMask) : opts.deadFromCounters && wanted ? await this.deadFromCounters() : undefined;
+      return kindForwardBackward(this.state, this.cfg, this.kind, x, { ...opts, lossScale: opts.lossScale ?? 1, dead });
     }
     return this.state.forwardBackward(x, {
       ...this.call(opts.computeDtype),
@@ -426,7 +433,17 @@ export class SparseCoder implements Disposable {
     this.alive();
     if (!(tokens >= 0) || !Number.isFinite(tokens)) throw new ValueError(`updateDeadLatents: tokens must be a finite number >= 0, got ${tokens}`);
     // The kinds' steps (kind-step.ts) mark the state's fired latents as its own steps do.
+    this.deadFromCountersCache = undefined;
     return this.state.updateDeadLatents(tokens);
+  }
+
+  /** SAELens kinds: the dead mask of the counters (AuxK, the pre-act loss), a host copy. */
+  private async deadFromCounters(): Promise<Int32Array> {
+    if (!this.deadFromCountersCache) {
+      const counts = await this.state.readDeadLatents();
+      this.deadFromCountersCache = Int32Array.from(counts, (v) => (v > this.deadThreshold ? 1 : 0));
+    }
+    return this.deadFromCountersCache;
   }
 
   /** The dead-latent counters (tokens since each latent fired), a host copy. */
@@ -442,6 +459,7 @@ export class SparseCoder implements Disposable {
     if (counts && counts.length !== this.numLatents)
       throw new ValueError(`loadDeadLatents: ${counts.length} counters, the coder has ${this.numLatents} latents`);
     this.deadThreshold = threshold;
+    this.deadFromCountersCache = undefined;
     await this.state.loadDeadLatents(threshold, counts);
   }
 
@@ -496,3 +514,9 @@ export class SparseCoder implements Disposable {
 }
 
 export { SparseCoder as Sae };
+
+/** An explicit dead mask (nonzero = dead) as the kinds take it: a host Int32Array. */
+function kindDeadMask(m: Tensor | Uint8Array): Int32Array {
+  if (m instanceof Uint8Array) return Int32Array.from(m, (v) => (v ? 1 : 0));
+  return m.dtype === 'int32' ? m.toInt32Array() : Int32Array.from(m.toFloat32Array(), (v) => (v ? 1 : 0));
+}

@@ -48,6 +48,15 @@ export interface TrainConfig {
   /** jumprelu: final L0 coefficient (SAELens l0_coefficient), reached after l0WarmUpSteps optimizer steps. */
   l0Coefficient: number;
   l0WarmUpSteps: number;
+  /** batchtopk, Matryoshka (over batchtopk or topk): AuxK weight over the dead latents (SAELens aux_loss_coefficient). */
+  auxLossCoefficient: number;
+  /** jumprelu: pre-activation loss weight over the dead latents (SAELens pre_act_loss_coefficient); null = off. */
+  preActLossCoefficient: number | null;
+  /**
+   * SAELens's dead_feature_window (optimizer steps without firing); when set it replaces
+   * dead_feature_threshold by steps × batch_size × ctx_len × grad_acc_steps tokens.
+   */
+  deadFeatureWindow: number | null;
   /**
    * 'expected_average_only_in' (SAELens): the coders train on s·x, s = sqrt(d_in) / E||x|| per
    * hookpoint, and are saved with s folded into their weights (they read raw activations).
@@ -132,6 +141,12 @@ export const SAELENS_TRAIN_FIELDS: readonly FieldSpec[] = [
   { field: 'l1WarmUpSteps', key: 'l1_warm_up_steps', kind: 'int', help: 'relu: linear warm-up of the L1 coefficient from 0, optimizer steps' },
   { field: 'l0Coefficient', key: 'l0_coefficient', kind: 'float', help: 'jumprelu: L0 coefficient' },
   { field: 'l0WarmUpSteps', key: 'l0_warm_up_steps', kind: 'int', help: 'jumprelu: linear warm-up of the L0 coefficient from 0, optimizer steps' },
+  { field: 'auxLossCoefficient', key: 'aux_loss_coefficient', kind: 'float', help: 'batchtopk, Matryoshka: weight of AuxK on the dead latents (0 = off)' },
+  { field: 'preActLossCoefficient', key: 'pre_act_loss_coefficient', kind: 'float?', help: 'jumprelu: weight of the pre-activation loss on the dead latents (None = off)' },
+  {
+    field: 'deadFeatureWindow', key: 'dead_feature_window', kind: 'int?',
+    help: 'optimizer steps without firing after which a latent is dead (SAELens); sets dead_feature_threshold = steps*batch_size*ctx_len*grad_acc_steps',
+  },
   {
     field: 'normalizeActivations', key: 'normalize_activations', kind: 'enum', choices: ['expected_average_only_in', 'none'],
     help: 'train on s*x, s = sqrt(d_in)/E||x|| over n_batches_for_norm_estimate batches; saved coders have s folded in',
@@ -202,6 +217,9 @@ export const DEFAULT_TRAIN_CONFIG: Readonly<Omit<TrainConfig, 'sae'>> = Object.f
   l1WarmUpSteps: 0,
   l0Coefficient: 1.0,
   l0WarmUpSteps: 0,
+  auxLossCoefficient: 1.0,
+  preActLossCoefficient: null,
+  deadFeatureWindow: null,
   normalizeActivations: 'none',
   maxGradNorm: null,
   nBatchesForNormEstimate: 1000,
@@ -316,10 +334,18 @@ export function validateTrainConfig(cfg: TrainConfig, opts: { resolved?: boolean
   min(cfg.l0WarmUpSteps, 'l0_warm_up_steps', 0);
   if (cfg.maxGradNorm !== null) min(cfg.maxGradNorm, 'max_grad_norm', 0);
   min(cfg.nBatchesForNormEstimate, 'n_batches_for_norm_estimate', 1);
+  min(cfg.auxLossCoefficient, 'aux_loss_coefficient', 0);
+  if (cfg.preActLossCoefficient !== null) min(cfg.preActLossCoefficient, 'pre_act_loss_coefficient', 0);
+  if (cfg.deadFeatureWindow !== null) min(cfg.deadFeatureWindow, 'dead_feature_window', 0);
+  // Saved in config.json with the kinds' fields only (TopK runs keep sparsify's file): kinds only.
+  if (cfg.deadFeatureWindow !== null && !hasKindKeys(cfg.sae))
+    throw new ConfigError(`${where}: dead_feature_window (SAELens) is for the SAELens kinds and Matryoshka; sparsify's TopK uses dead_feature_threshold (tokens)`);
   if (cfg.normalizeActivations !== 'none' && cfg.sae.transcode)
     throw new ConfigError(`${where}: normalize_activations "${cfg.normalizeActivations}" is for autoencoders (SAELens scales the input only); not with transcode`);
-  if (isSaeLensKind(cfg.sae.activation) && cfg.auxkAlpha > 0)
-    throw new ConfigError(`${where}: auxk_alpha (AuxK) is not implemented for activation "${cfg.sae.activation}"; use 0`);
+  if (hasKindKeys(cfg.sae) && cfg.auxkAlpha > 0)
+    throw new ConfigError(
+      `${where}: auxk_alpha is sparsify's AuxK for TopK; ${isSaeLensKind(cfg.sae.activation) ? `activation "${cfg.sae.activation}"` : 'Matryoshka TopK'} takes SAELens's aux_loss_coefficient, so use auxk_alpha 0`,
+    );
   if (cfg.lr !== null && cfg.lr < 0) throw new ConfigError(`${where}: lr must be >= 0 (0 or null = default), got ${cfg.lr}`);
   for (const t of cfg.excludeTokens) if (t < 0) throw new ConfigError(`${where}: exclude_tokens must be token ids (>= 0), got ${t}`);
   if (cfg.runName !== null) checkRunName(cfg.runName);
@@ -334,7 +360,7 @@ export function validateTrainConfig(cfg: TrainConfig, opts: { resolved?: boolean
   if (!opts.resolved && cfg.hookpoints.length > 0 && cfg.layers.length > 0) throw new ConfigError(`${where}: cannot specify both hookpoints and layers`);
 }
 
-const FLOAT_KEYS = new Set(['lr', 'auxk_alpha', 'l1_coefficient', 'l0_coefficient', 'max_grad_norm']);
+const FLOAT_KEYS = new Set(['lr', 'auxk_alpha', 'l1_coefficient', 'l0_coefficient', 'max_grad_norm', 'aux_loss_coefficient', 'pre_act_loss_coefficient']);
 
 /** snake_case dict in dataclass field order (TrainConfig fields, then RunConfig's own). */
 export function trainConfigToDict(cfg: TrainConfig | RunConfig): Record<string, unknown> {

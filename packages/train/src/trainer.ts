@@ -68,6 +68,8 @@ export interface CoderMetrics {
   numDead: number;
   /** With max_grad_norm: the coder's global gradient norm before clipping at this step. */
   gradNorm?: number;
+  /** jumprelu: SAELens's pre-activation loss on the dead latents (metrics `pre_act_loss/<name>`). */
+  preActLoss?: number;
 }
 
 export interface StepInfo {
@@ -151,7 +153,7 @@ type Captured = { captured: Map<string, Tensor>; capturedInputs?: Map<string, Te
 
 /** Sums over the batches of one optimizer step and over the steps of one log window. */
 class StepTotals {
-  perCoder = new Map<string, { fvu: number; auxk: number; mt: number; n: number }>();
+  perCoder = new Map<string, { fvu: number; auxk: number; mt: number; pre?: number; n: number }>();
   tokens = 0;
   logSum = new Map<string, number>();
   logSteps = 0;
@@ -160,11 +162,12 @@ class StepTotals {
     this.resetStep();
   }
 
-  add(name: string, r: { fvu: number; auxkLoss: number; multiTopkFvu: number }): void {
+  add(name: string, r: { fvu: number; auxkLoss: number; multiTopkFvu: number; preActLoss?: number }): void {
     const s = this.perCoder.get(name)!;
     s.fvu += r.fvu;
     s.auxk += r.auxkLoss;
     s.mt += r.multiTopkFvu;
+    if (r.preActLoss !== undefined) s.pre = (s.pre ?? 0) + r.preActLoss;
     s.n += 1;
   }
 
@@ -312,7 +315,7 @@ export class Trainer extends EventEmitter {
           coder = await SparseCoder.create(width, { ...cfg.sae }, { seed, device: this.device });
         }
         coder.computeDtype = this.computeDtype;
-        await coder.loadDeadLatents(cfg.deadFeatureThreshold);
+        await coder.loadDeadLatents(this.deadThresholdTokens());
         this.coders.push({ name, hook, seed, coder });
       }
     }
@@ -320,6 +323,15 @@ export class Trainer extends EventEmitter {
     const first = this.coders[0];
     this.initialK = initialK(first.coder.numLatents, this.widths.get(first.hook)!);
     this.createOptimizers();
+  }
+
+  /**
+   * Tokens without firing after which a latent is dead: dead_feature_threshold, or SAELens's
+   * dead_feature_window (optimizer steps) times the tokens of a full optimizer step.
+   */
+  private deadThresholdTokens(): number {
+    const w = this.cfg.deadFeatureWindow;
+    return w === null ? this.cfg.deadFeatureThreshold : w * this.cfg.batchSize * this.dataset.ctxLen * this.cfg.gradAccSteps;
   }
 
   private checkCompatible(coder: SparseCoder, width: number, what: string): void {
@@ -379,7 +391,7 @@ export class Trainer extends EventEmitter {
       coder.computeDtype = this.computeDtype;
       e.coder.dispose();
       e.coder = coder;
-      await coder.loadDeadLatents(this.cfg.deadFeatureThreshold, checkCounters(countersFile, e.name, counters.get(e.name), coder.numLatents));
+      await coder.loadDeadLatents(this.deadThresholdTokens(), checkCounters(countersFile, e.name, counters.get(e.name), coder.numLatents));
     }
     this.createOptimizers();
     for (let i = 0; i < this.optimizers.length; i++) {
@@ -635,6 +647,8 @@ export class Trainer extends EventEmitter {
             // SAELens kinds: the sparsity coefficients at this optimizer step (SAELens's warm-up law).
             l1Coefficient: warmedUpCoefficient(cfg.l1Coefficient, this.optStep, cfg.l1WarmUpSteps),
             l0Coefficient: warmedUpCoefficient(cfg.l0Coefficient, this.optStep, cfg.l0WarmUpSteps),
+            auxLossCoefficient: cfg.auxLossCoefficient,
+            preActLossCoefficient: cfg.preActLossCoefficient ?? 0,
           }), this.model.path);
           totals.add(e.name, res);
         }
@@ -660,7 +674,10 @@ export class Trainer extends EventEmitter {
       const numDead = await e.coder.updateDeadLatents(totals.tokens);
       const s = totals.perCoder.get(e.name)!;
       const n = Math.max(1, s.n);
-      metrics[e.name] = { fvu: s.fvu / n, auxk: s.auxk / n, multiTopkFvu: s.mt / n, deadPct: numDead / e.coder.numLatents, numDead };
+      metrics[e.name] = {
+        fvu: s.fvu / n, auxk: s.auxk / n, multiTopkFvu: s.mt / n, deadPct: numDead / e.coder.numLatents, numDead,
+        ...(s.pre !== undefined ? { preActLoss: s.pre / n } : {}),
+      };
       const gradNorm = this.optimizers[i].lastGradNorms[0];
       if (gradNorm !== undefined) metrics[e.name].gradNorm = gradNorm;
     }
@@ -777,6 +794,7 @@ function flatMetrics(m: Record<string, CoderMetrics>): Record<string, number> {
     out[`multi_topk_fvu/${name}`] = v.multiTopkFvu;
     out[`dead_pct/${name}`] = v.deadPct;
     if (v.gradNorm !== undefined) out[`grad_norm/${name}`] = v.gradNorm;
+    if (v.preActLoss !== undefined) out[`pre_act_loss/${name}`] = v.preActLoss;
   }
   return out;
 }

@@ -45,6 +45,8 @@ export interface StepLosses {
   fvu: number;
   auxkLoss: number;
   multiTopkFvu: number;
+  /** jumprelu: SAELens's pre-activation loss over the dead latents (in loss). */
+  preActLoss?: number;
 }
 
 export interface StepCall extends CoderCall {

@@ -36,6 +36,10 @@ export interface KindCoefficients {
   l1Coefficient?: number;
   /** jumprelu: L0 coefficient (SAELens l0_coefficient, default 1). */
   l0Coefficient?: number;
+  /** batchtopk, Matryoshka (over batchtopk or topk): AuxK weight (SAELens aux_loss_coefficient, default 1), over the dead latents. */
+  auxLossCoefficient?: number;
+  /** jumprelu: pre-activation loss weight (SAELens pre_act_loss_coefficient; default off), over the dead latents. */
+  preActLossCoefficient?: number;
 }
 
 export interface KindStepCall extends KindCoefficients {
@@ -47,6 +51,8 @@ export interface KindStepCall extends KindCoefficients {
   rows?: [number, number];
   batchVariance?: boolean;
   auxkAlpha: number;
+  /** Host dead mask (nonzero = dead) for AuxK / the pre-act loss; undefined: no latent is dead. */
+  dead?: Int32Array;
 }
 
 /** Why `cfg` cannot make a coder of a SAELens kind with M latents on `device`, or undefined. */
@@ -198,12 +204,15 @@ function stepTensors(t: Map<CoderParamName, Tensor>): ThresholdStepTensors {
 /**
  * One training forward + backward of a SAELens kind, gradients ADDED (times lossScale) into the
  * state's gradient buffers; batchtopk then moves its running threshold (SAELens's rule).
- * Returned: loss = SAELens's loss (mse + sparsity term, or + Matryoshka prefix losses), fvu =
- * the reconstruction's FVU, auxkLoss = the L1 / L0 term, multiTopkFvu = the prefix MSE sum.
+ * Returned: loss = SAELens's loss (mse + sparsity term, or + Matryoshka prefix losses, + AuxK /
+ * the pre-act loss over `call.dead`), fvu = the reconstruction's FVU, auxkLoss = the L1 / L0 term
+ * (relu, jumprelu) or AuxK (batchtopk, Matryoshka), multiTopkFvu = the prefix MSE sum,
+ * preActLoss = JumpReLU's pre-act loss.
  */
 export async function kindForwardBackward(state: CoderState, cfg: SparseCoderConfig, ks: KindState, x: Tensor, call: KindStepCall): Promise<StepLosses> {
   const kind = ks.kind;
-  if (call.auxkAlpha > 0) throw new ValueError(`forwardBackward: auxkAlpha (AuxK) is not implemented for activation "${kind}"; use 0`);
+  if (call.auxkAlpha > 0)
+    throw new ValueError(`forwardBackward: auxkAlpha (sparsify's AuxK) is for TopK coders; ${kind === 'topk' ? 'Matryoshka TopK' : `activation "${kind}"`} takes SAELens's auxLossCoefficient (aux_loss_coefficient), so pass auxkAlpha 0`);
   if (call.y !== undefined && call.y !== x) throw new ValueError(`forwardBackward: activation "${kind}" trains autoencoders only (no y / transcode)`);
   if (call.trackFired && call.didFire) throw new ValueError('forwardBackward: pass didFire or trackFired, not both');
   if (!state.hasDecoder) throw new ValueError('forwardBackward: this coder has no decoder (loaded with decoder: false)');
@@ -226,10 +235,15 @@ export async function kindForwardBackward(state: CoderState, cfg: SparseCoderCon
   const didFire = call.trackFired ? kt.fired : call.didFire;
   // The kernels run where the batch is: a cuda state's batch goes to the device (once per micro-step).
   const xs = state.device === 'cuda' && xr.device !== 'cuda' ? await xr.to('cuda') : xr;
+  // The dead mask goes to the kernels only when its term is on (AuxK, JumpReLU's pre-act loss).
+  const deadCoef = kind === 'jumprelu' ? coef(call.preActLossCoefficient ?? 0, 'preActLossCoefficient') : kind === 'relu' ? 0 : coef(call.auxLossCoefficient, 'auxLossCoefficient');
+  if (call.dead && call.dead.length !== ks.M) throw new ValueError(`forwardBackward: the dead mask has ${call.dead.length} entries, the coder has ${ks.M} latents`);
+  const dead = deadCoef > 0 && call.dead?.some((v) => v !== 0) ? Tensor.from(call.dead, [ks.M], { dtype: 'int32' }) : undefined;
   try {
-    return await kindStep(kind, cfg, ks, w, g, xs, didFire, call, coef, (mse) => (mse * N) / tv);
+    return await kindStep(kind, cfg, ks, w, g, xs, didFire, call, coef, (mse) => (mse * N) / tv, deadCoef, dead);
   } finally {
     if (xs !== xr) xs.dispose();
+    dead?.dispose();
   }
 }
 
@@ -250,15 +264,21 @@ async function kindStep(
   call: KindStepCall,
   coef: (v: number | undefined, name: string) => number,
   fvuOfMse: (mse: number) => number,
+  deadCoef: number,
+  dead: Tensor | undefined,
 ): Promise<StepLosses> {
-  let mse: number, sparsity: number, loss: number;
+  let mse: number, sparsity: number, loss: number, aux: number;
   if (kind === 'batchtopk' && !(Math.floor(cfg.k * xr.shape[0]) >= 1))
     throw new ValueError(`forwardBackward: batchtopk keeps floor(k · rows) = floor(${cfg.k} · ${xr.shape[0]}) = 0 latents of this batch; use a larger k or more rows per step`);
   if (kind === 'batchtopk' || kind === 'topk') {
-    const r = await batchTopKStep(w, g, xr, { k: cfg.k, widths: cfg.matryoshkaPrefixes, lossScale: call.lossScale, didFire, perRow: kind === 'topk', applyBDecToInput: cfg.applyBDecToInput });
+    const r = await batchTopKStep(w, g, xr, {
+      k: cfg.k, widths: cfg.matryoshkaPrefixes, lossScale: call.lossScale, didFire, perRow: kind === 'topk', applyBDecToInput: cfg.applyBDecToInput,
+      ...(dead ? { dead, auxCoefficient: deadCoef } : {}),
+    });
     if (kind === 'batchtopk' && r.kept > 0) ks.threshold = Math.fround((1 - cfg.topkThresholdLr) * ks.threshold + cfg.topkThresholdLr * r.minKept);
     mse = r.mse;
     sparsity = r.inner;
+    aux = r.aux;
     loss = r.loss;
   } else {
     const r = await thresholdStep(w, g, xr, {
@@ -272,15 +292,17 @@ async function kindStep(
       lossScale: call.lossScale,
       didFire,
       applyBDecToInput: cfg.applyBDecToInput,
+      ...(dead && kind === 'jumprelu' ? { dead, preActCoefficient: deadCoef } : {}),
     });
     mse = r.mse;
     sparsity = r.sparsity;
+    aux = r.preAct;
     loss = r.loss;
   }
   const fvu = fvuOfMse(mse);
   return kind === 'batchtopk' || kind === 'topk'
-    ? { loss, fvu, auxkLoss: 0, multiTopkFvu: sparsity }
-    : { loss, fvu, auxkLoss: sparsity, multiTopkFvu: 0 };
+    ? { loss, fvu, auxkLoss: aux, multiTopkFvu: sparsity }
+    : { loss, fvu, auxkLoss: sparsity, multiTopkFvu: 0, ...(kind === 'jumprelu' && deadCoef > 0 ? { preActLoss: aux } : {}) };
 }
 
 /**

@@ -9,15 +9,22 @@
  *
  * Layouts (row-major): encW [M,D] (row = latent), encB [M], W_dec [M,D], b_dec [D], x [N,D].
  * x' = x - b_dec, h = x' encWᵀ + encB, n_i = ||W_dec[i]||, mse = mean_n Σ_d (out - x)².
+ *
+ * With `dead` (nonzero = dead latent): BatchTopK / TopK / Matryoshka add SAELens's AuxK
+ * (topk_sae.py calculate_topk_aux_loss: residual = x − out detached, k_aux = D // 2,
+ * scale = min(num_dead / k_aux, 1), k_aux = min(k_aux, num_dead), the top k_aux of h·n per row over
+ * the dead latents, raw, decoded in full: auxCoefficient · scale · mean_n Σ_d (recon − residual)²),
+ * JumpReLU its pre-activation loss (jumprelu_sae.py calculate_pre_act_loss:
+ * preActCoefficient · mean_n Σ_i ReLU(θ_i − h_i)·dead_i·n_i). Both are `aux`, in the loss.
  */
 import { ValueError } from '../errors.js';
 
 /** applyBDecToInput (SAELens apply_b_dec_to_input, default true): x' = x - b_dec, else x' = x. */
-export type KindSpec = { applyBDecToInput?: boolean } & (
+export type KindSpec = { applyBDecToInput?: boolean; dead?: ArrayLike<number> } & (
   | { kind: 'relu'; l1Coefficient: number; /** p of ‖f ⊙ n‖_p (default 1) */ lpNorm?: number }
-  | { kind: 'jumprelu'; bandwidth: number; sparsityLoss: 'step' | 'tanh'; l0Coefficient: number; tanhScale?: number }
-  | { kind: 'batchtopk'; k: number; thresholdLr: number; threshold: number; perRow?: boolean }
-  | { kind: 'matryoshka'; k: number; thresholdLr: number; threshold: number; widths: readonly number[]; perRow?: boolean }
+  | { kind: 'jumprelu'; bandwidth: number; sparsityLoss: 'step' | 'tanh'; l0Coefficient: number; tanhScale?: number; preActCoefficient?: number }
+  | { kind: 'batchtopk'; k: number; thresholdLr: number; threshold: number; perRow?: boolean; auxCoefficient?: number }
+  | { kind: 'matryoshka'; k: number; thresholdLr: number; threshold: number; widths: readonly number[]; perRow?: boolean; auxCoefficient?: number }
 );
 
 export interface KindParams {
@@ -36,6 +43,8 @@ export interface KindStepReference {
   mse: number;
   /** L1 / L0 term, or the Matryoshka prefix losses. */
   sparsity: number;
+  /** AuxK (batchtopk / topk / matryoshka) or JumpReLU's pre-act loss; 0 without dead latents. */
+  aux: number;
   loss: number;
   grads: KindParams;
   /** batchtopk / matryoshka: the threshold after this step's update. */
@@ -68,7 +77,7 @@ export function kindStepReference(p: KindParams, x: Float64Array, N: number, spe
   const f = new Float64Array(N * M);
   // u: what multiplies W_dec in the decode (f, or f / n for BatchTopK).
   const u = new Float64Array(N * M);
-  let sparsity = 0;
+  let sparsity = 0, aux = 0;
   let thresholdAfter: number | undefined;
   if (spec.kind === 'relu') for (let i = 0; i < N * M; i++) f[i] = u[i] = h[i] > 0 ? h[i] : 0;
   else if (spec.kind === 'jumprelu') {
@@ -138,6 +147,7 @@ export function kindStepReference(p: KindParams, x: Float64Array, N: number, spe
     }
   } else if (spec.kind === 'jumprelu') {
     const eps = spec.bandwidth, c = spec.l0Coefficient / N;
+    const cp = spec.dead ? (spec.preActCoefficient ?? 0) : 0;
     const gTheta = new Float64Array(M);
     for (let i = 0; i < N * M; i++) {
       const m = i % M, theta = Math.exp(p.logThreshold![m]);
@@ -155,6 +165,13 @@ export function kindStepReference(p: KindParams, x: Float64Array, N: number, spe
       }
       if (h[i] > theta) gH[i] = gf;
       gTheta[m] += -(theta / eps) * rect((h[i] - theta) / eps) * gf;
+      // Pre-act loss: c_p ReLU(θ − h) dead n / N.
+      if (cp > 0 && spec.dead![m] && theta > h[i]) {
+        aux += (cp * (theta - h[i]) * norm[m]) / N;
+        gH[i] += (-cp * norm[m]) / N;
+        gTheta[m] += (cp * norm[m]) / N;
+        gNorm[m] += (cp * (theta - h[i])) / N;
+      }
     }
     grads.logThreshold = new Float64Array(M);
     for (let m = 0; m < M; m++) grads.logThreshold[m] = gTheta[m] * Math.exp(p.logThreshold![m]);
@@ -167,6 +184,36 @@ export function kindStepReference(p: KindParams, x: Float64Array, N: number, spe
       gNorm[m] += -gU[i] * f[i] / (norm[m] * norm[m]);
       gH[i] = gf * norm[m];
       gNorm[m] += gf * h[i];
+    }
+  }
+  // AuxK, autograd-style: a = h n on the selected dead latents, u = a / n decoded with b_dec.
+  const ca = spec.kind === 'batchtopk' || spec.kind === 'matryoshka' ? (spec.auxCoefficient ?? 0) : 0;
+  const deadList = spec.dead ? Array.from({ length: M }, (_, m) => m).filter((m) => spec.dead![m]) : [];
+  if (ca > 0 && deadList.length > 0) {
+    if (D < 2) throw new ValueError('kindStepReference: AuxK needs d_in >= 2');
+    const half = Math.floor(D / 2);
+    const scale = Math.min(deadList.length / half, 1), ka = Math.min(half, deadList.length);
+    for (let r = 0; r < N; r++) {
+      const sel = [...deadList].sort((i, j) => h[r * M + j] * norm[j] - h[r * M + i] * norm[i] || i - j).slice(0, ka);
+      const e = new Float64Array(D);
+      for (let d = 0; d < D; d++) e[d] = p.b_dec[d] - (x[r * D + d] - out[r * D + d]);
+      for (const m of sel) for (let d = 0; d < D; d++) e[d] += ((h[r * M + m] * norm[m]) / norm[m]) * p.W_dec[m * D + d];
+      let q = 0;
+      for (let d = 0; d < D; d++) q += e[d] * e[d];
+      aux += (ca * scale * q) / N;
+      const ge = e.map((v) => (2 * ca * scale * v) / N);
+      for (let d = 0; d < D; d++) grads.b_dec[d] += ge[d];
+      for (const m of sel) {
+        const a = h[r * M + m] * norm[m], u = a / norm[m];
+        let gu = 0;
+        for (let d = 0; d < D; d++) {
+          gu += ge[d] * p.W_dec[m * D + d];
+          grads.W_dec[m * D + d] += ge[d] * u;
+        }
+        const ga = gu / norm[m];
+        gNorm[m] += (-gu * a) / (norm[m] * norm[m]) + ga * h[r * M + m];
+        gH[r * M + m] += ga * norm[m];
+      }
     }
   }
   // Decoder norms, then the encoder and the b_dec of its input.
@@ -182,5 +229,5 @@ export function kindStepReference(p: KindParams, x: Float64Array, N: number, spe
         if (applyBDec) grads.b_dec[d] -= g * p.encW[m * D + d];
       }
     }
-  return { latents: f, saeOut: out, mse, sparsity, loss: mse + sparsity, grads, ...(thresholdAfter !== undefined ? { thresholdAfter } : {}) };
+  return { latents: f, saeOut: out, mse, sparsity, aux, loss: mse + sparsity + aux, grads, ...(thresholdAfter !== undefined ? { thresholdAfter } : {}) };
 }

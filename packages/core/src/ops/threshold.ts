@@ -84,6 +84,10 @@ export interface ThresholdStepOptions {
   didFire?: Tensor;
   /** SAELens apply_b_dec_to_input (default true): encode x - b_dec, else x. */
   applyBDecToInput?: boolean;
+  /** jumprelu: SAELens pre_act_loss_coefficient (0 = off): c mean_n Σ_i ReLU(θ_i − h_i)·dead_i·‖W_dec[i]‖. */
+  preActCoefficient?: number;
+  /** int32 [M] host tensor, nonzero = dead latent (the pre-act loss's mask). */
+  dead?: Tensor;
 }
 
 const stepHandles = (t: ThresholdStepTensors) => ({ encW: t.encW.handle, encB: t.encB.handle, logThreshold: t.logThreshold?.handle, W_dec: t.W_dec.handle, b_dec: t.b_dec.handle });
@@ -98,9 +102,9 @@ export async function thresholdStep(
   grads: ThresholdStepTensors,
   x: Tensor,
   opts: ThresholdStepOptions,
-): Promise<{ mse: number; sparsity: number; loss: number }> {
+): Promise<{ mse: number; sparsity: number; preAct: number; loss: number }> {
   const step = x.device === 'cuda' ? native().cudaThresholdStep : native().thresholdStep;
-  return step(stepHandles(w), stepHandles(grads), x.handle, { ...opts, didFire: opts.didFire?.handle });
+  return step(stepHandles(w), stepHandles(grads), x.handle, { ...opts, didFire: opts.didFire?.handle, dead: opts.dead?.handle });
 }
 
 export interface BatchTopKStepOptions {
@@ -115,12 +119,17 @@ export interface BatchTopKStepOptions {
   perRow?: boolean;
   /** SAELens apply_b_dec_to_input (default true). */
   applyBDecToInput?: boolean;
+  /** AuxK weight (SAELens aux_loss_coefficient; 0 = off), over the latents marked in `dead`. */
+  auxCoefficient?: number;
+  /** int32 [M] host tensor, nonzero = dead latent (AuxK's mask). */
+  dead?: Tensor;
 }
 
 /**
  * One training forward + backward of a BatchTopK (or Matryoshka BatchTopK) coder
  * (native/cpu/batchtopk_step.cpp; float64 reference: kinds/reference.ts). Adds the gradients into
  * `grads`. `minKept` is what SAELens's threshold update reads: θ ← (1 − lr)θ + lr·minKept.
+ * With `dead` and auxCoefficient: SAELens's AuxK (`aux`, in `loss`; batchtopk_step.h).
  * A cuda x runs native/cuda/batchtopk_step.cu (radix select over the whole batch).
  */
 export async function batchTopKStep(
@@ -128,9 +137,12 @@ export async function batchTopKStep(
   grads: ThresholdStepTensors,
   x: Tensor,
   opts: BatchTopKStepOptions,
-): Promise<{ mse: number; inner: number; loss: number; minKept: number; kept: number }> {
+): Promise<{ mse: number; inner: number; aux: number; loss: number; minKept: number; kept: number }> {
   const M = w.encB.shape[0];
   const widths = (opts.widths ?? []).filter((v, i, a) => !(i === a.length - 1 && v === M));
   const step = x.device === 'cuda' ? native().cudaBatchTopKStep : native().batchTopKStep;
-  return step(stepHandles(w), stepHandles(grads), x.handle, { k: opts.k, widths, lossScale: opts.lossScale, didFire: opts.didFire?.handle, perRow: opts.perRow, applyBDecToInput: opts.applyBDecToInput });
+  return step(stepHandles(w), stepHandles(grads), x.handle, {
+    k: opts.k, widths, lossScale: opts.lossScale, didFire: opts.didFire?.handle, perRow: opts.perRow, applyBDecToInput: opts.applyBDecToInput,
+    auxCoefficient: opts.auxCoefficient, dead: opts.dead?.handle,
+  });
 }
