@@ -22,6 +22,7 @@
 #include "cuda/common.cuh"
 #include "cuda/cuda_context.h"
 #include "cuda/device_ops.h"
+#include "cuda/row_topk.cuh"
 #include "cuda/threshold_device.h"
 #include "cuda/threshold_step_device.h"
 
@@ -50,6 +51,34 @@ struct SelectDev {
   int* idx;
 };
 
+// acc[i] = xin[r0 + rg + 8 i] · B[col] for a TR x TL tile, 256 threads (col = tid % TL,
+// rg = tid / TL), K in shared-memory slices of TK with coalesced loads along D; brow(r) is tile
+// row r's row of W (null: outside, zeros). The main selection and AuxK's scores share it, so both
+// round h the same way.
+template <class BRow>
+__device__ __forceinline__ void tile_preact(float (&As)[TR][TK + 1], float (&Bs)[TL][TK + 1], const float* __restrict__ xin,
+                                            int64_t N, int64_t D, int64_t r0, BRow brow, float (&acc)[4]) {
+  const int tid = threadIdx.x, col = tid % TL, rg = tid / TL;
+  for (int i = 0; i < 4; ++i) acc[i] = 0.f;
+  for (int64_t k0 = 0; k0 < D; k0 += TK) {
+    __syncthreads();
+    for (int e = tid; e < TR * TK; e += 256) {
+      const int r = e / TK, k = e % TK;
+      const int64_t n = r0 + r, d = k0 + k;
+      const float* b = brow(r);
+      As[r][k] = n < N && d < D ? xin[n * D + d] : 0.f;
+      Bs[r][k] = b && d < D ? b[d] : 0.f;
+    }
+    __syncthreads();
+#pragma unroll 8
+    for (int k = 0; k < TK; ++k) {
+      const float b = Bs[col][k];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) acc[i] = fmaf(As[rg + 8 * i][k], b, acc[i]);
+    }
+  }
+}
+
 __global__ void __launch_bounds__(256) batchtopk_select_kernel(SelectDev p, Pass pass) {
   __shared__ float As[TR][TK + 1];
   __shared__ float Bs[TL][TK + 1];
@@ -61,23 +90,8 @@ __global__ void __launch_bounds__(256) batchtopk_select_kernel(SelectDev p, Pass
   hist[tid] = 0;
   if (tid < TR) fill[tid] = tie_fill[tid] = gt[tid] = 0;
   for (int64_t m0 = 0; m0 < M; m0 += TL) {
-    float acc[4] = {0.f, 0.f, 0.f, 0.f};
-    for (int64_t k0 = 0; k0 < D; k0 += TK) {
-      __syncthreads();
-      for (int e = tid; e < TR * TK; e += 256) {
-        const int r = e / TK, k = e % TK;
-        const int64_t n = r0 + r, d = k0 + k, m = m0 + r;
-        As[r][k] = n < N && d < D ? p.xin[n * D + d] : 0.f;
-        Bs[r][k] = m < M && d < D ? p.W_enc[m * D + d] : 0.f;
-      }
-      __syncthreads();
-#pragma unroll 8
-      for (int k = 0; k < TK; ++k) {
-        const float b = Bs[col][k];
-#pragma unroll
-        for (int i = 0; i < 4; ++i) acc[i] = fmaf(As[rg + 8 * i][k], b, acc[i]);
-      }
-    }
+    float acc[4];
+    tile_preact(As, Bs, p.xin, N, D, r0, [&](int r) { return m0 + r < M ? p.W_enc + (m0 + r) * D : nullptr; }, acc);
     const int64_t mc = m0 + col;
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
@@ -228,52 +242,29 @@ __global__ void bdec_grad_kernel(const int64_t* __restrict__ row_ptr, const int*
 }
 
 
-// AuxK (CPU twin: add_auxk in native/cpu/batchtopk_step.cpp). scores: S[r, j] = h·n of dead
-// latent dl[j] in row r0 + r; pick: per row (one block) the top k_aux by value, ties to the lower
-// latent, one block-wide arg-max per pick (taken entries become NaN). The selection is then a CSR
-// of k_aux entries per row that the main path's decode and gradient kernels take as is.
-__global__ void auxk_scores_kernel(const float* __restrict__ xin, const float* __restrict__ W_enc, const float* __restrict__ b_enc,
-                                   const float* __restrict__ norm, const int* __restrict__ dl, int64_t nd, int64_t r0, int64_t rows,
-                                   int64_t D, float* __restrict__ S) {
-  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
-  if (i >= rows * nd) return;
-  const int64_t r = i / nd, m = dl[i % nd];
-  float acc = 0;
-  for (int64_t d = 0; d < D; ++d) acc += xin[(r0 + r) * D + d] * W_enc[m * D + d];
-  S[i] = (acc + b_enc[m]) * norm[m];
-}
-
-__global__ void auxk_pick_kernel(float* __restrict__ S, const int* __restrict__ dl, int64_t nd, int64_t ka, int64_t r0,
-                                 float* __restrict__ vals, int* __restrict__ idx) {
-  __shared__ float bv[256];
-  __shared__ int bj[256];
-  float* row = S + int64_t(blockIdx.x) * nd;
-  const int tid = threadIdx.x;
-  for (int64_t t = 0; t < ka; ++t) {
-    float best = 0;
-    int bestj = -1;
-    for (int64_t j = tid; j < nd; j += blockDim.x) {
-      const float v = row[j];
-      if (v != v) continue;  // taken
-      if (bestj < 0 || v > best) best = v, bestj = int(j);
-    }
-    bv[tid] = best, bj[tid] = bestj;
-    __syncthreads();
-    for (int h = blockDim.x / 2; h > 0; h >>= 1) {
-      if (tid < h) {
-        const int oj = bj[tid + h];
-        const float ov = bv[tid + h];
-        if (oj >= 0 && (bj[tid] < 0 || ov > bv[tid] || (ov == bv[tid] && oj < bj[tid]))) bv[tid] = ov, bj[tid] = oj;
-      }
-      __syncthreads();
-    }
-    if (tid == 0) {
-      const int64_t e = (r0 + blockIdx.x) * ka + t;
-      vals[e] = bv[0];
-      idx[e] = dl[bj[0]];
-      row[bj[0]] = __int_as_float(0x7fc00000);  // NaN
-    }
-    __syncthreads();
+// AuxK (CPU twin: add_auxk in native/cpu/batchtopk_step.cpp). Scores S[r, j] = h·n of dead
+// latent dl[j] in row r0 + r, tiled like the main selection (one TR x TL tile per CTA: grid x over
+// the dead latents, y over the rows); then row_topk picks per row the top k_aux by value, ties to
+// the lower latent. The selection is a CSR of k_aux entries per row that the main path's decode
+// and gradient kernels take as is.
+__global__ void __launch_bounds__(256) auxk_scores_kernel(const float* __restrict__ xin, const float* __restrict__ W_enc,
+                                                          const float* __restrict__ b_enc, const float* __restrict__ norm,
+                                                          const int* __restrict__ dl, int64_t nd, int64_t r0, int64_t rows,
+                                                          int64_t D, float* __restrict__ S) {
+  __shared__ float As[TR][TK + 1];
+  __shared__ float Bs[TL][TK + 1];
+  const int64_t j0 = int64_t(blockIdx.x) * TL, t0 = int64_t(blockIdx.y) * TR;
+  const int col = threadIdx.x % TL, rg = threadIdx.x / TL;
+  float acc[4];
+  tile_preact(As, Bs, xin + r0 * D, rows, D, t0, [&](int r) { return j0 + r < nd ? W_enc + int64_t(dl[j0 + r]) * D : nullptr; },
+              acc);
+  const int64_t j = j0 + col;
+  if (j >= nd) return;
+  const int64_t m = dl[j];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int64_t r = t0 + rg + 8 * i;
+    if (r < rows) S[r * nd + j] = (acc[i] + b_enc[m]) * norm[m];
   }
 }
 
@@ -468,16 +459,21 @@ BatchTopKLossesDev batchtopk_step(const BatchTopKStepArgs& a) {
       CUDA_CHECK(cudaMemcpyAsync(arow_ptr.get(), arp.data(), size_t(N + 1) * 8, cudaMemcpyHostToDevice, s));
       SPX_LAUNCH(ceil_div(N * D, 256), 256, 0, s, auxk_residual_kernel)(gout.as<float>() + nw * N * D, N * D, double(N), resid.as<float>());
       CUDA_CHECK_LAUNCH();
-      // Rows in chunks, so the scores stay within 2^24 floats.
-      const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(N, (int64_t(1) << 24) / nd));
+      // Rows in chunks, so the scores stay within 2^24 floats (and the grid's y within 65535 tiles).
+      const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>({N, (int64_t(1) << 24) / nd, int64_t(65535) * TR}));
       DeviceBuffer S(size_t(chunk * nd) * 4, s);
+      // row_topk's preconditions: k <= L holds (ka = min(D / 2, nd)), the dead latents are unique.
+      SPX_CHECK(ka <= ROW_TOPK_MAX_K, Value,
+                "AuxK on cuda keeps k_aux = d_in / 2 <= " + std::to_string(ROW_TOPK_MAX_K) + " per row, got d_in=" + std::to_string(D));
+      RowTopkParams rp{};
+      rp.stride = nd, rp.L = int(nd), rp.idx_map = ddl.as<int>(), rp.k = int(ka), rp.vals = S.as<float>();
       for (int64_t r0 = 0; r0 < N; r0 += chunk) {
         const int64_t rows = std::min(chunk, N - r0);
-        SPX_LAUNCH(ceil_div(rows * nd, 256), 256, 0, s, auxk_scores_kernel)(xin.as<float>(), W_enc, b_enc, norm.as<float>(), ddl.as<int>(),
-                                                                           nd, r0, rows, D, S.as<float>());
+        SPX_LAUNCH(dim3(ceil_div(nd, TL), ceil_div(rows, TR)), 256, 0, s, auxk_scores_kernel)(
+            xin.as<float>(), W_enc, b_enc, norm.as<float>(), ddl.as<int>(), nd, r0, rows, D, S.as<float>());
         CUDA_CHECK_LAUNCH();
-        SPX_LAUNCH(unsigned(rows), 256, 0, s, auxk_pick_kernel)(S.as<float>(), ddl.as<int>(), nd, ka, r0, avals.as<float>(), aidx.as<int>());
-        CUDA_CHECK_LAUNCH();
+        rp.out_v = avals.as<float>() + r0 * ka, rp.out_i = aidx.as<int>() + r0 * ka;
+        row_topk(rp, rows, s);
       }
       row_of_dev(arow_ptr.as<int64_t>(), N, arow_of.as<int>(), s);
       // The main path's kernels with no prefixes, target = the residual and scale c·scale.

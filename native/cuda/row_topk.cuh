@@ -5,9 +5,10 @@
 // lower index; without this the atomics' arrival order picked them) — and the k winners are
 // then bitonic-sorted in shared memory by (value desc, index asc): the output is deterministic.
 // Preconditions (checked by the callers): k <= L, and indices unique within a row.
-// Used to merge the fused encoder's per-split candidates, for AuxK over dead latents, and by the
-// chunked (unfused) fallback. CPU reference: torch.topk(..., sorted=True) semantics with ties
-// broken by the lower latent index; sparsify uses sorted=False, so any order is compatible.
+// Used to merge the fused encoder's per-split candidates, for AuxK over dead latents (sparsify's in
+// sae_encode.cu, SAELens's in batchtopk_step.cu), and by the chunked (unfused) fallback. CPU
+// reference: torch.topk(..., sorted=True) semantics with ties broken by the lower latent index;
+// sparsify uses sorted=False, so any order is compatible.
 #pragma once
 #include <cfloat>
 
@@ -40,7 +41,9 @@ __device__ __forceinline__ bool topk_before(float av, int ai, float bv, int bi) 
   return av > bv || (av == bv && unsigned(ai) < unsigned(bi));
 }
 
-__global__ void row_topk_kernel(RowTopkParams p, int P /* next pow2 >= k */) {
+// Internal linkage: each file that includes this header (the encoder, the kinds' AuxK) gets its
+// own copy, so they link together.
+static __global__ void row_topk_kernel(RowTopkParams p, int P /* next pow2 >= k */) {
   SPX_DYNAMIC_SHARED(char, sm, 16);
   float* sv = reinterpret_cast<float*>(sm);
   int* si = reinterpret_cast<int*>(sv + P);
@@ -175,7 +178,7 @@ inline int next_pow2(int k) {
 // Largest k row_topk accepts (its sort buffer lives in shared memory).
 constexpr int ROW_TOPK_MAX_K = 8192;
 
-inline void row_topk(const RowTopkParams& p, int64_t rows, cudaStream_t s) {
+static inline void row_topk(const RowTopkParams& p, int64_t rows, cudaStream_t s) {
   if (rows == 0 || p.k == 0) return;
   // A clear error instead of a failed launch (shared memory) or sentinel (-1) indices that a
   // decoder would use as a row of W.

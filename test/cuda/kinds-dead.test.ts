@@ -119,6 +119,56 @@ for (const c of CASES) {
   });
 }
 
+// More dead latents than row_topk's block (256) and k_aux = D / 2 > 32, with dead latents in
+// groups of five identical copies (encoder row, bias, decoder row): scores tie in fives, so the
+// k_aux-th place falls inside a group and the lower-latent rule decides which copies are kept
+// (row_topk's second radix select, over the latents) — visible in which rows get the gradient.
+for (const c of CASES.filter((c) => !c.jump)) {
+  test(`${c.name}: ties among more than 256 dead latents with k_aux above 32 on CUDA equal the CPU kernel and the reference`, opts, async () => {
+    const r = rng(seed + 7 * c.name.length);
+    const N = 6, D = 72, M = 320, ka = D / 2; // 36 = 7·5 + 1: never a whole number of groups
+    const p = params(N, D, M, r);
+    const dead = Int32Array.from({ length: M }, (_, m) => (m % 10 === 3 ? 0 : 1));
+    const deadList = [...dead.keys()].filter((m) => dead[m]);
+    assert.ok(deadList.length > 256 && ka > 32);
+    deadList.forEach((m, j) => {
+      const src = deadList[j - (j % 5)];
+      p.p.encW.copyWithin(m * D, src * D, src * D + D);
+      p.p.W_dec.copyWithin(m * D, src * D, src * D + D);
+      p.p.encB[m] = p.p.encB[src];
+    });
+    // The case is what it claims: some row's k_aux-th and next dead scores tie (float64).
+    let boundaryTie = false;
+    for (let n = 0; n < N; n++) {
+      const sc = deadList.map((m) => {
+        let h = p.p.encB[m], q = 0;
+        for (let d = 0; d < D; d++) {
+          h += (p.x[n * D + d] - p.p.b_dec[d]) * p.p.encW[m * D + d];
+          q += p.p.W_dec[m * D + d] ** 2;
+        }
+        return h * Math.sqrt(q);
+      }).sort((a, b) => b - a);
+      if (sc[ka - 1] === sc[ka]) boundaryTie = true;
+    }
+    assert.ok(boundaryTie, `a tie crosses the k_aux boundary ${tag}`);
+    const ref = kindStepReference({ encW: f64(p.p.encW), encB: f64(p.p.encB), W_dec: f64(p.p.W_dec), b_dec: f64(p.p.b_dec) }, f64(p.x), N, c.spec(dead));
+    assert.ok(ref.aux > 0);
+    const hostMask = Tensor.from(dead, [M], { dtype: 'int32' });
+    const gc = zeros(p, false), gg = zeros(p, false);
+    const Lc = await thresholdOps.batchTopKStep(tensors(p, false), gc, Tensor.from(p.x, [N, D]), c.o(hostMask) as unknown as thresholdOps.BatchTopKStepOptions);
+    const Lg = await thresholdOps.batchTopKStep(tensors(p, false), gg, Tensor.from(p.x, [N, D], { device: 'cuda' }), c.o(hostMask) as unknown as thresholdOps.BatchTopKStepOptions);
+    for (const [L, who] of [[Lg, 'cuda'], [Lc, 'cpu']] as const) {
+      assert.ok(Math.abs(L.aux - ref.aux) <= 1e-5 * ref.aux, `${who} AuxK ${L.aux} vs ${ref.aux} ${tag}`);
+      assert.ok(Math.abs(L.loss - ref.loss) <= 1e-5 * ref.loss, `${who} loss ${L.loss} vs ${ref.loss} ${tag}`);
+    }
+    for (const k of ['encW', 'encB', 'W_dec', 'b_dec'] as const) {
+      const a = gg[k]!.toFloat32Array();
+      close(`cuda grad ${k} vs reference`, a, ref.grads[k]!, 1e-4);
+      close(`cuda grad ${k} vs cpu`, a, gc[k]!.toFloat32Array(), 1e-4);
+    }
+  });
+}
+
 const CODERS: { name: string; cfg: Partial<SparseCoderConfig>; coef: Record<string, number> }[] = [
   { name: 'batchtopk', cfg: { activation: 'batchtopk', k: 3, topkThresholdLr: 0.1 }, coef: { auxLossCoefficient: 0.9 } },
   { name: 'matryoshka-topk', cfg: { activation: 'topk', k: 3, matryoshkaPrefixes: [4, 12] }, coef: {} },
