@@ -22,6 +22,7 @@
 #include "cuda/common.cuh"
 #include "cuda/cuda_context.h"
 #include "cuda/device_ops.h"
+#include "cuda/preact_tile.cuh"
 #include "cuda/row_topk.cuh"
 #include "cuda/threshold_device.h"
 #include "cuda/threshold_step_device.h"
@@ -30,7 +31,6 @@ namespace sparsify {
 namespace cuda {
 namespace {
 
-constexpr int TR = 32, TL = 32, TK = 32;
 enum class Pass { Histogram, Count, Write };
 
 struct SelectDev {
@@ -50,34 +50,6 @@ struct SelectDev {
   float* vals;
   int* idx;
 };
-
-// acc[i] = xin[r0 + rg + 8 i] · B[col] for a TR x TL tile, 256 threads (col = tid % TL,
-// rg = tid / TL), K in shared-memory slices of TK with coalesced loads along D; brow(r) is tile
-// row r's row of W (null: outside, zeros). The main selection and AuxK's scores share it, so both
-// round h the same way.
-template <class BRow>
-__device__ __forceinline__ void tile_preact(float (&As)[TR][TK + 1], float (&Bs)[TL][TK + 1], const float* __restrict__ xin,
-                                            int64_t N, int64_t D, int64_t r0, BRow brow, float (&acc)[4]) {
-  const int tid = threadIdx.x, col = tid % TL, rg = tid / TL;
-  for (int i = 0; i < 4; ++i) acc[i] = 0.f;
-  for (int64_t k0 = 0; k0 < D; k0 += TK) {
-    __syncthreads();
-    for (int e = tid; e < TR * TK; e += 256) {
-      const int r = e / TK, k = e % TK;
-      const int64_t n = r0 + r, d = k0 + k;
-      const float* b = brow(r);
-      As[r][k] = n < N && d < D ? xin[n * D + d] : 0.f;
-      Bs[r][k] = b && d < D ? b[d] : 0.f;
-    }
-    __syncthreads();
-#pragma unroll 8
-    for (int k = 0; k < TK; ++k) {
-      const float b = Bs[col][k];
-#pragma unroll
-      for (int i = 0; i < 4; ++i) acc[i] = fmaf(As[rg + 8 * i][k], b, acc[i]);
-    }
-  }
-}
 
 __global__ void __launch_bounds__(256) batchtopk_select_kernel(SelectDev p, Pass pass) {
   __shared__ float As[TR][TK + 1];

@@ -20,15 +20,12 @@
 #include "cuda/common.cuh"
 #include "cuda/cuda_context.h"
 #include "cuda/cuda_ops.h"
+#include "cuda/preact_tile.cuh"
 #include "cuda/threshold_device.h"
 
 namespace sparsify {
 namespace cuda {
 namespace {
-
-constexpr int TR = 32;  // rows per CTA
-constexpr int TL = 32;  // latents per tile
-constexpr int TK = 32;  // K slice
 
 // x' = x - b_dec (or x), and the first flat index of a non-finite x (atomicMin; N*D when none;
 // NaN fails the comparison, +-Inf exceeds FLT_MAX).
@@ -57,23 +54,8 @@ __global__ void __launch_bounds__(256) threshold_encode_kernel(const float* __re
   const int lane = tid & 31, warp = tid >> 5;
   if (tid < TR) fill[tid] = 0;
   for (int64_t m0 = 0; m0 < M; m0 += TL) {
-    float acc[4] = {0.f, 0.f, 0.f, 0.f};
-    for (int64_t k0 = 0; k0 < D; k0 += TK) {
-      __syncthreads();
-      for (int e = tid; e < TR * TK; e += 256) {
-        const int r = e / TK, k = e % TK;
-        const int64_t n = r0 + r, d = k0 + k, m = m0 + r;
-        As[r][k] = n < N && d < D ? xin[n * D + d] : 0.f;
-        Bs[r][k] = m < M && d < D ? w.W_enc[m * D + d] : 0.f;
-      }
-      __syncthreads();
-#pragma unroll 8
-      for (int k = 0; k < TK; ++k) {
-        const float b = Bs[col][k];
-#pragma unroll
-        for (int i = 0; i < 4; ++i) acc[i] = fmaf(As[rg + 8 * i][k], b, acc[i]);
-      }
-    }
+    float acc[4];
+    tile_preact(As, Bs, xin, N, D, r0, [&](int r) { return m0 + r < M ? w.W_enc + (m0 + r) * D : nullptr; }, acc);
 #pragma unroll
     for (int i = 0; i < 4; ++i) G[rg + 8 * i][col] = acc[i];
     __syncthreads();
