@@ -27,6 +27,45 @@ inline bool better(const Cand& a, const Cand& b) { return a.v > b.v || (a.v == b
 // Min-heap comparator for std::push_heap: the root is the worst kept candidate.
 inline bool heap_cmp(const Cand& a, const Cand& b) { return better(a, b); }
 
+// Adds the W_enc, b_enc and W_dec gradients (times ls) of `count` selected entries, latent by
+// latent: entry j sits in row row_of(j) at latent latent_of(j) with activation value_of(j) (h·n
+// units), sees upstream gh[j] and its row's output gradient gout_at(n, m, d). Entries are bucketed
+// by latent in entry order (a counting sort), so sums do not depend on the thread count. Shared by
+// the main path and AuxK.
+template <class RowOf, class LatentOf, class ValueOf, class GoutAt>
+void add_latent_grads(int64_t count, int64_t M, int64_t D, const float* xin, const float* norm, const float* gh,
+                      RowOf row_of, LatentOf latent_of, ValueOf value_of, GoutAt gout_at, double ls,
+                      const ThresholdStepGrads& g) {
+  std::vector<int64_t> start(static_cast<size_t>(M + 1), 0);
+  for (int64_t j = 0; j < count; ++j) ++start[size_t(latent_of(j)) + 1];
+  for (int64_t m = 0; m < M; ++m) start[size_t(m + 1)] += start[size_t(m)];
+  std::vector<int64_t> fill(start.begin(), start.end() - 1), entry(static_cast<size_t>(count));
+  for (int64_t j = 0; j < count; ++j) entry[size_t(fill[size_t(latent_of(j))]++)] = j;
+  parallel_for(M, 8, [&](int64_t m0, int64_t m1) {
+    std::vector<double> ae(static_cast<size_t>(D)), ad(static_cast<size_t>(D));
+    for (int64_t m = m0; m < m1; ++m) {
+      if (start[size_t(m)] == start[size_t(m + 1)]) continue;
+      std::fill(ae.begin(), ae.end(), 0.0);
+      std::fill(ad.begin(), ad.end(), 0.0);
+      double gb = 0;
+      for (int64_t p = start[size_t(m)]; p < start[size_t(m + 1)]; ++p) {
+        const int64_t j = entry[size_t(p)], n = row_of(j);
+        const double gv = gh[size_t(j)], u = double(value_of(j)) / norm[m];
+        gb += gv;
+        for (int64_t d = 0; d < D; ++d) {
+          ae[size_t(d)] += gv * xin[n * D + d];
+          ad[size_t(d)] += u * gout_at(n, m, d);
+        }
+      }
+      g.b_enc[m] += float(ls * gb);
+      for (int64_t d = 0; d < D; ++d) {
+        g.W_enc[m * D + d] += float(ls * ae[size_t(d)]);
+        g.W_dec[m * D + d] += float(ls * ad[size_t(d)]);
+      }
+    }
+  });
+}
+
 // AuxK (see batchtopk_step.h): adds its loss's gradients (times loss_scale) and returns the loss.
 // h of the dead latents is recomputed tile by tile (their encoder rows gathered); each row keeps
 // its top k_aux in a bounded heap. Its gradients follow the main path's: on the selected set
@@ -108,37 +147,12 @@ double add_auxk(const ThresholdStepWeights& w, const BatchTopKSpec& s, int64_t N
   double aux = 0;
   for (double q : se) aux += q;
   aux *= cs / double(N);
-  // By latent (entries in row order), then b_dec per column.
-  std::vector<int64_t> start(static_cast<size_t>(M + 1), 0);
-  for (const Cand& c : sel) ++start[size_t(c.i) + 1];
-  for (int64_t m = 0; m < M; ++m) start[size_t(m + 1)] += start[size_t(m)];
-  std::vector<int64_t> fill(start.begin(), start.end() - 1), entry(static_cast<size_t>(N * ka));
-  for (int64_t j = 0; j < N * ka; ++j) entry[size_t(fill[size_t(sel[size_t(j)].i)]++)] = j;
+  // By latent, then b_dec per column.
   const double ls = s.loss_scale;
-  parallel_for(nd, 8, [&](int64_t q0, int64_t q1) {
-    std::vector<double> ae(static_cast<size_t>(D)), ad(static_cast<size_t>(D));
-    for (int64_t q = q0; q < q1; ++q) {
-      const int64_t m = dl[size_t(q)];
-      if (start[size_t(m)] == start[size_t(m + 1)]) continue;
-      std::fill(ae.begin(), ae.end(), 0.0);
-      std::fill(ad.begin(), ad.end(), 0.0);
-      double gb = 0;
-      for (int64_t p = start[size_t(m)]; p < start[size_t(m + 1)]; ++p) {
-        const int64_t j = entry[size_t(p)], n = j / ka;
-        const double gv = gh[size_t(j)], u = double(sel[size_t(j)].v) / norm[m];
-        gb += gv;
-        for (int64_t d = 0; d < D; ++d) {
-          ae[size_t(d)] += gv * xin[n * D + d];
-          ad[size_t(d)] += u * gr[size_t(n * D + d)];
-        }
-      }
-      g.b_enc[m] += float(ls * gb);
-      for (int64_t d = 0; d < D; ++d) {
-        g.W_enc[m * D + d] += float(ls * ae[size_t(d)]);
-        g.W_dec[m * D + d] += float(ls * ad[size_t(d)]);
-      }
-    }
-  });
+  add_latent_grads(
+      N * ka, M, D, xin, norm, gh.data(), [&](int64_t j) { return j / ka; }, [&](int64_t j) { return sel[size_t(j)].i; },
+      [&](int64_t j) { return sel[size_t(j)].v; }, [&](int64_t n, int64_t, int64_t d) { return double(gr[size_t(n * D + d)]); },
+      ls, g);
   std::vector<double> gbd(static_cast<size_t>(D), 0.0);
   for (int64_t n = 0; n < N; ++n) {
     for (int64_t d = 0; d < D; ++d) gbd[size_t(d)] += gr[size_t(n * D + d)];
@@ -314,34 +328,10 @@ BatchTopKLosses batchtopk_step(const ThresholdStepWeights& w, const BatchTopKSpe
     }
   });
   // By latent: entries of each latent in row order.
-  std::vector<int64_t> start(static_cast<size_t>(M + 1), 0);
-  for (const Cand& c : merged) ++start[size_t(c.i % M) + 1];
-  for (int64_t m = 0; m < M; ++m) start[size_t(m + 1)] += start[size_t(m)];
-  std::vector<int64_t> fill(start.begin(), start.end() - 1), entry(static_cast<size_t>(nnz));
-  for (int64_t j = 0; j < nnz; ++j) entry[size_t(fill[size_t(merged[size_t(j)].i % M)]++)] = j;
   const double ls = s.loss_scale;
-  parallel_for(M, 8, [&](int64_t m0, int64_t m1) {
-    std::vector<double> ae(static_cast<size_t>(D)), ad(static_cast<size_t>(D));
-    for (int64_t m = m0; m < m1; ++m) {
-      std::fill(ae.begin(), ae.end(), 0.0);
-      std::fill(ad.begin(), ad.end(), 0.0);
-      double gb = 0;
-      for (int64_t p = start[size_t(m)]; p < start[size_t(m + 1)]; ++p) {
-        const int64_t j = entry[size_t(p)], n = merged[size_t(j)].i / M;
-        const double gv = gh[size_t(j)], u = double(merged[size_t(j)].v) / norm[size_t(m)];
-        gb += gv;
-        for (int64_t d = 0; d < D; ++d) {
-          ae[size_t(d)] += gv * xin[size_t(n * D + d)];
-          ad[size_t(d)] += u * gsum(n, m, d);
-        }
-      }
-      g.b_enc[m] += float(ls * gb);
-      for (int64_t d = 0; d < D; ++d) {
-        g.W_enc[m * D + d] += float(ls * ae[size_t(d)]);
-        g.W_dec[m * D + d] += float(ls * ad[size_t(d)]);
-      }
-    }
-  });
+  add_latent_grads(
+      nnz, M, D, xin.data(), norm.data(), gh.data(), [&](int64_t j) { return merged[size_t(j)].i / M; },
+      [&](int64_t j) { return merged[size_t(j)].i % M; }, [&](int64_t j) { return merged[size_t(j)].v; }, gsum, ls, g);
   std::vector<double> gbd(static_cast<size_t>(D), 0.0);
   for (int64_t n = 0; n < N; ++n) {
     for (int64_t lv = 0; lv <= nw; ++lv)
