@@ -1,4 +1,4 @@
-// Argument readers shared by the threshold-kind bindings of both builds: the encoder
+// Argument readers and result writers shared by the threshold-kind bindings of both builds: the encoder
 // (bindings/cpu/threshold_encode.cpp, bindings/cuda/threshold_encode.cpp) and the relu / jumprelu
 // and batchTopK training steps (bindings/cpu/threshold_step.cpp, bindings/cuda/threshold_step.cpp).
 // Each binding calls them in its own order and keeps only its job launch.
@@ -170,6 +170,29 @@ inline Tensor read_step_dead(const Napi::Object& o, int64_t M) {
   expect_dtype(t, DType::I32, "dead");
   expect_shape(t, {M}, "dead");
   return t;
+}
+
+// The step results as JS objects (L: the CPU or CUDA loss struct, which share field names).
+template <class L>
+Napi::Object threshold_step_losses_js(Napi::Env env, const L& l) {
+  Napi::Object r = Napi::Object::New(env);
+  r.Set("mse", l.mse);
+  r.Set("sparsity", l.sparsity);
+  r.Set("preAct", l.pre_act);
+  r.Set("loss", l.loss);
+  return r;
+}
+
+template <class L>
+Napi::Object batchtopk_step_losses_js(Napi::Env env, const L& l) {
+  Napi::Object r = Napi::Object::New(env);
+  r.Set("mse", l.mse);
+  r.Set("inner", l.inner);
+  r.Set("aux", l.aux);
+  r.Set("loss", l.loss);
+  r.Set("minKept", l.min_kept);
+  r.Set("kept", double(l.kept));
+  return r;
 }
 
 }  // namespace sparsify

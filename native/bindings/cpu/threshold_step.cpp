@@ -39,14 +39,7 @@ Napi::Value threshold_step_js(const Napi::CallbackInfo& info) {
                               g.W_dec.data<float>(), g.b_dec.data<float>(), fired.defined() ? fired.data<int32_t>() : nullptr};
         *out = threshold_step(wv, s, x.dim(0), x.data<float>(), gv);
       },
-      [out](Napi::Env env) -> Napi::Value {
-        Napi::Object r = Napi::Object::New(env);
-        r.Set("mse", out->mse);
-        r.Set("sparsity", out->sparsity);
-        r.Set("preAct", out->pre_act);
-        r.Set("loss", out->loss);
-        return r;
-      });
+      [out](Napi::Env env) -> Napi::Value { return threshold_step_losses_js(env, *out); });
 }
 
 Napi::Value batchtopk_step_js(const Napi::CallbackInfo& info) {
@@ -69,16 +62,7 @@ Napi::Value batchtopk_step_js(const Napi::CallbackInfo& info) {
                               fired.defined() ? fired.data<int32_t>() : nullptr};
         *out = batchtopk_step(wv, s, x.dim(0), x.data<float>(), gv);
       },
-      [out](Napi::Env env) -> Napi::Value {
-        Napi::Object r = Napi::Object::New(env);
-        r.Set("mse", out->mse);
-        r.Set("inner", out->inner);
-        r.Set("aux", out->aux);
-        r.Set("loss", out->loss);
-        r.Set("minKept", out->min_kept);
-        r.Set("kept", double(out->kept));
-        return r;
-      });
+      [out](Napi::Env env) -> Napi::Value { return batchtopk_step_losses_js(env, *out); });
 }
 
 void init(Napi::Env env, Napi::Object exports) {

@@ -58,14 +58,7 @@ Napi::Value cuda_threshold_step(const Napi::CallbackInfo& info) {
   auto out = std::make_shared<cuda::ThresholdStepLossesDev>();
   return run_async(
       info.Env(), [a, out] { *out = cuda::threshold_step(a); },
-      [out](Napi::Env env) -> Napi::Value {
-        Napi::Object r = Napi::Object::New(env);
-        r.Set("mse", out->mse);
-        r.Set("sparsity", out->sparsity);
-        r.Set("preAct", out->pre_act);
-        r.Set("loss", out->loss);
-        return r;
-      });
+      [out](Napi::Env env) -> Napi::Value { return threshold_step_losses_js(env, *out); });
 }
 
 Napi::Value cuda_batchtopk_step(const Napi::CallbackInfo& info) {
@@ -82,16 +75,7 @@ Napi::Value cuda_batchtopk_step(const Napi::CallbackInfo& info) {
   auto out = std::make_shared<cuda::BatchTopKLossesDev>();
   return run_async(
       info.Env(), [a, out] { *out = cuda::batchtopk_step(a); },
-      [out](Napi::Env env) -> Napi::Value {
-        Napi::Object r = Napi::Object::New(env);
-        r.Set("mse", out->mse);
-        r.Set("inner", out->inner);
-        r.Set("aux", out->aux);
-        r.Set("loss", out->loss);
-        r.Set("minKept", out->min_kept);
-        r.Set("kept", double(out->kept));
-        return r;
-      });
+      [out](Napi::Env env) -> Napi::Value { return batchtopk_step_losses_js(env, *out); });
 }
 
 void init(Napi::Env env, Napi::Object exports) {
