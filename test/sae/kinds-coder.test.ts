@@ -10,13 +10,9 @@ import { join } from 'node:path';
 
 import { ConfigError, createOptimizer, DeviceError, kindStepReference, loadSaeLensCoder, mulberry32, SparseCoder, sparseCoderConfig, Tensor, ThresholdCoder, ValueError, type KindSpec, type SparseCoderConfig } from '@sparsify/core';
 
-const N = 24, D = 8, M = 32;
+import { gauss, randomKindCoder } from './kind-coders.js';
 
-function gauss(rng: () => number, n: number, s = 1): Float32Array {
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = s * Math.sqrt(-2 * Math.log(1 - rng())) * Math.cos(2 * Math.PI * rng());
-  return out;
-}
+const N = 24, D = 8, M = 32;
 
 interface Case {
   name: string;
@@ -66,22 +62,7 @@ const CASES: Case[] = [
   },
 ];
 
-/** A coder with random parameters (so every path of each kind is exercised) and a batch. */
-async function setup(c: Case, seed = 1) {
-  const rng = mulberry32(seed);
-  const cfg = sparseCoderConfig({ numLatents: M, ...c.cfg });
-  const t = new Map<string, Tensor>([
-    ['encoder.weight', Tensor.from(gauss(rng, M * D, 0.5), [M, D])],
-    ['encoder.bias', Tensor.from(gauss(rng, M, 0.3), [M])],
-    ['W_dec', Tensor.from(gauss(rng, M * D, 0.4), [M, D])],
-    ['b_dec', Tensor.from(gauss(rng, D, 0.2), [D])],
-  ]);
-  if (cfg.activation === 'jumprelu') t.set('log_threshold', Tensor.from(gauss(rng, M, 0.3).map((v) => Math.log(0.4) + v), [M]));
-  if (cfg.activation === 'batchtopk') t.set('topk_threshold', Tensor.from(new Float32Array([0.25]), [1]));
-  const coder = await SparseCoder.fromParams(cfg, D, t);
-  const x = Tensor.from(gauss(rng, N * D), [N, D]);
-  return { coder, x };
-}
+const setup = (c: Case, seed = 1) => randomKindCoder(c.cfg, { N, D, M }, seed);
 
 const f64 = (t: Tensor) => Float64Array.from(t.toFloat32Array());
 

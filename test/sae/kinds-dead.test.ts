@@ -6,15 +6,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { kindStepReference, mulberry32, SparseCoder, sparseCoderConfig, Tensor, ValueError, type KindSpec, type SparseCoderConfig } from '@sparsify/core';
+import { kindStepReference, Tensor, ValueError, type KindSpec, type SparseCoderConfig } from '@sparsify/core';
+
+import { randomKindCoder } from './kind-coders.js';
 
 const N = 24, D = 8, M = 32;
-
-function gauss(rng: () => number, n: number, s = 1): Float32Array {
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = s * Math.sqrt(-2 * Math.log(1 - rng())) * Math.cos(2 * Math.PI * rng());
-  return out;
-}
 
 interface Case {
   name: string;
@@ -51,21 +47,7 @@ const CASES: Case[] = [
   },
 ];
 
-async function setup(c: Case, seed = 3) {
-  const rng = mulberry32(seed);
-  const cfg = sparseCoderConfig({ numLatents: M, ...c.cfg });
-  const t = new Map<string, Tensor>([
-    ['encoder.weight', Tensor.from(gauss(rng, M * D, 0.5), [M, D])],
-    ['encoder.bias', Tensor.from(gauss(rng, M, 0.3), [M])],
-    ['W_dec', Tensor.from(gauss(rng, M * D, 0.4), [M, D])],
-    ['b_dec', Tensor.from(gauss(rng, D, 0.2), [D])],
-  ]);
-  if (cfg.activation === 'jumprelu') t.set('log_threshold', Tensor.from(gauss(rng, M, 0.3).map((v) => Math.log(0.4) + v), [M]));
-  if (cfg.activation === 'batchtopk') t.set('topk_threshold', Tensor.from(new Float32Array([0.25]), [1]));
-  const coder = await SparseCoder.fromParams(cfg, D, t);
-  const x = Tensor.from(gauss(rng, N * D), [N, D]);
-  return { coder, x };
-}
+const setup = (c: Case, seed = 3) => randomKindCoder(c.cfg, { N, D, M }, seed);
 
 const f64 = (t: Tensor) => Float64Array.from(t.toFloat32Array());
 
