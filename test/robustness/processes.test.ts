@@ -56,7 +56,11 @@ test('two processes on one run folder; kill -9, stale lock, resume, metrics with
   const ra = await a.done;
   assert.equal(ra.signal, 'SIGKILL');
   assert.ok(existsSync(`${run}.lock`), 'the killed run left its lock');
-  const saved = JSON.parse(readFileSync(join(run, 'trainer_state.json'), 'utf-8')).step;
+  // A kill after a save committed (its state file written in `r.saving/`) but before the
+  // roll-forward finished: --resume completes that save, so it resumes from the newer step.
+  const committed = join(`${run}.saving`, 'trainer_state.json');
+  const stateFile = existsSync(committed) ? committed : join(run, 'trainer_state.json');
+  const saved = JSON.parse(readFileSync(stateFile, 'utf-8')).step;
   const c = await sparsify([...args, '--resume']).done;
   assert.equal(c.code, 0, c.err);
   assert.match(c.err, new RegExp(`resuming .* \\(step ${saved}\\)`));
