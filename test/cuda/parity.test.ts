@@ -259,7 +259,8 @@ test('decoder renormalisation, gradient projection, Adam and signum match the fo
     }
   }
   checkClose('adam param', p, rp, 1e-6, 1e-7);
-  checkClose('adam m', m, rm, 1e-5, 1e-8);
+  // m is a sum of terms (1-β1)·g of size up to ~0.5 that may cancel: f32 rounding leaves ~3e-8 per step.
+  checkClose('adam m', m, rm, 1e-5, 1e-7);
 
   // Schedule-free signum: host bookkeeping of lr_max / weight_sum gives c.
   const beta = 0.95, lr2 = 5e-3;
