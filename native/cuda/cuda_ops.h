@@ -25,10 +25,12 @@ struct EncodeOptions {
   int64_t k_aux = 0;
   DType compute = DType::BF16;
   bool force_unfused = false;  // tests: exercise the chunked fallback path
+  bool pre_acts = false;       // also return the dense [N, M] relu pre-activations
 };
 struct EncodeResult {
   Tensor acts, indices;          // [N,k] f32, int32
   Tensor aux_acts, aux_indices;  // [N,k_aux] when dead_mask given and k_aux > 0
+  Tensor pre_acts;               // [N,M] f32 when EncodeOptions::pre_acts
   bool fused = true;
 };
 EncodeResult topk_encode(const Tensor& x, const Tensor& w_enc, const Tensor& b_enc, const EncodeOptions& o);
@@ -162,8 +164,9 @@ int64_t sae_num_dead(const ResidentSae& sae);
 // Inference with the resident parameters: TopK/GroupMax codes of x (host outputs), decode of codes.
 struct SaeCodes {
   Tensor acts, indices;  // [N, k] f32, int32
+  Tensor pre_acts;       // [N, M] f32 relu pre-activations when asked for
 };
-SaeCodes sae_encode(ResidentSae& sae, const Tensor& x, int64_t k, bool groupmax);
+SaeCodes sae_encode(ResidentSae& sae, const Tensor& x, int64_t k, bool groupmax, bool pre_acts);
 Tensor sae_decode(ResidentSae& sae, const Tensor& acts, const Tensor& indices);
 struct SaeOptim {
   bool signum = false;

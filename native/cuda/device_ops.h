@@ -15,6 +15,7 @@ namespace cuda {
 // `compute` (bf16/f16), b_enc f32 [M]. vals/idx are [N, k]; aux_v/aux_i [N, k_aux].
 struct DeviceEncodeOut {
   DeviceBuffer vals, idx, aux_v, aux_i;
+  DeviceBuffer pre;  // [N, M] f32 relu pre-activations when EncodeOptions::pre_acts
   int k_aux = 0;
   bool fused = true;
   // Host sources of the AuxK maps' async copies: alive until the caller syncs (locals would die

@@ -279,6 +279,23 @@ void choose_splits(int64_t N, int64_t M, int sms, int* S, int* tps) {
   *S = (ntiles + *tps - 1) / *tps;
 }
 
+// relu pre-activations of N rows, written dense into out [N, ld] (the unfused fallback's pass, and
+// returnPreActs); the same kernel and tiles as the fused pass, so its values are bitwise the fused ones.
+template <class T>
+void dense_relu_pass(const T* X, const T* W, const float* b_enc, int64_t N, int64_t M, int64_t Kp, int k, int sms,
+                     float* out, int64_t ld, cudaStream_t s) {
+  EncParams p{};
+  p.b_enc = b_enc;
+  p.N = N;
+  p.M = M;
+  p.Kp = Kp;
+  p.k = k;
+  choose_splits(N, M, sms, &p.S, &p.tiles_per_split);
+  p.compact = out;
+  p.compact_ld = ld;
+  launch_encode<T>(p, X, W, s);
+}
+
 // The fused TopK pass + merge on device buffers (also used by the benchmark).
 template <class T>
 void fused_topk(const T* X, const T* W, const float* b_enc, int64_t N, int64_t M, int64_t Kp, int k, int sms,
@@ -404,16 +421,7 @@ DeviceEncodeOut encode_device(Session& ses, const T* X_, const T* Wt, const floa
     DeviceBuffer dense(size_t(rows) * M * 4, s);
     for (int64_t r0 = 0; r0 < N; r0 += rows) {
       int64_t nr = std::min(rows, N - r0);
-      EncParams p{};
-      p.b_enc = bptr;
-      p.N = nr;
-      p.M = M;
-      p.Kp = Kp;
-      p.k = k;
-      choose_splits(nr, M, prop.multiProcessorCount, &p.S, &p.tiles_per_split);
-      p.compact = dense.as<float>();
-      p.compact_ld = M;
-      launch_encode<T>(p, X_ + r0 * Kp, Wt, s);
+      dense_relu_pass<T>(X_ + r0 * Kp, Wt, bptr, nr, M, Kp, k, prop.multiProcessorCount, dense.as<float>(), M, s);
       RowTopkParams rp{};
       rp.vals = dense.as<float>();
       rp.stride = M;
@@ -433,6 +441,10 @@ DeviceEncodeOut encode_device(Session& ses, const T* X_, const T* Wt, const floa
         row_topk(rp, nr, s);
       }
     }
+  }
+  if (o.pre_acts) {
+    res.pre = DeviceBuffer(size_t(N) * M * 4, s);
+    dense_relu_pass<T>(X_, Wt, bptr, N, M, Kp, k, prop.multiProcessorCount, res.pre.as<float>(), M, s);
   }
   return res;
 }
@@ -455,6 +467,7 @@ EncodeResult encode_core(Session& ses, const Tensor& x, const T* Wt, const float
     res.aux_acts = download(d.aux_v.get(), {N, int64_t(d.k_aux)}, DType::F32, s);
     res.aux_indices = download(d.aux_i.get(), {N, int64_t(d.k_aux)}, DType::I32, s);
   }
+  if (o.pre_acts) res.pre_acts = download(d.pre.get(), {N, M}, DType::F32, s);
   ses.sync();
   return res;
 }

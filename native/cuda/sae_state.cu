@@ -638,7 +638,7 @@ void sae_load_dead(ResidentSae& sae, const std::vector<double>& counts, double t
 
 int64_t sae_num_dead(const ResidentSae& sae) { return sae.num_dead; }
 
-SaeCodes sae_encode(ResidentSae& sae, const Tensor& x, int64_t k, bool groupmax) {
+SaeCodes sae_encode(ResidentSae& sae, const Tensor& x, int64_t k, bool groupmax, bool pre_acts) {
   const int64_t N = x.dim(0);
   Session ses;
   cudaStream_t s = ses.stream();
@@ -647,10 +647,12 @@ SaeCodes sae_encode(ResidentSae& sae, const Tensor& x, int64_t k, bool groupmax)
   o.k = k;
   o.groupmax = groupmax;
   o.compute = sae.cfg.compute;
+  o.pre_acts = pre_acts;
   DeviceEncodeOut enc = encode_on_device(ses, sae.cfg.compute, in.Xc.get(), in.Wc.get(), sae.b_enc.p, N, sae.D, sae.M, o);
   SaeCodes r;
   r.acts = download(enc.vals.get(), {N, k}, DType::F32, s);
   r.indices = download(enc.idx.get(), {N, k}, DType::I32, s);
+  if (pre_acts) r.pre_acts = download(enc.pre.get(), {N, sae.M}, DType::F32, s);
   ses.sync();
   return r;
 }

@@ -72,6 +72,14 @@ function relErrToMaxSameSets(a: Float32Array, b: Float32Array, ia: Int32Array, i
   const pick = (x: Float32Array) => Float32Array.from(keep.flatMap((r) => Array.from(x.subarray(r * D, r * D + D))));
   return relErrToMax(pick(a), pick(b));
 }
+/** The selected values are the pre-activations at the selected latents, bitwise (one kernel computes both). */
+function assertSelectedFromPreActs(e: { topActs: Tensor; topIndices: Tensor; preActs?: Tensor }, what: string): void {
+  const [N, k] = e.topIndices.shape;
+  const M = e.preActs!.shape[1];
+  const pre = e.preActs!.toFloat32Array(), acts = e.topActs.toFloat32Array(), idx = e.topIndices.toInt32Array();
+  for (let n = 0; n < N; n++)
+    for (let j = 0; j < k; j++) assert.equal(acts[n * k + j], pre[n * M + idx[n * k + j]], `${what}: row ${n} slot ${j}`);
+}
 const close = (a: number, b: number, rel: number) => Math.abs(a - b) <= rel * Math.max(Math.abs(a), Math.abs(b), 1e-12);
 
 for (const variant of VARIANTS) {
@@ -85,9 +93,12 @@ for (const variant of VARIANTS) {
     const y = g.get('y');
     const k = cpu.cfg.k;
 
-    const ec = await cpu.encode(x);
-    const eg = await gpu.encode(x);
+    const ec = await cpu.encode(x, { returnPreActs: true });
+    const eg = await gpu.encode(x, { returnPreActs: true });
     assert.deepEqual(eg.topIndices.shape, ec.topIndices.shape);
+    assert.deepEqual(eg.preActs!.shape, ec.preActs!.shape);
+    assert.ok(relErrToMax(eg.preActs!.toFloat32Array(), ec.preActs!.toFloat32Array()) < BF16, 'pre_acts');
+    assertSelectedFromPreActs(eg, variant);
     assert.ok(setAgreement(ec.topIndices.toInt32Array(), eg.topIndices.toInt32Array(), k) >= 0.95, 'selections agree but for near-ties');
     // Decoding each side's own codes gives close reconstructions.
     const dc = await cpu.decode(ec.topActs, ec.topIndices);
@@ -129,19 +140,20 @@ test('cuda encoder-only coder (decoder: false): the resident encoder selects as 
     const full = await SparseCoder.loadFromDisk(dir, { device: 'cuda' });
     const enc = await SparseCoder.loadFromDisk(dir, { device: 'cuda', decoder: false });
     assert.equal(enc.device, 'cuda');
-    const a = await full.encode(x), b = await enc.encode(x);
+    const a = await full.encode(x), b = await enc.encode(x, { returnPreActs: true });
     // The same bf16 GEMM on both sides: the same selection and values.
     assert.deepEqual([...b.topIndices.toInt32Array()], [...a.topIndices.toInt32Array()], variant);
     assert.ok(relErrToMax(b.topActs.toFloat32Array(), a.topActs.toFloat32Array()) < 1e-5, variant);
+    assert.deepEqual(b.preActs!.toFloat32Array(), (await full.encode(x, { returnPreActs: true })).preActs!.toFloat32Array(), `${variant} pre_acts`);
+    assertSelectedFromPreActs(b, `${variant} (encoder only)`);
     await assert.rejects(enc.forward(x), /no decoder/);
     for (const c of [full, enc]) c.dispose();
   }
 });
 
-test('cuda: what the CUDA backend lacks is a clear error', opts, async () => {
+test('cuda: the gradients live on the device (grads() is a clear error naming readGrads)', opts, async () => {
   const c = await SparseCoder.create(32, { numLatents: 128, k: 4 }, { device: 'cuda' });
   assert.throws(() => c.grads(), /readGrads/);
-  await assert.rejects(c.encode(Tensor.zeros([2, 32]), { returnPreActs: true }), /returnPreActs/);
   c.dispose();
 });
 

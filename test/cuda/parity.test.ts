@@ -86,17 +86,24 @@ test('fused TopK encoder matches the reference, the fallback and every split/til
     assert.equal(res.fused, k <= maxK, `fused flag for k=${k} (max ${maxK})`);
     const acts = f32(res.acts), idx = i32(res.indices);
     checkSelection(`topk N=${N} D=${D} M=${M} k=${k}`, acts, idx, pre, ref.v, N, M, k);
-    // The chunked fallback runs the same arithmetic: identical output.
-    const fb = await addon!.testing.cudaTopkEncode(...args, { k, bDec: T(bDec, [D]).handle, forceUnfused: true });
+    assert.equal(res.preActs, undefined, 'pre-activations only when asked for');
+    // The chunked fallback runs the same arithmetic: identical output; so do the dense pre-activations.
+    const fb = await addon!.testing.cudaTopkEncode(...args, { k, bDec: T(bDec, [D]).handle, forceUnfused: true, preActs: true });
     assert.equal(fb.fused, false);
     assert.deepEqual(f32(fb.acts), acts, `fallback values differ ${tag}`);
     assert.deepEqual(i32(fb.indices), idx, `fallback indices differ ${tag}`);
+    const densePre = f32(fb.preActs);
+    assert.deepEqual(out(fb.preActs).shape, [N, M]);
+    const preTol = 2e-5 * Math.max(1, maxAbs(pre));
+    for (let i = 0; i < N * M; i++) assert.ok(Math.abs(densePre[i] - pre[i]) <= preTol, `pre_acts[${i}] ${densePre[i]} vs ${pre[i]} ${tag}`);
+    for (let i = 0; i < N * k; i++) assert.equal(acts[i], densePre[Math.floor(i / k) * M + idx[i]], `selected value ${i} is not its pre-activation ${tag}`);
     // Weights kept on the device: same arithmetic, same output.
     const enc = await addon!.cudaEncoderCreate(args[1], args[2], T(bDec, [D]).handle);
     assert.equal(enc.numLatents, M);
-    const rr = await enc.encode(args[0], { k });
+    const rr = await enc.encode(args[0], { k, preActs: true });
     assert.deepEqual(f32(rr.acts), acts, `resident encoder values differ ${tag}`);
     assert.deepEqual(i32(rr.indices), idx, `resident encoder indices differ ${tag}`);
+    assert.deepEqual(f32(rr.preActs!), densePre, `resident encoder pre-activations differ ${tag}`);
     // A method on another object is an error (the class's receiver check), not a crash.
     assert.throws(() => (enc.encode as any).call({}, args[0], { k }), TypeError);
     enc.dispose();
@@ -117,8 +124,11 @@ test('GroupMax encoder matches the reference (groups inside and across 128-laten
     const pre = preActs(x, bDec, W, b, N, D, M, 'bfloat16');
     const ref = groupMaxRows(pre, N, M, k);
     const res = await addon!.testing.cudaTopkEncode(T(x, [N, D]).handle, T(W, [M, D]).handle, T(b, [M]).handle,
-      { k, activation: 'groupmax', bDec: T(bDec, [D]).handle });
+      { k, activation: 'groupmax', bDec: T(bDec, [D]).handle, preActs: true });
     const acts = f32(res.acts), idx = i32(res.indices), G = M / k, tol = 2e-5 * Math.max(1, maxAbs(ref.v));
+    const densePre = f32(res.preActs);
+    for (let i = 0; i < N * M; i++) assert.ok(Math.abs(densePre[i] - pre[i]) <= tol, `groupmax pre_acts[${i}] ${tag}`);
+    for (let i = 0; i < N * k; i++) assert.equal(acts[i], densePre[Math.floor(i / k) * M + idx[i]], `groupmax value ${i} is not its pre-activation ${tag}`);
     for (let n = 0; n < N; n++)
       for (let g = 0; g < k; g++) {
         const m = idx[n * k + g], v = acts[n * k + g];

@@ -30,6 +30,7 @@ cuda::EncodeOptions read_encode_options(Napi::Object opts, int64_t N, int64_t M)
   o.dead_mask = opt_tensor(opts, "deadMask");
   o.k_aux = opt_int(opts, "kAux", 0);
   o.force_unfused = opt_bool(opts, "forceUnfused", false);
+  o.pre_acts = opt_bool(opts, "preActs", false);
   if (M >= (int64_t(1) << 31) || N * std::max<int64_t>(o.k, 1) >= (int64_t(1) << 31))
     fail(ErrorKind::Value, "CUDA encode: num_latents and N*k must be < 2^31");
   check_coder_spec(M, o.k, o.groupmax, false);
@@ -43,13 +44,14 @@ cuda::EncodeOptions read_encode_options(Napi::Object opts, int64_t N, int64_t M)
 }
 
 Napi::Value wrap_encode_result(Napi::Env env, const cuda::EncodeResult& r) {
-  Napi::Value v = wrap_all(env, {{"acts", r.acts}, {"indices", r.indices}, {"auxActs", r.aux_acts}, {"auxIndices", r.aux_indices}});
+  Napi::Value v = wrap_all(env, {{"acts", r.acts}, {"indices", r.indices}, {"auxActs", r.aux_acts}, {"auxIndices", r.aux_indices},
+                                 {"preActs", r.pre_acts}});
   v.As<Napi::Object>().Set("fused", r.fused);
   return v;
 }
 
 // cudaTopkEncode(x [N,D], wEnc [M,D], bEnc [M], {k, activation:'topk'|'groupmax', bDec?, deadMask?,
-//   kAux?, computeDtype?, forceUnfused?}) -> Promise<{acts, indices, auxActs?, auxIndices?, fused}>
+//   kAux?, computeDtype?, forceUnfused?, preActs?}) -> Promise<{acts, indices, auxActs?, auxIndices?, preActs?, fused}>
 Napi::Value cuda_topk_encode(const Napi::CallbackInfo& info) {
   Tensor x = arg_tensor(info, 0, "x");
   Tensor w = arg_tensor(info, 1, "wEnc");
@@ -74,7 +76,7 @@ Napi::Value cuda_topk_encode(const Napi::CallbackInfo& info) {
 
 // ---- resident encoder: cudaEncoderCreate(wEnc, bEnc, bDec?, {computeDtype?}) -> Promise<CudaEncoder>
 //   (the object has numLatents, dIn, computeDtype, hasBDec);
-// encoder.encode(x, {k, activation?, deadMask?, kAux?}) -> Promise<like cudaTopkEncode>;
+// encoder.encode(x, {k, activation?, deadMask?, kAux?, preActs?}) -> Promise<like cudaTopkEncode>;
 // encoder.dispose() frees the device memory now (GC frees it otherwise).
 struct EncoderTraits {
   using Value = cuda::ResidentEncoder;

@@ -31,7 +31,7 @@ using namespace cuda_binding;
 //   rowBegin?, rowEnd?, batchVariance?, deadFromCounters?}) -> Promise<{fvu, auxkLoss, multiTopkFvu, kAux, numDead, totalVariance, indices?, acts?, saeOut?}>
 //   (indices only with outputs or didFire; trackFired records the selection on the device, takeFired reads it)
 //   (gradients accumulate on the device; with multiTopk indices / acts / saeOut are the 4k selection's)
-// sae.encode(x, {k?, activation?}) -> Promise<{acts, indices}>;  sae.decode(acts, indices) -> Promise<[N,D]>
+// sae.encode(x, {k?, activation?, preActs?}) -> Promise<{acts, indices, preActs?}>;  sae.decode(acts, indices) -> Promise<[N,D]>
 // sae.apply({optimizer: 'adam'|'signum'|'muon', lr, beta1?, beta2?, eps?, step?, c?, beta?, project?,
 //   muon: vectorLr (the Adam half's lr), momentum?, nesterov?, weightDecay?, nsSteps?, maxGradNorm?})
 //   -> Promise<number | undefined> (with maxGradNorm > 0: the global gradient norm before clipping)
@@ -251,13 +251,17 @@ Napi::Value cuda_sae_take_fired(const Napi::CallbackInfo& info) {
 Napi::Value cuda_sae_encode(const Napi::CallbackInfo& info) {
   SaeHolder sae = sae_of(info);
   Tensor x = arg_tensor(info, 0, "x");
-  cuda::SaeCall call = read_sae_call(opts_at(info, 1), *sae);
+  Napi::Object opts = opts_at(info, 1);
+  cuda::SaeCall call = read_sae_call(opts, *sae);
+  const bool pre_acts = opt_bool(opts, "preActs", false);
   check_sae_input(x, cuda::sae_d_in(*sae), "x");
   if (int64_t(x.dim(0)) * call.k >= (int64_t(1) << 31)) fail(ErrorKind::Value, "x rows * k must be < 2^31");
   auto res = std::make_shared<cuda::SaeCodes>();
   return run_async(
-      info.Env(), [=] { *res = cuda::sae_encode(*sae, x, call.k, call.groupmax); },
-      [res](Napi::Env env) -> Napi::Value { return wrap_all(env, {{"acts", res->acts}, {"indices", res->indices}}); });
+      info.Env(), [=] { *res = cuda::sae_encode(*sae, x, call.k, call.groupmax, pre_acts); },
+      [res](Napi::Env env) -> Napi::Value {
+        return wrap_all(env, {{"acts", res->acts}, {"indices", res->indices}, {"preActs", res->pre_acts}});
+      });
 }
 
 Napi::Value cuda_sae_decode(const Napi::CallbackInfo& info) {

@@ -115,7 +115,8 @@ export interface CudaSaeStateHandle {
   readonly numLatents: number;
   readonly dIn: number;
   forwardBackward(x: H, opts: Opts): Promise<CudaStepResult>;
-  encode(x: H, opts: Opts): Promise<{ acts: H; indices: H }>;
+  /** preActs: true adds the dense [N, M] relu pre-activations. */
+  encode(x: H, opts: Opts): Promise<{ acts: H; indices: H; preActs?: H }>;
   decode(acts: H, indices: H): Promise<H>;
   /** With maxGradNorm > 0: the global gradient norm before clipping. */
   apply(opts: Opts): Promise<number | undefined>;
@@ -138,7 +139,8 @@ export interface CudaEncoderHandle {
   readonly dIn: number;
   readonly computeDtype: 'bfloat16' | 'float16';
   readonly hasBDec: boolean;
-  encode(x: H, opts: Opts): Promise<{ acts: H; indices: H }>;
+  /** preActs: true adds the dense [N, M] relu pre-activations. */
+  encode(x: H, opts: Opts): Promise<{ acts: H; indices: H; preActs?: H }>;
   dispose(): void;
 }
 

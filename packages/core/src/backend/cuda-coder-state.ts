@@ -124,10 +124,9 @@ export class CudaCoderState implements CoderState {
 
   async encode(x: Tensor, call: CoderCall, returnPreActs: boolean): Promise<EncodeResult> {
     this.alive();
-    if (returnPreActs) throw new ValueError('encode: returnPreActs is not implemented on the CUDA backend');
-    const c = { k: call.k, activation: call.activation };
+    const c = { k: call.k, activation: call.activation, preActs: returnPreActs };
     const r = this.sae ? await this.sae.encode(x.handle, c) : await this.encoder!.encode(x.handle, c);
-    return { topActs: new Tensor(r.acts), topIndices: new Tensor(r.indices) };
+    return { topActs: new Tensor(r.acts), topIndices: new Tensor(r.indices), ...(r.preActs ? { preActs: new Tensor(r.preActs) } : {}) };
   }
 
   async decode(topActs: Tensor, topIndices: Tensor): Promise<Tensor> {
