@@ -84,3 +84,23 @@ test('missing or broken tokenizer files give FileFormatError naming the file', a
   await assert.rejects(loadTokenizer(join(FIX, 'nope')), (e: Error) => e instanceof FileFormatError && /tokenizer\.json/.test(e.message));
   await assert.rejects(loadTokenizer(join(FIX, 'parquet')), FileFormatError);
 });
+
+// transformers' AutoTokenizer with add_bos_token / add_eos_token / tokenizer_class changed in
+// tokenizer_config.json next to a tokenizer.json (scripts/make-tokenizer-flag-fixtures.py): the
+// post-processor of tokenizer.json decides the special tokens; the two flags change nothing.
+test('tokenizer_config add_bos_token / add_eos_token: the ids of transformers\' AutoTokenizer', async () => {
+  const flags = JSON.parse(readFileSync(join(FIX, 'tokenizer_flags.json'), 'utf-8'));
+  const tokenizerJson = JSON.parse(readFileSync(join(FIX, 'llama_tok', 'tokenizer.json'), 'utf-8'));
+  const config = JSON.parse(readFileSync(join(FIX, 'llama_tok', 'tokenizer_config.json'), 'utf-8'));
+  const names = Object.keys(flags.variants);
+  assert.ok(names.length >= 6);
+  let withBos = 0;
+  for (const name of names) {
+    const v = flags.variants[name];
+    const tok = tokenizerFromJson(v.post_processor ? tokenizerJson : { ...tokenizerJson, post_processor: null }, { ...config, ...v.config }, name);
+    flags.texts.forEach((t: string, i: number) => assert.deepEqual(tok.encode(t), v.ids[i], `${name} (${v.class}): ${JSON.stringify(t)}`));
+    if (v.ids[0][0] === tok.bosTokenId) withBos++;
+  }
+  // Both outcomes occur among the variants (BOS from a post-processor, none without one).
+  assert.ok(withBos > 0 && withBos < names.length, `${withBos} of ${names.length} variants start with BOS`);
+});
