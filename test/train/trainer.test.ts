@@ -243,3 +243,21 @@ test('hookpoint selection: patterns natsorted then layer_stride; layers; widths 
   const d = await mk({ layerStride: 2 });
   assert.deepEqual(d.hookpoints, ['h.0']);
 });
+
+test('init() claims the run folder until close(); fit() releases it', async () => {
+  const dir = tmp();
+  const cfg = trainConfig({ logToWandb: false, runName: 'r', saveDir: dir, batchSize: 4, layers: [0], sae: { expansionFactor: 2, k: 4 } });
+  const model = await tinyModel();
+  const a = new Trainer(cfg, fixtureDataset(8), model);
+  await a.init();
+  assert.ok(existsSync(join(dir, 'r.lock')));
+  const b = new Trainer(cfg, fixtureDataset(8), model, { overwrite: true });
+  await assert.rejects(b.init(), (e: Error) => e instanceof ConfigError && /in use by another training process/.test(e.message));
+  a.close();
+  a.close();
+  assert.ok(!existsSync(join(dir, 'r.lock')));
+  assert.ok(a.coders.length > 0, 'the coders stay after close()');
+  const r = await b.fit();
+  assert.equal(r.steps, 2);
+  assert.ok(!existsSync(join(dir, 'r.lock')), 'fit() released its claim');
+});

@@ -247,7 +247,18 @@ export class Trainer extends EventEmitter {
     this.stopRequested = true;
   }
 
-  /** Resolves hookpoints and widths and creates the coders (and loads finetune weights). */
+  /**
+   * Releases the run folder that init() / loadState() claimed (fit() releases it when it ends), so
+   * that another Trainer may train into it. Idempotent; the coders stay usable.
+   */
+  close(): void {
+    this.releaseLock();
+  }
+
+  /**
+   * Resolves hookpoints and widths and creates the coders (and loads finetune weights). With
+   * saving on, it claims the run folder until fit() ends or close() is called.
+   */
   async init(): Promise<void> {
     if (this.initialized) return;
     if (this.opts.save !== false) this.lock ??= claimRunFolder(this.runDir, { resume: this.resuming, overwrite: this.opts.overwrite });
