@@ -279,11 +279,8 @@ void choose_splits(int64_t N, int64_t M, int sms, int* S, int* tps) {
   *S = (ntiles + *tps - 1) / *tps;
 }
 
-// relu pre-activations of N rows, written dense into out [N, ld] (the unfused fallback's pass, and
-// returnPreActs); the same kernel and tiles as the fused pass, so its values are bitwise the fused ones.
-template <class T>
-void dense_relu_pass(const T* X, const T* W, const float* b_enc, int64_t N, int64_t M, int64_t Kp, int k, int sms,
-                     float* out, int64_t ld, cudaStream_t s) {
+// One encoder pass over N rows and M latents, its tile splits chosen; the caller adds the outputs.
+EncParams pass_params(const float* b_enc, int64_t N, int64_t M, int64_t Kp, int k, int sms) {
   EncParams p{};
   p.b_enc = b_enc;
   p.N = N;
@@ -291,6 +288,15 @@ void dense_relu_pass(const T* X, const T* W, const float* b_enc, int64_t N, int6
   p.Kp = Kp;
   p.k = k;
   choose_splits(N, M, sms, &p.S, &p.tiles_per_split);
+  return p;
+}
+
+// relu pre-activations of N rows, written dense into out [N, ld] (the unfused fallback's pass, and
+// returnPreActs); the same kernel and tiles as the fused pass, so its values are bitwise the fused ones.
+template <class T>
+void dense_relu_pass(const T* X, const T* W, const float* b_enc, int64_t N, int64_t M, int64_t Kp, int k, int sms,
+                     float* out, int64_t ld, cudaStream_t s) {
+  EncParams p = pass_params(b_enc, N, M, Kp, k, sms);
   p.compact = out;
   p.compact_ld = ld;
   launch_encode<T>(p, X, W, s);
@@ -300,13 +306,7 @@ void dense_relu_pass(const T* X, const T* W, const float* b_enc, int64_t N, int6
 template <class T>
 void fused_topk(const T* X, const T* W, const float* b_enc, int64_t N, int64_t M, int64_t Kp, int k, int sms,
                 const int* col_map, float* compact, int64_t compact_ld, float* out_v, int* out_i, cudaStream_t s) {
-  EncParams p{};
-  p.b_enc = b_enc;
-  p.N = N;
-  p.M = M;
-  p.Kp = Kp;
-  p.k = k;
-  choose_splits(N, M, sms, &p.S, &p.tiles_per_split);
+  EncParams p = pass_params(b_enc, N, M, Kp, k, sms);
   DeviceBuffer pv(size_t(N) * p.S * k * 4, s), pi(size_t(N) * p.S * k * 4, s);
   p.part_val = pv.as<float>();
   p.part_idx = pi.as<int>();
@@ -381,13 +381,7 @@ DeviceEncodeOut encode_device(Session& ses, const T* X_, const T* Wt, const floa
   if (main_in_pass && o.groupmax) {
     DeviceBuffer keys(size_t(N) * k * 8, s);
     CUDA_CHECK(cudaMemsetAsync(keys.get(), 0, keys.bytes(), s));
-    EncParams p{};
-    p.b_enc = bptr;
-    p.N = N;
-    p.M = M;
-    p.Kp = Kp;
-    p.k = k;
-    choose_splits(N, M, prop.multiProcessorCount, &p.S, &p.tiles_per_split);
+    EncParams p = pass_params(bptr, N, M, Kp, k, prop.multiProcessorCount);
     p.gm_keys = keys.as<unsigned long long>();
     p.G = M / k;
     p.col_map = aux_in_pass ? d_map.as<int>() : nullptr;
