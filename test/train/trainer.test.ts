@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { ConfigError, SparseCoder, loadSafetensors } from '@sparsify/core';
+import { ConfigError, SparseCoder, ValueError, loadSafetensors } from '@sparsify/core';
 import { Trainer, trainConfig, loadInt64Safetensors, type StepInfo, type TrainConfigInit, type LogInfo } from '@sparsify/train';
 
 import { fixtureDataset, maxAbsDiff, tinyModel, tmp } from './helpers.js';
@@ -257,7 +257,20 @@ test('init() claims the run folder until close(); fit() releases it', async () =
   a.close();
   assert.ok(!existsSync(join(dir, 'r.lock')));
   assert.ok(a.coders.length > 0, 'the coders stay after close()');
+  // b may own the folder now: a closed trainer neither trains nor saves into it.
+  for (const f of [() => a.fit(), () => a.init(), () => a.loadState(), () => a.save()])
+    await assert.rejects(f(), (e: Error) => e instanceof ValueError && /was closed/.test(e.message));
+  let closeDuringFit: unknown;
+  b.once('step', () => {
+    try {
+      b.close();
+    } catch (e) {
+      closeDuringFit = e;
+    }
+  });
   const r = await b.fit();
+  assert.ok(closeDuringFit instanceof ValueError && /fit\(\) is running/.test(closeDuringFit.message), 'close() during fit() is refused');
   assert.equal(r.steps, 2);
   assert.ok(!existsSync(join(dir, 'r.lock')), 'fit() released its claim');
+  b.close();
 });

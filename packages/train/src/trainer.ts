@@ -203,6 +203,9 @@ export class Trainer extends EventEmitter {
   /** normalize_activations: the scale s of each hookpoint (estimated before training, or read on resume). */
   private normScale = new Map<string, number>();
   private lock?: RunLock;
+  /** close() was called: the run folder is no longer this trainer's to write. */
+  private closed = false;
+  private fitting = false;
   private stopRequested = false;
   private readonly opts: TrainerOptions;
   private readonly computeDtype: ComputeDType;
@@ -249,10 +252,17 @@ export class Trainer extends EventEmitter {
 
   /**
    * Releases the run folder that init() / loadState() claimed (fit() releases it when it ends), so
-   * that another Trainer may train into it. Idempotent; the coders stay usable.
+   * that another Trainer may train into it. The coders stay usable; init / loadState / fit and saves
+   * into the run folder are refused from then on (another trainer may own it). Idempotent.
    */
   close(): void {
+    if (this.fitting) throw new ValueError('Trainer.close(): fit() is running; call requestStop() and await fit() first');
+    this.closed = true;
     this.releaseLock();
+  }
+
+  private assertOpen(what: string): void {
+    if (this.closed) throw new ValueError(`Trainer.${what}: this trainer was closed; its run folder ${this.runDir} may belong to another run now (create a new Trainer to continue it)`);
   }
 
   /**
@@ -260,6 +270,7 @@ export class Trainer extends EventEmitter {
    * saving on, it claims the run folder until fit() ends or close() is called.
    */
   async init(): Promise<void> {
+    this.assertOpen('init()');
     if (this.initialized) return;
     if (this.opts.save !== false) this.lock ??= claimRunFolder(this.runDir, { resume: this.resuming, overwrite: this.opts.overwrite });
     try {
@@ -427,6 +438,7 @@ export class Trainer extends EventEmitter {
 
   /** Writes the checkpoint into `dir` (default the run folder), atomically as a whole. */
   async save(dir: string = this.runDir, only?: CoderEntry[]): Promise<void> {
+    if (dir === this.runDir) this.assertOpen('save()');
     const entries = only ?? this.coders;
     const isSignum = this.cfg.optimizer === 'signum';
     await replaceRunFolder(dir, async (tmp) => {
@@ -513,9 +525,11 @@ export class Trainer extends EventEmitter {
    */
   async fit(): Promise<FitResult> {
     await this.init();
+    this.fitting = true;
     try {
       return await this.fitLoop();
     } finally {
+      this.fitting = false;
       this.releaseLock();
     }
   }
