@@ -30,9 +30,14 @@ test('ids match the golden model inputs (EOS+Apache-2.0 head, GPL-3 tokens 100..
   assert.deepEqual(tok.encode(gpl3).slice(100, 116), golden[1]);
 });
 
+// The Python tokenizers library runs the file alone (Tokenizer.from_file): so does tokenizerFromJson.
+// (loadTokenizer runs it as AutoTokenizer does; for llama_tok's LlamaTokenizerFast that is another
+// pre-tokenizer: the test below.)
+const fileTokenizer = (dir: string) =>
+  tokenizerFromJson(JSON.parse(readFileSync(join(dir, 'tokenizer.json'), 'utf-8')), JSON.parse(readFileSync(join(dir, 'tokenizer_config.json'), 'utf-8')));
 for (const [name, dir] of [['gpt2_style', FIX], ['llama_style', join(FIX, 'llama_tok')]] as const) {
   test(`${name}: encode matches the Python tokenizers library, decode round-trips`, async () => {
-    const tok = await loadTokenizer(dir);
+    const tok = fileTokenizer(dir);
     goldens.samples.forEach((s: string, i: number) => {
       const g = goldens[name].encode[i];
       assert.deepEqual(tok.encode(s), g.with_special, `with special tokens: ${JSON.stringify(s)}`);
@@ -85,22 +90,53 @@ test('missing or broken tokenizer files give FileFormatError naming the file', a
   await assert.rejects(loadTokenizer(join(FIX, 'parquet')), FileFormatError);
 });
 
-// transformers' AutoTokenizer with add_bos_token / add_eos_token / tokenizer_class changed in
-// tokenizer_config.json next to a tokenizer.json (scripts/make-tokenizer-flag-fixtures.py): the
-// post-processor of tokenizer.json decides the special tokens; the two flags change nothing.
-test('tokenizer_config add_bos_token / add_eos_token: the ids of transformers\' AutoTokenizer', async () => {
-  const flags = JSON.parse(readFileSync(join(FIX, 'tokenizer_flags.json'), 'utf-8'));
-  const tokenizerJson = JSON.parse(readFileSync(join(FIX, 'llama_tok', 'tokenizer.json'), 'utf-8'));
-  const config = JSON.parse(readFileSync(join(FIX, 'llama_tok', 'tokenizer_config.json'), 'utf-8'));
-  const names = Object.keys(flags.variants);
-  assert.ok(names.length >= 6);
-  let withBos = 0;
-  for (const name of names) {
-    const v = flags.variants[name];
-    const tok = tokenizerFromJson(v.post_processor ? tokenizerJson : { ...tokenizerJson, post_processor: null }, { ...config, ...v.config }, name);
-    flags.texts.forEach((t: string, i: number) => assert.deepEqual(tok.encode(t), v.ids[i], `${name} (${v.class}): ${JSON.stringify(t)}`));
-    if (v.ids[0][0] === tok.bosTokenId) withBos++;
+// transformers' AutoTokenizer on folders whose tokenizer.json, tokenizer_config.json and config.json
+// disagree (scripts/make-autotokenizer-fixtures.py): add_bos_token / add_eos_token (dropped), the
+// class it picks from tokenizer_class and model_type, the pipeline that class rebuilds, its default
+// special tokens. loadTokenizer must give the same ids, BOS / EOS ids and size.
+test("loadTokenizer gives the ids of transformers' AutoTokenizer (class, pipeline, flags, special tokens)", async () => {
+  const fx = JSON.parse(readFileSync(join(FIX, 'autotokenizer.json'), 'utf-8'));
+  const bases: Record<string, string> = { gpt2_style: FIX, llama_style: join(FIX, 'llama_tok') };
+  const classes = new Set<string>();
+  for (const [name, v] of Object.entries<any>(fx.variants)) {
+    const dir = mkdtempSync(join(tmpdir(), 'spx-autotok-'));
+    try {
+      const tokenizerJson = JSON.parse(readFileSync(join(bases[v.base], 'tokenizer.json'), 'utf-8'));
+      const config = JSON.parse(readFileSync(join(bases[v.base], 'tokenizer_config.json'), 'utf-8'));
+      for (const [k, x] of Object.entries(v.tokenizer_config)) if (x === null) delete config[k]; else config[k] = x;
+      if (!v.post_processor) tokenizerJson.post_processor = null;
+      writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(tokenizerJson));
+      writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify(config));
+      if (v.model_type) writeFileSync(join(dir, 'config.json'), JSON.stringify({ model_type: v.model_type }));
+      const tok = await loadTokenizer(dir);
+      const what = `${name} (${v.class})`;
+      fx.texts.forEach((t: string, i: number) => assert.deepEqual(tok.encode(t), v.ids[i], `${what}: ${JSON.stringify(t)}`));
+      assert.equal(tok.bosTokenId ?? null, v.bos_token_id, `${what}: bos`);
+      assert.equal(tok.eosTokenId ?? null, v.eos_token_id, `${what}: eos`);
+      assert.equal(tok.vocabSize, v.size, `${what}: size`);
+      classes.add(v.class);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   }
-  // Both outcomes occur among the variants (BOS from a post-processor, none without one).
-  assert.ok(withBos > 0 && withBos < names.length, `${withBos} of ${names.length} variants start with BOS`);
+  for (const c of ['TokenizersBackend', 'GPT2Tokenizer', 'GPTNeoXTokenizer', 'LlamaTokenizer', 'GemmaTokenizer', 'Qwen2Tokenizer']) assert.ok(classes.has(c), `a variant of ${c}`);
+});
+
+test('a tokenizer\'s source files reload to the same tokenizer without the model\'s config.json', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'spx-autotok-'));
+  const copy = mkdtempSync(join(tmpdir(), 'spx-autotok-'));
+  try {
+    for (const f of ['tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(FIX, f), join(dir, f));
+    writeFileSync(join(dir, 'config.json'), JSON.stringify({ model_type: 'qwen2' }));
+    const tok = await loadTokenizer(dir);
+    writeFileSync(join(copy, 'tokenizer.json'), JSON.stringify(tok.source!.tokenizerJson));
+    writeFileSync(join(copy, 'tokenizer_config.json'), JSON.stringify(tok.source!.config));
+    const again = await loadTokenizer(copy);
+    const text = corpus[0].text.slice(0, 2000);
+    assert.deepEqual(again.encode(text), tok.encode(text));
+    assert.equal(again.fingerprint, tok.fingerprint);
+    assert.notDeepEqual(tokenizerFromJson(JSON.parse(readFileSync(join(FIX, 'tokenizer.json'), 'utf-8'))).encode(text), tok.encode(text), 'qwen2 tokenizes this text unlike the file alone');
+  } finally {
+    for (const d of [dir, copy]) rmSync(d, { recursive: true, force: true });
+  }
 });

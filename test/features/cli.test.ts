@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 
+import { loadTokenizer } from '@sparsify/core';
 import { main } from '@sparsify/cli';
 import { readFeaturesIndex, type FeatureRecord } from '@sparsify/train';
 
@@ -45,6 +46,8 @@ test('train, then features of the run folder with no other argument, then the Ne
   assert.ok(index.tokens > 0 && index.tokens <= index.positions);
   assert.deepEqual(index.hookpoints.map((h) => h.name), ['h.0', 'h.1']);
   assert.ok(existsSync(join(out, 'tokenizer.json')));
+  const sample = 'Copyright 2007, 12345 and  two spaces';
+  assert.deepEqual((await loadTokenizer(out)).encode(sample), (await loadTokenizer(index.model_dir)).encode(sample), 'the copied tokenizer tokenizes as the model\'s');
   const vocab = JSON.parse(readFileSync(join(out, 'vocab.json'), 'utf-8'));
   assert.equal(vocab.length, index.vocab_size);
   const lines = readFileSync(join(out, 'h.0', 'features.jsonl'), 'utf-8').trim().split('\n');

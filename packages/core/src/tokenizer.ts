@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { Tokenizer as HFTokenizer } from '@huggingface/tokenizers';
 
 import { FileFormatError, ValueError } from './errors.js';
+import { autoTokenizerClass, autoTokenizerConfig, autoTokenizerJson } from './tokenizer-classes.js';
 
 /** transformers' VERY_LARGE_INTEGER: the model_max_length of a tokenizer that sets none. */
 export const UNBOUNDED_MODEL_MAX_LENGTH = Number.MAX_SAFE_INTEGER;
@@ -90,6 +91,40 @@ function specialTokensAround(withSpecial: number[], plain: number[]): [number[],
   throw new ValueError('the tokenizer post-processor changes the tokens of the text itself; cannot split it into fixed-length chunks');
 }
 
+/** The parts of @huggingface/tokenizers' BPE model that dropUnrepresentableBeforeMerges uses. */
+interface BpeModel {
+  bpe?: (word: string) => string[];
+  unk_token?: string | null;
+  byte_fallback?: boolean;
+  tokens_to_ids: Map<string, number>;
+}
+
+/**
+ * A BPE model without an unk token drops the characters its vocabulary cannot represent (nor
+ * byte fallback, when on): the Rust tokenizers drop them while building the word, before the
+ * merges (tokenizers/src/models/bpe/model.rs, `merge_word`), so their neighbours may merge;
+ * @huggingface/tokenizers merges first, and the unknown character blocks those merges. This puts
+ * the drop before the merges.
+ */
+function dropUnrepresentableBeforeMerges(tok: HFTokenizer): void {
+  const model = (tok as unknown as { model?: BpeModel }).model;
+  if (!model || typeof model.bpe !== 'function' || model.unk_token != null) return;
+  const ids = model.tokens_to_ids;
+  const bytes = new TextEncoder();
+  const representable = (ch: string): boolean => {
+    if (ids.has(ch)) return true;
+    if (!model.byte_fallback) return false;
+    for (const b of bytes.encode(ch)) if (!ids.has(`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`)) return false;
+    return true;
+  };
+  const bpe = model.bpe.bind(model);
+  model.bpe = (word: string) => {
+    let kept = '';
+    for (const ch of word) if (representable(ch)) kept += ch;
+    return kept.length === word.length ? bpe(word) : bpe(kept);
+  };
+}
+
 /** A tokenizer from parsed tokenizer.json and tokenizer_config.json objects. */
 export function tokenizerFromJson(tokenizerJson: Record<string, unknown>, config: Record<string, unknown> = {}, source = '<memory>'): Tokenizer {
   let tok: HFTokenizer;
@@ -98,6 +133,7 @@ export function tokenizerFromJson(tokenizerJson: Record<string, unknown>, config
   } catch (e) {
     throw new FileFormatError(`${source}: cannot build the tokenizer: ${(e as Error).message}`);
   }
+  dropUnrepresentableBeforeMerges(tok);
   const eosToken = tokenContent(config.eos_token as TokenValue);
   const bosToken = tokenContent(config.bos_token as TokenValue);
   const idOf = (t: string | undefined): number | undefined => (t === undefined ? undefined : tok.token_to_id(t));
@@ -125,7 +161,10 @@ export function tokenizerFromJson(tokenizerJson: Record<string, unknown>, config
   };
 }
 
-/** Loads `<dir>/tokenizer.json` (required), `tokenizer_config.json` and `special_tokens_map.json` (optional). */
+/**
+ * Loads `<dir>/tokenizer.json` (required), `tokenizer_config.json` and `special_tokens_map.json`
+ * (optional) as transformers 5's AutoTokenizer does, `config.json`'s model_type included.
+ */
 export async function loadTokenizer(dir: string): Promise<Tokenizer> {
   const tjPath = join(dir, 'tokenizer.json');
   if (!existsSync(tjPath))
@@ -138,5 +177,11 @@ export async function loadTokenizer(dir: string): Promise<Tokenizer> {
     const map = readJson(mapPath);
     for (const k of ['eos_token', 'bos_token', 'unk_token', 'pad_token']) if (config[k] === undefined && map[k] !== undefined) config[k] = map[k];
   }
-  return tokenizerFromJson(readJson(tjPath), config, tjPath);
+  // AutoTokenizer's class (from config.json's model_type too) decides the pipeline (tokenizer-classes.ts).
+  const modelCfgPath = join(dir, 'config.json');
+  const modelCfg = existsSync(modelCfgPath) ? readJson(modelCfgPath) : {};
+  const str = (v: unknown) => (typeof v === 'string' ? v : undefined);
+  const className = autoTokenizerClass(config, str(modelCfg.model_type), str(modelCfg.tokenizer_class));
+  const classConfig = autoTokenizerConfig(config, className);
+  return tokenizerFromJson(autoTokenizerJson(readJson(tjPath), classConfig, className), classConfig, tjPath);
 }

@@ -7,7 +7,7 @@
 import * as core from '@sparsify/core';
 import { FileFormatError, SparseCoder } from '@sparsify/core';
 import * as train from '@sparsify/train';
-import { copyFileSync, existsSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 
 import type { CliIO } from '../cli.js';
@@ -169,8 +169,11 @@ export async function featuresCommand(argv: readonly string[], io: CliIO): Promi
     });
     const vocabSize = Math.max(model.vocabSize, tokenizer?.vocabSize ?? 0);
     core.writeFileAtomic(join(building, 'vocab.json'), [JSON.stringify(train.displayVocab(tokenizer, vocabSize))]);
-    if (tokenizer)
-      for (const f of ['tokenizer.json', 'tokenizer_config.json']) if (existsSync(join(model.path, f))) copyFileSync(join(model.path, f), join(building, f));
+    // The tokenizer as the pass ran it (AutoTokenizer's class applied: tokenizer-classes.ts), so
+    // that the viewer tokenizes prompts the same way without the model's config.json.
+    if (tokenizer?.source)
+      for (const [f, v] of [['tokenizer.json', tokenizer.source.tokenizerJson], ['tokenizer_config.json', tokenizer.source.config]] as const)
+        core.writeFileAtomic(join(building, f), [JSON.stringify(v)]);
     const index: train.FeaturesIndex = {
       format: train.FEATURES_FORMAT,
       version: 1,
