@@ -64,10 +64,11 @@ const SPIECE_DECODER = [
 /** Qwen2Tokenizer's PRETOKENIZE_REGEX (transformers/models/qwen2/tokenization_qwen2.py). */
 const QWEN2_SPLIT = String.raw`(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`;
 
-function tokenString(v: unknown, dflt: string): string {
+/** A special token of a config: a string or an AddedToken object's `content`. */
+export function tokenContent(v: unknown): string | undefined {
   if (typeof v === 'string') return v;
   if (v && typeof v === 'object' && typeof (v as Json).content === 'string') return (v as Json).content as string;
-  return dflt;
+  return undefined;
 }
 
 /** Normalizer, pre-tokenizer, decoder and model of each class's `__init__`. */
@@ -100,7 +101,7 @@ const PIPELINES: Record<string, (model: Json, cfg: Json) => Json> = {
     normalizer: { type: 'Replace', pattern: { String: ' ' }, content: '▁' },
     pre_tokenizer: { type: 'Split', pattern: { String: ' ' }, behavior: 'MergedWithPrevious', invert: false },
     decoder: { type: 'Sequence', decoders: SPIECE_DECODER },
-    model: bpe(model, { fuse_unk: true, byte_fallback: true, unk_token: tokenString(cfg.unk_token, '<unk>') }),
+    model: bpe(model, { fuse_unk: true, byte_fallback: true, unk_token: tokenContent(cfg.unk_token) ?? '<unk>' }),
   }),
   Qwen2Tokenizer: (model, cfg) => ({
     normalizer: { type: 'NFC' },
@@ -142,7 +143,7 @@ function withSpecialTokens(tokenizerJson: Json, config: Json): Json {
   const have = new Set(added.map((t) => t.content));
   let next = Math.max(-1, ...Object.values(vocab), ...added.map((t) => Number(t.id))) + 1;
   for (const key of SPECIAL_KEYS) {
-    const content = tokenString(config[key], '');
+    const content = tokenContent(config[key]);
     if (!content || have.has(content)) continue;
     have.add(content);
     added.push({ id: vocab[content] ?? next++, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { Tokenizer as HFTokenizer } from '@huggingface/tokenizers';
 
 import { FileFormatError, ValueError } from './errors.js';
-import { autoTokenizerClass, autoTokenizerConfig, autoTokenizerJson } from './tokenizer-classes.js';
+import { autoTokenizerClass, autoTokenizerConfig, autoTokenizerJson, tokenContent } from './tokenizer-classes.js';
 
 /** transformers' VERY_LARGE_INTEGER: the model_max_length of a tokenizer that sets none. */
 export const UNBOUNDED_MODEL_MAX_LENGTH = Number.MAX_SAFE_INTEGER;
@@ -41,16 +41,8 @@ export interface Tokenizer {
   specialSuffix: readonly number[];
   /** A hash of the tokenizer files (keys token caches; not cryptographic). */
   fingerprint: string;
-  /** The parsed files it was built from (lets worker threads build the same tokenizer). */
+  /** The tokenizer.json and tokenizer_config.json it runs, AutoTokenizer's class applied (worker threads and copies build the same tokenizer from them). */
   source?: { tokenizerJson: Record<string, unknown>; config: Record<string, unknown> };
-}
-
-type TokenValue = string | { content?: string } | null | undefined;
-
-function tokenContent(v: TokenValue): string | undefined {
-  if (typeof v === 'string') return v;
-  if (v && typeof v === 'object' && typeof v.content === 'string') return v.content;
-  return undefined;
 }
 
 function readJson(path: string): Record<string, unknown> {
@@ -134,8 +126,8 @@ export function tokenizerFromJson(tokenizerJson: Record<string, unknown>, config
     throw new FileFormatError(`${source}: cannot build the tokenizer: ${(e as Error).message}`);
   }
   dropUnrepresentableBeforeMerges(tok);
-  const eosToken = tokenContent(config.eos_token as TokenValue);
-  const bosToken = tokenContent(config.bos_token as TokenValue);
+  const eosToken = tokenContent(config.eos_token);
+  const bosToken = tokenContent(config.bos_token);
   const idOf = (t: string | undefined): number | undefined => (t === undefined ? undefined : tok.token_to_id(t));
   let vocabSize = 0;
   for (const id of tok.get_vocab(true).values()) vocabSize = Math.max(vocabSize, id + 1);
