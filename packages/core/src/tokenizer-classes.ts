@@ -12,22 +12,20 @@
  */
 type Json = Record<string, unknown>;
 
-/** The model types whose registered class is one of ours (TOKENIZER_MAPPING_NAMES). */
-const REGISTERED: Record<string, string> = {
-  gpt2: 'GPT2Tokenizer',
-  gpt_neo: 'GPT2Tokenizer',
-  gpt_neox: 'GPTNeoXTokenizer',
-  gemma: 'GemmaTokenizer',
-  gemma2: 'GemmaTokenizer',
-  gemma3: 'GemmaTokenizer',
-  gemma3_text: 'GemmaTokenizer',
-  qwen2: 'Qwen2Tokenizer',
-  qwen2_moe: 'Qwen2Tokenizer',
-  qwen3: 'Qwen2Tokenizer',
-  qwen3_moe: 'Qwen2Tokenizer',
+/** The model types whose registered class is one of ours (TOKENIZER_MAPPING_NAMES of transformers 5.18). */
+const REGISTERED_BY_CLASS: Record<string, string[]> = {
+  GPT2Tokenizer: ['blip-2', 'codegen', 'dbrx', 'emu3', 'gpt2', 'gpt_neo', 'gptj', 'hyperclovax_vision_v2', 'instructblip', 'instructblipvideo', 'jais2', 'opt', 'phi', 'starcoder2'],
+  GPTNeoXTokenizer: ['falcon_mamba', 'gpt_neox', 'mamba', 'mamba2', 'mpt', 'olmo', 'olmoe', 'rwkv', 'xlstm'],
+  LlamaTokenizer: ['idefics', 'idefics2'],
+  GemmaTokenizer: ['diffusion_gemma', 'gemma', 'gemma2', 'gemma3', 'gemma3_text', 'gemma3n', 'gemma3n_text', 'recurrent_gemma', 'shieldgemma2', 't5gemma', 'zaya'],
+  Qwen2Tokenizer: [
+    'audioflamingo3', 'colqwen2', 'cosmos3_omni', 'fun_asr_nano', 'hunyuan_vl', 'internvl', 'lighton_ocr', 'ovis2', 'qianfan_ocr', 'qwen2', 'qwen2_5_omni',
+    'qwen2_5_vl', 'qwen2_audio', 'qwen2_moe', 'qwen2_vl', 'qwen3', 'qwen3_asr', 'qwen3_moe', 'qwen3_next', 'qwen3_omni_moe', 'qwen3_vl', 'qwen3_vl_moe', 'vibevoice',
+  ],
 };
+const REGISTERED = new Map(Object.entries(REGISTERED_BY_CLASS).flatMap(([cls, types]) => types.map((t) => [t, cls] as const)));
 /** Of those, the ones in MODELS_WITH_INCORRECT_HUB_TOKENIZER_CLASS: the hub's class is ignored. */
-const HUB_CLASS_IGNORED = new Set(['qwen2']);
+const HUB_CLASS_IGNORED = new Set(['hyperclovax_vision_v2', 'qwen2']);
 
 const flag = (v: unknown, dflt: boolean): boolean => (typeof v === 'boolean' ? v : dflt);
 
@@ -36,7 +34,7 @@ export function autoTokenizerClass(config: Json, modelType?: string, modelTokeni
   if (config.auto_map !== undefined) return 'TokenizersBackend';
   const strip = (c: unknown) => (typeof c === 'string' ? c.replace(/Fast$/, '') : undefined);
   const hub = strip(config.tokenizer_class) ?? strip(modelTokenizerClass);
-  const registered = modelType ? REGISTERED[modelType] : undefined;
+  const registered = modelType ? REGISTERED.get(modelType) : undefined;
   if (registered && modelType && HUB_CLASS_IGNORED.has(modelType)) return registered;
   return hub ?? registered ?? 'TokenizersBackend';
 }
