@@ -98,10 +98,11 @@ interface BpeModel {
  * @huggingface/tokenizers merges first, and the unknown character blocks those merges. This puts
  * the drop before the merges.
  */
-function dropUnrepresentableBeforeMerges(tok: HFTokenizer): void {
+function dropUnrepresentableBeforeMerges(tok: HFTokenizer, tokenizerJson: Record<string, unknown>): void {
   const model = (tok as unknown as { model?: BpeModel }).model;
   if (!model || typeof model.bpe !== 'function' || model.unk_token != null) return;
   const ids = model.tokens_to_ids;
+  if (byteLevelCovered(tokenizerJson, ids)) return; // every character a word can hold is in the vocabulary
   const bytes = new TextEncoder();
   const representable = (ch: string): boolean => {
     if (ids.has(ch)) return true;
@@ -117,6 +118,24 @@ function dropUnrepresentableBeforeMerges(tok: HFTokenizer): void {
   };
 }
 
+/** GPT-2's byte-to-character map (bytes_to_unicode): the 256 characters of byte-level words. */
+const BYTE_LEVEL_ALPHABET: string[] = (() => {
+  const out: string[] = [];
+  let extra = 0;
+  for (let b = 0; b < 256; b++) {
+    const printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174;
+    out.push(String.fromCodePoint(printable ? b : 256 + extra++));
+  }
+  return out;
+})();
+
+/** A ByteLevel pre-tokenizer over a vocabulary that holds all 256 byte characters. */
+function byteLevelCovered(tokenizerJson: Record<string, unknown>, ids: Map<string, number>): boolean {
+  const pre = tokenizerJson.pre_tokenizer as { type?: string; pretokenizers?: { type?: string }[] } | null | undefined;
+  const byteLevel = pre?.type === 'ByteLevel' || (pre?.type === 'Sequence' && (pre.pretokenizers ?? []).some((p) => p?.type === 'ByteLevel'));
+  return byteLevel && BYTE_LEVEL_ALPHABET.every((c) => ids.has(c));
+}
+
 /** A tokenizer from parsed tokenizer.json and tokenizer_config.json objects. */
 export function tokenizerFromJson(tokenizerJson: Record<string, unknown>, config: Record<string, unknown> = {}, source = '<memory>'): Tokenizer {
   let tok: HFTokenizer;
@@ -125,7 +144,7 @@ export function tokenizerFromJson(tokenizerJson: Record<string, unknown>, config
   } catch (e) {
     throw new FileFormatError(`${source}: cannot build the tokenizer: ${(e as Error).message}`);
   }
-  dropUnrepresentableBeforeMerges(tok);
+  dropUnrepresentableBeforeMerges(tok, tokenizerJson);
   const eosToken = tokenContent(config.eos_token);
   const bosToken = tokenContent(config.bos_token);
   const idOf = (t: string | undefined): number | undefined => (t === undefined ? undefined : tok.token_to_id(t));
