@@ -32,7 +32,7 @@ import {
 } from '@sparsify/core';
 import { EventEmitter } from 'node:events';
 import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 
 import { TrainingEvaluator, type TrainingEvalOptions } from './eval/training-eval.js';
 import type { EvalModel } from './eval/evaluate.js';
@@ -438,7 +438,7 @@ export class Trainer extends EventEmitter {
 
   /** Writes the checkpoint into `dir` (default the run folder), atomically as a whole. */
   async save(dir: string = this.runDir, only?: CoderEntry[]): Promise<void> {
-    if (dir === this.runDir) this.assertOpen('save()');
+    if (resolve(dir) === resolve(this.runDir)) this.assertOpen('save()');
     const entries = only ?? this.coders;
     const isSignum = this.cfg.optimizer === 'signum';
     await replaceRunFolder(dir, async (tmp) => {
