@@ -140,3 +140,23 @@ test('a tokenizer\'s source files reload to the same tokenizer without the model
     for (const d of [dir, copy]) rmSync(d, { recursive: true, force: true });
   }
 });
+
+test('a 300k-token vocabulary under a class whose special tokens are missing gets them at the next ids', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'spx-autotok-'));
+  try {
+    const vocab: Record<string, number> = {};
+    for (let i = 0; i < 300_000; i++) vocab[i < 256 ? String.fromCodePoint(0x100 + i) : `t${i}`] = i;
+    vocab['<unk>'] = 300_000;
+    const tokenizerJson = { version: '1.0', added_tokens: [], normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null, model: { type: 'BPE', vocab, merges: [] } };
+    writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(tokenizerJson));
+    writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ tokenizer_class: 'GemmaTokenizerFast' }));
+    const tok = await loadTokenizer(dir);
+    // GemmaTokenizer's defaults: <unk> is in the vocabulary; <bos>, <eos>, <pad>, <mask> are new.
+    assert.equal(tok.tokenToId('<unk>'), 300_000);
+    assert.equal(tok.bosTokenId, 300_001);
+    assert.equal(tok.eosTokenId, 300_002);
+    assert.equal(tok.vocabSize, 300_005);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

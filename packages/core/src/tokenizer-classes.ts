@@ -139,12 +139,20 @@ function withSpecialTokens(tokenizerJson: Json, config: Json): Json {
   const vocab = ((tokenizerJson.model as Json | undefined)?.vocab ?? {}) as Record<string, number>;
   if (Array.isArray(vocab)) return tokenizerJson; // Unigram vocabularies: left as they are
   const have = new Set(added.map((t) => t.content));
-  let next = Math.max(-1, ...Object.values(vocab), ...added.map((t) => Number(t.id))) + 1;
+  let next = -1; // the first free id, found when a token needs one (a loop: vocabularies reach 256k entries)
+  const freeId = () => {
+    if (next < 0) {
+      next = 0;
+      for (const id of Object.values(vocab)) if (id >= next) next = id + 1;
+      for (const t of added) if (Number(t.id) >= next) next = Number(t.id) + 1;
+    }
+    return next++;
+  };
   for (const key of SPECIAL_KEYS) {
     const content = tokenContent(config[key]);
     if (!content || have.has(content)) continue;
     have.add(content);
-    added.push({ id: vocab[content] ?? next++, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+    added.push({ id: vocab[content] ?? freeId(), content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
   }
   return added.length === (tokenizerJson.added_tokens as unknown[] | undefined)?.length ? tokenizerJson : { ...tokenizerJson, added_tokens: added };
 }
